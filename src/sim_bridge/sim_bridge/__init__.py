@@ -1,0 +1,1 @@
+"""sim_bridge bringup: launch files, configs and the bringup runner."""

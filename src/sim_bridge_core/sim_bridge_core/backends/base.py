@@ -1,0 +1,70 @@
+"""The interface every batched physics backend implements.
+
+A backend owns N worlds of one robot. It takes joint position targets for all worlds
+at once, advances one control period (``substeps`` physics steps), and exposes joint
+state as (N, J) arrays in the robot's joint order. Nothing here loops over worlds in
+Python: implementations hand whole arrays to the engine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from sim_bridge_core.models import RobotModel
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot serve the requested model or device."""
+
+
+def substeps_per_control(control_dt: float, physics_dt: float) -> int:
+    """Physics steps in one control period; control_dt must be a whole multiple of physics_dt."""
+    ratio = control_dt / physics_dt
+    substeps = round(ratio)
+    if substeps < 1 or abs(ratio - substeps) > 1e-6:
+        raise ValueError(
+            f"control_dt {control_dt} s is not a whole multiple of the model's timestep {physics_dt} s"
+        )
+    return substeps
+
+
+class SimBackend(ABC):
+    """N worlds of one robot, stepped one control period at a time."""
+
+    def __init__(self, robot: RobotModel, num_envs: int, control_dt: float) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.robot = robot
+        self.num_envs = num_envs
+        self.control_dt = control_dt
+        self.substeps = substeps_per_control(control_dt, robot.physics_dt)
+
+    @abstractmethod
+    def step(self, targets: np.ndarray) -> None:
+        """Hold joint position targets (N, J) for one control period."""
+
+    @abstractmethod
+    def reset(self, ids: np.ndarray, positions: np.ndarray) -> None:
+        """Reset worlds ``ids`` to the model defaults with joint positions (len(ids), J) at rest."""
+
+    @abstractmethod
+    def joint_positions(self) -> np.ndarray:
+        """(N, J) joint positions, a fresh array."""
+
+    @abstractmethod
+    def joint_velocities(self) -> np.ndarray:
+        """(N, J) joint velocities, a fresh array."""
+
+    @abstractmethod
+    def joint_efforts(self) -> np.ndarray:
+        """(N, J) actuator torque/force applied at each joint in the last physics step."""
+
+    @abstractmethod
+    def site_positions(self, site: int) -> np.ndarray:
+        """(N, 3) world position of a site at the current state."""
+
+    @abstractmethod
+    def model_field(self, name: str) -> np.ndarray:
+        """A live, writable (N, ...) per-world view of an MjModel field (e.g. ``body_mass``)."""

@@ -1,0 +1,66 @@
+"""CPU backend: all worlds in one ``mujoco.batch.Batch`` on a thread pool."""
+
+from __future__ import annotations
+
+import os
+
+import mujoco
+import numpy as np
+from mujoco.batch import Batch
+
+from sim_bridge_core.backends.base import SimBackend
+from sim_bridge_core.models import RobotModel
+
+
+class CpuBackend(SimBackend):
+    """N worlds on ``mujoco.batch`` (threads = cores by default).
+
+    The batch steps with ``stage=mjSTAGE_POS`` so kinematic outputs such as site
+    positions describe the state after the step (what rewards and observations need),
+    not the state one substep earlier.
+    """
+
+    def __init__(self, robot: RobotModel, num_envs: int, control_dt: float, threads: int = 0) -> None:
+        super().__init__(robot, num_envs, control_dt)
+        self._batch = Batch(robot.model, num_envs, threads or os.cpu_count() or 1)
+        self._qpos = self._batch.bind("qpos")
+        self._qvel = self._batch.bind("qvel")
+        self._ctrl = self._batch.bind("ctrl")
+        self._qfrc_actuator = self._batch.bind("qfrc_actuator")
+        self._site_xpos = self._batch.bind("site_xpos")
+        self._ctrl_cols = robot.actuator_ids
+        self._ctrl_scale = robot.ctrl_per_rad
+        self.reset(np.arange(num_envs), np.broadcast_to(robot.home, (num_envs, robot.num_joints)))
+
+    @property
+    def batch(self) -> Batch:
+        return self._batch
+
+    def step(self, targets: np.ndarray) -> None:
+        self._ctrl[:, self._ctrl_cols] = targets * self._ctrl_scale
+        self._batch.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_POS)
+
+    def reset(self, ids: np.ndarray, positions: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size == 0:
+            return
+        self._batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        rows = ids[:, None]
+        self._qpos[rows, self.robot.qpos_adr] = positions
+        self._ctrl[rows, self._ctrl_cols] = positions * self._ctrl_scale
+        self._batch.forward(ids)
+
+    def joint_positions(self) -> np.ndarray:
+        return self._qpos[:, self.robot.qpos_adr]
+
+    def joint_velocities(self) -> np.ndarray:
+        return self._qvel[:, self.robot.dof_adr]
+
+    def joint_efforts(self) -> np.ndarray:
+        return self._qfrc_actuator[:, self.robot.dof_adr]
+
+    def site_positions(self, site: int) -> np.ndarray:
+        return self._site_xpos[:, site]
+
+    def model_field(self, name: str) -> np.ndarray:
+        return self._batch.expand(name)

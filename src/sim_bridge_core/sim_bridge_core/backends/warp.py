@@ -1,0 +1,173 @@
+"""MuJoCo Warp backend: all worlds in one ``mujoco_warp`` Data on a CUDA GPU or Warp's CPU device."""
+
+from __future__ import annotations
+
+import mujoco_warp as mjw
+import numpy as np
+import warp as wp
+
+from sim_bridge_core.backends.base import BackendError, SimBackend
+from sim_bridge_core.models import RobotModel
+
+
+@wp.kernel
+def _scatter(
+    rows: wp.array(dtype=wp.int32),
+    cols: wp.array(dtype=wp.int32),
+    values: wp.array2d(dtype=wp.float32),
+    out: wp.array2d(dtype=wp.float32),
+):
+    """out[rows[i], cols[j]] = values[i, j]: a block of (world, column) entries in one launch."""
+    i, j = wp.tid()
+    out[rows[i], cols[j]] = values[i, j]
+
+
+def resolve_device(device: str) -> wp.context.Device:
+    """The Warp device for ``device`` ("" = first CUDA GPU if there is one, else the CPU)."""
+    if not device:
+        device = "cuda:0" if wp.get_cuda_device_count() > 0 else "cpu"
+    try:
+        return wp.get_device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise BackendError(f"Warp device '{device}' is not available: {exc}") from exc
+
+
+class WarpBackend(SimBackend):
+    """N worlds on MuJoCo Warp, in float32.
+
+    One control period writes ctrl, runs ``substeps`` calls of ``mjw.step`` and then
+    ``mjw.kinematics``, so site positions describe the state after the step as in
+    CpuBackend. On CUDA the whole period is one captured graph, replayed every step.
+
+    Per-world model fields (``model_field``) use MuJoCo Warp's batched model arrays:
+    a field whose array has a leading world dimension of 1 is shared, one of N gives
+    each world its own value (kernels read row ``world % len``).
+    """
+
+    def __init__(self, robot: RobotModel, num_envs: int, control_dt: float, device: str = "") -> None:
+        super().__init__(robot, num_envs, control_dt)
+        self.device = resolve_device(device)
+        with wp.ScopedDevice(self.device):
+            try:
+                self._model = mjw.put_model(robot.model)
+                self._data = mjw.make_data(robot.model, nworld=num_envs)
+            except (NotImplementedError, ValueError, RuntimeError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BackendError(f"MuJoCo Warp cannot simulate model '{robot.name}': {reason}") from exc
+            self._all_worlds = wp.array(np.arange(num_envs), dtype=wp.int32)
+            self._ctrl_cols = wp.array(robot.actuator_ids, dtype=wp.int32)
+            self._qpos_cols = wp.array(robot.qpos_adr, dtype=wp.int32)
+            self._dof_cols = wp.array(np.arange(robot.model.nv), dtype=wp.int32)
+            self._ctrl_targets = wp.zeros((num_envs, robot.num_joints), dtype=wp.float32)
+        self._fields: dict[str, tuple[wp.array, np.ndarray]] = {}
+        self._graph: wp.Graph | None = None
+        # One uncaptured period compiles and loads every kernel (graph capture needs them
+        # loaded); the reset below discards its effect.
+        self._run_period()
+        self._capture()
+        self.reset(np.arange(num_envs), np.broadcast_to(robot.home, (num_envs, robot.num_joints)))
+
+    def step(self, targets: np.ndarray) -> None:
+        self._ctrl_targets.assign(np.asarray(targets * self.robot.ctrl_per_rad, dtype=np.float32))
+        self._push_model_fields()
+        if self._graph is not None:
+            wp.capture_launch(self._graph)
+        else:
+            self._run_period()
+
+    def reset(self, ids: np.ndarray, positions: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int32)
+        if ids.size == 0:
+            return
+        positions = np.asarray(positions, dtype=np.float32).reshape(ids.size, self.robot.num_joints)
+        reset = np.zeros(self.num_envs, dtype=bool)
+        reset[ids] = True
+        others = np.flatnonzero(~reset).astype(np.int32)
+        m, d = self._model, self._data
+        self._push_model_fields()
+        with wp.ScopedDevice(self.device):
+            mjw.reset_data(m, d, wp.array(reset, dtype=bool))
+            self._write(d.qpos, ids, self._qpos_cols, positions)
+            self._write(d.ctrl, ids, self._ctrl_cols, positions * self.robot.ctrl_per_rad)
+            # mjw.forward has no world mask: run it for all worlds (it changes no state
+            # and is idempotent for kinematics), then put back the efforts of the worlds
+            # not reset, which report the force applied in their last step.
+            efforts = d.qfrc_actuator.numpy()[others]
+            mjw.forward(m, d)
+            self._write(d.qfrc_actuator, others, self._dof_cols, efforts)
+
+    def joint_positions(self) -> np.ndarray:
+        return self._data.qpos.numpy()[:, self.robot.qpos_adr].astype(np.float64)
+
+    def joint_velocities(self) -> np.ndarray:
+        return self._data.qvel.numpy()[:, self.robot.dof_adr].astype(np.float64)
+
+    def joint_efforts(self) -> np.ndarray:
+        return self._data.qfrc_actuator.numpy()[:, self.robot.dof_adr].astype(np.float64)
+
+    def site_positions(self, site: int) -> np.ndarray:
+        return self._data.site_xpos.numpy()[:, site].astype(np.float64)
+
+    def model_field(self, name: str) -> np.ndarray:
+        """A writable (N, ...) host array of per-world values of a model field.
+
+        Names are MjModel field names, and ``opt.<name>`` for options, as in CpuBackend.
+        The first call gives the field a leading world dimension of N on the device,
+        every world starting from the shared value. Writes to the returned array reach
+        the device at the start of the next ``step`` or ``reset`` (one copy per field).
+        Quantities MuJoCo derives from a field (e.g. subtree masses) do not follow it.
+        """
+        if name in self._fields:
+            return self._fields[name][1]
+        owner, attr = (self._model.opt, name[4:]) if name.startswith("opt.") else (self._model, name)
+        shared = getattr(owner, attr, None)
+        if not isinstance(shared, wp.array) or not getattr(shared, "_is_batched", False):
+            raise BackendError(f"MuJoCo Warp has no per-world model field '{name}'")
+        host = np.repeat(shared.numpy()[:1], self.num_envs, axis=0)
+        batched = wp.array(host, dtype=shared.dtype, device=self.device)
+        batched._is_batched = True  # the tag put_model gives arrays with a world dimension
+        setattr(owner, attr, batched)
+        self._fields[name] = (batched, host)
+        self._capture()  # a captured graph holds the old array's address
+        return host
+
+    def _run_period(self) -> None:
+        m, d = self._model, self._data
+        with wp.ScopedDevice(self.device):
+            wp.launch(
+                _scatter,
+                dim=(self.num_envs, self.robot.num_joints),
+                inputs=[self._all_worlds, self._ctrl_cols, self._ctrl_targets],
+                outputs=[d.ctrl],
+            )
+            for _ in range(self.substeps):
+                mjw.step(m, d)
+            mjw.kinematics(m, d)
+
+    def _capture(self) -> None:
+        """Record one control period as a CUDA graph (no-op on the CPU)."""
+        if not self.device.is_cuda:
+            return
+        with wp.ScopedCapture(device=self.device) as capture:
+            self._run_period()
+        self._graph = capture.graph
+
+    def _write(self, out: wp.array, rows: np.ndarray, cols: wp.array, values: np.ndarray) -> None:
+        """out[rows, cols] = values (len(rows), len(cols)) on the device, in one launch."""
+        if rows.size == 0:
+            return
+        wp.launch(
+            _scatter,
+            dim=values.shape,
+            inputs=[
+                wp.array(rows, dtype=wp.int32, device=self.device),
+                cols,
+                wp.array(np.asarray(values, dtype=np.float32), dtype=wp.float32, device=self.device),
+            ],
+            outputs=[out],
+            device=self.device,
+        )
+
+    def _push_model_fields(self) -> None:
+        for device_array, host in self._fields.values():
+            device_array.assign(host)

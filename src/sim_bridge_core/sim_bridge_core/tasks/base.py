@@ -1,0 +1,70 @@
+"""What a task is: reset distribution, inputs, observation, reward, termination, action mapping.
+
+All methods work on whole batches ((N, ...) arrays). The observation builder takes only
+what a real robot exposes (joint positions and velocities from JointState) plus the
+task inputs (e.g. a goal), so the same function serves training and deployment.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from sim_bridge_core.backends import SimBackend
+from sim_bridge_core.models import RobotModel
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """Per-world result of one control step."""
+
+    reward: np.ndarray
+    terminated: np.ndarray
+    success: np.ndarray
+
+
+class Task(ABC):
+    """A task on one robot; ``input_names`` are the per-world inputs JointState lacks."""
+
+    name: ClassVar[str]
+    input_names: ClassVar[tuple[str, ...]] = ()
+    action_scale: ClassVar[float] = 0.5
+
+    def __init__(self, robot: RobotModel) -> None:
+        self.robot = robot
+
+    @property
+    def observation_size(self) -> int:
+        return 2 * self.robot.num_joints + len(self.input_names)
+
+    @abstractmethod
+    def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Initial joint positions (count, J) and task inputs (count, K) for worlds being reset."""
+
+    @abstractmethod
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
+        """Reward, termination and success of every world at the backend's current state."""
+
+    def observation(self, positions: np.ndarray, velocities: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """(N, observation_size) float32: joint positions about home, velocities, task inputs."""
+        return np.concatenate([positions - self.robot.home, velocities, inputs], axis=-1, dtype=np.float32)
+
+    def action_to_targets(self, actions: np.ndarray) -> np.ndarray:
+        """Normalized actions in [-1, 1] to joint position targets (offsets about home, clamped)."""
+        return self.robot.clamp(self.robot.home + self.action_scale * np.clip(actions, -1.0, 1.0))
+
+
+class HoldTask(Task):
+    """No objective: worlds start at home and run to the episode length. Serves any model."""
+
+    name = "none"
+
+    def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.tile(self.robot.home, (count, 1)), np.zeros((count, 0))
+
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
+        zeros = np.zeros(backend.num_envs, dtype=bool)
+        return TaskOutcome(reward=np.zeros(backend.num_envs), terminated=zeros, success=zeros)

@@ -1,0 +1,41 @@
+"""Pendulum: swing the pole to a sampled angle and hold it there."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim_bridge_core.backends import SimBackend
+from sim_bridge_core.models import ModelError, RobotModel
+from sim_bridge_core.tasks.base import Task, TaskOutcome
+
+SUCCESS_ANGLE_RAD = 0.05
+SUCCESS_SPEED_RAD_S = 0.5
+
+
+def wrap_angle(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+class PendulumTask(Task):
+    name = "pendulum"
+    input_names = ("goal_angle",)
+    action_scale = np.pi
+
+    def __init__(self, robot: RobotModel) -> None:
+        if robot.num_joints != 1:
+            raise ModelError(f"task 'pendulum' needs a model with one joint, '{robot.name}' has {robot.num_joints}")
+        super().__init__(robot)
+
+    def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+        start = rng.uniform(-np.pi, np.pi, (count, self.robot.num_joints))
+        goal = rng.uniform(-np.pi, np.pi, (count, 1))
+        return start, goal
+
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
+        error = np.abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
+        speed = np.abs(backend.joint_velocities()[:, 0])
+        return TaskOutcome(
+            reward=-error - 0.01 * speed,
+            terminated=np.zeros(backend.num_envs, dtype=bool),
+            success=(error < SUCCESS_ANGLE_RAD) & (speed < SUCCESS_SPEED_RAD_S),
+        )

@@ -1,0 +1,283 @@
+"""Follow trajectory_msgs/JointTrajectory goals the way joint_trajectory_controller (Jazzy) does.
+
+The simulator node stands in for a ros2_control robot running joint_trajectory_controller,
+so clients that already drive real robots work unchanged.  The node decodes each message
+into plain values and calls :func:`parse_goal`, which validates it with the controller's
+rules and maps it onto the robot's joint order; a :class:`TrajectoryFollower` per world
+then turns the accepted goal into a position target at every control step.
+
+Interpolation follows the controller's spline: linear when points carry only positions,
+cubic when they carry velocities, quintic when they carry accelerations too.  The stretch
+from the state at acceptance to the first point uses the same rule, but since the measured
+state has no accelerations it is at most cubic (as in the controller when the hardware
+exports position and velocity states only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class TrajectoryError(ValueError):
+    """A trajectory message that is rejected; the message is meant for a log line."""
+
+
+@dataclass(frozen=True)
+class TrajectoryGoal:
+    """A validated trajectory in the robot's joint order.
+
+    ``joints`` indexes the goal's K joints into the robot's J joints; ``positions``,
+    ``velocities`` and ``accelerations`` are (N, K) with N points at ``times_s`` seconds
+    after ``start_s`` (sim time, already resolved from a zero stamp).
+    """
+
+    joints: np.ndarray
+    start_s: float
+    times_s: np.ndarray
+    positions: np.ndarray
+    velocities: np.ndarray | None
+    accelerations: np.ndarray | None
+    clamped: bool
+
+    @property
+    def end_s(self) -> float:
+        """Sim time at which the last point is reached."""
+        return self.start_s + float(self.times_s[-1])
+
+
+def _point_array(values: Sequence[float], what: str, index: int, width: int) -> np.ndarray:
+    array = np.asarray(values, dtype=float).reshape(-1)
+    if array.size != width:
+        raise TrajectoryError(f"point {index}: expected {width} {what}, got {array.size}")
+    if not np.all(np.isfinite(array)):
+        raise TrajectoryError(f"point {index}: {what} contain NaN or inf")
+    return array
+
+
+def _optional_field(
+    per_point: Sequence[Sequence[float]] | None, what: str, width: int, num_points: int
+) -> np.ndarray | None:
+    """(N, K) array, or None when every point leaves the field empty (it is all or nothing)."""
+    if per_point is None:
+        return None
+    if len(per_point) != num_points:
+        raise TrajectoryError(f"{what} given for {len(per_point)} points, expected {num_points}")
+    present = [len(values) > 0 for values in per_point]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = present.index(False)
+        raise TrajectoryError(f"point {missing}: {what} missing while other points have them")
+    return np.stack([_point_array(v, what, i, width) for i, v in enumerate(per_point)])
+
+
+def parse_goal(
+    joint_names: Sequence[str],
+    stamp_s: float,
+    times_s: Sequence[float],
+    positions: Sequence[Sequence[float]],
+    velocities: Sequence[Sequence[float]] | None,
+    accelerations: Sequence[Sequence[float]] | None,
+    *,
+    robot_joints: Sequence[str],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    allow_partial: bool,
+    now_s: float,
+    allow_nonzero_end_velocity: bool = False,
+) -> TrajectoryGoal:
+    """Validate a decoded JointTrajectory and map it onto ``robot_joints``.
+
+    ``times_s``, ``positions``, ``velocities`` and ``accelerations`` hold one entry per
+    point (a point's velocities/accelerations may be empty).  A zero ``stamp_s`` starts the
+    trajectory at ``now_s``.  Positions outside ``[lower, upper]`` are clamped and the goal
+    says so.  ``allow_nonzero_end_velocity`` mirrors the controller parameter
+    ``allow_nonzero_velocity_at_trajectory_end``, false by default on Jazzy.
+    """
+    if len(joint_names) == 0:
+        raise TrajectoryError("empty joint_names")
+    if len(positions) == 0:
+        raise TrajectoryError("trajectory has no points")
+    if len(times_s) != len(positions):
+        raise TrajectoryError(f"{len(times_s)} time_from_start values for {len(positions)} points")
+
+    robot_index = {name: i for i, name in enumerate(robot_joints)}
+    seen: set[str] = set()
+    for name in joint_names:
+        if name not in robot_index:
+            raise TrajectoryError(f"unknown joint '{name}'")
+        if name in seen:
+            raise TrajectoryError(f"duplicate joint '{name}'")
+        seen.add(name)
+    missing = [name for name in robot_joints if name not in seen]
+    if missing and not allow_partial:
+        raise TrajectoryError(
+            f"goal lacks joints {', '.join(repr(n) for n in missing)} and allow_partial_joints_goal is false"
+        )
+    joints = np.array([robot_index[name] for name in joint_names], dtype=int)
+    width, num_points = len(joints), len(positions)
+
+    pos = np.stack([_point_array(p, "positions", i, width) for i, p in enumerate(positions)])
+    vel = _optional_field(velocities, "velocities", width, num_points)
+    acc = _optional_field(accelerations, "accelerations", width, num_points)
+    if acc is not None and vel is None:
+        raise TrajectoryError("accelerations given without velocities")
+
+    times = np.asarray(times_s, dtype=float).reshape(-1)
+    for i, t in enumerate(times):
+        if not math.isfinite(t) or t < 0.0:
+            raise TrajectoryError(f"point {i}: time_from_start {t} is negative or not finite")
+        if i > 0 and t <= times[i - 1]:
+            raise TrajectoryError(f"point {i}: time_from_start not strictly increasing")
+
+    if not math.isfinite(stamp_s):
+        raise TrajectoryError(f"header stamp {stamp_s} is not finite")
+    start_s = now_s if stamp_s == 0.0 else float(stamp_s)
+    end_s = start_s + float(times[-1])
+    if end_s < now_s:
+        raise TrajectoryError(f"trajectory ends in the past (at {end_s:.6f} s, now is {now_s:.6f} s)")
+
+    if vel is not None and not allow_nonzero_end_velocity and np.any(vel[-1] != 0.0):
+        name = joint_names[int(np.flatnonzero(vel[-1])[0])]
+        raise TrajectoryError(
+            f"last point has non-zero velocity for joint '{name}' "
+            "and allow_nonzero_velocity_at_trajectory_end is false"
+        )
+
+    lo = np.asarray(lower, dtype=float)[joints]
+    hi = np.asarray(upper, dtype=float)[joints]
+    clipped = np.clip(pos, lo, hi)
+    return TrajectoryGoal(
+        joints=joints,
+        start_s=start_s,
+        times_s=times,
+        positions=clipped,
+        velocities=vel,
+        accelerations=acc,
+        clamped=bool(np.any(clipped != pos)),
+    )
+
+
+def _interpolate(
+    duration: float,
+    elapsed: float,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    v0: np.ndarray | None,
+    v1: np.ndarray | None,
+    a0: np.ndarray | None,
+    a1: np.ndarray | None,
+) -> np.ndarray:
+    """Position ``elapsed`` seconds into a segment of ``duration`` seconds (0 < elapsed < duration).
+
+    The polynomial is written as the Taylor expansion at the start plus a correction in
+    powers of s = elapsed / duration whose coefficients make the end conditions hold.
+    """
+    s = elapsed / duration
+    if v0 is None or v1 is None:
+        return p0 + (p1 - p0) * s
+    if a0 is None or a1 is None:
+        d = p1 - p0 - v0 * duration
+        e = (v1 - v0) * duration
+        return p0 + v0 * elapsed + (3.0 * d - e) * s**2 + (e - 2.0 * d) * s**3
+    d = p1 - p0 - v0 * duration - 0.5 * a0 * duration**2
+    e = (v1 - v0 - a0 * duration) * duration
+    f = (a1 - a0) * duration**2
+    return (
+        p0
+        + v0 * elapsed
+        + 0.5 * a0 * elapsed**2
+        + (10.0 * d - 4.0 * e + 0.5 * f) * s**3
+        + (-15.0 * d + 7.0 * e - f) * s**4
+        + (6.0 * d - 3.0 * e + 0.5 * f) * s**5
+    )
+
+
+class TrajectoryFollower:
+    """The trajectory one world is following, sampled into joint position targets."""
+
+    def __init__(self) -> None:
+        self._goal: TrajectoryGoal | None = None
+        self._accepted_s = 0.0
+        self._base = np.zeros(0)
+        self._start_pos = np.zeros(0)
+        self._start_vel = np.zeros(0)
+
+    @property
+    def active(self) -> bool:
+        """Whether a goal is set (it stays set, holding its last point, until replaced or cleared)."""
+        return self._goal is not None
+
+    @property
+    def goal(self) -> TrajectoryGoal | None:
+        return self._goal
+
+    def start(
+        self,
+        goal: TrajectoryGoal,
+        now_s: float,
+        current_targets: np.ndarray,
+        current_positions: np.ndarray,
+        current_velocities: np.ndarray,
+    ) -> None:
+        """Follow ``goal`` from now on, replacing any previous goal.
+
+        Joints outside a partial goal keep ``current_targets``.  Goal joints move from
+        ``current_positions``/``current_velocities`` to the first point, as the controller
+        does from the measured state; pass the targets as positions to start from the
+        command instead (the controller's ``open_loop_control``).
+        """
+        self._goal = goal
+        self._accepted_s = float(now_s)
+        self._base = np.array(current_targets, dtype=float)
+        self._start_pos = np.asarray(current_positions, dtype=float)[goal.joints]
+        self._start_vel = np.asarray(current_velocities, dtype=float)[goal.joints]
+
+    def clear(self) -> None:
+        """Drop the goal (e.g. when the world is reset)."""
+        self._goal = None
+
+    def sample(self, now_s: float) -> np.ndarray:
+        """Position targets (J,) for all robot joints at sim time ``now_s``."""
+        goal = self._goal
+        if goal is None:
+            raise RuntimeError("TrajectoryFollower.sample called without a goal")
+        targets = self._base.copy()
+        targets[goal.joints] = self._goal_positions(goal, float(now_s))
+        return targets
+
+    def _goal_positions(self, goal: TrajectoryGoal, t: float) -> np.ndarray:
+        knots = goal.start_s + goal.times_s
+        vel, acc = goal.velocities, goal.accelerations
+        if t < knots[0]:
+            if t <= self._accepted_s:
+                return self._start_pos
+            first_vel = None if vel is None else vel[0]
+            start_vel = None if vel is None else self._start_vel
+            return _interpolate(
+                knots[0] - self._accepted_s,
+                t - self._accepted_s,
+                self._start_pos,
+                goal.positions[0],
+                start_vel,
+                first_vel,
+                None,
+                None,
+            )
+        i = int(np.searchsorted(knots, t, side="right")) - 1
+        if i >= len(knots) - 1:
+            return goal.positions[-1]
+        return _interpolate(
+            knots[i + 1] - knots[i],
+            t - knots[i],
+            goal.positions[i],
+            goal.positions[i + 1],
+            None if vel is None else vel[i],
+            None if vel is None else vel[i + 1],
+            None if acc is None else acc[i],
+            None if acc is None else acc[i + 1],
+        )

@@ -1,0 +1,1 @@
+"""sim_bridge policy node: PPO training, evaluation and deployment."""

@@ -1,0 +1,1 @@
+"""sim_bridge domain-randomization node."""

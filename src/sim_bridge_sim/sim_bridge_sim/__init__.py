@@ -1,0 +1,1 @@
+"""sim_bridge simulator node: N MuJoCo worlds behind JointState/JointTrajectory topics."""
