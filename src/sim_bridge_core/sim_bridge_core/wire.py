@@ -175,11 +175,10 @@ class JointStateEncoder:
         self.names = tuple(names)
         count = len(self.names)
         writer = _Writer()
-        stamp = writer.header()
+        self._stamp = writer.header()
         writer.raw(_encode_string_seq(self.names))
         offsets = [writer.slot(count, 8) for _ in range(3)]
         self._template = _Template(writer)
-        self._stamp = stamp
         self._position, self._velocity, self._effort = (self._template.f64(o, count) for o in offsets)
 
     def encode(self, stamp_ns: int, position: ArrayLike, velocity: ArrayLike, effort: ArrayLike) -> bytes:
@@ -242,7 +241,7 @@ class MultiArrayEncoder:
     def _layout(self, shape: tuple[int, ...]) -> bytes:
         writer = _Writer()
         writer.u32(len(shape))
-        for axis, (label, size) in enumerate(zip(self._encoded_labels, shape)):
+        for axis, (label, size) in enumerate(zip(self._encoded_labels, shape, strict=True)):
             writer.raw(label)
             writer.u32(size)
             writer.u32(math.prod(shape[axis:]))
@@ -301,7 +300,7 @@ class _Reader:
         return self.strings_n(1)[0]
 
     def strings(self, known: bytes = b"", known_names: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """A sequence<string>; when its bytes equal ``known`` (an encoding of ``known_names``), skip parsing."""
+        """A sequence<string>; bytes equal to ``known``, the encoding of ``known_names``, are not parsed."""
         start = self.pos + -self.pos % 4
         if known and self.data.startswith(known, start):
             self.pos = start + len(known)
@@ -341,7 +340,9 @@ class _Reader:
         return np.frombuffer(self.data, dtype, count, start).copy()
 
 
-def _read_joint_state(reader: _Reader, known: bytes = b"", known_names: tuple[str, ...] = ()) -> JointStateWire:
+def _read_joint_state(
+    reader: _Reader, known: bytes = b"", known_names: tuple[str, ...] = ()
+) -> JointStateWire:
     stamp_ns = reader.ns()
     reader.string()  # frame_id
     names = reader.strings(known, known_names)

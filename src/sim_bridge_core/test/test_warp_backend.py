@@ -27,10 +27,11 @@ KEPT_IDS = np.array([0, 2])
 PHASE = np.array([0.0, 0.0, 1.0, 2.0])
 HEAVY_WORLD, MASS_SCALE = 0, 1.5
 
-# Warp simulates in float32, MuJoCo in float64. Over 250 substeps of stiff servos the
-# largest differences measured were 3.5e-6 rad, 4.4e-5 rad/s, 4.4e-3 N·m (arm7: kp up to
-# 4500 N·m/rad turns micro-radian errors into milli-newton-metres, against torques of up
-# to 87 N·m) and 1.8e-6 m; the tolerances allow about five times that.
+# Warp simulates in float32, MuJoCo in float64. Over these 250 substeps of stiff servos the
+# largest differences measured were 1.6e-6 rad, 1.5e-5 rad/s, 3.9e-3 N·m and 5.9e-7 m (arm7;
+# other target sequences gave up to 3.5e-6, 4.4e-5, 4.4e-3, 1.8e-6). Efforts are the loosest
+# because kp up to 4500 N·m/rad turns micro-radian errors into milli-newton-metres, against
+# torques of up to 87 N·m. The tolerances allow about five times the worst seen.
 TOLERANCE = {"positions": 2e-5, "velocities": 2e-4, "efforts": 2e-2, "site": 1e-5}
 
 

@@ -22,7 +22,7 @@ def _scatter(
     out[rows[i], cols[j]] = values[i, j]
 
 
-def resolve_device(device: str) -> wp.context.Device:
+def _resolve_device(device: str) -> wp.context.Device:
     """The Warp device for ``device`` ("" = first CUDA GPU if there is one, else the CPU)."""
     if not device:
         device = "cuda:0" if wp.get_cuda_device_count() > 0 else "cpu"
@@ -46,13 +46,13 @@ class WarpBackend(SimBackend):
 
     def __init__(self, robot: RobotModel, num_envs: int, control_dt: float, device: str = "") -> None:
         super().__init__(robot, num_envs, control_dt)
-        self.device = resolve_device(device)
+        self.device = _resolve_device(device)
         with wp.ScopedDevice(self.device):
             try:
                 self._model = mjw.put_model(robot.model)
                 self._data = mjw.make_data(robot.model, nworld=num_envs)
             except (NotImplementedError, ValueError, RuntimeError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise BackendError(f"MuJoCo Warp cannot simulate model '{robot.name}': {reason}") from exc
             self._all_worlds = wp.array(np.arange(num_envs), dtype=wp.int32)
             self._ctrl_cols = wp.array(robot.actuator_ids, dtype=wp.int32)
@@ -61,14 +61,14 @@ class WarpBackend(SimBackend):
             self._ctrl_targets = wp.zeros((num_envs, robot.num_joints), dtype=wp.float32)
         self._fields: dict[str, tuple[wp.array, np.ndarray]] = {}
         self._graph: wp.Graph | None = None
-        # One uncaptured period compiles and loads every kernel (graph capture needs them
-        # loaded); the reset below discards its effect.
+        # One uncaptured period compiles and loads the kernels a period uses, so the graph
+        # capture needs no module loading; the reset below discards its effect.
         self._run_period()
         self._capture()
         self.reset(np.arange(num_envs), np.broadcast_to(robot.home, (num_envs, robot.num_joints)))
 
     def step(self, targets: np.ndarray) -> None:
-        self._ctrl_targets.assign(np.asarray(targets * self.robot.ctrl_per_rad, dtype=np.float32))
+        self._ctrl_targets.assign(np.asarray(np.asarray(targets) * self.robot.ctrl_per_rad, dtype=np.float32))
         self._push_model_fields()
         if self._graph is not None:
             wp.capture_launch(self._graph)
@@ -89,8 +89,8 @@ class WarpBackend(SimBackend):
             mjw.reset_data(m, d, wp.array(reset, dtype=bool))
             self._write(d.qpos, ids, self._qpos_cols, positions)
             self._write(d.ctrl, ids, self._ctrl_cols, positions * self.robot.ctrl_per_rad)
-            # mjw.forward has no world mask: run it for all worlds (it changes no state
-            # and is idempotent for kinematics), then put back the efforts of the worlds
+            # mjw.forward has no world mask: run it for all worlds (it recomputes derived
+            # quantities and changes no state), then put back the efforts of the worlds
             # not reset, which report the force applied in their last step.
             efforts = d.qfrc_actuator.numpy()[others]
             mjw.forward(m, d)
@@ -148,7 +148,7 @@ class WarpBackend(SimBackend):
         """Record one control period as a CUDA graph (no-op on the CPU)."""
         if not self.device.is_cuda:
             return
-        with wp.ScopedCapture(device=self.device) as capture:
+        with wp.ScopedCapture(device=self.device, force_module_load=False) as capture:
             self._run_period()
         self._graph = capture.graph
 

@@ -1,0 +1,77 @@
+"""Declare a config dataclass as ROS parameters, with descriptors, and read it back validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from sim_bridge_core.config import ConfigError, SettingSpec, check_value, from_mapping, setting_specs
+
+T = TypeVar("T")
+_INT64_MAX = (1 << 63) - 1
+
+
+def descriptor(spec: SettingSpec) -> ParameterDescriptor:
+    """A ParameterDescriptor carrying the setting's description, bounds and choices."""
+    desc = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = f"one of: {', '.join(spec.choices)}"
+    if spec.low is not None or spec.high is not None:
+        if spec.type is int:
+            low = int(spec.low) if spec.low is not None else -_INT64_MAX
+            high = int(spec.high) if spec.high is not None else _INT64_MAX
+            desc.integer_range = [IntegerRange(from_value=low, to_value=high, step=0)]
+        elif spec.type is float:
+            low = float(spec.low) if spec.low is not None else -sys.float_info.max
+            high = float(spec.high) if spec.high is not None else sys.float_info.max
+            desc.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+    return desc
+
+
+def declare_config(node: Node, cls: type[T], section: str) -> T:
+    """Declare every setting of ``cls`` on ``node`` and return the validated config.
+
+    Any problem (wrong type, out of range, unknown choice) raises ConfigError naming
+    ``section.key``, so a node can fail at start-up with one clear line.
+    """
+    values = {}
+    for spec in setting_specs(cls):
+        try:
+            parameter = node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        except (ParameterException, TypeError, ValueError) as exc:
+            raise ConfigError(f"{section}.{spec.name}: {exc}") from None
+        value = parameter.value
+        values[spec.name] = list(value) if spec.is_list else value
+    return from_mapping(cls, values, section)
+
+
+def watch_config(node: Node, cls: type[T], section: str, get: Callable[[], T], apply: Callable[[T], None]) -> None:
+    """Let the writable settings of ``cls`` change at run time, validated by the same schema.
+
+    A refused value (read-only, wrong type, out of range) is reported back to the caller
+    with the reason, and nothing changes.
+    """
+    specs = {spec.name: spec for spec in setting_specs(cls)}
+
+    def on_set(parameters: list[Parameter]) -> SetParametersResult:
+        changes = {}
+        for parameter in parameters:
+            spec = specs.get(parameter.name)
+            if spec is None:
+                continue
+            try:
+                changes[spec.name] = check_value(spec, parameter.value, section)
+            except ConfigError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        if changes:
+            apply(dataclasses.replace(get(), **changes))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)

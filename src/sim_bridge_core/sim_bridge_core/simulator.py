@@ -1,0 +1,234 @@
+"""The simulator's logic without ROS: config, command handling, stepping and wire messages.
+
+The ROS node only moves bytes between topics and this class, and decides when to step
+(the mode). Commands come in two kinds:
+
+* the batched command (``batch/joint_trajectory``): one point with position targets for
+  every world, answering the ``batch/joint_states`` stamp it was computed from;
+* per-world JointTrajectory goals with joint_trajectory_controller semantics, for the
+  single world or the mirrored worlds.
+
+A world's targets follow its trajectory while it has one; a batched command replaces
+the targets of every world and ends their trajectories (the newest command wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim_bridge_core.backends import BACKENDS, make_backend
+from sim_bridge_core.config import ConfigError, setting
+from sim_bridge_core.env import BatchedEnv, StepResult
+from sim_bridge_core.models import ModelError, PdGains, load_robot
+from sim_bridge_core.tasks import TASKS, make_task
+from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, parse_goal
+from sim_bridge_core.wire import (
+    JointStateEncoder,
+    JointTrajectoryDecoder,
+    MultiArrayEncoder,
+    WireError,
+    decode_joint_trajectory,
+)
+
+MODES = ("lockstep", "realtime", "fast")
+TASK_SIGNALS = ("reward", "terminated", "truncated")
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    model: str = setting("arm7", "built-in model name (arm7, pendulum) or path to an MJCF/URDF file")
+    num_envs: int = setting(1, "number of parallel worlds", low=1, high=1 << 20)
+    backend: str = setting("cpu", "physics backend", choices=BACKENDS)
+    device: str = setting("", "warp backend device: '' (CUDA if present, else CPU), 'cpu', 'cuda:0'")
+    threads: int = setting(0, "cpu backend threads (0 = one per core)", low=0, high=1024)
+    control_dt: float = setting(0.02, "control period in seconds (a multiple of the model timestep)",
+                                low=1e-5, high=10.0)
+    mode: str = setting("realtime", "lockstep: step when the batched command for the last state "
+                        "arrives; realtime: step on the wall clock; fast: step as fast as possible",
+                        choices=MODES)
+    real_time_factor: float = setting(1.0, "sim seconds per wall second in realtime mode", low=0.001,
+                                      high=1000.0)
+    mirror_envs: list[int] = setting([0], "worlds with their own env_<i>/ topics when num_envs > 1", low=0)
+    task: str = setting("none", "task run in every world (reward, resets, task inputs)", choices=tuple(TASKS))
+    episode_length_s: float = setting(5.0, "episode length before truncation, seconds", low=1e-3, high=1e9)
+    seed: int = setting(0, "seed of the reset distribution", low=0, high=(1 << 63) - 1)
+    publish_clock: bool = setting(True, "publish sim time on /clock")
+    kp: float = setting(100.0, "PD stiffness for torque-driven joints (N*m/rad)", low=0.0, high=1e7)
+    kd: float = setting(10.0, "PD damping for torque-driven joints (N*m*s/rad)", low=0.0, high=1e6)
+    allow_partial_joints_goal: bool = setting(False, "accept trajectories naming a subset of the joints",
+                                              read_only=False)
+    lockstep_resend_s: float = setting(0.5, "lockstep: republish the pending state after this wall time "
+                                       "without an answer (covers a learner that joined late)",
+                                       low=0.01, high=60.0)
+
+    def check(self) -> None:
+        """Cross-field checks that a single field's bounds cannot express."""
+        if self.num_envs > 1:
+            outside = [world for world in self.mirror_envs if world >= self.num_envs]
+            if outside:
+                raise ConfigError(
+                    f"simulator.mirror_envs: world {outside[0]} does not exist with num_envs {self.num_envs}"
+                )
+
+
+class CommandError(ValueError):
+    """A command that was rejected; the message is the reason, fit for a log line.
+
+    ``stale`` marks a lockstep answer to an earlier state (a resend's duplicate): expected
+    traffic, not a client error.
+    """
+
+    def __init__(self, reason: str, stale: bool = False) -> None:
+        super().__init__(reason)
+        self.stale = stale
+
+
+class Simulator:
+    """N worlds, their commands and the messages that describe them."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        config.check()
+        self.config = config
+        try:
+            self.robot = load_robot(config.model, PdGains(config.kp, config.kd))
+        except ModelError as exc:
+            raise ConfigError(f"simulator.model: {exc}") from exc
+        try:
+            task = make_task(config.task, self.robot)
+        except ModelError as exc:
+            raise ConfigError(f"simulator.task: {exc}") from exc
+        try:
+            backend = make_backend(config.backend, self.robot, config.num_envs, config.control_dt,
+                                   device=config.device, threads=config.threads)
+        except ValueError as exc:
+            raise ConfigError(f"simulator.control_dt: {exc}") from exc
+        self.env = BatchedEnv(backend, task, config.episode_length_s, config.seed)
+        self.targets = self.env.backend.joint_positions()
+        self.last_result: StepResult | None = None
+
+        joints = self.robot.joint_names
+        self.mirrored = [0] if config.num_envs == 1 else sorted(set(config.mirror_envs))
+        self.followers = {world: TrajectoryFollower() for world in self.mirrored}
+        batch_names = [f"env_{i}/{joint}" for i in range(config.num_envs) for joint in joints]
+        self._batch_state = JointStateEncoder(batch_names)
+        self._batch_command = JointTrajectoryDecoder(batch_names)
+        self._world_state = JointStateEncoder(joints)
+        self.task_fields = (*TASK_SIGNALS, *task.input_names)
+        self._task = MultiArrayEncoder(np.float32, ("env", ",".join(self.task_fields)))
+
+    @property
+    def time_ns(self) -> int:
+        return self.env.time_ns
+
+    def step(self) -> StepResult:
+        """Advance every world one control period under its current targets."""
+        now_s = self.time_ns / _NS
+        for world, follower in self.followers.items():
+            if follower.active:
+                self.targets[world] = self.robot.clamp(follower.sample(now_s))
+        result = self.env.step(self.targets)
+        done = np.flatnonzero(result.done)
+        if done.size:
+            self.targets[done] = self.env.backend.joint_positions()[done]
+            for world in done:
+                if world in self.followers:
+                    self.followers[world].clear()
+        self.last_result = result
+        return result
+
+    def reset(self) -> None:
+        """Every world back to its initial distribution; targets hold the new pose."""
+        self.env.reset()
+        self.targets = self.env.backend.joint_positions()
+        for follower in self.followers.values():
+            follower.clear()
+        self.last_result = None
+
+    def apply_batch_command(self, data: bytes, expected_stamp_ns: int | None = None) -> int:
+        """Take a batched command (serialized JointTrajectory); return the stamp it answers.
+
+        With ``expected_stamp_ns`` (lockstep) a command answering another state is refused.
+        """
+        try:
+            message = self._batch_command.decode(data)
+        except WireError as exc:
+            raise CommandError(f"malformed message: {exc}") from exc
+        if expected_stamp_ns is not None and message.stamp_ns != expected_stamp_ns:
+            raise CommandError(
+                f"answers the state at {message.stamp_ns} ns, the pending state is at {expected_stamp_ns} ns",
+                stale=True,
+            )
+        if message.joint_names is not self._batch_command.names:
+            raise CommandError("joint_names must be the names of batch/joint_states, in that order")
+        if len(message.points) != 1:
+            raise CommandError(f"expected exactly one point, got {len(message.points)}")
+        positions = message.points[0].positions
+        if positions.size != self.targets.size:
+            raise CommandError(f"expected {self.targets.size} positions, got {positions.size}")
+        if not np.isfinite(positions).all():
+            raise CommandError("positions contain NaN or inf")
+        self.targets = self.robot.clamp(positions.reshape(self.targets.shape))
+        for follower in self.followers.values():
+            follower.clear()
+        return message.stamp_ns
+
+    def apply_trajectory(self, world: int, data: bytes) -> bool:
+        """Start a JointTrajectory goal on a mirrored world; return whether targets were clamped."""
+        try:
+            message = decode_joint_trajectory(data)
+            points = message.points
+            goal = parse_goal(
+                message.joint_names,
+                message.stamp_ns / _NS,
+                [p.time_from_start_ns / _NS for p in points],
+                [p.positions for p in points],
+                [p.velocities for p in points],
+                [p.accelerations for p in points],
+                robot_joints=self.robot.joint_names,
+                lower=self.robot.lower,
+                upper=self.robot.upper,
+                allow_partial=self.config.allow_partial_joints_goal,
+                now_s=self.time_ns / _NS,
+            )
+        except (WireError, TrajectoryError) as exc:
+            raise CommandError(str(exc)) from exc
+        backend = self.env.backend
+        self.followers[world].start(
+            goal,
+            self.time_ns / _NS,
+            self.targets[world],
+            backend.joint_positions()[world],
+            backend.joint_velocities()[world],
+        )
+        return goal.clamped
+
+    def batch_joint_states(self) -> bytes:
+        """``batch/joint_states``: every world, names ``env_<i>/<joint>``, stamped with sim time."""
+        backend = self.env.backend
+        return self._batch_state.encode(
+            self.time_ns, backend.joint_positions(), backend.joint_velocities(), backend.joint_efforts()
+        )
+
+    def joint_states(self) -> list[bytes]:
+        """Each mirrored world's JointState with the model's joint names, in ``mirrored`` order."""
+        backend = self.env.backend
+        rows = self.mirrored
+        positions = backend.joint_positions()[rows]
+        velocities = backend.joint_velocities()[rows]
+        efforts = backend.joint_efforts()[rows]
+        return [
+            self._world_state.encode(self.time_ns, positions[i], velocities[i], efforts[i])
+            for i in range(len(rows))
+        ]
+
+    def task_signals(self) -> bytes:
+        """``batch/task``: reward, terminated, truncated of the last step, then the task inputs."""
+        n = self.config.num_envs
+        result = self.last_result
+        signals = np.zeros((n, 3)) if result is None else np.column_stack(
+            (result.reward, result.terminated, result.truncated)
+        )
+        return self._task.encode(np.concatenate((signals, self.env.inputs), axis=1))

@@ -1,0 +1,225 @@
+"""The simulator node: ROS topics and services around ``sim_bridge_core.simulator.Simulator``.
+
+Stepping runs on its own thread, paced by the mode; subscriptions and services run on
+the executor and hand their work to the simulator under one lock. Batched topics carry
+serialized bytes both ways, so no per-step Python message conversion happens.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32MultiArray
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from sim_bridge_core.backends import BackendError
+from sim_bridge_core.config import ConfigError
+from sim_bridge_core.models import ModelError
+from sim_bridge_core.ros.parameters import declare_config, watch_config
+from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
+
+RELIABLE_LATEST = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Falling further behind the wall clock than this many periods resets the schedule
+# (after a pause or a stall) instead of stepping in a burst to catch up.
+MAX_LAG_PERIODS = 10
+
+
+class SimulatorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("simulator", **kwargs)
+        self.config = declare_config(self, SimulatorConfig, "simulator")
+        self.sim = Simulator(self.config)
+        watch_config(self, SimulatorConfig, "simulator", lambda: self.sim.config, self._set_config)
+        self._lock = threading.Condition()
+        self._paused = False
+        self._answered = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="simulation", daemon=True)
+
+        self._clock_pub = (
+            self.create_publisher(Clock, "/clock", QoSProfile(depth=1)) if self.config.publish_clock else None
+        )
+        self._batch_state_pub = self.create_publisher(JointState, "batch/joint_states", RELIABLE_LATEST)
+        self._task_pub = self.create_publisher(Float32MultiArray, "batch/task", RELIABLE_LATEST)
+        self.create_subscription(
+            JointTrajectory, "batch/joint_trajectory", self._on_batch_command, RELIABLE_LATEST, raw=True
+        )
+        prefix = "" if self.config.num_envs == 1 else "env_{}/"
+        self._world_state_pubs = []
+        for world in self.sim.mirrored:
+            ns = prefix.format(world)
+            self._world_state_pubs.append(self.create_publisher(JointState, f"{ns}joint_states", RELIABLE))
+            self.create_subscription(
+                JointTrajectory,
+                f"{ns}joint_trajectory",
+                lambda data, world=world: self._on_trajectory(world, data),
+                RELIABLE,
+                raw=True,
+            )
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(SetBool, "~/pause", self._on_pause)
+        self.create_service(Trigger, "~/step", self._on_step)
+        robot = self.sim.robot
+        self.get_logger().info(
+            f"{self.config.num_envs} x {robot.name} ({robot.num_joints} joints, {robot.path}) on "
+            f"{self.config.backend}, task '{self.config.task}', mode {self.config.mode}, "
+            f"control_dt {self.config.control_dt} s = {self.sim.env.backend.substeps} x {robot.physics_dt} s"
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+    # Stepping -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        period = self.config.control_dt / self.config.real_time_factor
+        with self._lock:
+            self._publish()
+        deadline = time.perf_counter()
+        while True:
+            if self.config.mode == "realtime":
+                deadline += period
+                delay = deadline - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -MAX_LAG_PERIODS * period:
+                    deadline = time.perf_counter()
+            with self._lock:
+                if not self._wait_for_turn():
+                    return
+                self.sim.step()
+                self._publish()
+
+    def _wait_for_turn(self) -> bool:
+        """Block (lock held) until the mode allows the next step; False when stopping."""
+        resend_at = time.monotonic() + self.config.lockstep_resend_s
+        while not self._stopping:
+            if self._paused:
+                self._lock.wait(timeout=0.1)
+                continue
+            if self.config.mode != "lockstep" or self._answered:
+                self._answered = False
+                return True
+            self._lock.wait(timeout=max(0.0, resend_at - time.monotonic()))
+            if not self._answered and time.monotonic() >= resend_at:
+                self._publish()
+                resend_at = time.monotonic() + self.config.lockstep_resend_s
+        return False
+
+    def _publish(self) -> None:
+        if not rclpy.ok():
+            return
+        stamp = self.sim.time_ns
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)))
+        self._batch_state_pub.publish(self.sim.batch_joint_states())
+        self._task_pub.publish(self.sim.task_signals())
+        for publisher, data in zip(self._world_state_pubs, self.sim.joint_states(), strict=True):
+            publisher.publish(data)
+
+    # Commands -------------------------------------------------------------------------------
+
+    def _on_batch_command(self, data: bytes) -> None:
+        with self._lock:
+            try:
+                stamp = self.sim.apply_batch_command(
+                    data, expected_stamp_ns=self.sim.time_ns if self.config.mode == "lockstep" else None
+                )
+            except CommandError as exc:
+                self._reject("batch/joint_trajectory", exc)
+                return
+            if stamp == self.sim.time_ns:
+                self._answered = True
+                self._lock.notify_all()
+
+    def _on_trajectory(self, world: int, data: bytes) -> None:
+        with self._lock:
+            try:
+                clamped = self.sim.apply_trajectory(world, data)
+            except CommandError as exc:
+                self._reject("joint_trajectory", exc)
+                return
+        if clamped:
+            self.get_logger().warning(
+                "joint_trajectory: positions outside the joint limits were clamped", throttle_duration_sec=1.0
+            )
+
+    def _reject(self, topic: str, exc: CommandError) -> None:
+        if exc.stale:
+            self.get_logger().debug(f"ignored {topic}: {exc}", throttle_duration_sec=1.0)
+        else:
+            self.get_logger().warning(f"rejected {topic}: {exc}", throttle_duration_sec=1.0)
+
+    def _set_config(self, config: SimulatorConfig) -> None:
+        with self._lock:
+            self.sim.config = config
+
+    # Services -------------------------------------------------------------------------------
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            self.sim.reset()
+            self._publish()
+        response.success, response.message = True, f"all {self.config.num_envs} worlds reset"
+        return response
+
+    def _on_pause(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        with self._lock:
+            self._paused = request.data
+            self._lock.notify_all()
+        response.success, response.message = True, "paused" if request.data else "running"
+        return response
+
+    def _on_step(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            if not self._paused:
+                response.success, response.message = False, "not paused: call ~/pause true first"
+                return response
+            self.sim.step()
+            self._publish()
+            response.success, response.message = True, f"t = {self.sim.time_ns / 1e9:.6f} s"
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SimulatorNode()
+    except (ConfigError, ModelError, BackendError) as exc:
+        print(f"[simulator] error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    node.start()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
