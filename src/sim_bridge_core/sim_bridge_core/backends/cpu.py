@@ -60,7 +60,7 @@ class CpuBackend(SimBackend):
         return self._qfrc_actuator[:, self.robot.dof_adr]
 
     def site_positions(self, site: int) -> np.ndarray:
-        return self._site_xpos[:, site]
+        return self._site_xpos[:, site].copy()
 
     def model_field(self, name: str) -> np.ndarray:
         return self._batch.expand(name)
