@@ -137,6 +137,7 @@ class RosClient:
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=2.0)
         self.node.destroy_node()
         self.context.try_shutdown()
 

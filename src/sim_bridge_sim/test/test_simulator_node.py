@@ -1,0 +1,235 @@
+"""The simulator node as its own process, driven over real DDS by a test client."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Duration, Time
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32MultiArray
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from sim_bridge_core.models import load_robot
+
+ARM = load_robot("arm7")
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def trajectory(names, points, stamp=Time()):
+    """points: [(seconds, positions, velocities or None)]"""
+    msg = JointTrajectory(joint_names=list(names))
+    msg.header.stamp = stamp
+    for seconds, positions, velocities in points:
+        point = JointTrajectoryPoint(positions=list(positions), velocities=list(velocities or []))
+        point.time_from_start = Duration(sec=int(seconds), nanosec=int(round(seconds % 1 * 1e9)))
+        msg.points.append(point)
+    return msg
+
+
+def positions_by_name(msg: JointState) -> dict[str, float]:
+    return dict(zip(msg.name, msg.position, strict=True))
+
+
+def wait_at(client, states, names, target, tolerance, timeout=15.0):
+    def reached():
+        current = positions_by_name(states[-1]) if states else None
+        return current and all(abs(current[n] - t) < tolerance for n, t in zip(names, target, strict=True))
+
+    client.wait_until(reached, timeout, f"joints at {target}")
+
+
+def test_single_world_is_a_joint_trajectory_controller(start_node, ros_client):
+    """A ros2_control-style client drives the single world by topic alone."""
+    sim = start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime", real_time_factor=4.0)
+    states = ros_client.collect(JointState, "joint_states", RELIABLE)
+    clock = ros_client.collect(Clock, "/clock", QoSProfile(depth=100))
+    ros_client.wait_until(lambda: states, what="joint_states")
+    assert list(states[-1].name) == list(ARM.joint_names)
+    assert len(states[-1].position) == len(states[-1].velocity) == len(states[-1].effort) == 7
+
+    # Names in another order than the model's; two points, linear interpolation.
+    order = list(reversed(ARM.joint_names))
+    goal = ARM.home[::-1] + np.linspace(-0.3, 0.3, 7)
+    via = (ARM.home[::-1] + goal) / 2
+    publisher = ros_client.node.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
+    ros_client.wait_until(lambda: publisher.get_subscription_count() > 0, what="simulator subscription")
+    publisher.publish(trajectory(order, [(0.5, via, None), (1.0, goal, None)]))
+    wait_at(ros_client, states, order, goal, tolerance=0.03)
+
+    stamps = [c.clock.sec * 10**9 + c.clock.nanosec for c in clock]
+    assert len(stamps) > 10 and np.all(np.diff(stamps) >= 0), "sim time went backwards"
+    assert sim.alive()
+
+
+def test_malformed_trajectories_change_nothing(start_node, ros_client):
+    sim = start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime", real_time_factor=4.0)
+    states = ros_client.collect(JointState, "joint_states", RELIABLE)
+    publisher = ros_client.node.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
+    ros_client.wait_until(lambda: states and publisher.get_subscription_count() > 0, what="simulator")
+    names = list(ARM.joint_names)
+    hold = ARM.home + 0.2
+    publisher.publish(trajectory(names, [(0.2, hold, None)]))
+    wait_at(ros_client, states, names, hold, tolerance=0.03)  # position servos sag a little under gravity
+    ros_client.wait_until(lambda: len(states) > 200, what="settling")
+    held = [positions_by_name(states[-1])[n] for n in names]
+
+    far = ARM.home - 0.4
+    bad = [
+        trajectory(names, [(0.2, far[:6], None)]),  # length mismatch
+        trajectory([*names[:6], "elbow_of_someone_else"], [(0.2, far, None)]),  # unknown joint
+        trajectory([*names[:6], names[0]], [(0.2, far, None)]),  # duplicate joint
+        trajectory(names, [(0.2, [*far[:6], float("nan")], None)]),  # NaN
+        trajectory(names, [(0.2, [*far[:6], float("inf")], None)]),  # inf
+        trajectory(names, []),  # no points
+        trajectory(names, [(0.4, far, None), (0.2, far, None)]),  # time_from_start not increasing
+        trajectory(names[:3], [(0.2, far[:3], None)]),  # partial goal while not allowed
+    ]
+    for message in bad:
+        publisher.publish(message)
+    sim.wait_for_output("rejected joint_trajectory")
+    count_before = len(states)
+    ros_client.wait_until(lambda: len(states) > count_before + 50, what="more joint_states")
+    assert np.allclose([positions_by_name(states[-1])[n] for n in names], held, atol=1e-3)
+    assert sim.alive()
+    # Throttled: one line per second at most, not one per bad message.
+    assert sim.output().count("rejected joint_trajectory") < len(bad)
+
+    # Out of limits: clamped to the limit, with a warning.
+    beyond = ARM.upper + 1.0
+    publisher.publish(trajectory(names, [(0.3, beyond, None)]))
+    wait_at(ros_client, states, names, ARM.upper, tolerance=0.03)
+    sim.wait_for_output("clamped")
+
+
+def test_lockstep_batch_protocol(start_node, ros_client):
+    """Every batch/joint_states is answered by a batch/joint_trajectory echoing its stamp."""
+    num_envs, control_dt = 4, 0.02
+    sim = start_node(
+        "sim_bridge_sim", "simulator", model="arm7", task="reach", num_envs=num_envs, mode="lockstep",
+        control_dt=control_dt, mirror_envs=[1, 3], lockstep_resend_s=0.2,
+    )
+    states = ros_client.collect(JointState, "batch/joint_states", QoSProfile(depth=100))
+    tasks = ros_client.collect(Float32MultiArray, "batch/task", QoSProfile(depth=100))
+    mirror = ros_client.collect(JointState, "env_3/joint_states", RELIABLE)
+    commands = ros_client.node.create_publisher(
+        JointTrajectory, "batch/joint_trajectory", QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+    )
+    ros_client.wait_until(lambda: states and tasks, what="first batch state")
+    first = states[-1]
+    assert len(first.name) == num_envs * 7
+    assert first.name[:2] == ["env_0/joint1", "env_0/joint2"] and first.name[-1] == "env_3/joint7"
+
+    # Unanswered, the simulator holds the state (resending the same stamp).
+    ros_client.wait_until(lambda: len(states) >= 3, what="resent states")
+    assert {(s.header.stamp.sec, s.header.stamp.nanosec) for s in states} == {(0, 0)}
+
+    names = list(first.name)
+    target = np.tile(ARM.home + 0.1, num_envs)
+    answered = []
+    for _ in range(10):
+        state = states[-1]
+        stamp = state.header.stamp
+        if answered and (stamp.sec, stamp.nanosec) == answered[-1]:
+            ros_client.wait_until(lambda s=stamp: states[-1].header.stamp != s, what="next state")
+            continue
+        commands.publish(trajectory(names, [(0.0, target, None)], stamp=stamp))
+        answered.append((stamp.sec, stamp.nanosec))
+        ros_client.wait_until(lambda s=stamp: states[-1].header.stamp != s, what="next state")
+    times = sorted({s.header.stamp.sec + s.header.stamp.nanosec * 1e-9 for s in states})
+    assert np.allclose(np.diff(times), control_dt), times
+    assert len(times) >= 10
+
+    layout = tasks[-1].layout.dim
+    assert [d.label for d in layout] == ["env", "reward,terminated,truncated,goal_x,goal_y,goal_z"]
+    assert [d.size for d in layout] == [num_envs, 6]
+    signals = np.array(tasks[-1].data).reshape(num_envs, 6)
+    assert np.all(signals[:, 0] < 1.0) and np.all((signals[:, 3:] > -1) & (signals[:, 3:] < 1))
+    ros_client.wait_until(lambda: mirror, what="env_3/joint_states")
+    assert list(mirror[-1].name) == list(ARM.joint_names)
+    topics = dict(ros_client.node.get_topic_names_and_types())
+    assert "/env_1/joint_trajectory" in topics and "/env_2/joint_states" not in topics
+    assert sim.alive()
+
+
+def test_pause_step_reset(start_node, ros_client):
+    control_dt = 0.01
+    start_node("sim_bridge_sim", "simulator", model="pendulum", task="pendulum", mode="realtime",
+               control_dt=control_dt)
+    clock = ros_client.collect(Clock, "/clock", QoSProfile(depth=1000))
+    ros_client.wait_until(lambda: len(clock) > 5, what="/clock")
+
+    def now():
+        return clock[-1].clock.sec + clock[-1].clock.nanosec * 1e-9
+
+    refused = ros_client.call(Trigger, "/simulator/step", Trigger.Request())
+    assert not refused.success and "not paused" in refused.message
+    assert ros_client.call(SetBool, "/simulator/pause", SetBool.Request(data=True)).success
+    paused_at = now()
+    count = len(clock)
+    ros_client.wait_until(lambda: now() == paused_at and len(clock) == count, timeout=1.0, what="stop")
+    assert ros_client.call(Trigger, "/simulator/step", Trigger.Request()).success
+    ros_client.wait_until(lambda: len(clock) > count, what="stepped clock")
+    assert now() == pytest.approx(paused_at + control_dt, abs=1e-9)
+
+    before_reset = now()
+    assert ros_client.call(Trigger, "/simulator/reset", Trigger.Request()).success
+    assert ros_client.call(SetBool, "/simulator/pause", SetBool.Request(data=False)).success
+    ros_client.wait_until(lambda: now() > before_reset + 0.1, what="clock running again")
+    stamps = [c.clock.sec + c.clock.nanosec * 1e-9 for c in clock]
+    assert np.all(np.diff(stamps) >= 0), "sim time went backwards across reset"
+
+
+def test_any_mjcf_by_path(tmp_path, start_node, ros_client):
+    """A user model with a torque-driven slide joint takes position targets through PD."""
+    model = tmp_path / "cart.xml"
+    model.write_text(
+        """<mujoco model="cart"><worldbody><body name="cart">
+             <joint name="rail" type="slide" axis="1 0 0" range="-1 1"/>
+             <geom type="box" size="0.1 0.1 0.05" mass="2"/></body></worldbody>
+           <actuator><motor joint="rail" ctrlrange="-50 50"/></actuator></mujoco>"""
+    )
+    start_node("sim_bridge_sim", "simulator", model=str(model), mode="realtime", real_time_factor=4.0)
+    states = ros_client.collect(JointState, "joint_states", RELIABLE)
+    publisher = ros_client.node.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
+    ros_client.wait_until(lambda: states and publisher.get_subscription_count() > 0, what="simulator")
+    assert list(states[-1].name) == ["rail"]
+    publisher.publish(trajectory(["rail"], [(1.0, [0.5], None)]))
+    wait_at(ros_client, states, ["rail"], [0.5], tolerance=0.01)
+
+
+BAD_STARTS = {
+    "num_envs": {"num_envs": 0},
+    "model": {"model": "/no/such/robot.xml"},
+    "task": {"task": "juggle"},
+    "backend": {"backend": "quantum"},
+    "control_dt": {"control_dt": 0.003},
+    "mirror_envs": {"num_envs": 2, "mirror_envs": [5]},
+    "mode": {"mode": "slow"},
+}
+
+
+@pytest.mark.parametrize("key", BAD_STARTS)
+def test_bad_start_fails_with_one_line(key, start_node):
+    process = start_node("sim_bridge_sim", "simulator", **BAD_STARTS[key])
+    try:
+        process.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"simulator kept running with bad {key}")
+    lines = [line for line in process.output().splitlines() if line.strip()]
+    assert process.proc.returncode == 2
+    assert len(lines) == 1 and f"simulator.{key}" in lines[0], lines
+
+
+def test_unloadable_mjcf_fails_with_one_line(tmp_path, start_node):
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<mujoco><worldbody><body><geom type='sphere'/></bodyy></worldbody></mujoco>")
+    process = start_node("sim_bridge_sim", "simulator", model=str(broken))
+    process.proc.wait(timeout=30)
+    lines = [line for line in process.output().splitlines() if line.strip()]
+    assert process.proc.returncode == 2
+    assert len(lines) == 1 and "simulator.model" in lines[0] and "broken.xml" in lines[0], lines
