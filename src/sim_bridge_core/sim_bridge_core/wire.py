@@ -97,6 +97,33 @@ def _encode_string_seq(texts: Sequence[str]) -> bytes:
     return b"".join(parts)
 
 
+class _KnownNames:
+    """An expected name list and its encoding, recognised in a message without parsing it.
+
+    Writers may leave the alignment padding between strings uninitialised (rmw_fastrtps does),
+    so when the bytes differ the comparison is repeated with the padding masked out.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.encoded = _encode_string_seq(self.names)
+        self._bytes = np.frombuffer(self.encoded, np.uint8)
+        self._padding = np.zeros(len(self.encoded), bool)
+        size = _U32.size
+        for text in self.names:
+            pad = -size % 4
+            self._padding[size : size + pad] = True
+            size += pad + _U32.size + len(text.encode()) + 1
+
+    def found_at(self, data: bytes | bytearray | memoryview, start: int) -> bool:
+        if len(data) < start + len(self.encoded):
+            return False
+        if memoryview(data)[start : start + len(self.encoded)] == self.encoded:
+            return True
+        window = np.frombuffer(data, np.uint8, len(self.encoded), start)
+        return bool(np.all((window == self._bytes) | self._padding))
+
+
 class _Writer:
     """Builds the fixed part of a message once; per-call data goes into the slots it reserves."""
 
@@ -299,12 +326,12 @@ class _Reader:
     def string(self) -> str:
         return self.strings_n(1)[0]
 
-    def strings(self, known: bytes = b"", known_names: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """A sequence<string>; bytes equal to ``known``, the encoding of ``known_names``, are not parsed."""
+    def strings(self, known: _KnownNames | None = None) -> tuple[str, ...]:
+        """A sequence<string>; an encoding of ``known.names`` is recognised, not parsed."""
         start = self.pos + -self.pos % 4
-        if known and self.data.startswith(known, start):
-            self.pos = start + len(known)
-            return known_names
+        if known is not None and known.found_at(self.data, start):
+            self.pos = start + len(known.encoded)
+            return known.names
         return self.strings_n(self.count(_MIN_STRING))
 
     def strings_n(self, count: int) -> tuple[str, ...]:
@@ -341,11 +368,11 @@ class _Reader:
 
 
 def _read_joint_state(
-    reader: _Reader, known: bytes = b"", known_names: tuple[str, ...] = ()
+    reader: _Reader, known: _KnownNames | None = None
 ) -> JointStateWire:
     stamp_ns = reader.ns()
     reader.string()  # frame_id
-    names = reader.strings(known, known_names)
+    names = reader.strings(known)
     return JointStateWire(stamp_ns, names, reader.array(_F64), reader.array(_F64), reader.array(_F64))
 
 
@@ -362,20 +389,20 @@ class JointStateDecoder:
     """
 
     def __init__(self, expected_names: Sequence[str]) -> None:
-        self.names = tuple(expected_names)
-        self._known = _encode_string_seq(self.names)
+        self._known = _KnownNames(expected_names)
+        self.names = self._known.names
 
     def decode(self, data: bytes | bytearray | memoryview) -> JointStateWire:
         """Decode one message."""
-        return _read_joint_state(_Reader(data), self._known, self.names)
+        return _read_joint_state(_Reader(data), self._known)
 
 
 def _read_joint_trajectory(
-    reader: _Reader, known: bytes = b"", known_names: tuple[str, ...] = ()
+    reader: _Reader, known: _KnownNames | None = None
 ) -> JointTrajectoryWire:
     stamp_ns = reader.ns()
     reader.string()  # frame_id
-    names = reader.strings(known, known_names)
+    names = reader.strings(known)
     points = tuple(
         JointTrajectoryPointWire(
             reader.array(_F64), reader.array(_F64), reader.array(_F64), reader.array(_F64), reader.ns()
@@ -397,12 +424,12 @@ class JointTrajectoryDecoder:
     """
 
     def __init__(self, expected_names: Sequence[str]) -> None:
-        self.names = tuple(expected_names)
-        self._known = _encode_string_seq(self.names)
+        self._known = _KnownNames(expected_names)
+        self.names = self._known.names
 
     def decode(self, data: bytes | bytearray | memoryview) -> JointTrajectoryWire:
         """Decode one message."""
-        return _read_joint_trajectory(_Reader(data), self._known, self.names)
+        return _read_joint_trajectory(_Reader(data), self._known)
 
 
 def decode_multi_array(

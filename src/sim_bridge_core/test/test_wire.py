@@ -149,6 +149,21 @@ def test_decode_joint_state_from_rclpy(frame_id, with_velocity):
         assert decoded.effort.shape == (0,) and decoded.effort.dtype == np.float64
 
 
+def test_decoder_fast_path_ignores_padding_contents():
+    """rmw may leave the padding between strings uninitialised; equal names still take the fast path."""
+    decoder = JointStateDecoder(ODD_NAMES)
+    data = bytearray(JointStateEncoder(ODD_NAMES).encode(3, *random_arrays(len(ODD_NAMES))))
+    known = decoder._known
+    start = data.find(known.encoded)
+    data[start : start + len(known.encoded)] = np.where(
+        known._padding, 0xAB, np.frombuffer(known.encoded, np.uint8)
+    ).astype(np.uint8).tobytes()
+    assert known._padding.any()
+    assert decoder.decode(bytes(data)).names is decoder.names
+    data[start + 8] ^= 0x01  # a character of the first name: no longer the known list
+    assert decoder.decode(bytes(data)).names is not decoder.names
+
+
 def test_joint_state_decoder_parses_names_that_differ():
     decoder = JointStateDecoder(ODD_NAMES)
     for names in (ODD_NAMES[::-1], ODD_NAMES[:-1], [*ODD_NAMES, "z"], []):

@@ -1,0 +1,107 @@
+"""Simulator logic without ROS: batched commands, trajectory goals, messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rclpy.serialization import serialize_message
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from sim_bridge_core.config import ConfigError
+from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
+from sim_bridge_core.wire import (
+    JointTrajectoryEncoder,
+    decode_joint_state,
+    decode_multi_array,
+)
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return Simulator(SimulatorConfig(num_envs=3, task="reach", mirror_envs=[0, 2], mode="lockstep"))
+
+
+def batch_names(sim: Simulator) -> list[str]:
+    return [f"env_{i}/{j}" for i in range(sim.config.num_envs) for j in sim.robot.joint_names]
+
+
+def test_batch_command_sets_every_world(sim):
+    targets = np.tile(sim.robot.home + 0.1, (3, 1))
+    data = JointTrajectoryEncoder(batch_names(sim)).encode(sim.time_ns, targets)
+    assert sim.apply_batch_command(data, expected_stamp_ns=0) == 0
+    np.testing.assert_array_equal(sim.targets, targets)
+    sim.step()
+    state = decode_joint_state(sim.batch_joint_states())
+    assert state.stamp_ns == 20_000_000 and state.names == tuple(batch_names(sim))
+    assert state.position.shape == (21,)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("stale", "pending state"),
+        ("short", "expected 21 positions"),
+        ("nan", "NaN or inf"),
+        ("names", "joint_names must be the names of batch/joint_states"),
+        ("garbage", "malformed"),
+    ],
+)
+def test_bad_batch_commands_change_nothing(sim, case, message):
+    names = batch_names(sim)
+    good = np.tile(sim.robot.home + 0.1, (3, 1))
+    data = {
+        "stale": lambda: JointTrajectoryEncoder(names).encode(5, good),
+        "short": lambda: serialize_message(
+            JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(positions=list(good.ravel()[:-1]))])
+        ),
+        "nan": lambda: JointTrajectoryEncoder(names).encode(0, np.where(good == good[0, 0], np.nan, good)),
+        "names": lambda: JointTrajectoryEncoder(names[::-1]).encode(0, good),
+        "garbage": lambda: b"\x00\x01\x00\x00\x07",
+    }[case]()
+    before = sim.targets.copy()
+    with pytest.raises(CommandError, match=message) as error:
+        sim.apply_batch_command(data, expected_stamp_ns=0)
+    assert error.value.stale == (case == "stale")
+    np.testing.assert_array_equal(sim.targets, before)
+
+
+def test_out_of_range_batch_targets_are_clamped(sim):
+    far = np.tile(sim.robot.upper + 1.0, (3, 1))
+    sim.apply_batch_command(JointTrajectoryEncoder(batch_names(sim)).encode(0, far))
+    np.testing.assert_array_equal(sim.targets, np.tile(sim.robot.upper, (3, 1)))
+
+
+def test_task_signals_layout_and_autoreset_targets():
+    sim = Simulator(SimulatorConfig(num_envs=2, task="reach", episode_length_s=0.04))
+    sim.targets[:] = sim.robot.home + 0.2
+    sim.step()
+    result = sim.step()
+    assert result.truncated.all()
+    # Reset worlds hold their new initial pose rather than jumping to the old command.
+    np.testing.assert_allclose(sim.targets, sim.env.backend.joint_positions())
+    labels, signals = decode_multi_array(sim.task_signals(), np.float32)
+    assert labels == ("env", "reward,terminated,truncated,goal_x,goal_y,goal_z")
+    assert signals.shape == (2, 6) and signals[:, 2].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(signals[:, 3:], sim.env.inputs, rtol=1e-6)
+
+
+def test_mirrored_joint_states_are_the_mirrored_worlds(sim):
+    sim.step()
+    mirrors = [decode_joint_state(data) for data in sim.joint_states()]
+    positions = sim.env.backend.joint_positions()
+    assert [m.names for m in mirrors] == [sim.robot.joint_names] * 2
+    np.testing.assert_array_equal(mirrors[1].position, positions[2])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"model": "/nope.xml"}, "simulator.model"),
+        ({"model": "pendulum", "task": "reach"}, "simulator.task"),
+        ({"control_dt": 0.003}, "simulator.control_dt"),
+        ({"num_envs": 2, "mirror_envs": [3]}, "simulator.mirror_envs"),
+    ],
+)
+def test_bad_configs_name_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        Simulator(SimulatorConfig(**overrides))
