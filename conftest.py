@@ -38,7 +38,7 @@ class RosProcess:
 
     def __init__(self, args: list[str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:

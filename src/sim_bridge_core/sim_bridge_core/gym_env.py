@@ -62,7 +62,9 @@ class SimBridgeVectorEnv(VectorEnv):
         self.env.reset()
         return self.env.observation(), {}
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         result = self.env.step(self.env.task.action_to_targets(actions))
         info: dict[str, Any] = {"success": result.success}
         done = result.done
@@ -71,7 +73,7 @@ class SimBridgeVectorEnv(VectorEnv):
             final_obs = self.env.task.observation(
                 result.final_positions, result.final_velocities, result.final_inputs
             )
-            for world, obs in zip(np.flatnonzero(done), final_obs):
+            for world, obs in zip(np.flatnonzero(done), final_obs, strict=True):
                 final[world] = obs
             info["final_obs"], info["_final_obs"] = final, done
         return self.env.observation(), result.reward, result.terminated, result.truncated, info
@@ -101,4 +103,10 @@ class SimBridgeEnv(gym.Env):
             observation = self.env.task.observation(
                 result.final_positions, result.final_velocities, result.final_inputs
             )[0]
-        return observation, float(result.reward[0]), terminated, truncated, {"success": bool(result.success[0])}
+        return (
+            observation,
+            float(result.reward[0]),
+            terminated,
+            truncated,
+            {"success": bool(result.success[0])},
+        )

@@ -44,13 +44,18 @@ class SimulatorConfig:
     backend: str = setting("cpu", "physics backend", choices=BACKENDS)
     device: str = setting("", "warp backend device: '' (CUDA if present, else CPU), 'cpu', 'cuda:0'")
     threads: int = setting(0, "cpu backend threads (0 = one per core)", low=0, high=1024)
-    control_dt: float = setting(0.02, "control period in seconds (a multiple of the model timestep)",
-                                low=1e-5, high=10.0)
-    mode: str = setting("realtime", "lockstep: step when the batched command for the last state "
-                        "arrives; realtime: step on the wall clock; fast: step as fast as possible",
-                        choices=MODES)
-    real_time_factor: float = setting(1.0, "sim seconds per wall second in realtime mode", low=0.001,
-                                      high=1000.0)
+    control_dt: float = setting(
+        0.02, "control period in seconds (a multiple of the model timestep)", low=1e-5, high=10.0
+    )
+    mode: str = setting(
+        "realtime",
+        "lockstep: step when the batched command for the last state "
+        "arrives; realtime: step on the wall clock; fast: step as fast as possible",
+        choices=MODES,
+    )
+    real_time_factor: float = setting(
+        1.0, "sim seconds per wall second in realtime mode", low=0.001, high=1000.0
+    )
     mirror_envs: list[int] = setting([0], "worlds with their own env_<i>/ topics when num_envs > 1", low=0)
     task: str = setting("none", "task run in every world (reward, resets, task inputs)", choices=tuple(TASKS))
     episode_length_s: float = setting(5.0, "episode length before truncation, seconds", low=1e-3, high=1e9)
@@ -58,11 +63,16 @@ class SimulatorConfig:
     publish_clock: bool = setting(True, "publish sim time on /clock")
     kp: float = setting(100.0, "PD stiffness for torque-driven joints (N*m/rad)", low=0.0, high=1e7)
     kd: float = setting(10.0, "PD damping for torque-driven joints (N*m*s/rad)", low=0.0, high=1e6)
-    allow_partial_joints_goal: bool = setting(False, "accept trajectories naming a subset of the joints",
-                                              read_only=False)
-    lockstep_resend_s: float = setting(0.5, "lockstep: republish the pending state after this wall time "
-                                       "without an answer (covers a learner that joined late)",
-                                       low=0.01, high=60.0)
+    allow_partial_joints_goal: bool = setting(
+        False, "accept trajectories naming a subset of the joints", read_only=False
+    )
+    lockstep_resend_s: float = setting(
+        0.5,
+        "lockstep: republish the pending state after this wall time "
+        "without an answer (covers a learner that joined late)",
+        low=0.01,
+        high=60.0,
+    )
 
     def check(self) -> None:
         """Cross-field checks that a single field's bounds cannot express."""
@@ -101,8 +111,14 @@ class Simulator:
         except ModelError as exc:
             raise ConfigError(f"simulator.task: {exc}") from exc
         try:
-            backend = make_backend(config.backend, self.robot, config.num_envs, config.control_dt,
-                                   device=config.device, threads=config.threads)
+            backend = make_backend(
+                config.backend,
+                self.robot,
+                config.num_envs,
+                config.control_dt,
+                device=config.device,
+                threads=config.threads,
+            )
         except ValueError as exc:
             raise ConfigError(f"simulator.control_dt: {exc}") from exc
         self.env = BatchedEnv(backend, task, config.episode_length_s, config.seed)
@@ -228,7 +244,9 @@ class Simulator:
         """``batch/task``: reward, terminated, truncated of the last step, then the task inputs."""
         n = self.config.num_envs
         result = self.last_result
-        signals = np.zeros((n, 3)) if result is None else np.column_stack(
-            (result.reward, result.terminated, result.truncated)
+        signals = (
+            np.zeros((n, 3))
+            if result is None
+            else np.column_stack((result.reward, result.terminated, result.truncated))
         )
         return self._task.encode(np.concatenate((signals, self.env.inputs), axis=1))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sim_bridge_core.config import ConfigError, from_mapping, setting_specs
 from sim_bridge_core.simulator import SimulatorConfig
 
@@ -38,5 +37,5 @@ def test_bad_values_name_their_key(values, message):
 
 def test_cross_field_check():
     config = from_mapping(SimulatorConfig, {"num_envs": 2, "mirror_envs": [2]}, "simulator")
-    with pytest.raises(ConfigError, match="simulator.mirror_envs: world 2 does not exist"):
+    with pytest.raises(ConfigError, match=r"simulator\.mirror_envs: world 2 does not exist"):
         config.check()

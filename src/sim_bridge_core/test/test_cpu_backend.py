@@ -5,7 +5,6 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 from mujoco.batch import Batch
-
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.models import load_robot
 

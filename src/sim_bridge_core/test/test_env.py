@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.gym_env import SimBridgeEnv, SimBridgeVectorEnv, make_batched_env
@@ -66,8 +65,8 @@ def test_vector_env_same_step_autoreset():
     envs = SimBridgeVectorEnv(make_batched_env(num_envs=4, episode_length_s=0.06, control_dt=0.02))
     observations, _ = envs.reset(seed=3)
     assert observations.shape == (4, envs.single_observation_space.shape[0])
-    for step in range(3):
-        observations, rewards, terminated, truncated, info = envs.step(envs.action_space.sample())
+    for _ in range(3):
+        observations, rewards, _, truncated, info = envs.step(envs.action_space.sample())
         assert rewards.shape == (4,) and observations.dtype == np.float32
     assert truncated.all() and info["_final_obs"].all()
     assert info["final_obs"][0].shape == envs.single_observation_space.shape

@@ -5,7 +5,6 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 import pytest
-
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.models import ModelError, PdGains, builtin_models, load_robot
 

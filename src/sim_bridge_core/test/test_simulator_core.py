@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
 from sim_bridge_core.wire import (
@@ -14,6 +12,7 @@ from sim_bridge_core.wire import (
     decode_joint_state,
     decode_multi_array,
 )
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 
 @pytest.fixture
@@ -52,7 +51,9 @@ def test_bad_batch_commands_change_nothing(sim, case, message):
     data = {
         "stale": lambda: JointTrajectoryEncoder(names).encode(5, good),
         "short": lambda: serialize_message(
-            JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(positions=list(good.ravel()[:-1]))])
+            JointTrajectory(
+                joint_names=names, points=[JointTrajectoryPoint(positions=list(good.ravel()[:-1]))]
+            )
         ),
         "nan": lambda: JointTrajectoryEncoder(names).encode(0, np.where(good == good[0, 0], np.nan, good)),
         "names": lambda: JointTrajectoryEncoder(names[::-1]).encode(0, good),

@@ -235,7 +235,7 @@ def test_quintic_hits_velocities_and_accelerations():
     np.testing.assert_allclose(f.sample(10.5)[0], 0.5 * s**2 - s**3 + 3.5 * s**4 - 2 * s**5)
     np.testing.assert_allclose(f.sample(11.0)[0], 1.0)
     checks = [(10.0, 0.0, 1.0), (11.0, 2.0, -3.0), (11.0, 2.0, -3.0), (13.0, 0, 0.5)]
-    for (knot, v_expected, a_expected), side in zip(checks, (1, -1, 1, -1)):
+    for (knot, v_expected, a_expected), side in zip(checks, (1, -1, 1, -1), strict=True):
         # differentiate 1 ms inside the segment; jerk up to ~50 m/s^3 moves acc by < 0.1
         vel, acc = _numeric_derivatives(f, knot + side * 1e-3, 0, h=1e-4)
         assert vel == pytest.approx(v_expected, abs=0.01)

@@ -18,15 +18,14 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float32MultiArray
-from std_srvs.srv import SetBool, Trigger
-from trajectory_msgs.msg import JointTrajectory
-
 from sim_bridge_core.backends import BackendError
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import ModelError
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
+from std_msgs.msg import Float32MultiArray
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 RELIABLE_LATEST = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -129,7 +128,9 @@ class SimulatorNode(Node):
             return
         stamp = self.sim.time_ns
         if self._clock_pub is not None:
-            self._clock_pub.publish(Clock(clock=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)))
+            self._clock_pub.publish(
+                Clock(clock=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000))
+            )
         self._batch_state_pub.publish(self.sim.batch_joint_states())
         self._task_pub.publish(self.sim.task_signals())
         for publisher, data in zip(self._world_state_pubs, self.sim.joint_states(), strict=True):

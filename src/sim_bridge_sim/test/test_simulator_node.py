@@ -10,23 +10,22 @@ from builtin_interfaces.msg import Duration, Time
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
+from sim_bridge_core.models import load_robot
 from std_msgs.msg import Float32MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-from sim_bridge_core.models import load_robot
 
 ARM = load_robot("arm7")
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def trajectory(names, points, stamp=Time()):
+def trajectory(names, points, stamp: Time | None = None):
     """points: [(seconds, positions, velocities or None)]"""
     msg = JointTrajectory(joint_names=list(names))
-    msg.header.stamp = stamp
+    msg.header.stamp = stamp or Time()
     for seconds, positions, velocities in points:
         point = JointTrajectoryPoint(positions=list(positions), velocities=list(velocities or []))
-        point.time_from_start = Duration(sec=int(seconds), nanosec=int(round(seconds % 1 * 1e9)))
+        point.time_from_start = Duration(sec=int(seconds), nanosec=round(seconds % 1 * 1e9))
         msg.points.append(point)
     return msg
 
@@ -110,8 +109,15 @@ def test_lockstep_batch_protocol(start_node, ros_client):
     """Every batch/joint_states is answered by a batch/joint_trajectory echoing its stamp."""
     num_envs, control_dt = 4, 0.02
     sim = start_node(
-        "sim_bridge_sim", "simulator", model="arm7", task="reach", num_envs=num_envs, mode="lockstep",
-        control_dt=control_dt, mirror_envs=[1, 3], lockstep_resend_s=0.2,
+        "sim_bridge_sim",
+        "simulator",
+        model="arm7",
+        task="reach",
+        num_envs=num_envs,
+        mode="lockstep",
+        control_dt=control_dt,
+        mirror_envs=[1, 3],
+        lockstep_resend_s=0.2,
     )
     states = ros_client.collect(JointState, "batch/joint_states", QoSProfile(depth=100))
     tasks = ros_client.collect(Float32MultiArray, "batch/task", QoSProfile(depth=100))
@@ -158,8 +164,14 @@ def test_lockstep_batch_protocol(start_node, ros_client):
 
 def test_pause_step_reset(start_node, ros_client):
     control_dt = 0.01
-    start_node("sim_bridge_sim", "simulator", model="pendulum", task="pendulum", mode="realtime",
-               control_dt=control_dt)
+    start_node(
+        "sim_bridge_sim",
+        "simulator",
+        model="pendulum",
+        task="pendulum",
+        mode="realtime",
+        control_dt=control_dt,
+    )
     clock = ros_client.collect(Clock, "/clock", QoSProfile(depth=1000))
     ros_client.wait_until(lambda: len(clock) > 5, what="/clock")
 

@@ -83,7 +83,9 @@ def resolve_model_path(model: str) -> Path:
         return Path(str(_ASSETS / f"{model}.xml"))
     path = Path(os.path.expanduser(model))
     if not path.suffix:
-        raise ModelError(f"unknown model '{model}': not a built-in ({', '.join(builtin_models())}) nor a file path")
+        raise ModelError(
+            f"unknown model '{model}': not a built-in ({', '.join(builtin_models())}) nor a file path"
+        )
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix.lower() not in (".xml", ".mjcf", ".urdf"):

@@ -52,7 +52,9 @@ def declare_config(node: Node, cls: type[T], section: str) -> T:
     return from_mapping(cls, values, section)
 
 
-def watch_config(node: Node, cls: type[T], section: str, get: Callable[[], T], apply: Callable[[T], None]) -> None:
+def watch_config(
+    node: Node, cls: type[T], section: str, get: Callable[[], T], apply: Callable[[T], None]
+) -> None:
     """Let the writable settings of ``cls`` change at run time, validated by the same schema.
 
     A refused value (read-only, wrong type, out of range) is reported back to the caller

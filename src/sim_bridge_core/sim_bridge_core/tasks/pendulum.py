@@ -23,7 +23,9 @@ class PendulumTask(Task):
 
     def __init__(self, robot: RobotModel) -> None:
         if robot.num_joints != 1:
-            raise ModelError(f"task 'pendulum' needs a model with one joint, '{robot.name}' has {robot.num_joints}")
+            raise ModelError(
+                f"task 'pendulum' needs a model with one joint, '{robot.name}' has {robot.num_joints}"
+            )
         super().__init__(robot)
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
