@@ -9,6 +9,8 @@ import warp as wp
 from sim_bridge_core.backends.base import BackendError, SimBackend
 from sim_bridge_core.models import RobotModel
 
+wp.config.quiet = True  # no banner or per-module load lines in node output
+
 
 @wp.kernel
 def _scatter(
