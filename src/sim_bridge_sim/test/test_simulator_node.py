@@ -245,3 +245,45 @@ def test_unloadable_mjcf_fails_with_one_line(tmp_path, start_node):
     lines = [line for line in process.output().splitlines() if line.strip()]
     assert process.proc.returncode == 2
     assert len(lines) == 1 and "simulator.model" in lines[0] and "broken.xml" in lines[0], lines
+
+
+def test_parameters_have_descriptors_and_validated_runtime_changes(start_node, ros_client):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import DescribeParameters, SetParameters
+
+    start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime", real_time_factor=4.0)
+    described = ros_client.call(
+        DescribeParameters,
+        "/simulator/describe_parameters",
+        DescribeParameters.Request(names=["num_envs", "mode", "allow_partial_joints_goal"]),
+    ).descriptors
+    num_envs, mode, partial = described
+    assert num_envs.read_only and num_envs.integer_range[0].from_value == 1 and num_envs.description
+    assert "lockstep" in mode.additional_constraints
+    assert not partial.read_only
+
+    def set_parameter(name, value):
+        request = SetParameters.Request(
+            parameters=[
+                Parameter(
+                    name=name,
+                    value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+                    if isinstance(value, bool)
+                    else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value),
+                )
+            ]
+        )
+        return ros_client.call(SetParameters, "/simulator/set_parameters", request).results[0]
+
+    assert not set_parameter("num_envs", 8).successful  # read-only after start-up
+    states = ros_client.collect(JointState, "joint_states", RELIABLE)
+    publisher = ros_client.node.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
+    ros_client.wait_until(lambda: states and publisher.get_subscription_count() > 0, what="simulator")
+    start = positions_by_name(states[-1])["joint1"]
+    publisher.publish(trajectory(["joint1"], [(0.3, [start + 0.4], None)]))  # partial: refused
+    count = len(states)
+    ros_client.wait_until(lambda: len(states) > count + 100, what="joint_states")
+    assert abs(positions_by_name(states[-1])["joint1"] - start) < 0.01
+    assert set_parameter("allow_partial_joints_goal", True).successful
+    publisher.publish(trajectory(["joint1"], [(0.3, [start + 0.4], None)]))
+    wait_at(ros_client, states, ["joint1"], [start + 0.4], tolerance=0.02)
