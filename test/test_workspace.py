@@ -11,10 +11,25 @@ from ament_index_python.packages import get_package_prefix, get_package_share_di
 from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["sim_bridge_core", "sim_bridge_sim", "sim_bridge_policy", "sim_bridge_randomization", "sim_bridge"]
+PACKAGES = [
+    "sim_bridge_core",
+    "sim_bridge_sim",
+    "sim_bridge_policy",
+    "sim_bridge_randomization",
+    "sim_bridge",
+]
 ROS_PACKAGES = {
-    *PACKAGES, "rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "trajectory_msgs", "std_msgs",
-    "std_srvs", "rosgraph_msgs", "geometry_msgs", "ament_index_python",
+    *PACKAGES,
+    "rclpy",
+    "rcl_interfaces",
+    "builtin_interfaces",
+    "sensor_msgs",
+    "trajectory_msgs",
+    "std_msgs",
+    "std_srvs",
+    "rosgraph_msgs",
+    "geometry_msgs",
+    "ament_index_python",
 }
 EXECUTABLES = {"sim_bridge_sim": ["simulator"]}
 
