@@ -47,7 +47,7 @@ class SimulatorNode(Node):
         self._thread = threading.Thread(target=self._run, name="simulation", daemon=True)
 
         self._clock_pub = (
-            self.create_publisher(Clock, "/clock", QoSProfile(depth=1)) if self.config.publish_clock else None
+            self.create_publisher(Clock, "/clock", RELIABLE) if self.config.publish_clock else None
         )
         self._batch_state_pub = self.create_publisher(JointState, "batch/joint_states", RELIABLE_LATEST)
         self._task_pub = self.create_publisher(Float32MultiArray, "batch/task", RELIABLE_LATEST)
