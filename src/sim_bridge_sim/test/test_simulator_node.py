@@ -260,7 +260,7 @@ def test_parameters_have_descriptors_and_validated_runtime_changes(start_node, r
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import DescribeParameters, SetParameters
 
-    start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime", real_time_factor=4.0)
+    sim = start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime", real_time_factor=4.0)
     described = ros_client.call(
         DescribeParameters,
         "/simulator/describe_parameters",
@@ -293,6 +293,11 @@ def test_parameters_have_descriptors_and_validated_runtime_changes(start_node, r
     count = len(states)
     ros_client.wait_until(lambda: len(states) > count + 100, what="joint_states")
     assert abs(positions_by_name(states[-1])["joint1"] - start) < 0.01
+    sim.wait_for_output("allow_partial_joints_goal is false")
     assert set_parameter("allow_partial_joints_goal", True).successful
+    time.sleep(1.1)  # past the log throttle, so a rejection of the next goal would show
     publisher.publish(trajectory(["joint1"], [(0.3, [start + 0.4], None)]))
-    wait_at(ros_client, states, ["joint1"], [start + 0.4], tolerance=0.02)
+    try:
+        wait_at(ros_client, states, ["joint1"], [start + 0.4], tolerance=0.02)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nsimulator log:\n{sim.output()}") from None
