@@ -373,7 +373,8 @@ def print_rates(args: argparse.Namespace, figures: dict[str, float]) -> None:
     ):
         rate, ms = figures[f"core_{name}_env_steps_per_s"], figures[f"core_{name}_ms"]
         before, after = figures[f"before_{name}_ms"], figures[f"after_{name}_ms"]
-        print(f"{label:36} {rate:12.0f} {ms:8.2f} {before:8.2f} {after:8.2f}")
+        shown = "-" if name == "encode" else f"{rate:.0f}"
+        print(f"{label:36} {shown:>12} {ms:8.2f} {before:8.2f} {after:8.2f}")
     ros = figures["ros_env_steps_per_s"]
     print(f"{'ROS lockstep round trip':36} {ros:12.0f} {1e3 * args.num_envs / ros:8.2f}")
     print(f"ROS / core step         {figures['ros_vs_core_step']:7.1%}")

@@ -53,6 +53,7 @@ class SettingSpec:
     high: float | None
     choices: tuple[str, ...] | None
     read_only: bool
+    item_type: type | None = None  # element type of a list setting
 
     @property
     def is_list(self) -> bool:
@@ -78,6 +79,7 @@ def setting_specs(cls: type) -> list[SettingSpec]:
                 high=f.metadata.get("high"),
                 choices=tuple(choices) if choices else None,
                 read_only=f.metadata.get("read_only", True),
+                item_type=typing.get_args(hint)[0] if base is list else None,
             )
         )
     return specs
@@ -114,8 +116,7 @@ def _coerce(spec: SettingSpec, value: Any, key: str) -> Any:
     if spec.is_list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: must be a list, got {type(value).__name__} {value!r}")
-        item_type = type(spec.default[0]) if spec.default else int
-        return [_scalar(item_type, item, key) for item in value]
+        return [_scalar(spec.item_type, item, key) for item in value]
     return _scalar(spec.type, value, key)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -16,6 +16,12 @@ from sim_bridge_core.config import ConfigError, SettingSpec, check_value, from_m
 
 T = TypeVar("T")
 _INT64_MAX = (1 << 63) - 1
+_ARRAY_TYPES = {
+    float: Parameter.Type.DOUBLE_ARRAY,
+    int: Parameter.Type.INTEGER_ARRAY,
+    str: Parameter.Type.STRING_ARRAY,
+    bool: Parameter.Type.BOOL_ARRAY,
+}
 
 
 def descriptor(spec: SettingSpec) -> ParameterDescriptor:
@@ -43,12 +49,15 @@ def declare_config(node: Node, cls: type[T], section: str) -> T:
     """
     values = {}
     for spec in setting_specs(cls):
+        # An empty list says nothing of its element type, so declare the typed array instead.
+        default = _ARRAY_TYPES[spec.item_type] if spec.is_list and not spec.default else spec.default
         try:
-            parameter = node.declare_parameter(spec.name, spec.default, descriptor(spec))
+            value = node.declare_parameter(spec.name, default, descriptor(spec)).value
+        except ParameterUninitializedException:
+            value = None
         except (ParameterException, TypeError, ValueError) as exc:
             raise ConfigError(f"{section}.{spec.name}: {exc}") from None
-        value = parameter.value
-        values[spec.name] = list(value) if spec.is_list else value
+        values[spec.name] = list(value or []) if spec.is_list else value
     return from_mapping(cls, values, section)
 
 
