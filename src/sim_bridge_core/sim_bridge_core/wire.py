@@ -118,7 +118,12 @@ class _KnownNames:
     def found_at(self, data: bytes | bytearray | memoryview, start: int) -> bool:
         if len(data) < start + len(self.encoded):
             return False
-        if memoryview(data)[start : start + len(self.encoded)] == self.encoded:
+        exact = (
+            data.startswith(self.encoded, start)
+            if isinstance(data, (bytes, bytearray))
+            else bytes(memoryview(data)[start : start + len(self.encoded)]) == self.encoded
+        )
+        if exact:
             return True
         window = np.frombuffer(data, np.uint8, len(self.encoded), start)
         return bool(np.all((window == self._bytes) | self._padding))
