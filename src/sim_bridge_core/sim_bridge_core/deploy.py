@@ -108,7 +108,8 @@ class Deployment:
         velocities = np.asarray(velocities, float)
         if len(positions) != len(names) or len(velocities) not in (0, len(names)):
             raise StateError(
-                f"joint_states has {len(names)} names, {len(positions)} positions, {len(velocities)} velocities"
+                f"joint_states has {len(names)} names, {len(positions)} positions, "
+                f"{len(velocities)} velocities"
             )
         index = self.names.indices(names)
         q = positions[index]
