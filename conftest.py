@@ -7,6 +7,7 @@ on one machine never see each other's topics. Processes started by a test are st
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
@@ -19,7 +20,25 @@ from typing import Any
 
 import pytest
 
-os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+
+
+def _claim_domain() -> tuple[int, object]:
+    """A ROS domain no other test run on this machine holds: a random free one, locked for the run."""
+    candidates = list(range(1, 101))
+    random.SystemRandom().shuffle(candidates)
+    for domain in candidates:
+        lock = open(f"/tmp/sim_bridge_ros_domain_{domain}.lock", "w")  # noqa: SIM115 - held until exit
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        return domain, lock
+    raise RuntimeError("all ROS domains 1-100 are held by other test runs")
+
+
+_DOMAIN, _DOMAIN_LOCK = _claim_domain()
+os.environ["ROS_DOMAIN_ID"] = str(_DOMAIN)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 
