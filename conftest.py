@@ -21,13 +21,12 @@ from typing import Any
 import pytest
 
 
-
 def _claim_domain() -> tuple[int, object]:
     """A ROS domain no other test run on this machine holds: a random free one, locked for the run."""
     candidates = list(range(1, 101))
     random.SystemRandom().shuffle(candidates)
     for domain in candidates:
-        lock = open(f"/tmp/sim_bridge_ros_domain_{domain}.lock", "w")  # noqa: SIM115 - held until exit
+        lock = open(f"/tmp/sim_bridge_ros_domain_{domain}.lock", "w")  # held until the run exits
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
