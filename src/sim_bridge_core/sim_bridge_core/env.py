@@ -1,13 +1,25 @@
-"""Batched episodes: a backend and a task, with episode clocks and auto-reset of finished worlds."""
+"""Batched episodes: a backend and a task, with episode clocks and auto-reset of finished worlds.
+
+With a ``Randomizer`` the env also randomizes: model parameters are redrawn by its
+schedule (the reset schedule redraws exactly the worlds that reset, here in ``reset``),
+targets go through the per-world action delay and action noise, reset poses get the
+initial joint offset, and ``measured_positions`` / ``measured_velocities`` (what the
+observation and any JointState publisher read) carry sensor bias and noise, drawn once
+per step. Without one, everything is as the backend and task make it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.tasks import Task
+
+if TYPE_CHECKING:
+    from sim_bridge_core.randomization import Randomizer
 
 
 @dataclass(frozen=True)
@@ -16,7 +28,7 @@ class StepResult:
 
     Worlds that finished (``terminated | truncated``) were already reset: the env's
     state and inputs are those of their next episode, and ``final_positions`` /
-    ``final_velocities`` hold the last state of the episode that ended.
+    ``final_velocities`` hold the last (measured) state of the episode that ended.
     """
 
     reward: np.ndarray
@@ -35,8 +47,18 @@ class StepResult:
 class BatchedEnv:
     """N worlds running one task; sim time runs on across resets."""
 
-    def __init__(self, backend: SimBackend, task: Task, episode_length_s: float, seed: int = 0) -> None:
+    def __init__(
+        self,
+        backend: SimBackend,
+        task: Task,
+        episode_length_s: float,
+        seed: int = 0,
+        randomizer: Randomizer | None = None,
+    ) -> None:
+        if randomizer is not None and randomizer.backend is not backend:
+            raise ValueError("the randomizer must be built on the env's backend")
         self.backend = backend
+        self.randomizer = randomizer
         self.task = task
         self.num_envs = backend.num_envs
         self.episode_steps = max(1, round(episode_length_s / backend.control_dt))
@@ -60,20 +82,28 @@ class BatchedEnv:
         if ids.size == 0:
             return
         positions, inputs = self.task.sample_initial(self.rng, ids.size)
+        if self.randomizer is not None:
+            positions = self.randomizer.on_reset(ids, positions)
         self.backend.reset(ids, positions)
         self.inputs[ids] = inputs
         self.episode_step[ids] = 0
 
     def step(self, targets: np.ndarray) -> StepResult:
         """Hold joint position targets (N, J) for one control period, then reset finished worlds."""
-        self.backend.step(targets)
+        randomizer = self.randomizer
+        if randomizer is None:
+            self.backend.step(targets)
+        else:
+            self.backend.step(randomizer.actuate(targets))
         self.steps += 1
         self.episode_step += 1
+        if randomizer is not None:
+            randomizer.after_step()
         outcome = self.task.evaluate(self.backend, self.inputs)
         truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated
         done_ids = np.flatnonzero(outcome.terminated | truncated)
-        final_positions = self.backend.joint_positions()[done_ids]
-        final_velocities = self.backend.joint_velocities()[done_ids]
+        final_positions = self.measured_positions()[done_ids]
+        final_velocities = self.measured_velocities()[done_ids]
         final_inputs = self.inputs[done_ids]
         self.reset(done_ids)
         return StepResult(
@@ -86,8 +116,16 @@ class BatchedEnv:
             final_inputs=final_inputs,
         )
 
+    def measured_positions(self) -> np.ndarray:
+        """(N, J) joint positions as sensed: the true ones, plus bias and noise when randomized."""
+        positions = self.backend.joint_positions()
+        return positions if self.randomizer is None else self.randomizer.measure_positions(positions)
+
+    def measured_velocities(self) -> np.ndarray:
+        """(N, J) joint velocities as sensed: the true ones, plus noise when randomized."""
+        velocities = self.backend.joint_velocities()
+        return velocities if self.randomizer is None else self.randomizer.measure_velocities(velocities)
+
     def observation(self) -> np.ndarray:
-        """The task's observation of every world's current state."""
-        return self.task.observation(
-            self.backend.joint_positions(), self.backend.joint_velocities(), self.inputs
-        )
+        """The task's observation of every world's current (measured) state."""
+        return self.task.observation(self.measured_positions(), self.measured_velocities(), self.inputs)

@@ -1,0 +1,297 @@
+"""Applies a randomization spec to the N worlds of a backend, vectorized over worlds.
+
+A ``Randomizer`` owns four random streams spawned from one seed (model/episode
+parameters, reset offsets, per-step noise, pushes), so the same seed gives the same
+draws whatever else reads the state. It captures the backend's model fields at
+construction; ``set_enabled(False)`` writes those nominal values back and makes actuation
+and sensing pass through, ``set_enabled(True)`` puts the drawn values back in effect.
+
+``BatchedEnv`` drives it through four hooks: ``on_reset`` (before the backend resets
+worlds), ``actuate`` (the targets the backend steps with), ``after_step`` (after the
+backend stepped) and ``measure_positions`` / ``measure_velocities`` (what a policy or a
+JointState subscriber sees).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from sim_bridge_core.backends import BackendError, SimBackend
+from sim_bridge_core.randomization.sampling import BoundParameter, bind
+from sim_bridge_core.randomization.spec import EPISODE, MODEL, STEP, RandomizationSpec
+
+# Model fields that mj_setConst reads: writing them needs a set_const for derived constants.
+_SETCONST_INPUTS = frozenset(getattr(mujoco.MjModel, "_setconst_inputs", ()))
+
+
+class Randomizer:
+    """Domain randomization of one backend's worlds; drawn once at construction (startup)."""
+
+    def __init__(self, spec: RandomizationSpec, backend: SimBackend, seed: int | None = None) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.robot = backend.robot
+        self.num_envs = n = backend.num_envs
+        self.parameters = bind(spec, backend.robot)
+        self._by_name = {p.name: p for p in self.parameters}
+        self._model = [p for p in self.parameters if p.kind.stage == MODEL]
+        self._scheduled = [p for p in self.parameters if p.kind.stage in (MODEL, EPISODE)]
+        self._all = np.arange(n)
+        joints = self.robot.num_joints
+
+        fields = sorted({w.field for p in self._model for w in p.writes})
+        self._fields = {name: backend.model_field(name) for name in fields}
+        self._nominal_fields = {name: array.copy() for name, array in self._fields.items()}
+        self._set_const = None
+        if any(f in _SETCONST_INPUTS or f.startswith("opt.") for f in fields):
+            batch = getattr(backend, "batch", None)
+            self._set_const = getattr(batch, "set_const", None)  # the Warp backend has no per-world one
+
+        # Drawn values in effect when enabled, (N, K) per parameter.
+        self._values = {p.name: np.broadcast_to(p.nominal, (n, p.size)).copy() for p in self.parameters}
+        # Actuation and sensing state.
+        delay = self._by_name.get("action_delay_steps")
+        self._delay = np.zeros(n, dtype=np.int64)
+        self._buffer = None
+        self._head = 0
+        if delay is not None:
+            self._buffer = np.broadcast_to(self.robot.home, (int(delay.spec.high) + 1, n, joints)).copy()
+        self._bias = np.zeros((n, joints)) if "joint_position_bias" in self._by_name else None
+        self._noise: dict[str, np.ndarray] = {}
+        push = self._by_name.get("push_velocity")
+        self._push_countdown = np.zeros(n, dtype=np.int64)
+        self._push_steps = (1, 1)
+        self._qvel = None
+        if push is not None:
+            low, high = push.spec.interval_s or (1.0, 1.0)
+            self._push_steps = (self._steps(low), self._steps(high))
+            self._qvel = _VelocityKick(backend)
+        self._interval_steps = self._steps(spec.interval_s) if spec.schedule == "interval" else 0
+
+        self.step_count = 0
+        self._enabled = spec.enabled
+        self.seed(spec.seed if seed is None else seed)
+        self.resample()
+        self._draw_push_countdown(self._all)
+        self._draw_step_noise()
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Column names of ``applied()``: ``body_mass/link3``, ``gravity_z``, ``action_delay_steps``..."""
+        return tuple(name for p in self._reported() for name in p.names)
+
+    @property
+    def fraction(self) -> float:
+        """Curriculum fraction of every range in effect for the next draws."""
+        return self.spec.curriculum.fraction(self.step_count)
+
+    def seed(self, seed: int) -> None:
+        """Restart the random streams from ``seed``."""
+        streams = np.random.SeedSequence(seed).spawn(4)
+        self._rng_params, self._rng_reset, self._rng_noise, self._rng_push = (
+            np.random.default_rng(s) for s in streams
+        )
+
+    def state(self) -> dict[str, Any]:
+        """What a training checkpoint needs to resume the draws and the curriculum (plain data)."""
+        streams = (self._rng_params, self._rng_reset, self._rng_noise, self._rng_push)
+        return {"step_count": self.step_count, "rng": [g.bit_generator.state for g in streams]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``state()``: the curriculum's step count and the random streams."""
+        self.step_count = int(state["step_count"])
+        streams = (self._rng_params, self._rng_reset, self._rng_noise, self._rng_push)
+        for generator, saved in zip(streams, state["rng"], strict=True):
+            generator.bit_generator.state = saved
+
+    def set_enabled(self, enabled: bool) -> None:
+        """False: nominal physics (exactly the captured fields), no delay, noise, bias, offsets or pushes."""
+        enabled = bool(enabled)
+        if enabled == self._enabled:
+            return
+        self._enabled = enabled
+        if enabled:
+            self._apply_model(self._all)
+            self._draw_step_noise()
+        else:
+            for name, array in self._fields.items():
+                array[...] = self._nominal_fields[name]
+            if self._set_const is not None:
+                self._set_const()
+            self._noise.clear()
+
+    def resample(self, ids: np.ndarray | None = None) -> None:
+        """New model parameters and per-world constants (delay, bias) for worlds ``ids`` (all by default)."""
+        ids = self._all if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            return
+        fraction = self.fraction
+        for p in self._scheduled:
+            self._values[p.name][ids] = p.effect(p.draw(self._rng_params, ids.size), fraction)
+        if "action_delay_steps" in self._values:
+            self._delay[ids] = self._values["action_delay_steps"][ids, 0].astype(np.int64)
+        if self._bias is not None:
+            bias = self._by_name["joint_position_bias"]
+            self._bias[ids[:, None], bias.columns] = self._values[bias.name][ids]
+        if self._enabled:
+            self._apply_model(ids)
+
+    def applied(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """(N, P) float64 values in effect and their P names (nominal ones while disabled).
+
+        Model parameters give the field value (kg, friction coefficient, m/s^2...), the
+        delay its steps, bias and initial offsets the offset, pushes the last kick. Per-step
+        noise is not listed: it changes every step.
+        """
+        reported = self._reported()
+        if not reported:
+            return np.zeros((self.num_envs, 0)), ()
+        columns = [
+            self._values[p.name] if self._enabled else np.broadcast_to(p.nominal, (self.num_envs, p.size))
+            for p in reported
+        ]
+        return np.concatenate(columns, axis=1), self.names
+
+    # ------------------------------------------------------------- env hooks
+    def on_reset(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Before the backend resets worlds ``ids`` to ``positions`` (len(ids), J): the pose to reset to.
+
+        The reset schedule redraws these worlds' parameters here; the initial joint offset
+        is drawn at every reset. Delayed targets restart from the reset pose.
+        """
+        if self.spec.schedule == "reset":
+            self.resample(ids)
+        offset = self._by_name.get("initial_joint_offset")
+        if offset is not None:
+            values = offset.effect(offset.draw(self._rng_reset, ids.size), self.fraction)
+            self._values[offset.name][ids] = values
+            if self._enabled:
+                positions = np.array(positions, dtype=np.float64)
+                positions[:, offset.columns] += values
+                positions = self.robot.clamp(positions)
+        if self._buffer is not None:
+            self._buffer[:, ids] = positions
+        if self._qvel is not None:
+            self._draw_push_countdown(ids)
+            self._values["push_velocity"][ids] = 0.0
+        return positions
+
+    def actuate(self, targets: np.ndarray) -> np.ndarray:
+        """The targets (N, J) the backend holds this step: delayed per world, with action noise."""
+        if self._buffer is not None:
+            self._head = (self._head + 1) % len(self._buffer)
+            self._buffer[self._head] = targets
+            if self._enabled:
+                targets = self._buffer[(self._head - self._delay) % len(self._buffer), self._all]
+        noise = self._by_name.get("action_noise")
+        if self._enabled and noise is not None:
+            targets = np.array(targets, dtype=np.float64)
+            self._perturb(
+                noise, targets, noise.effect(noise.draw(self._rng_noise, self.num_envs), self.fraction)
+            )
+            targets = self.robot.clamp(targets)
+        return targets
+
+    def after_step(self) -> None:
+        """After the backend stepped: interval resampling, pushes, and this step's sensor noise."""
+        self.step_count += 1
+        if self._interval_steps and self.step_count % self._interval_steps == 0:
+            self.resample()
+        if not self._enabled:
+            return
+        if self._qvel is not None:
+            self._push_countdown -= 1
+            due = np.flatnonzero(self._push_countdown <= 0)
+            if due.size:
+                push = self._by_name["push_velocity"]
+                kick = push.effect(push.draw(self._rng_push, due.size), self.fraction)
+                self._values[push.name][due] = kick
+                self._qvel.add(due, push.dofs, kick)
+                self._draw_push_countdown(due)
+        self._draw_step_noise()
+
+    def measure_positions(self, positions: np.ndarray) -> np.ndarray:
+        """Measured joint positions (N, J): true ones plus bias and this step's noise."""
+        if not self._enabled:
+            return positions
+        measured = np.array(positions, dtype=np.float64)
+        if self._bias is not None:
+            measured += self._bias
+        noise = self._noise.get("joint_position_noise")
+        if noise is not None:
+            self._perturb(self._by_name["joint_position_noise"], measured, noise)
+        return measured
+
+    def measure_velocities(self, velocities: np.ndarray) -> np.ndarray:
+        """Measured joint velocities (N, J): true ones with this step's noise."""
+        noise = self._noise.get("joint_velocity_noise")
+        if not self._enabled or noise is None:
+            return velocities
+        measured = np.array(velocities, dtype=np.float64)
+        self._perturb(self._by_name["joint_velocity_noise"], measured, noise)
+        return measured
+
+    # --------------------------------------------------------------- internals
+    def _reported(self) -> list[BoundParameter]:
+        return [p for p in self.parameters if p.kind.stage != STEP]
+
+    def _steps(self, seconds: float) -> int:
+        return max(1, round(seconds / self.backend.control_dt))
+
+    def _apply_model(self, ids: np.ndarray) -> None:
+        if not self._model:
+            return
+        for p in self._model:
+            values = self._values[p.name][ids]
+            for write in p.writes:
+                write.apply(self._fields[write.field], ids, values)
+        if self._set_const is not None:
+            self._set_const(None if ids.size == self.num_envs else ids)
+
+    def _draw_step_noise(self) -> None:
+        if not self._enabled:
+            return
+        for name in ("joint_position_noise", "joint_velocity_noise"):
+            p = self._by_name.get(name)
+            if p is not None:
+                self._noise[name] = p.effect(p.draw(self._rng_noise, self.num_envs), self.fraction)
+
+    def _draw_push_countdown(self, ids: np.ndarray) -> None:
+        if self._qvel is not None and ids.size:
+            low, high = self._push_steps
+            self._push_countdown[ids] = self._rng_push.integers(low, high + 1, ids.size)
+
+    @staticmethod
+    def _perturb(p: BoundParameter, values: np.ndarray, perturbation: np.ndarray) -> None:
+        """values[:, p.columns] += (or *=) perturbation, in place."""
+        if p.spec.operation == "scale":
+            values[:, p.columns] *= perturbation
+        else:
+            values[:, p.columns] += perturbation
+
+
+class _VelocityKick:
+    """Adds to the joint velocities (qvel) of some worlds, on the cpu or warp backend."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        batch = getattr(backend, "batch", None)
+        self._qvel = batch.bind("qvel") if batch is not None else None
+        self._data = getattr(backend, "_data", None)  # WarpBackend's mujoco_warp Data
+        if self._qvel is None and self._data is None:
+            raise BackendError(f"push_velocity cannot write joint velocities of a {type(backend).__name__}")
+
+    def add(self, ids: np.ndarray, dofs: np.ndarray, kick: np.ndarray) -> None:
+        if self._qvel is not None:
+            self._qvel[ids[:, None], dofs] += kick
+            return
+        qvel = self._data.qvel.numpy()
+        qvel[ids[:, None], dofs] += kick
+        self._data.qvel.assign(qvel)

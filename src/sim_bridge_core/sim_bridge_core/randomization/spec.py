@@ -1,0 +1,336 @@
+"""The randomization spec: what is randomized, how and when, validated into frozen dataclasses.
+
+A spec is a mapping (usually the ``randomization:`` section of a YAML file) with a few
+top-level settings (``enabled``, ``seed``, ``schedule``, ``interval_s``, ``curriculum``)
+and one entry per randomized parameter, named after the catalogue in ``PARAMETERS``::
+
+    randomization:
+      seed: 0
+      schedule: reset            # startup | reset | interval
+      body_mass: {targets: "*", operation: scale, distribution: uniform, low: 0.9, high: 1.1}
+
+Each parameter entry has ``targets`` (names, fnmatch patterns, ``*`` for all),
+``operation`` (``scale`` | ``add`` | ``abs``), ``distribution`` (``uniform`` |
+``log_uniform`` | ``gaussian``, the latter clipped to the range) and ``low`` / ``high``.
+Checks that need no model happen here; ``sampling.bind`` checks targets and the values a
+range can produce against a model. Every failure is a ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim_bridge_core.config import ConfigError, from_mapping, setting
+
+SECTION = "randomization"
+OPERATIONS = ("scale", "add", "abs")
+DISTRIBUTIONS = ("uniform", "log_uniform", "gaussian")
+SCHEDULES = ("startup", "reset", "interval")
+AXES = "xyz"
+
+# When a parameter's values are drawn, and what they act on.
+MODEL = "model"  # an MjModel field per world, drawn by the schedule
+EPISODE = "episode"  # a per-world actuation/sensing constant, drawn by the schedule
+STEP = "step"  # noise drawn afresh every control step
+RESET = "reset"  # drawn every time a world is reset
+PUSH = "push"  # drawn at each world's push time
+
+# What ``targets`` names.
+BODY = "body"
+GEOM = "geom"
+JOINT = "joint"  # any joint of the model (its degrees of freedom)
+ROBOT_JOINT = "robot joint"  # a position-controlled joint of the robot
+
+
+_NOISE = ("add", "scale")
+
+
+@dataclass(frozen=True)
+class ParameterKind:
+    """One entry of the catalogue: what a parameter acts on and which specs make sense for it."""
+
+    name: str
+    target: str | None
+    stage: str
+    description: str
+    operations: tuple[str, ...] = OPERATIONS
+    default_operation: str = "scale"
+    axes: bool = False
+    minimum: float | None = None  # bound on the value in effect
+    strict: bool = False  # the value must stay > minimum (else >= minimum)
+    integer: bool = False
+    quantity: str = ""  # what the bound protects, for messages
+
+
+def _at_least_zero(quantity: str, strict: bool = False) -> dict[str, Any]:
+    return {"minimum": 0.0, "strict": strict, "quantity": quantity}
+
+
+_CATALOGUE = (
+    ParameterKind("geom_friction", GEOM, MODEL, "sliding friction of geoms", **_at_least_zero("friction")),
+    ParameterKind(
+        "body_mass", BODY, MODEL, "body mass, kg (inertia follows)", **_at_least_zero("mass", True)
+    ),
+    ParameterKind(
+        "body_com", BODY, MODEL, "centre of mass, body frame, m", default_operation="add", axes=True
+    ),
+    ParameterKind("dof_damping", JOINT, MODEL, "joint damping", **_at_least_zero("damping")),
+    ParameterKind("dof_armature", JOINT, MODEL, "joint armature, kg*m^2", **_at_least_zero("armature")),
+    ParameterKind("dof_frictionloss", JOINT, MODEL, "joint dry friction", **_at_least_zero("frictionloss")),
+    ParameterKind("actuator_kp", ROBOT_JOINT, MODEL, "servo stiffness", **_at_least_zero("kp", True)),
+    ParameterKind("actuator_kd", ROBOT_JOINT, MODEL, "servo damping", **_at_least_zero("kd")),
+    ParameterKind("gravity", None, MODEL, "gravity vector, m/s^2", default_operation="add", axes=True),
+    ParameterKind(
+        "action_delay_steps",
+        None,
+        EPISODE,
+        "delay of targets, control steps",
+        ("abs",),
+        "abs",
+        integer=True,
+        **_at_least_zero("delay"),
+    ),
+    ParameterKind("action_noise", ROBOT_JOINT, STEP, "noise on targets, rad", _NOISE, "add"),
+    ParameterKind("joint_position_noise", ROBOT_JOINT, STEP, "noise on measured positions", _NOISE, "add"),
+    ParameterKind("joint_velocity_noise", ROBOT_JOINT, STEP, "noise on measured velocities", _NOISE, "add"),
+    ParameterKind(
+        "joint_position_bias", ROBOT_JOINT, EPISODE, "offset of measured positions", ("add",), "add"
+    ),
+    ParameterKind(
+        "initial_joint_offset", ROBOT_JOINT, RESET, "offset of the reset pose, rad", ("add",), "add"
+    ),
+    ParameterKind("push_velocity", JOINT, PUSH, "velocity kick every push interval", ("add",), "add"),
+)
+PARAMETERS: dict[str, ParameterKind] = {kind.name: kind for kind in _CATALOGUE}
+
+
+@dataclass(frozen=True)
+class CurriculumSpec:
+    """Ranges grow from ``start_fraction`` of their width (about the nominal value) to the full range."""
+
+    start_fraction: float = setting(
+        1.0, "fraction of every range in effect at step 0 (1 = no curriculum)", low=0.0, high=1.0
+    )
+    steps: int = setting(0, "control steps over which the fraction grows linearly to 1", low=0)
+
+    def fraction(self, step: int) -> float:
+        if self.steps <= 0 or step >= self.steps:
+            return 1.0
+        return self.start_fraction + (1.0 - self.start_fraction) * step / self.steps
+
+
+@dataclass(frozen=True)
+class _Settings:
+    enabled: bool = setting(True, "apply the randomization (False keeps nominal physics)")
+    seed: int = setting(0, "seed of the randomization's own random generator", low=0, high=(1 << 63) - 1)
+    schedule: str = setting(
+        "reset",
+        "when model parameters and per-world constants are drawn: once at startup, at every reset of "
+        "a world (that world only), or for all worlds every interval_s of sim time",
+        choices=SCHEDULES,
+    )
+    interval_s: float = setting(10.0, "resampling period of the interval schedule, sim seconds", low=0.0)
+
+
+@dataclass(frozen=True)
+class _ParameterFields:
+    targets: list[str] = setting(["*"], "names or fnmatch patterns of bodies, geoms or joints ('*' = all)")
+    operation: str = setting(
+        "", "scale | add | abs: how a draw combines with the nominal value ('' = default)"
+    )
+    distribution: str = setting("uniform", "distribution of the draws", choices=DISTRIBUTIONS)
+    low: float = setting(0.0, "lower end of the range")
+    high: float = setting(0.0, "upper end of the range")
+    std: float = setting(0.0, "gaussian standard deviation (0 = a sixth of the range)", low=0.0)
+    axes: str = setting(AXES, "components of a vector parameter (subset of xyz)")
+    shared: bool = setting(False, "one draw per world for all targets instead of one per target")
+    interval_s: list[float] = setting([], "push_velocity: push period, [seconds] or [min, max]", low=0.0)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One randomized parameter, checked against its catalogue entry."""
+
+    name: str
+    targets: tuple[str, ...]
+    operation: str
+    distribution: str
+    low: float
+    high: float
+    std: float = 0.0
+    axes: str = AXES
+    shared: bool = False
+    interval_s: tuple[float, float] | None = None
+
+    @property
+    def kind(self) -> ParameterKind:
+        return PARAMETERS[self.name]
+
+    @property
+    def key(self) -> str:
+        return f"{SECTION}.{self.name}"
+
+    @property
+    def sigma(self) -> float:
+        """The gaussian's standard deviation."""
+        return self.std or (self.high - self.low) / 6.0
+
+
+@dataclass(frozen=True)
+class RandomizationSpec:
+    """A whole randomization: top-level settings and the parameters, in catalogue order."""
+
+    enabled: bool = True
+    seed: int = 0
+    schedule: str = "reset"
+    interval_s: float = 10.0
+    curriculum: CurriculumSpec = CurriculumSpec()
+    parameters: tuple[ParameterSpec, ...] = ()
+
+    def parameter(self, name: str) -> ParameterSpec | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+
+def load_spec(source: str | Path | Mapping[str, Any] | RandomizationSpec | None) -> RandomizationSpec:
+    """A spec from a YAML file path, a mapping, or an already validated spec (None = nothing)."""
+    if isinstance(source, RandomizationSpec):
+        return source
+    if source is None:
+        return RandomizationSpec()
+    if isinstance(source, Mapping):
+        return spec_from_mapping(source)
+    import yaml
+
+    path = Path(source).expanduser()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{SECTION}: cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{SECTION}: {path} is not valid YAML: {exc}") from exc
+    return spec_from_mapping(data or {})
+
+
+def spec_from_mapping(data: Mapping[str, Any]) -> RandomizationSpec:
+    """Validate a mapping (with or without the top-level ``randomization`` key) into a spec."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{SECTION}: must be a mapping, got {type(data).__name__}")
+    if set(data) == {SECTION}:
+        data = data[SECTION] or {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{SECTION}: must be a mapping, got {type(data).__name__}")
+    settings_keys = {"enabled", "seed", "schedule", "interval_s"}
+    for name in data:
+        if name not in settings_keys and name != "curriculum" and name not in PARAMETERS:
+            known = ", ".join([*sorted(settings_keys), "curriculum"])
+            raise ConfigError(
+                f"{SECTION}.{name}: unknown parameter "
+                f"(parameters: {', '.join(PARAMETERS)}; settings: {known})"
+            )
+    settings = from_mapping(_Settings, {k: v for k, v in data.items() if k in settings_keys}, SECTION)
+    if settings.schedule == "interval" and settings.interval_s <= 0:
+        raise ConfigError(f"{SECTION}.interval_s: must be > 0 with the interval schedule")
+    curriculum_data = data.get("curriculum") or {}
+    if not isinstance(curriculum_data, Mapping):
+        raise ConfigError(f"{SECTION}.curriculum: must be a mapping, got {type(curriculum_data).__name__}")
+    curriculum = from_mapping(CurriculumSpec, curriculum_data, f"{SECTION}.curriculum")
+    if curriculum.start_fraction < 1.0 and curriculum.steps == 0:
+        raise ConfigError(f"{SECTION}.curriculum.steps: must be > 0 when start_fraction is below 1")
+    parameters = tuple(
+        _parameter(name, data[name]) for name in PARAMETERS if name in data and data[name] is not None
+    )
+    return RandomizationSpec(
+        enabled=settings.enabled,
+        seed=settings.seed,
+        schedule=settings.schedule,
+        interval_s=settings.interval_s,
+        curriculum=curriculum,
+        parameters=parameters,
+    )
+
+
+def _parameter(name: str, values: Any) -> ParameterSpec:
+    kind = PARAMETERS[name]
+    key = f"{SECTION}.{name}"
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{key}: must be a mapping (targets, operation, distribution, low, high)")
+    values = dict(values)
+    for required in ("low", "high"):
+        if required not in values:
+            raise ConfigError(f"{key}.{required}: required")
+    if isinstance(values.get("targets"), str):
+        values["targets"] = [values["targets"]]
+    if isinstance(values.get("interval_s"), (int, float)) and not isinstance(values["interval_s"], bool):
+        values["interval_s"] = [values["interval_s"]]
+    fields = from_mapping(_ParameterFields, values, key)
+
+    if "targets" in values and kind.target is None:
+        raise ConfigError(f"{key}.targets: {name} takes no targets")
+    if not fields.targets:
+        raise ConfigError(f"{key}.targets: must name at least one {kind.target}")
+    operation = fields.operation or kind.default_operation
+    if operation not in OPERATIONS:
+        raise ConfigError(f"{key}.operation: must be one of {', '.join(OPERATIONS)}, got '{operation}'")
+    if operation not in kind.operations:
+        raise ConfigError(
+            f"{key}.operation: must be one of {', '.join(kind.operations)} for {name}, got '{operation}'"
+        )
+    low, high = fields.low, fields.high
+    for end, value in (("low", low), ("high", high)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}.{end}: must be finite, got {value}")
+    if low > high:
+        raise ConfigError(f"{key}.low: {low} is above high {high}")
+    if fields.distribution == "log_uniform" and low <= 0:
+        raise ConfigError(f"{key}.low: log_uniform needs low > 0, got {low}")
+    if fields.std and fields.distribution != "gaussian":
+        raise ConfigError(f"{key}.std: only the gaussian distribution takes a std")
+    if "axes" in values and not kind.axes:
+        raise ConfigError(f"{key}.axes: {name} is not a vector parameter")
+    axes = fields.axes
+    if not axes or any(a not in AXES for a in axes) or len(set(axes)) != len(axes):
+        raise ConfigError(f"{key}.axes: must be distinct letters of xyz, got '{axes}'")
+    if kind.integer:
+        for end, value in (("low", low), ("high", high)):
+            if not float(value).is_integer():
+                raise ConfigError(f"{key}.{end}: {name} counts whole steps, got {value}")
+    if operation == "abs" and kind.minimum is not None:
+        bad = low <= kind.minimum if kind.strict else low < kind.minimum
+        if bad:
+            relation = ">" if kind.strict else ">="
+            raise ConfigError(f"{key}.low: {kind.quantity} must stay {relation} {kind.minimum:g}, got {low}")
+    if operation == "scale" and kind.minimum == 0.0:
+        # Nominal values of these quantities are >= 0, so a factor below 0 (or of 0 for the
+        # strictly positive ones) makes some world's value negative (or zero).
+        if kind.strict and low <= 0:
+            raise ConfigError(f"{key}.low: a scale of {low} would make the {kind.quantity} non-positive")
+        if not kind.strict and low < 0:
+            raise ConfigError(f"{key}.low: a scale of {low} would make the {kind.quantity} negative")
+    interval = None
+    if kind.stage == PUSH:
+        if not fields.interval_s or len(fields.interval_s) > 2:
+            raise ConfigError(f"{key}.interval_s: required for {name}: [seconds] or [min, max]")
+        first, last = fields.interval_s[0], fields.interval_s[-1]
+        if first <= 0:
+            raise ConfigError(f"{key}.interval_s: must be > 0, got {first}")
+        if first > last:
+            raise ConfigError(f"{key}.interval_s: min {first} is above max {last}")
+        interval = (first, last)
+    elif "interval_s" in values:
+        raise ConfigError(f"{key}.interval_s: only push_velocity has an interval")
+    return ParameterSpec(
+        name=name,
+        targets=tuple(fields.targets),
+        operation=operation,
+        distribution=fields.distribution,
+        low=low,
+        high=high,
+        std=fields.std,
+        axes=axes,
+        shared=fields.shared,
+        interval_s=interval,
+    )
