@@ -17,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import yaml
 
 from sim_bridge_core.backends import BACKENDS, make_backend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.env import BatchedEnv, StepResult
 from sim_bridge_core.models import ModelError, PdGains, load_robot
+from sim_bridge_core.randomization import RandomizationSpec, Randomizer, bind, load_spec
 from sim_bridge_core.tasks import TASKS, make_task
 from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, parse_goal
 from sim_bridge_core.wire import (
@@ -66,6 +68,12 @@ class SimulatorConfig:
     allow_partial_joints_goal: bool = setting(
         False, "accept trajectories naming a subset of the joints", read_only=False
     )
+    randomization: str = setting(
+        "", "domain-randomization spec: a YAML file path or YAML text ('' = none)", read_only=False
+    )
+    randomization_enabled: bool = setting(
+        True, "false: nominal physics in every world (the spec stays loaded)", read_only=False
+    )
     lockstep_resend_s: float = setting(
         0.5,
         "lockstep: republish the pending state after this wall time "
@@ -82,6 +90,19 @@ class SimulatorConfig:
                 raise ConfigError(
                     f"simulator.mirror_envs: world {outside[0]} does not exist with num_envs {self.num_envs}"
                 )
+
+
+def _parse_spec(source: str) -> RandomizationSpec | None:
+    """A spec from a file path or YAML text; None for '' (no randomization)."""
+    if not source.strip():
+        return None
+    if "\n" in source or source.lstrip().startswith("{"):
+        try:
+            data = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"simulator.randomization: not valid YAML: {exc}") from exc
+        return load_spec(data or {})
+    return load_spec(source)
 
 
 class CommandError(ValueError):
@@ -102,6 +123,8 @@ class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         config.check()
         self.config = config
+        self._randomizers_built = 0
+        self._randomization_source = ""
         try:
             self.robot = load_robot(config.model, PdGains(config.kp, config.kd))
         except ModelError as exc:
@@ -122,6 +145,7 @@ class Simulator:
         except ValueError as exc:
             raise ConfigError(f"simulator.control_dt: {exc}") from exc
         self.env = BatchedEnv(backend, task, config.episode_length_s, config.seed)
+        self.set_randomization(config.randomization, config.randomization_enabled)
         self.targets = self.env.backend.joint_positions()
         self.last_result: StepResult | None = None
 
@@ -134,6 +158,50 @@ class Simulator:
         self._world_state = JointStateEncoder(joints)
         self.task_fields = (*TASK_SIGNALS, *task.input_names)
         self._task = MultiArrayEncoder(np.float32, ("env", ",".join(self.task_fields)))
+        self._published_version: tuple[int, int] | None = None
+
+    def set_randomization(self, source: str, enabled: bool) -> None:
+        """Load a randomization spec (path or YAML text; '' = none) and switch it on or off.
+
+        The spec is checked against the model before anything changes, so a refused spec
+        leaves the previous randomization in effect.
+        """
+        current = self.env.randomizer
+        if source == self._randomization_source:
+            if current is not None:
+                current.set_enabled(enabled)
+            return
+        spec = _parse_spec(source)
+        if spec is not None:
+            bind(spec, self.robot)  # raises ConfigError naming the key
+        if current is not None:
+            current.set_enabled(False)  # nominal fields back before the next one captures them
+        randomizer = None if spec is None else Randomizer(spec, self.env.backend)
+        if randomizer is not None:
+            randomizer.set_enabled(enabled and spec.enabled)
+        self.env.randomizer = randomizer
+        self._randomization_source = source
+        self._randomizers_built += 1
+
+    def randomize(self) -> bool:
+        """Resample every world now; False when no spec is loaded."""
+        if self.env.randomizer is None:
+            return False
+        self.env.randomizer.resample()
+        return True
+
+    def randomization_applied(self) -> bytes | None:
+        """``randomization/applied`` when the values in effect changed since the last call, else None."""
+        randomizer = self.env.randomizer
+        version = (self._randomizers_built, -1 if randomizer is None else randomizer.version)
+        if version == self._published_version:
+            return None
+        self._published_version = version
+        if randomizer is None:
+            values, names = np.zeros((self.config.num_envs, 0)), ()
+        else:
+            values, names = randomizer.applied()
+        return MultiArrayEncoder(np.float64, ("env", ",".join(names))).encode(values)
 
     @property
     def time_ns(self) -> int:
@@ -211,30 +279,28 @@ class Simulator:
             )
         except (WireError, TrajectoryError) as exc:
             raise CommandError(str(exc)) from exc
-        backend = self.env.backend
         self.followers[world].start(
             goal,
             self.time_ns / _NS,
             self.targets[world],
-            backend.joint_positions()[world],
-            backend.joint_velocities()[world],
+            self.env.measured_positions()[world],
+            self.env.measured_velocities()[world],
         )
         return goal.clamped
 
     def batch_joint_states(self) -> bytes:
         """``batch/joint_states``: every world, names ``env_<i>/<joint>``, stamped with sim time."""
-        backend = self.env.backend
+        env = self.env
         return self._batch_state.encode(
-            self.time_ns, backend.joint_positions(), backend.joint_velocities(), backend.joint_efforts()
+            self.time_ns, env.measured_positions(), env.measured_velocities(), env.backend.joint_efforts()
         )
 
     def joint_states(self) -> list[bytes]:
         """Each mirrored world's JointState with the model's joint names, in ``mirrored`` order."""
-        backend = self.env.backend
         rows = self.mirrored
-        positions = backend.joint_positions()[rows]
-        velocities = backend.joint_velocities()[rows]
-        efforts = backend.joint_efforts()[rows]
+        positions = self.env.measured_positions()[rows]
+        velocities = self.env.measured_velocities()[rows]
+        efforts = self.env.backend.joint_efforts()[rows]
         return [
             self._world_state.encode(self.time_ns, positions[i], velocities[i], efforts[i])
             for i in range(len(rows))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
@@ -106,3 +108,38 @@ def test_mirrored_joint_states_are_the_mirrored_worlds(sim):
 def test_bad_configs_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         Simulator(SimulatorConfig(**overrides))
+
+
+DEFAULT_SPEC = str(Path(__file__).resolve().parents[3] / "config" / "randomization" / "default.yaml")
+
+
+def test_randomization_applied_is_published_only_when_it_changes():
+    sim = Simulator(SimulatorConfig(num_envs=4, task="reach", randomization=DEFAULT_SPEC))
+    labels, values = decode_multi_array(sim.randomization_applied(), np.float64)
+    assert labels[0] == "env" and "body_mass/link3" in labels[1].split(",")
+    assert values.shape == (4, len(labels[1].split(",")))
+    assert sim.randomization_applied() is None  # nothing new
+    assert sim.randomize()
+    _, resampled = decode_multi_array(sim.randomization_applied(), np.float64)
+    assert not np.array_equal(values, resampled)
+
+
+def test_refused_spec_keeps_the_previous_randomization():
+    sim = Simulator(SimulatorConfig(num_envs=2, task="reach", randomization=DEFAULT_SPEC))
+    mass = sim.env.backend.model_field("body_mass").copy()
+    with pytest.raises(ConfigError, match=r"randomization\.body_mass"):
+        sim.set_randomization("body_mass: {targets: [no_such_link], low: 0.9, high: 1.1}\n", True)
+    np.testing.assert_array_equal(sim.env.backend.model_field("body_mass"), mass)
+    assert sim.env.randomizer is not None and sim.env.randomizer.enabled
+
+
+def test_switching_randomization_off_restores_nominal_physics():
+    nominal = Simulator(SimulatorConfig(num_envs=2, task="reach")).env.backend.model_field("body_mass").copy()
+    sim = Simulator(SimulatorConfig(num_envs=2, task="reach", randomization=DEFAULT_SPEC))
+    assert not np.array_equal(sim.env.backend.model_field("body_mass"), nominal)
+    sim.set_randomization(DEFAULT_SPEC, False)
+    np.testing.assert_array_equal(sim.env.backend.model_field("body_mass"), nominal)
+    sim.set_randomization("", True)
+    np.testing.assert_array_equal(sim.env.backend.model_field("body_mass"), nominal)
+    labels, values = decode_multi_array(sim.randomization_applied(), np.float64)
+    assert labels == ("env", "") and values.shape == (2, 0)

@@ -15,7 +15,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from sim_bridge_core.backends import BackendError
@@ -23,12 +23,15 @@ from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import ModelError
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
-from std_msgs.msg import Float32MultiArray
+from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 RELIABLE_LATEST = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 # Falling further behind the wall clock than this many periods resets the schedule
 # (after a pause or a stall) instead of stepping in a burst to catch up.
 MAX_LAG_PERIODS = 10
@@ -51,6 +54,7 @@ class SimulatorNode(Node):
         )
         self._batch_state_pub = self.create_publisher(JointState, "batch/joint_states", RELIABLE_LATEST)
         self._task_pub = self.create_publisher(Float32MultiArray, "batch/task", RELIABLE_LATEST)
+        self._applied_pub = self.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
         self.create_subscription(
             JointTrajectory, "batch/joint_trajectory", self._on_batch_command, RELIABLE_LATEST, raw=True
         )
@@ -69,6 +73,7 @@ class SimulatorNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/pause", self._on_pause)
         self.create_service(Trigger, "~/step", self._on_step)
+        self.create_service(Trigger, "~/randomize", self._on_randomize)
         robot = self.sim.robot
         self.get_logger().info(
             f"{self.config.num_envs} x {robot.name} ({robot.num_joints} joints, {robot.path}) on "
@@ -135,6 +140,7 @@ class SimulatorNode(Node):
         self._task_pub.publish(self.sim.task_signals())
         for publisher, data in zip(self._world_state_pubs, self.sim.joint_states(), strict=True):
             publisher.publish(data)
+        self._publish_applied()
 
     # Commands -------------------------------------------------------------------------------
 
@@ -171,7 +177,14 @@ class SimulatorNode(Node):
 
     def _set_config(self, config: SimulatorConfig) -> None:
         with self._lock:
+            self.sim.set_randomization(config.randomization, config.randomization_enabled)
             self.sim.config = config
+            self._publish_applied()
+
+    def _publish_applied(self) -> None:
+        applied = self.sim.randomization_applied()
+        if applied is not None:
+            self._applied_pub.publish(applied)
 
     # Services -------------------------------------------------------------------------------
 
@@ -180,6 +193,13 @@ class SimulatorNode(Node):
             self.sim.reset()
             self._publish()
         response.success, response.message = True, f"all {self.config.num_envs} worlds reset"
+        return response
+
+    def _on_randomize(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            response.success = self.sim.randomize()
+            self._publish_applied()
+        response.message = "resampled every world" if response.success else "no randomization spec loaded"
         return response
 
     def _on_pause(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:

@@ -301,3 +301,53 @@ def test_parameters_have_descriptors_and_validated_runtime_changes(start_node, r
         wait_at(ros_client, states, ["joint1"], [start + 0.4], tolerance=0.02)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nsimulator log:\n{sim.output()}") from None
+
+
+def test_randomization_applied_is_latched_and_bad_specs_are_refused(start_node, ros_client):
+    from pathlib import Path
+
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.qos import DurabilityPolicy
+    from std_msgs.msg import Float64MultiArray
+
+    spec = Path(__file__).resolve().parents[3] / "config" / "randomization" / "default.yaml"
+    start_node(
+        "sim_bridge_sim",
+        "simulator",
+        model="arm7",
+        task="reach",
+        num_envs=3,
+        mode="fast",
+        randomization=str(spec),
+    )
+    ros_client.wait_until(
+        lambda: "/simulator/set_parameters" in dict(ros_client.node.get_service_names_and_types()),
+        what="simulator services",
+    )
+    # A late subscriber still gets the values in effect (transient local).
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
+    applied = ros_client.collect(Float64MultiArray, "randomization/applied", latched)
+    ros_client.wait_until(lambda: applied, what="randomization/applied")
+    names = applied[-1].layout.dim[1].label.split(",")
+    assert applied[-1].layout.dim[0].label == "env" and "body_mass/link3" in names
+    before = np.array(applied[-1].data).reshape(3, len(names))
+
+    assert ros_client.call(Trigger, "/simulator/randomize", Trigger.Request()).success
+    ros_client.wait_until(
+        lambda: not np.array_equal(np.array(applied[-1].data).reshape(3, -1), before), what="resampled values"
+    )
+
+    def set_spec(text):
+        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=text)
+        request = SetParameters.Request(parameters=[Parameter(name="randomization", value=value)])
+        return ros_client.call(SetParameters, "/simulator/set_parameters", request).results[0]
+
+    refused = set_spec("body_mass: {targets: [no_such_link], low: 0.9, high: 1.1}\n")
+    assert not refused.successful and "randomization.body_mass" in refused.reason
+    count = len(applied)
+    assert set_spec("").successful  # randomization off: nominal physics, no columns
+    ros_client.wait_until(lambda: len(applied) > count, what="applied after switching off")
+    assert applied[-1].layout.dim[1].label == "" and len(applied[-1].data) == 0

@@ -72,6 +72,7 @@ class Randomizer:
         self._interval_steps = self._steps(spec.interval_s) if spec.schedule == "interval" else 0
 
         self.step_count = 0
+        self.version = 0  # grows whenever applied() changes, so publishers send only news
         self._enabled = spec.enabled
         self.seed(spec.seed if seed is None else seed)
         self.resample()
@@ -118,6 +119,7 @@ class Randomizer:
         if enabled == self._enabled:
             return
         self._enabled = enabled
+        self.version += 1
         if enabled:
             self._apply_model(self._all)
             self._draw_step_noise()
@@ -134,6 +136,7 @@ class Randomizer:
         if ids.size == 0:
             return
         fraction = self.fraction
+        self.version += 1
         for p in self._scheduled:
             self._values[p.name][ids] = p.effect(p.draw(self._rng_params, ids.size), fraction)
         if "action_delay_steps" in self._values:
@@ -214,6 +217,7 @@ class Randomizer:
                 push = self._by_name["push_velocity"]
                 kick = push.effect(push.draw(self._rng_push, due.size), self.fraction)
                 self._values[push.name][due] = kick
+                self.version += 1
                 self._qvel.add(due, push.dofs, kick)
                 self._draw_push_countdown(due)
         self._draw_step_noise()

@@ -66,8 +66,8 @@ def watch_config(
 ) -> None:
     """Let the writable settings of ``cls`` change at run time, validated by the same schema.
 
-    A refused value (read-only, wrong type, out of range) is reported back to the caller
-    with the reason, and nothing changes.
+    A refused value (read-only, wrong type, out of range, or a ConfigError from ``apply``)
+    is reported back to the caller with the reason, and nothing changes.
     """
     specs = {spec.name: spec for spec in setting_specs(cls)}
 
@@ -82,7 +82,10 @@ def watch_config(
             except ConfigError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         if changes:
-            apply(dataclasses.replace(get(), **changes))
+            try:
+                apply(dataclasses.replace(get(), **changes))
+            except ConfigError as exc:  # the node refused the combination; nothing changed
+                return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
