@@ -52,6 +52,10 @@ class Task(ABC):
         """(N, observation_size) float32: joint positions about home, velocities, task inputs."""
         return np.concatenate([positions - self.robot.home, velocities, inputs], axis=-1, dtype=np.float32)
 
+    def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
+        """Task inputs from a deployment goal point (x, y, z); tasks without inputs ignore it."""
+        return np.zeros(0)
+
     def action_to_targets(self, actions: np.ndarray) -> np.ndarray:
         """Normalized actions in [-1, 1] to joint position targets (offsets about home, clamped)."""
         return self.robot.clamp(self.robot.home + self.action_scale * np.clip(actions, -1.0, 1.0))

@@ -33,6 +33,10 @@ class PendulumTask(Task):
         goal = rng.uniform(-np.pi, np.pi, (count, 1))
         return start, goal
 
+    def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
+        """The goal angle is the point's x, wrapped to [-pi, pi)."""
+        return wrap_angle(np.asarray(goal[:1], float))
+
     def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
         error = np.abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
         speed = np.abs(backend.joint_velocities()[:, 0])

@@ -1,0 +1,39 @@
+"""PPO for the batched worlds, by role (rsl_rl's layout): config, networks, rollout storage,
+the transport-agnostic learner, checkpoints/export, and the fused (in-process) runner."""
+
+from sim_bridge_core.learning.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    export_policy,
+    load_checkpoint,
+    save_checkpoint,
+)
+from sim_bridge_core.learning.config import PpoConfig
+from sim_bridge_core.learning.modules import ActorCritic, EmpiricalNormalizer
+from sim_bridge_core.learning.ppo import PpoLearner
+from sim_bridge_core.learning.runner import (
+    TrainResult,
+    evaluate,
+    plot_training_curve,
+    policy_metadata,
+    train_fused,
+)
+from sim_bridge_core.learning.storage import RolloutStorage
+
+__all__ = [
+    "ActorCritic",
+    "Checkpoint",
+    "CheckpointError",
+    "EmpiricalNormalizer",
+    "PpoConfig",
+    "PpoLearner",
+    "RolloutStorage",
+    "TrainResult",
+    "evaluate",
+    "export_policy",
+    "load_checkpoint",
+    "plot_training_curve",
+    "policy_metadata",
+    "save_checkpoint",
+    "train_fused",
+]

@@ -1,0 +1,243 @@
+"""The fused transport: the learner and a BatchedEnv in one process, arrays handed over in memory.
+
+One iteration is ``num_steps`` control steps of every world followed by one PPO update::
+
+    obs = env.observation()
+    actions = learner.act(obs)
+    result = env.step(env.task.action_to_targets(actions))
+    learner.observe(result.reward, result.terminated, result.truncated)
+    if learner.ready: learner.update(env.observation())
+
+Also here: deterministic evaluation and the training curve plot.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.learning.checkpoint import load_checkpoint, save_checkpoint
+from sim_bridge_core.learning.config import PpoConfig
+from sim_bridge_core.learning.modules import ActorCritic
+from sim_bridge_core.learning.ppo import PpoLearner
+
+
+@dataclass
+class TrainResult:
+    learner: PpoLearner
+    history: list[dict[str, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+    env_steps: int = 0  # in total, resumed runs included
+    run_env_steps: int = 0  # in this call
+
+    @property
+    def model(self) -> ActorCritic:
+        return self.learner.model
+
+    @property
+    def env_steps_per_s(self) -> float:
+        return self.run_env_steps / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def policy_metadata(env: BatchedEnv, learner: PpoLearner | None = None) -> dict[str, Any]:
+    """What a checkpoint records about the robot and task it was trained for."""
+    robot = env.backend.robot
+    metadata: dict[str, Any] = {
+        "model": robot.name,
+        "joint_names": list(robot.joint_names),
+        "observation_size": env.task.observation_size,
+        "action_size": robot.num_joints,
+        "task": env.task.name,
+        "input_names": list(env.task.input_names),
+        "control_dt": float(env.backend.control_dt),
+        "episode_length_s": float(env.episode_steps * env.backend.control_dt),
+        "action_scale": float(env.task.action_scale),
+    }
+    if learner is not None:
+        metadata.update(iteration=learner.iteration, env_steps=learner.env_steps)
+    return metadata
+
+
+class EpisodeTracker:
+    """Returns and success of episodes as they end; success is the task's at the episode's last step."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.returns = np.zeros(num_envs)
+        self.ended_returns: list[np.ndarray] = []
+        self.ended_success: list[np.ndarray] = []
+
+    def add(self, rewards: np.ndarray, done: np.ndarray, success: np.ndarray) -> None:
+        self.returns += rewards
+        if done.any():
+            self.ended_returns.append(self.returns[done])
+            self.ended_success.append(success[done])
+            self.returns[done] = 0.0
+
+    def pop(self) -> tuple[int, float, float]:
+        """(episodes, mean return, success rate) of episodes ended since the last pop (NaN if none)."""
+        if not self.ended_returns:
+            return 0, float("nan"), float("nan")
+        returns, success = np.concatenate(self.ended_returns), np.concatenate(self.ended_success)
+        self.ended_returns, self.ended_success = [], []
+        return returns.size, float(returns.mean()), float(success.mean())
+
+
+def train_fused(
+    env: BatchedEnv,
+    ppo: PpoConfig | None = None,
+    max_env_steps: int | None = None,
+    max_wall_s: float | None = None,
+    on_iteration: Callable[[dict[str, float], PpoLearner], bool | None] | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: str | os.PathLike | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    randomize_episode_start: bool = True,
+) -> TrainResult:
+    """Train PPO on ``env`` until ``max_env_steps`` (in total, resumed steps included) or ``max_wall_s``.
+
+    ``on_iteration(record, learner)`` sees each iteration's record (also kept in ``history``)
+    and the learner after its update, and may return True to stop. With ``checkpoint_path``, a
+    checkpoint is written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
+    checkpoint's iteration count, env steps, optimizer, normalizer and RNG states.
+    """
+    start = time.perf_counter()
+    if max_env_steps is None and max_wall_s is None:
+        raise ValueError("give max_env_steps or max_wall_s, or training never ends")
+    ppo = ppo or PpoConfig()
+    learner = PpoLearner(env.task.observation_size, env.backend.robot.num_joints, env.num_envs, ppo, device)
+    if resume is not None:
+        checkpoint = load_checkpoint(
+            resume,
+            expect_joints=env.backend.robot.joint_names,
+            expect_observation_size=env.task.observation_size,
+            expect_task=env.task.name,
+        )
+        if checkpoint.learner_state is None:
+            raise ValueError(f"{resume} holds a bare policy, not a training state to resume")
+        learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
+        if "env_rng" in checkpoint.metadata:
+            env.rng.bit_generator.state = checkpoint.metadata["env_rng"]
+
+    env.reset()
+    if randomize_episode_start:
+        # Spread the worlds over the episode (as rsl_rl does), so that rollouts mix early and late steps.
+        env.episode_step[:] = env.rng.integers(0, env.episode_steps, env.num_envs)
+    tracker = EpisodeTracker(env.num_envs)
+    result = TrainResult(learner)
+    first_steps = learner.env_steps
+    bar = tqdm(
+        total=max_env_steps,
+        initial=first_steps,
+        unit="step",
+        unit_scale=True,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+
+    def save() -> None:
+        metadata = policy_metadata(env, learner)
+        metadata["env_rng"] = env.rng.bit_generator.state
+        save_checkpoint(checkpoint_path, learner, ppo, metadata)
+
+    observations = env.observation()
+    while True:
+        rollout_start = time.perf_counter()
+        while not learner.ready:
+            actions = learner.act(observations)
+            step = env.step(env.task.action_to_targets(actions))
+            learner.observe(step.reward, step.terminated, step.truncated)
+            tracker.add(step.reward, step.done, step.success)
+            observations = env.observation()
+        update_start = time.perf_counter()
+        stats = learner.update(observations)
+        now = time.perf_counter()
+
+        episodes, mean_return, success_rate = tracker.pop()
+        wall = now - start
+        record = {
+            "iteration": learner.iteration,
+            "env_steps": learner.env_steps,
+            "wall_s": wall,
+            "env_steps_per_s": (learner.env_steps - first_steps) / wall,
+            "rollout_s": update_start - rollout_start,
+            "update_s": now - update_start,
+            "episodes": episodes,
+            "mean_return": mean_return,
+            "success_rate": success_rate,
+            **stats,
+        }
+        result.history.append(record)
+        bar.update(learner.env_steps - bar.n)
+        bar.set_postfix(
+            fps=f"{record['env_steps_per_s']:.0f}", ret=f"{mean_return:.1f}", success=f"{success_rate:.0%}"
+        )
+        if checkpoint_path is not None and checkpoint_every and learner.iteration % checkpoint_every == 0:
+            save()
+        stop = bool(on_iteration(record, learner)) if on_iteration is not None else False
+        if (
+            stop
+            or (max_env_steps is not None and learner.env_steps >= max_env_steps)
+            or (max_wall_s is not None and wall >= max_wall_s)
+        ):
+            break
+    bar.close()
+    if checkpoint_path is not None:
+        save()
+    result.wall_s = time.perf_counter() - start
+    result.env_steps = learner.env_steps
+    result.run_env_steps = learner.env_steps - first_steps
+    return result
+
+
+@torch.no_grad()
+def evaluate(env: BatchedEnv, model: ActorCritic, episodes: int) -> float:
+    """Success rate of the deterministic policy over at least ``episodes`` fresh episodes.
+
+    Every world starts a new episode; the first ``episodes`` episodes to end are counted
+    (ties at the same step all count), success as the task reports it at the last step.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    env.reset()
+    ended = successes = 0
+    while ended < episodes:
+        observations = torch.as_tensor(env.observation(), device=device)
+        actions = model.act_inference(observations).cpu().numpy()
+        step = env.step(env.task.action_to_targets(actions))
+        done = step.done
+        ended += int(done.sum())
+        successes += int(step.success[done].sum())
+    return successes / ended
+
+
+def plot_training_curve(history: list[dict[str, float]], png_path: str | os.PathLike) -> Path:
+    """Env steps against mean episode return and success rate, as a PNG (no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = [record["env_steps"] for record in history]
+    figure = Figure(figsize=(7, 4), tight_layout=True)
+    FigureCanvasAgg(figure)
+    returns_axis = figure.add_subplot()
+    returns_axis.plot(steps, [record["mean_return"] for record in history], color="tab:blue")
+    returns_axis.set_xlabel("env steps")
+    returns_axis.set_ylabel("mean episode return", color="tab:blue")
+    success_axis = returns_axis.twinx()
+    success_axis.plot(steps, [record["success_rate"] for record in history], color="tab:green")
+    success_axis.set_ylabel("success rate", color="tab:green")
+    success_axis.set_ylim(0.0, 1.0)
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png_path)
+    return png_path

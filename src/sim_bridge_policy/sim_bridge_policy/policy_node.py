@@ -1,0 +1,126 @@
+"""The policy node: ROS topics around ``sim_bridge_core.deploy.Deployment`` (deploy mode).
+
+A command is computed when a JointState arrives and a control period has passed since the
+last one, so the command answers the freshest state with the least delay; a watchdog timer
+at the control rate catches states that stop coming.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import rclpy
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import PointStamped
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from sim_bridge_core.config import ConfigError
+from sim_bridge_core.deploy import Command, StateError
+from sim_bridge_core.policy import PolicyConfig, load_deployment
+from sim_bridge_core.ros.parameters import declare_config, watch_config
+from std_srvs.srv import SetBool
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class PolicyNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("policy", **kwargs)
+        self.config = declare_config(self, PolicyConfig, "policy")
+        watch_config(self, PolicyConfig, "policy", lambda: self.config, self._set_config)
+        self.deployment = load_deployment(self.config)
+        self._period = 1.0 / self.config.control_rate_hz
+        self._next_command = 0.0
+        self._first_point_after = Duration(sec=int(self._period), nanosec=round((self._period % 1.0) * 1e9))
+        self._publisher = self.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, RELIABLE)
+        self.create_subscription(PointStamped, "goal", self._on_goal, RELIABLE)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_timer(self._period, self._on_watchdog)
+        robot, task = self.deployment.robot, self.deployment.task
+        self.get_logger().info(
+            f"deploying {self.config.checkpoint} ({task.name} on {robot.name}, {robot.num_joints} joints) "
+            f"at {self.config.control_rate_hz} Hz{' [dry run]' if self.config.dry_run else ''}"
+        )
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        now = time.monotonic()
+        try:
+            self.deployment.on_joint_state(now, msg.name, msg.position, msg.velocity)
+        except StateError as exc:
+            self.get_logger().warning(f"no command this cycle: {exc}", throttle_duration_sec=1.0)
+            return
+        if now >= self._next_command:
+            self._next_command = max(self._next_command + self._period, now)
+            self._command(now)
+
+    def _on_watchdog(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_command + self._period:  # states stopped: let tick decide (hold once)
+            self._command(now)
+
+    def _command(self, now: float) -> None:
+        command, reason = self.deployment.tick(now)
+        if reason:
+            self.get_logger().warning(f"no command: {reason}", throttle_duration_sec=2.0)
+        if command is not None:
+            self._send(command)
+
+    def _on_goal(self, msg: PointStamped) -> None:
+        try:
+            inputs = self.deployment.on_goal((msg.point.x, msg.point.y, msg.point.z))
+        except StateError as exc:
+            self.get_logger().warning(f"rejected goal: {exc}", throttle_duration_sec=1.0)
+            return
+        self.get_logger().info(f"goal in effect: {[round(float(v), 4) for v in inputs]}")
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        hold = self.deployment.set_enabled(request.data)
+        if hold is not None:
+            self._send(hold)
+        response.success, response.message = True, "enabled" if request.data else "holding position"
+        return response
+
+    def _send(self, command: Command) -> None:
+        msg = JointTrajectory(joint_names=list(self.deployment.robot.joint_names))
+        msg.points.append(
+            JointTrajectoryPoint(
+                positions=command.positions.tolist(), time_from_start=self._first_point_after
+            )
+        )
+        if self.config.dry_run:
+            kind = "hold" if command.hold else "command"
+            self.get_logger().info(f"[dry run] {kind} {msg.points[0].positions}", throttle_duration_sec=1.0)
+            return
+        self._publisher.publish(msg)
+
+    def _set_config(self, config: PolicyConfig) -> None:
+        self.config = config
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = PolicyNode()
+    except ConfigError as exc:
+        print(f"[policy] error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
