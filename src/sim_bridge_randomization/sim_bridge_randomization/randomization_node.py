@@ -1,0 +1,158 @@
+"""The randomization node: owns the randomization spec and makes the simulator apply it.
+
+It sends the spec to the simulator as its ``randomization`` parameter (and
+``randomization_enabled``), through the simulator's standard parameter service, and
+forwards ``~/randomize`` to the simulator's ``~/randomize``. The simulator applies every
+draw per world and publishes the values in effect on ``randomization/applied``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, ParameterValue, SetParametersResult
+from rcl_interfaces.srv import SetParameters
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sim_bridge_core.config import ConfigError
+from sim_bridge_core.randomization.service import (
+    RandomizationNodeConfig,
+    apply_settings,
+    compose,
+    ranges,
+    read_spec_file,
+    to_yaml,
+)
+from sim_bridge_core.ros.parameters import declare_config
+from std_srvs.srv import SetBool, Trigger
+
+SERVICE_TIMEOUT_S = 30.0
+
+
+class SimulatorUnavailableError(RuntimeError):
+    """The simulator did not answer (not running, or another name)."""
+
+
+class RandomizationNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("randomization", **kwargs)
+        self.config = declare_config(self, RandomizationNodeConfig, "randomization")
+        if not self.config.config:
+            raise ConfigError("randomization.config: a spec YAML path is required")
+        self.spec = compose(apply_settings(read_spec_file(self.config.config), self.config), {})
+        for name, value in ranges(self.spec).items():
+            self.declare_parameter(name, value, ParameterDescriptor(description=f"range bound of {name}"))
+        self.add_on_set_parameters_callback(self._on_set_ranges)
+        group = ReentrantCallbackGroup()
+        simulator = self.config.simulator
+        self._set_parameters = self.create_client(
+            SetParameters, f"/{simulator}/set_parameters", callback_group=group
+        )
+        self._randomize = self.create_client(Trigger, f"/{simulator}/randomize", callback_group=group)
+        self.create_service(Trigger, "~/randomize", self._on_randomize, callback_group=group)
+        self.create_service(SetBool, "~/set_enabled", self._on_set_enabled, callback_group=group)
+
+    def push(self, enabled: bool | None = None) -> SetParametersResult:
+        """Send the spec (and the enabled flag) to the simulator; its answer says whether it took it."""
+        values = [_string("randomization", to_yaml(self.spec))]
+        if enabled is not None:
+            values.append(_bool("randomization_enabled", enabled))
+        results = self._call(self._set_parameters, SetParameters.Request(parameters=values)).results
+        refused = [r for r in results if not r.successful]
+        return refused[0] if refused else results[0]
+
+    def _on_set_ranges(self, parameters: list[Parameter]) -> SetParametersResult:
+        changed = {p.name: p.value for p in parameters if p.name in ranges(self.spec)}
+        if not changed:
+            return SetParametersResult(successful=True)
+        try:
+            updated = compose(self.spec, {name: float(value) for name, value in changed.items()})
+        except (ConfigError, TypeError, ValueError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        previous, self.spec = self.spec, updated
+        self.executor.create_task(self._push_or_restore, previous)
+        return SetParametersResult(successful=True)
+
+    def _push_or_restore(self, previous: dict) -> None:
+        try:
+            result = self.push()
+        except SimulatorUnavailableError as exc:
+            result = SetParametersResult(successful=False, reason=str(exc))
+        if not result.successful:
+            self.spec = previous
+            self.get_logger().error(f"simulator refused the new ranges: {result.reason}")
+
+    def _on_randomize(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            answer = self._call(self._randomize, Trigger.Request())
+        except SimulatorUnavailableError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.success, response.message = answer.success, answer.message
+        return response
+
+    def _on_set_enabled(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        try:
+            result = self.push(enabled=request.data)
+        except SimulatorUnavailableError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.success = result.successful
+        response.message = result.reason or ("randomized" if request.data else "nominal physics")
+        return response
+
+    def _call(self, client, request):
+        if not client.wait_for_service(timeout_sec=SERVICE_TIMEOUT_S):
+            raise SimulatorUnavailableError(f"{client.srv_name} is not available")
+        response = client.call(request, timeout_sec=SERVICE_TIMEOUT_S)
+        if response is None:
+            raise SimulatorUnavailableError(f"{client.srv_name} did not answer within {SERVICE_TIMEOUT_S} s")
+        return response
+
+
+def _string(name: str, value: str) -> ParameterMsg:
+    return ParameterMsg(
+        name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    )
+
+
+def _bool(name: str, value: bool) -> ParameterMsg:
+    return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = RandomizationNode()
+    except ConfigError as exc:
+        print(f"[randomization] error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    startup = executor.create_task(node.push, node.config.enabled)
+    try:
+        executor.spin_until_future_complete(startup)
+        result = startup.result()
+        if not result.successful:
+            print(f"[randomization] error: simulator refused the spec: {result.reason}", file=sys.stderr)
+            return 2
+        node.get_logger().info(f"spec {node.config.config} in effect on /{node.config.simulator}")
+        executor.spin()
+    except SimulatorUnavailableError as exc:
+        print(f"[randomization] error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

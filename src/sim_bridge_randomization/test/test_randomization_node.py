@@ -1,0 +1,70 @@
+"""The randomization node and the simulator as separate processes over real DDS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+
+SPEC = Path(__file__).resolve().parents[3] / "config" / "randomization" / "default.yaml"
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+def column(message: Float64MultiArray, name: str) -> np.ndarray:
+    names = message.layout.dim[1].label.split(",")
+    return np.array(message.data).reshape(len(message.data) // len(names), len(names))[:, names.index(name)]
+
+
+def set_range(client, name: str, value: float):
+    value_msg = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=value_msg)])
+    return client.call(SetParameters, "/randomization/set_parameters", request).results[0]
+
+
+def test_randomization_service_drives_the_simulator(start_node, ros_client):
+    sim = start_node("sim_bridge_sim", "simulator", model="arm7", task="reach", num_envs=8, mode="fast")
+    randomizer = start_node("sim_bridge_randomization", "randomization", config=str(SPEC), seed=3)
+    applied = ros_client.collect(Float64MultiArray, "randomization/applied", LATCHED)
+    ros_client.wait_until(
+        lambda: applied and "body_mass/link3" in applied[-1].layout.dim[1].label,
+        timeout=30,
+        what="randomized values on randomization/applied",
+    )
+    nominal_mass = 3.0  # link3 of arm7
+    masses = column(applied[-1], "body_mass/link3")
+    assert np.all((masses >= 0.9 * nominal_mass) & (masses <= 1.1 * nominal_mass)) and np.ptp(masses) > 0
+
+    refused = set_range(ros_client, "body_mass.low", 2.0)  # low above high
+    assert not refused.successful and "body_mass" in refused.reason
+    assert set_range(ros_client, "body_mass.low", 0.5).successful
+    assert set_range(ros_client, "body_mass.high", 0.6).successful
+    ros_client.wait_until(
+        lambda: np.all(column(applied[-1], "body_mass/link3") <= 0.6 * nominal_mass + 1e-9),
+        what="narrowed mass range in effect",
+    )
+
+    before = column(applied[-1], "body_mass/link3")
+    assert ros_client.call(Trigger, "/randomization/randomize", Trigger.Request()).success
+    ros_client.wait_until(
+        lambda: not np.array_equal(column(applied[-1], "body_mass/link3"), before), what="resampled masses"
+    )
+
+    assert ros_client.call(SetBool, "/randomization/set_enabled", SetBool.Request(data=False)).success
+    ros_client.wait_until(
+        lambda: np.allclose(column(applied[-1], "body_mass/link3"), nominal_mass), what="nominal masses"
+    )
+    assert sim.alive() and randomizer.alive()
+
+
+def test_missing_spec_fails_at_start_with_one_line(start_node):
+    process = start_node("sim_bridge_randomization", "randomization", config="/no/such/spec.yaml")
+    process.proc.wait(timeout=30)
+    lines = [line for line in process.output().splitlines() if line.strip()]
+    assert process.proc.returncode == 2 and len(lines) == 1 and "randomization.config" in lines[0], lines
