@@ -31,7 +31,11 @@ ROS_PACKAGES = {
     "geometry_msgs",
     "ament_index_python",
 }
-EXECUTABLES = {"sim_bridge_sim": ["simulator"]}
+EXECUTABLES = {
+    "sim_bridge_sim": ["simulator"],
+    "sim_bridge_policy": ["policy"],
+    "sim_bridge_randomization": ["randomization"],
+}
 
 
 @pytest.mark.parametrize("name", PACKAGES)
