@@ -100,7 +100,7 @@ class BatchedEnv:
         if randomizer is not None:
             randomizer.after_step()
         outcome = self.task.evaluate(self.backend, self.inputs)
-        truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated
+        truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated & self.task.episodic
         done_ids = np.flatnonzero(outcome.terminated | truncated)
         final_positions = self.measured_positions()[done_ids]
         final_velocities = self.measured_velocities()[done_ids]

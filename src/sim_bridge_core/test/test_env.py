@@ -71,3 +71,12 @@ def test_vector_env_same_step_autoreset():
     assert truncated.all() and info["_final_obs"].all()
     assert info["final_obs"][0].shape == envs.single_observation_space.shape
     assert not np.array_equal(info["final_obs"][0], observations[0])
+
+
+def test_task_none_never_truncates():
+    """A simulator standing in for a robot must not snap back to home every episode_length_s."""
+    env = make_batched_env(task="none", num_envs=2, episode_length_s=0.04, control_dt=0.02)
+    targets = np.tile(env.backend.robot.home + 0.1, (2, 1))
+    results = [env.step(targets) for _ in range(5)]
+    assert not any(r.truncated.any() for r in results)
+    assert np.all(np.abs(env.backend.joint_positions() - env.backend.robot.home) > 0.01)

@@ -32,6 +32,8 @@ class Task(ABC):
     name: ClassVar[str]
     input_names: ClassVar[tuple[str, ...]] = ()
     action_scale: ClassVar[float] = 0.5
+    # False: worlds run on without episodes (no truncation, no auto-reset), like a real robot.
+    episodic: ClassVar[bool] = True
 
     def __init__(self, robot: RobotModel) -> None:
         self.robot = robot
@@ -62,9 +64,10 @@ class Task(ABC):
 
 
 class HoldTask(Task):
-    """No objective: worlds start at home and run to the episode length. Serves any model."""
+    """No objective and no episodes: worlds start at home and run until reset. Serves any model."""
 
     name = "none"
+    episodic = False
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         return np.tile(self.robot.home, (count, 1)), np.zeros((count, 0))
