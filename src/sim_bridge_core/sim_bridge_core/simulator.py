@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from sim_bridge_core.backends import BACKENDS, make_backend
+from sim_bridge_core.backends import BACKENDS, BackendError, make_backend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.env import BatchedEnv, StepResult
 from sim_bridge_core.models import ModelError, PdGains, load_robot
@@ -142,6 +142,8 @@ class Simulator:
                 device=config.device,
                 threads=config.threads,
             )
+        except BackendError as exc:
+            raise ConfigError(f"simulator.backend: {exc}") from exc
         except ValueError as exc:
             raise ConfigError(f"simulator.control_dt: {exc}") from exc
         self.env = BatchedEnv(backend, task, config.episode_length_s, config.seed)

@@ -10,17 +10,15 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PointStamped
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import Command, StateError
 from sim_bridge_core.policy import PolicyConfig, load_deployment
 from sim_bridge_core.ros.parameters import declare_config, watch_config
+from sim_bridge_core.ros.run import run_node
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -103,23 +101,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except ConfigError as exc:
-        print(f"[policy] error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("policy", PolicyNode, args)
 
 
 if __name__ == "__main__":

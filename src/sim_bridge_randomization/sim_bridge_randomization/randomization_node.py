@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, ParameterValue, SetParametersResult
 from rcl_interfaces.srv import SetParameters
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sim_bridge_core.config import ConfigError
@@ -28,6 +27,7 @@ from sim_bridge_core.randomization.service import (
     to_yaml,
 )
 from sim_bridge_core.ros.parameters import declare_config
+from sim_bridge_core.ros.run import run_node
 from std_srvs.srv import SetBool, Trigger
 
 SERVICE_TIMEOUT_S = 30.0
@@ -74,14 +74,14 @@ class RandomizationNode(Node):
         except (ConfigError, TypeError, ValueError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         previous, self.spec = self.spec, updated
-        self.executor.create_task(self._push_or_restore, previous)
+        # Sent without waiting: the executor's threads stay free for the services.
+        request = SetParameters.Request(parameters=[_string("randomization", to_yaml(updated))])
+        pushed = self._set_parameters.call_async(request)
+        pushed.add_done_callback(lambda future: self._check_pushed(future, previous))
         return SetParametersResult(successful=True)
 
-    def _push_or_restore(self, previous: dict) -> None:
-        try:
-            result = self.push()
-        except SimulatorUnavailableError as exc:
-            result = SetParametersResult(successful=False, reason=str(exc))
+    def _check_pushed(self, future, previous: dict) -> None:
+        result = future.result().results[0]
         if not result.successful:
             self.spec = previous
             self.get_logger().error(f"simulator refused the new ranges: {result.reason}")
@@ -124,34 +124,27 @@ def _bool(name: str, value: bool) -> ParameterMsg:
     return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = RandomizationNode()
-    except ConfigError as exc:
-        print(f"[randomization] error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
+def _send_spec(node: RandomizationNode, executor: MultiThreadedExecutor) -> None:
+    """Hand the spec to the simulator before serving; a refusal stops the node at start-up."""
     startup = executor.create_task(node.push, node.config.enabled)
+    executor.spin_until_future_complete(startup)
     try:
-        executor.spin_until_future_complete(startup)
         result = startup.result()
-        if not result.successful:
-            print(f"[randomization] error: simulator refused the spec: {result.reason}", file=sys.stderr)
-            return 2
-        node.get_logger().info(f"spec {node.config.config} in effect on /{node.config.simulator}")
-        executor.spin()
     except SimulatorUnavailableError as exc:
-        print(f"[randomization] error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        raise ConfigError(f"randomization.simulator: {exc}") from exc
+    if not result.successful:
+        raise ConfigError(f"randomization.config: the simulator refused the spec: {result.reason}")
+    node.get_logger().info(f"spec {node.config.config} in effect on /{node.config.simulator}")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(
+        "randomization",
+        RandomizationNode,
+        args,
+        make_executor=lambda: MultiThreadedExecutor(num_threads=4),
+        prepare=_send_spec,
+    )
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ import time
 
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from sim_bridge_core.backends import BackendError
-from sim_bridge_core.config import ConfigError
-from sim_bridge_core.models import ModelError
 from sim_bridge_core.ros.parameters import declare_config, watch_config
+from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -83,6 +80,10 @@ class SimulatorNode(Node):
 
     def start(self) -> None:
         self._thread.start()
+
+    def destroy_node(self) -> None:
+        self.stop()
+        super().destroy_node()
 
     def stop(self) -> None:
         with self._lock:
@@ -221,25 +222,7 @@ class SimulatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SimulatorNode()
-    except (ConfigError, ModelError, BackendError) as exc:
-        print(f"[simulator] error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    node.start()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("simulator", SimulatorNode, args, prepare=lambda node, _: node.start())
 
 
 if __name__ == "__main__":
