@@ -19,10 +19,12 @@ import copy
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,6 +66,16 @@ class Checkpoint:
         except RuntimeError as exc:
             raise CheckpointError(f"{self.path}: weights do not fit the network: {_first_line(exc)}") from exc
         return model.eval()
+
+    def policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The deterministic policy as numpy in, numpy out (what ``deploy.Deployment`` takes)."""
+        model = self.build_model()
+
+        def act(observations: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return model.act_inference(torch.as_tensor(observations, dtype=torch.float32)).numpy()
+
+        return act
 
 
 def save_checkpoint(

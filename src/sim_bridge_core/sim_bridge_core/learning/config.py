@@ -30,6 +30,9 @@ class PpoConfig:
         "adaptive", "adaptive: scale the rate to keep the KL near desired_kl; fixed", choices=SCHEDULES
     )
     desired_kl: float = setting(0.01, "target KL divergence per minibatch for the adaptive rate", low=1e-6)
+    max_learning_rate: float = setting(
+        3e-3, "ceiling of the adaptive rate (higher rates overshoot into collapses)", low=1e-7, high=1.0
+    )
     gamma: float = setting(0.99, "discount factor", low=0.0, high=1.0)
     gae_lambda: float = setting(0.95, "GAE lambda", low=0.0, high=1.0)
     clip: float = setting(0.2, "PPO ratio clip", low=0.0, high=10.0)

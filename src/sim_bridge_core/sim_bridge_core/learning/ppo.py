@@ -27,7 +27,7 @@ from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic
 from sim_bridge_core.learning.storage import RolloutStorage
 
-MIN_LEARNING_RATE, MAX_LEARNING_RATE = 1e-5, 1e-2
+MIN_LEARNING_RATE = 1e-5
 
 
 class PpoLearner:
@@ -175,7 +175,7 @@ class PpoLearner:
         if kl > 2.0 * self.config.desired_kl:
             self.learning_rate = max(MIN_LEARNING_RATE, self.learning_rate / 1.5)
         elif 0.0 < kl < 0.5 * self.config.desired_kl:
-            self.learning_rate = min(MAX_LEARNING_RATE, self.learning_rate * 1.5)
+            self.learning_rate = min(self.config.max_learning_rate, self.learning_rate * 1.5)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate
 
