@@ -7,8 +7,8 @@ In one run:
   2. fused training (``sim_bridge_core.learning.train_fused``) for ``--max-wall-s`` seconds;
   3. deterministic evaluation of the final policy on fresh episodes of a separately seeded env,
      success = end-effector within 2 cm of the goal at the episode's last step;
-  4. time to 90 %: the policy is snapshotted after every iteration (in memory, off the clock) and
-     the earliest snapshot whose deterministic success reaches 90 % is found afterwards.
+  4. time to 90 %: the policy is snapshotted after every iteration (in memory, off the clock);
+     afterwards every 5th snapshot is evaluated (1024 episodes) until one reaches 90 %.
 
 Run: python test/benchmarks/bench_train_reach.py [--num-envs 2048] [--max-wall-s 180] [--seed 0] [--out DIR]
 """
@@ -108,9 +108,10 @@ def main() -> None:
     eval_env = make_env(min(args.num_envs, args.eval_episodes), args.seed + 1000)
     success = evaluate(eval_env, result.model, args.eval_episodes)
 
+    # Every 5th iteration's snapshot, in order, until one reaches 90 % (the curve is not monotonic).
     time_to_90 = None
     probe = copy.deepcopy(result.model)
-    for wall_s, steps, state in snapshots[::2]:
+    for wall_s, steps, state in snapshots[4::5]:
         probe.load_state_dict(state)
         if evaluate(eval_env, probe, 1024) >= 0.9:
             time_to_90 = (wall_s, steps)
