@@ -4,7 +4,7 @@ In one run:
   1. raw physics: ``mujoco.batch.Batch.step(nstep=substeps)`` with ctrl written from numpy, the same
      model, N, substeps and threads as the training env (measured before and after training, the
      mean of both is the baseline);
-  2. fused training (``sim_bridge_core.learning.train_fused``) for ``--max-wall-s`` seconds;
+  2. fused training (``sim_bridge_core.learning.train``) for ``--max-wall-s`` seconds;
   3. deterministic evaluation of the final policy on fresh episodes of a separately seeded env,
      success = end-effector within 2 cm of the goal at the episode's last step;
   4. time to 90 %: the policy is snapshotted after every iteration (in memory, off the clock);
@@ -31,7 +31,7 @@ from sim_bridge_core.learning import (
     evaluate,
     export_policy,
     plot_training_curve,
-    train_fused,
+    train,
 )
 from sim_bridge_core.models import RobotModel
 
@@ -94,7 +94,7 @@ def main() -> None:
         if not first_train_90 and record["success_rate"] >= 0.9:
             first_train_90.append(record["wall_s"])
 
-    result = train_fused(
+    result = train(
         env,
         ppo,
         max_wall_s=args.max_wall_s,

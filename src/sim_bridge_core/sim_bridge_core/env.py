@@ -11,7 +11,7 @@ per step. Without one, everything is as the backend and task make it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -44,6 +44,32 @@ class StepResult:
         return self.terminated | self.truncated
 
 
+class Worlds(Protocol):
+    """What training and evaluation need from N worlds, wherever they run.
+
+    A ``BatchedEnv`` in this process (the fused transport) and the simulator node's worlds
+    reached through the lockstep ``batch/*`` topics (the ros transport) both provide it.
+    """
+
+    task: Task
+    num_envs: int
+    episode_steps: int
+
+    @property
+    def control_dt(self) -> float: ...
+
+    @property
+    def time_ns(self) -> int: ...
+
+    def reset(self, *, stagger: bool = False) -> None: ...
+
+    def observation(self) -> np.ndarray: ...
+
+    def step(self, targets: np.ndarray) -> StepResult: ...
+
+    def set_randomization_enabled(self, enabled: bool) -> None: ...
+
+
 class BatchedEnv:
     """N worlds running one task; sim time runs on across resets."""
 
@@ -69,6 +95,10 @@ class BatchedEnv:
         self.reset()
 
     @property
+    def control_dt(self) -> float:
+        return self.backend.control_dt
+
+    @property
     def time_ns(self) -> int:
         """Sim time in integer nanoseconds (exact, never goes backwards)."""
         return self.steps * round(self.backend.control_dt * 1e9)
@@ -76,8 +106,13 @@ class BatchedEnv:
     def seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
-    def reset(self, ids: np.ndarray | None = None) -> None:
-        """Start new episodes in worlds ``ids`` (all by default) from the task's reset distribution."""
+    def reset(self, ids: np.ndarray | None = None, stagger: bool = False) -> None:
+        """Start new episodes in worlds ``ids`` (all by default) from the task's reset distribution.
+
+        ``stagger`` starts each world at a random step of its episode, so that training
+        rollouts mix early and late steps from the start (as rsl_rl does); evaluation
+        wants whole episodes and leaves it off.
+        """
         ids = np.arange(self.num_envs) if ids is None else np.asarray(ids, dtype=np.int64)
         if ids.size == 0:
             return
@@ -86,7 +121,12 @@ class BatchedEnv:
             positions = self.randomizer.on_reset(ids, positions)
         self.backend.reset(ids, positions)
         self.inputs[ids] = inputs
-        self.episode_step[ids] = 0
+        self.episode_step[ids] = self.rng.integers(0, self.episode_steps, ids.size) if stagger else 0
+
+    def set_randomization_enabled(self, enabled: bool) -> None:
+        """Randomized or nominal physics from now on (no-op without a randomizer)."""
+        if self.randomizer is not None:
+            self.randomizer.set_enabled(enabled)
 
     def step(self, targets: np.ndarray) -> StepResult:
         """Hold joint position targets (N, J) for one control period, then reset finished worlds."""

@@ -22,7 +22,7 @@ from sim_bridge_core.learning import (
     plot_training_curve,
     policy_metadata,
     save_checkpoint,
-    train_fused,
+    train,
 )
 from sim_bridge_core.tasks import ReachTask
 
@@ -107,7 +107,7 @@ def test_fused_training_raises_the_pendulum_return(tmp_path):
     env = make_batched_env("pendulum", "pendulum", num_envs=128, episode_length_s=1.0, seed=0)
     config = PpoConfig(num_steps=16, actor_hidden=[64, 64], critic_hidden=[64, 64], threads=1)
     # Episodes in step: every record with episodes holds whole episodes of all 128 worlds.
-    result = train_fused(env, config, max_env_steps=150_000, progress=False, randomize_episode_start=False)
+    result = train(env, config, max_env_steps=150_000, progress=False, stagger_episodes=False)
     returns = [record["mean_return"] for record in result.history if record["episodes"]]
     first, last = returns[0], np.mean(returns[-2:])
     assert last > first + 0.4 * abs(first), f"mean return {first:.1f} -> {last:.1f}"
@@ -253,19 +253,24 @@ def test_resume_continues_iterations_env_steps_and_optimizer(tmp_path):
         return make_batched_env("pendulum", "pendulum", num_envs=32, episode_length_s=0.5, seed=0)
 
     path = tmp_path / "checkpoint.pt"
-    first = train_fused(
+    first = train(
         env(), SMALL, max_env_steps=4 * 256, checkpoint_path=path, checkpoint_every=2, progress=False
     )
     assert [r["iteration"] for r in first.history] == [1, 2, 3, 4]
     saved = load_checkpoint(path, expect_joints=["hinge"], expect_task="pendulum")
     assert saved.metadata["iteration"] == 4 and saved.metadata["env_steps"] == 4 * 256
-    assert saved.metadata == {**policy_metadata(env(), first.learner), "env_rng": saved.metadata["env_rng"]}
+    assert saved.metadata == {
+        **policy_metadata(env(), first.learner),
+        "history": first.history,
+        "wall_s": pytest.approx(first.wall_s, abs=0.5),
+    }
 
-    second = train_fused(
+    second = train(
         env(), SMALL, max_env_steps=7 * 256, resume=path, checkpoint_path=path, progress=False
     )
-    assert [r["iteration"] for r in second.history] == [5, 6, 7]
+    assert [r["iteration"] for r in second.history] == [1, 2, 3, 4, 5, 6, 7]  # the curve spans the resume
     assert second.env_steps == 7 * 256 and second.run_env_steps == 3 * 256
+    assert second.wall_s > first.wall_s
     optimizer_steps = second.learner.optimizer.state_dict()["state"][0]["step"].item()
     assert optimizer_steps == 7 * SMALL.num_epochs * SMALL.num_minibatches
     assert load_checkpoint(path).metadata["iteration"] == 7

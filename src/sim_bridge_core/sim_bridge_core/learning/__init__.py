@@ -1,5 +1,5 @@
 """PPO for the batched worlds, by role (rsl_rl's layout): config, networks, rollout storage,
-the transport-agnostic learner, checkpoints/export, and the fused (in-process) runner."""
+the transport-agnostic learner, checkpoints/export, and the training loop over any transport."""
 
 from sim_bridge_core.learning.checkpoint import (
     Checkpoint,
@@ -16,7 +16,7 @@ from sim_bridge_core.learning.runner import (
     evaluate,
     plot_training_curve,
     policy_metadata,
-    train_fused,
+    train,
 )
 from sim_bridge_core.learning.storage import RolloutStorage
 
@@ -35,5 +35,5 @@ __all__ = [
     "plot_training_curve",
     "policy_metadata",
     "save_checkpoint",
-    "train_fused",
+    "train",
 ]

@@ -1,8 +1,8 @@
 """PPO that does not care how the worlds are reached: arrays in, actions out.
 
-The same calls serve both transports: in-process (``runner.train_fused`` hands the env's
-arrays over in memory) and over ROS (a policy node feeds ``batch/joint_states`` and
-``batch/task`` into them). One control step is::
+The same calls serve both transports: in-process (``runner.train`` hands a ``BatchedEnv``'s
+arrays over in memory) and over ROS (the arrays come from ``batch/joint_states`` and
+``batch/task``). One control step is::
 
     actions = learner.act(observations)             # (N, obs) -> (N, act), stored with logp and value
     ...step the worlds with actions...

@@ -1,12 +1,14 @@
-"""The fused transport: the learner and a BatchedEnv in one process, arrays handed over in memory.
+"""The training loop and evaluation, over any ``Worlds``: the transport decides where they run.
 
-One iteration is ``num_steps`` control steps of every world followed by one PPO update::
+``fused``: a ``BatchedEnv`` in this process, arrays handed over in memory. ``ros``: the
+simulator node's worlds through the lockstep ``batch/*`` topics. One iteration is
+``num_steps`` control steps of every world followed by one PPO update::
 
-    obs = env.observation()
+    obs = worlds.observation()
     actions = learner.act(obs)
-    result = env.step(env.task.action_to_targets(actions))
+    result = worlds.step(worlds.task.action_to_targets(actions))
     learner.observe(result.reward, result.terminated, result.truncated)
-    if learner.ready: learner.update(env.observation())
+    if learner.ready: learner.update(worlds.observation())
 
 Also here: deterministic evaluation and the training curve plot.
 """
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.env import StepResult, Worlds
 from sim_bridge_core.learning.checkpoint import load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic
@@ -34,9 +36,10 @@ from sim_bridge_core.learning.ppo import PpoLearner
 @dataclass
 class TrainResult:
     learner: PpoLearner
-    history: list[dict[str, float]] = field(default_factory=list)
-    wall_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)  # resumed runs' records included
+    wall_s: float = 0.0  # in total, resumed runs included
     env_steps: int = 0  # in total, resumed runs included
+    run_wall_s: float = 0.0  # in this call
     run_env_steps: int = 0  # in this call
 
     @property
@@ -45,22 +48,23 @@ class TrainResult:
 
     @property
     def env_steps_per_s(self) -> float:
-        return self.run_env_steps / self.wall_s if self.wall_s > 0 else 0.0
+        """Throughput of this call."""
+        return self.run_env_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
 
 
-def policy_metadata(env: BatchedEnv, learner: PpoLearner | None = None) -> dict[str, Any]:
+def policy_metadata(worlds: Worlds, learner: PpoLearner | None = None) -> dict[str, Any]:
     """What a checkpoint records about the robot and task it was trained for."""
-    robot = env.backend.robot
+    task = worlds.task
     metadata: dict[str, Any] = {
-        "model": robot.name,
-        "joint_names": list(robot.joint_names),
-        "observation_size": env.task.observation_size,
-        "action_size": robot.num_joints,
-        "task": env.task.name,
-        "input_names": list(env.task.input_names),
-        "control_dt": float(env.backend.control_dt),
-        "episode_length_s": float(env.episode_steps * env.backend.control_dt),
-        "action_scale": float(env.task.action_scale),
+        "model": task.robot.name,
+        "joint_names": list(task.robot.joint_names),
+        "observation_size": task.observation_size,
+        "action_size": task.robot.num_joints,
+        "task": task.name,
+        "input_names": list(task.input_names),
+        "control_dt": float(worlds.control_dt),
+        "episode_length_s": float(worlds.episode_steps * worlds.control_dt),
+        "action_scale": float(task.action_scale),
     }
     if learner is not None:
         metadata.update(iteration=learner.iteration, env_steps=learner.env_steps)
@@ -91,50 +95,51 @@ class EpisodeTracker:
         return returns.size, float(returns.mean()), float(success.mean())
 
 
-def train_fused(
-    env: BatchedEnv,
+def train(
+    worlds: Worlds,
     ppo: PpoConfig | None = None,
     max_env_steps: int | None = None,
     max_wall_s: float | None = None,
     on_iteration: Callable[[dict[str, float], PpoLearner], bool | None] | None = None,
+    on_step: Callable[[np.ndarray, StepResult], None] | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 0,
     resume: str | os.PathLike | None = None,
     device: str = "cpu",
     progress: bool = True,
-    randomize_episode_start: bool = True,
+    stagger_episodes: bool = True,
 ) -> TrainResult:
-    """Train PPO on ``env`` until ``max_env_steps`` (in total, resumed steps included) or ``max_wall_s``.
+    """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes).
 
     ``on_iteration(record, learner)`` sees each iteration's record (also kept in ``history``)
-    and the learner after its update, and may return True to stop. With ``checkpoint_path``, a
-    checkpoint is written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
-    checkpoint's iteration count, env steps, optimizer, normalizer and RNG states.
+    and the learner after its update, and may return True to stop; ``on_step(targets, result)``
+    sees every control step (e.g. to record it). With ``checkpoint_path``, a checkpoint is
+    written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
+    checkpoint's iteration count, env steps, wall time, history, optimizer, normalizer and RNG.
     """
     start = time.perf_counter()
     if max_env_steps is None and max_wall_s is None:
         raise ValueError("give max_env_steps or max_wall_s, or training never ends")
     ppo = ppo or PpoConfig()
-    learner = PpoLearner(env.task.observation_size, env.backend.robot.num_joints, env.num_envs, ppo, device)
+    robot = worlds.task.robot
+    learner = PpoLearner(worlds.task.observation_size, robot.num_joints, worlds.num_envs, ppo, device)
+    result = TrainResult(learner)
+    earlier_wall_s = 0.0
     if resume is not None:
         checkpoint = load_checkpoint(
             resume,
-            expect_joints=env.backend.robot.joint_names,
-            expect_observation_size=env.task.observation_size,
-            expect_task=env.task.name,
+            expect_joints=robot.joint_names,
+            expect_observation_size=worlds.task.observation_size,
+            expect_task=worlds.task.name,
         )
         if checkpoint.learner_state is None:
             raise ValueError(f"{resume} holds a bare policy, not a training state to resume")
         learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
-        if "env_rng" in checkpoint.metadata:
-            env.rng.bit_generator.state = checkpoint.metadata["env_rng"]
+        result.history = list(checkpoint.metadata.get("history", []))
+        earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
 
-    env.reset()
-    if randomize_episode_start:
-        # Spread the worlds over the episode (as rsl_rl does), so that rollouts mix early and late steps.
-        env.episode_step[:] = env.rng.integers(0, env.episode_steps, env.num_envs)
-    tracker = EpisodeTracker(env.num_envs)
-    result = TrainResult(learner)
+    worlds.reset(stagger=stagger_episodes)
+    tracker = EpisodeTracker(worlds.num_envs)
     first_steps = learner.env_steps
     bar = tqdm(
         total=max_env_steps,
@@ -146,30 +151,33 @@ def train_fused(
     )
 
     def save() -> None:
-        metadata = policy_metadata(env, learner)
-        metadata["env_rng"] = env.rng.bit_generator.state
+        metadata = policy_metadata(worlds, learner)
+        metadata.update(history=result.history, wall_s=earlier_wall_s + time.perf_counter() - start)
         save_checkpoint(checkpoint_path, learner, ppo, metadata)
 
-    observations = env.observation()
+    observations = worlds.observation()
     while True:
         rollout_start = time.perf_counter()
         while not learner.ready:
             actions = learner.act(observations)
-            step = env.step(env.task.action_to_targets(actions))
+            targets = worlds.task.action_to_targets(actions)
+            step = worlds.step(targets)
             learner.observe(step.reward, step.terminated, step.truncated)
             tracker.add(step.reward, step.done, step.success)
-            observations = env.observation()
+            if on_step is not None:
+                on_step(targets, step)
+            observations = worlds.observation()
         update_start = time.perf_counter()
         stats = learner.update(observations)
         now = time.perf_counter()
 
         episodes, mean_return, success_rate = tracker.pop()
-        wall = now - start
+        run_wall = now - start
         record = {
             "iteration": learner.iteration,
             "env_steps": learner.env_steps,
-            "wall_s": wall,
-            "env_steps_per_s": (learner.env_steps - first_steps) / wall,
+            "wall_s": earlier_wall_s + run_wall,
+            "env_steps_per_s": (learner.env_steps - first_steps) / run_wall,
             "rollout_s": update_start - rollout_start,
             "update_s": now - update_start,
             "episodes": episodes,
@@ -188,20 +196,21 @@ def train_fused(
         if (
             stop
             or (max_env_steps is not None and learner.env_steps >= max_env_steps)
-            or (max_wall_s is not None and wall >= max_wall_s)
+            or (max_wall_s is not None and record["wall_s"] >= max_wall_s)
         ):
             break
     bar.close()
     if checkpoint_path is not None:
         save()
-    result.wall_s = time.perf_counter() - start
+    result.run_wall_s = time.perf_counter() - start
+    result.wall_s = earlier_wall_s + result.run_wall_s
     result.env_steps = learner.env_steps
     result.run_env_steps = learner.env_steps - first_steps
     return result
 
 
 @torch.no_grad()
-def evaluate(env: BatchedEnv, model: ActorCritic, episodes: int) -> float:
+def evaluate(worlds: Worlds, model: ActorCritic, episodes: int) -> float:
     """Success rate of the deterministic policy over at least ``episodes`` fresh episodes.
 
     Every world starts a new episode; the first ``episodes`` episodes to end are counted
@@ -209,12 +218,12 @@ def evaluate(env: BatchedEnv, model: ActorCritic, episodes: int) -> float:
     """
     model.eval()
     device = next(model.parameters()).device
-    env.reset()
+    worlds.reset()
     ended = successes = 0
     while ended < episodes:
-        observations = torch.as_tensor(env.observation(), device=device)
+        observations = torch.as_tensor(worlds.observation(), device=device)
         actions = model.act_inference(observations).cpu().numpy()
-        step = env.step(env.task.action_to_targets(actions))
+        step = worlds.step(worlds.task.action_to_targets(actions))
         done = step.done
         ended += int(done.sum())
         successes += int(step.success[done].sum())
