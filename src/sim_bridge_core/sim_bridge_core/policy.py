@@ -14,6 +14,7 @@ from sim_bridge_core.models import ModelError, load_robot
 from sim_bridge_core.tasks import make_task
 
 MODES = ("deploy", "train", "eval")
+TRANSPORTS = ("fused", "ros")
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,38 @@ class PolicyConfig:
         choices=MODES,
     )
     checkpoint: str = setting("", "checkpoint.pt to deploy or evaluate, or to resume training from")
-    model: str = setting("", "robot model (built-in name or MJCF/URDF path); default: the checkpoint's")
+    model: str = setting("", "deploy: robot model (name or MJCF/URDF path); default: the checkpoint's")
     device: str = setting("cpu", "torch device for inference and training")
     control_rate_hz: float = setting(50.0, "commands per second in deploy mode", low=0.1, high=5000.0)
-    output_dir: str = setting("", "run folder for training/eval outputs (default runs/<timestamp>)")
+    output_dir: str = setting(
+        "", "run folder for training/eval outputs (default runs/<timestamp>); a training run resumes there"
+    )
+    transport: str = setting(
+        "fused",
+        "train/eval: fused = worlds in this process (settings sim.*); "
+        "ros = the simulator node's worlds over the lockstep batch/* topics",
+        choices=TRANSPORTS,
+    )
+    simulator: str = setting("/simulator", "ros transport: the simulator node's name")
+    max_env_steps: int = setting(
+        50_000_000, "train: stop after this many env steps (over resumes)", low=1, high=(1 << 62)
+    )
+    max_wall_s: float = setting(
+        600.0, "train: stop after this many seconds of training (over resumes)", low=0.0, high=1e9
+    )
+    eval_episodes: int = setting(
+        1024, "episodes per evaluation (nominal and randomized physics)", low=1, high=1 << 30
+    )
+    checkpoint_every: int = setting(
+        1, "train: write checkpoint.pt every this many iterations (a kill loses at most these)", low=1
+    )
+    record: bool = setting(False, "train: record the mirrored worlds to output_dir/rollouts (rosbag2, MCAP)")
+    record_split_mb: float = setting(
+        64.0, "train: start a new bag file when the current one passes this size", low=0.1, high=1e6
+    )
+    step_timeout_s: float = setting(
+        30.0, "ros transport: fail when the simulator does not answer a step within this time", low=0.1
+    )
     max_position_step: float = setting(
         0.1,
         "safety: largest target change from the measured position per control period, rad (or m)",

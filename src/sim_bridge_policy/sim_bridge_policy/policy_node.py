@@ -1,28 +1,43 @@
-"""The policy node: ROS topics around ``sim_bridge_core.deploy.Deployment`` (deploy mode).
+"""The policy node: ROS topics around ``sim_bridge_core.deploy.Deployment`` (deploy mode) and
+``sim_bridge_core.training`` (train and eval modes).
 
-A command is computed when a JointState arrives and a control period has passed since the
-last one, so the command answers the freshest state with the least delay; a watchdog timer
-at the control rate catches states that stop coming.
+Deploy: a command is computed when a JointState arrives and a control period has passed since
+the last one, so the command answers the freshest state with the least delay; a watchdog
+timer at the control rate catches states that stop coming.
+
+Train / eval: the job runs on its own thread while the executor serves the topics (the ros
+transport's lockstep batch/* traffic); when it ends the node shuts its context down, so a
+`policy` process (or a `bringup` composition) exits once the outputs are written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import threading
 import time
 
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PointStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
+from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import Command, StateError
+from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.policy import PolicyConfig, load_deployment
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
+from sim_bridge_core.simulator import SimulatorConfig
+from sim_bridge_core.training import TrainingJob, prepare_output_dir, run_evaluation
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 class PolicyNode(Node):
@@ -30,6 +45,59 @@ class PolicyNode(Node):
         super().__init__("policy", **kwargs)
         self.config = declare_config(self, PolicyConfig, "policy")
         watch_config(self, PolicyConfig, "policy", lambda: self.config, self._set_config)
+        self.exit_code = 0
+        self.finished = threading.Event()
+        self._job_thread: threading.Thread | None = None
+        if self.config.mode == "deploy":
+            self._init_deploy()
+        else:
+            self._init_job()
+
+    def start(self) -> None:
+        """Start the train/eval job (the executor must be spinning for the ros transport)."""
+        if self._job_thread is not None:
+            self._job_thread.start()
+
+    # Train and eval ---------------------------------------------------------------------------
+
+    def _init_job(self) -> None:
+        self.sim = declare_config(self, SimulatorConfig, "sim", prefix="sim.")
+        self.ppo = declare_config(self, PpoConfig, "ppo", prefix="ppo.")
+        output_dir = prepare_output_dir(self.config.output_dir)
+        self.config = dataclasses.replace(self.config, output_dir=str(output_dir))
+        if self.config.mode == "train":
+            self.job = TrainingJob(self.config, self.ppo, self.sim, log=self.get_logger().info)
+        self._applied_pub = self.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
+        self._job_thread = threading.Thread(target=self._run_job, name="job", daemon=True)
+        self.get_logger().info(
+            f"{self.config.mode}: {self.sim.task} on {self.sim.model}, transport {self.config.transport}, "
+            f"outputs in {output_dir}"
+        )
+
+    def _run_job(self) -> None:
+        try:
+            if self.config.mode == "train":
+                summary = self.job.run(on_applied=self._applied_pub.publish)
+            else:
+                summary = run_evaluation(self.config, self.sim)
+            rates = (summary["eval_success_rate_nominal"], summary["eval_success_rate_randomized"])
+            self.get_logger().info(
+                f"done: eval success {rates[0]:.1%} nominal, {rates[1]:.1%} randomized; "
+                f"outputs in {self.config.output_dir}"
+            )
+        except ConfigError as exc:
+            print(f"[policy] error: {exc}", file=sys.stderr)
+            self.exit_code = 2
+        except Exception as exc:  # the job died: say why, exit non-zero, leave the checkpoint
+            self.get_logger().error(f"{self.config.mode} failed: {type(exc).__name__}: {exc}")
+            self.exit_code = 1
+        finally:
+            self.finished.set()
+            self.context.try_shutdown()
+
+    # Deploy -------------------------------------------------------------------------------------
+
+    def _init_deploy(self) -> None:
         self.deployment = load_deployment(self.config)
         self._period = 1.0 / self.config.control_rate_hz
         self._next_command = 0.0
@@ -101,7 +169,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("policy", PolicyNode, args)
+    return run_node("policy", PolicyNode, args, prepare=lambda node, _: node.start())
 
 
 if __name__ == "__main__":

@@ -41,18 +41,19 @@ def descriptor(spec: SettingSpec) -> ParameterDescriptor:
     return desc
 
 
-def declare_config(node: Node, cls: type[T], section: str) -> T:
-    """Declare every setting of ``cls`` on ``node`` and return the validated config.
+def declare_config(node: Node, cls: type[T], section: str, prefix: str = "") -> T:
+    """Declare every setting of ``cls`` on ``node`` (named ``prefix + key``) and return the validated config.
 
     Any problem (wrong type, out of range, unknown choice) raises ConfigError naming
-    ``section.key``, so a node can fail at start-up with one clear line.
+    ``section.key``, so a node can fail at start-up with one clear line. A prefix such as
+    ``"ppo."`` groups a second config under one node (``ppo: {num_steps: 24}`` in YAML).
     """
     values = {}
     for spec in setting_specs(cls):
         # An empty list says nothing of its element type, so declare the typed array instead.
         default = _ARRAY_TYPES[spec.item_type] if spec.is_list and not spec.default else spec.default
         try:
-            value = node.declare_parameter(spec.name, default, descriptor(spec)).value
+            value = node.declare_parameter(prefix + spec.name, default, descriptor(spec)).value
         except ParameterUninitializedException:
             value = None
         except (ParameterException, TypeError, ValueError) as exc:

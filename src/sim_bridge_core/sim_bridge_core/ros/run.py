@@ -23,6 +23,7 @@ def run_node(
 
     A ConfigError while building or preparing prints one line naming the key and
     returns 2, so a bad configuration fails at start-up, visibly, with nothing running.
+    A node that ends its own job (shutting the context down) sets ``exit_code``.
     """
     rclpy.init(args=args)
     node = None
@@ -42,4 +43,4 @@ def run_node(
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return getattr(node, "exit_code", 0)

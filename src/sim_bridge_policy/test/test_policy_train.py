@@ -1,0 +1,151 @@
+"""The policy node's train and eval modes (fused transport) as processes: outputs, resume, kill."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import torch
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sim_bridge_core.learning import load_checkpoint
+from std_msgs.msg import Float64MultiArray
+
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+SUMMARY_KEYS = {
+    "env_steps",
+    "wall_s",
+    "env_steps_per_s",
+    "num_envs",
+    "transport",
+    "model",
+    "model_path",
+    "task",
+    "control_dt",
+    "physics_dt",
+    "eval_success_rate_nominal",
+    "eval_success_rate_randomized",
+}
+SMALL_RUN = {
+    "mode": "train",
+    "sim.task": "reach",
+    "sim.num_envs": 64,
+    "sim.episode_length_s": 1.0,
+    "ppo.num_steps": 8,
+    "eval_episodes": 16,
+}
+
+
+def wait_exit(process, timeout: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout
+    while process.alive():
+        assert time.monotonic() < deadline, f"process still running:\n{process.output()}"
+        time.sleep(0.1)
+    return process.proc.returncode
+
+
+def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node, ros_client):
+    run = tmp_path / "run"
+    applied = ros_client.collect(Float64MultiArray, "/randomization/applied", LATCHED)
+    first = start_node(
+        "sim_bridge_policy",
+        "policy",
+        output_dir=str(run),
+        max_env_steps=3 * 512,
+        **{**SMALL_RUN, "sim.randomization": "config/randomization/default.yaml"},
+    )
+    assert wait_exit(first) == 0, first.output()
+    for name in ("checkpoint.pt", "policy.onnx", "policy.pt", "summary.json", "training_curve.png"):
+        assert (run / name).stat().st_size > 0, name
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["env_steps"] == 3 * 512 and summary["num_envs"] == 64 and summary["transport"] == "fused"
+    assert summary["model_path"].endswith("arm7.xml") and summary["physics_dt"] == 0.002
+    assert 0.0 <= summary["eval_success_rate_randomized"] <= 1.0
+    contents = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert contents["metadata"]["iteration"] == 3
+    assert (run / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # Fused worlds publish the randomization in effect, as the simulator node does.
+    ros_client.wait_until(lambda: applied, what="randomization/applied")
+    names = applied[-1].layout.dim[1].label.split(",")
+    assert {"body_mass/link1", "actuator_kp/joint1", "action_delay_steps"} <= set(names)
+    assert applied[-1].layout.dim[0].size == 64 and len(applied[-1].data) == 64 * len(names)
+
+    second = start_node(
+        "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=5 * 512, **SMALL_RUN
+    )
+    assert wait_exit(second) == 0, second.output()
+    assert "resuming from" in second.output()
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["env_steps"] == 5 * 512 and resumed["iterations"] == 5
+    assert resumed["resumed_from"].endswith("checkpoint.pt")
+
+
+def test_a_killed_run_leaves_a_checkpoint_to_resume(tmp_path, start_node):
+    run = tmp_path / "run"
+    training = start_node(
+        "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=10**9, **SMALL_RUN
+    )
+    deadline = time.monotonic() + 60
+    while (
+        not (run / "checkpoint.pt").exists()
+        or load_checkpoint(run / "checkpoint.pt").metadata["iteration"] < 2
+    ):
+        assert training.alive() and time.monotonic() < deadline, training.output()
+        time.sleep(0.1)
+    training.proc.send_signal(signal.SIGKILL)
+    training.proc.wait()
+    saved = load_checkpoint(run / "checkpoint.pt").metadata["iteration"]
+
+    again = start_node(
+        "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=(saved + 1) * 512, **SMALL_RUN
+    )
+    assert wait_exit(again) == 0, again.output()
+    assert json.loads((run / "summary.json").read_text())["iterations"] == saved + 1
+
+
+def test_eval_reports_nominal_and_randomized_success(tmp_path, start_node):
+    run = tmp_path / "run"
+    train = start_node("sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=512, **SMALL_RUN)
+    assert wait_exit(train) == 0, train.output()
+    evaluation = start_node(
+        "sim_bridge_policy",
+        "policy",
+        mode="eval",
+        checkpoint=str(run / "checkpoint.pt"),
+        output_dir=str(tmp_path / "eval"),
+        eval_episodes=16,
+        **{
+            "sim.task": "reach",
+            "sim.num_envs": 16,
+            "sim.episode_length_s": 1.0,
+            "sim.randomization": "config/randomization/wide.yaml",
+        },
+    )
+    assert wait_exit(evaluation) == 0, evaluation.output()
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["checkpoint"] == str(run / "checkpoint.pt")
+    assert {"eval_success_rate_nominal", "eval_success_rate_randomized"} <= summary.keys()
+    assert summary["randomization"].endswith("wide.yaml")
+
+
+def test_bad_training_settings_fail_at_start_naming_the_key(tmp_path, start_node):
+    unwritable = start_node("sim_bridge_policy", "policy", output_dir="/proc/no_such_run", **SMALL_RUN)
+    assert wait_exit(unwritable, 30) == 2
+    assert "policy.output_dir" in unwritable.output()
+    wrong_task = start_node(
+        "sim_bridge_policy", "policy", output_dir=str(tmp_path / "x"), **{**SMALL_RUN, "sim.task": "fly"}
+    )
+    assert wait_exit(wrong_task, 30) == 2
+    assert "sim.task" in wrong_task.output()
+    missing = start_node(
+        "sim_bridge_policy",
+        "policy",
+        mode="eval",
+        checkpoint=str(tmp_path / "none.pt"),
+        output_dir=str(tmp_path),
+    )
+    assert wait_exit(missing, 30) == 2
+    assert "policy.checkpoint" in missing.output() and "does not exist" in missing.output()
