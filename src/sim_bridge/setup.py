@@ -29,6 +29,6 @@ setup(
     description="sim_bridge bringup: launch files, configs and the bringup runner.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [],
+        "console_scripts": ["bringup = sim_bridge.bringup:main"],
     },
 )

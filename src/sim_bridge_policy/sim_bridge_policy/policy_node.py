@@ -19,6 +19,7 @@ import time
 
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PointStamped
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -168,8 +169,13 @@ class PolicyNode(Node):
         self.config = config
 
 
+def prepare(node: PolicyNode, executor: Executor) -> None:
+    """Start the train/eval job once the node is on an executor (also what `bringup` calls)."""
+    node.start()
+
+
 def main(args: list[str] | None = None) -> int:
-    return run_node("policy", PolicyNode, args, prepare=lambda node, _: node.start())
+    return run_node("policy", PolicyNode, args, prepare=prepare)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, ParameterValue, SetParametersResult
 from rcl_interfaces.srv import SetParameters
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sim_bridge_core.config import ConfigError
@@ -124,7 +124,7 @@ def _bool(name: str, value: bool) -> ParameterMsg:
     return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))
 
 
-def _send_spec(node: RandomizationNode, executor: MultiThreadedExecutor) -> None:
+def prepare(node: RandomizationNode, executor: Executor) -> None:
     """Hand the spec to the simulator before serving; a refusal stops the node at start-up."""
     startup = executor.create_task(node.push, node.config.enabled)
     executor.spin_until_future_complete(startup)
@@ -143,7 +143,7 @@ def main(args: list[str] | None = None) -> int:
         RandomizationNode,
         args,
         make_executor=lambda: MultiThreadedExecutor(num_threads=4),
-        prepare=_send_spec,
+        prepare=prepare,
     )
 
 

@@ -13,6 +13,7 @@ import time
 
 import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -221,8 +222,13 @@ class SimulatorNode(Node):
         return response
 
 
+def prepare(node: SimulatorNode, executor: Executor) -> None:
+    """Start stepping once the node is on an executor (also what `bringup` calls)."""
+    node.start()
+
+
 def main(args: list[str] | None = None) -> int:
-    return run_node("simulator", SimulatorNode, args, prepare=lambda node, _: node.start())
+    return run_node("simulator", SimulatorNode, args, prepare=prepare)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
@@ -90,3 +90,22 @@ def watch_config(
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
+
+
+def parameter_overrides(values: dict[str, Any], schemas: dict[str, type]) -> list[Parameter]:
+    """``values`` (validated, dotted names) as rclpy Parameter overrides.
+
+    An empty list says nothing of its element type and rclpy would take it for a byte array,
+    so an empty list equal to the default is left to the declaration; any other one is typed
+    from the schema.
+    """
+    specs = {prefix + spec.name: spec for prefix, cls in schemas.items() for spec in setting_specs(cls)}
+    parameters = []
+    for name, value in values.items():
+        spec = specs.get(name)
+        if spec is not None and spec.is_list and not value:
+            if spec.default:
+                parameters.append(Parameter(name, _ARRAY_TYPES[spec.item_type], []))
+        else:
+            parameters.append(Parameter(name, value=value))
+    return parameters

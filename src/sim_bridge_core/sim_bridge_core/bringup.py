@@ -1,0 +1,315 @@
+"""From a bringup config (config/<name>.yaml) and ``key:=value`` arguments to node descriptions.
+
+The launch files (one process per node) and the ``bringup`` executable (all nodes in one
+process) both call ``describe``; neither holds any logic of its own. A config file has::
+
+    arguments:   defaults of the launch arguments / bringup overrides (BringupArguments keys)
+    nodes:       the nodes to run, each with
+      <name>:
+        when:        {argument: value, ...}  run only if every argument has that value
+        unless:      {argument: value, ...}  skip if any argument has that value
+        parameters:  node parameters beyond those the arguments set (nested maps become
+                     dotted names: ppo: {num_steps: 24} -> ppo.num_steps)
+        remappings:  {from: to, ...}
+
+The arguments set the parameters they stand for on every node that has them (a file that
+sets one of those under a node is refused: one place per setting), and every node's
+parameters are validated by that node's own config schema here, so a bad key or value
+fails before any node starts, with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim_bridge_core.backends import BACKENDS
+from sim_bridge_core.config import ConfigError, check_value, from_mapping, setting, setting_specs
+from sim_bridge_core.learning import PpoConfig
+from sim_bridge_core.models import ModelError, load_robot
+from sim_bridge_core.policy import TRANSPORTS, PolicyConfig
+from sim_bridge_core.randomization.service import RandomizationNodeConfig
+from sim_bridge_core.simulator import SimulatorConfig
+from sim_bridge_core.tasks import TASKS
+
+JOBS = ("training", "sim", "deploy", "eval")
+RANDOMIZATION_PRESETS = ("none", "default", "wide")
+
+
+@dataclass(frozen=True)
+class BringupArguments:
+    """Launch arguments and ``bringup`` overrides: the same keys, meaning and checks for both."""
+
+    robot: str = setting("arm7", "config/robots/<robot>.yaml, or a robot YAML path")
+    task: str = setting("reach", "task in every world", choices=tuple(TASKS))
+    num_envs: int = setting(1, "parallel worlds", low=1, high=1 << 20)
+    backend: str = setting("cpu", "physics backend", choices=BACKENDS)
+    device: str = setting("", "warp device ('' = CUDA if present) and torch device for the policy")
+    transport: str = setting(
+        "fused", "training/eval: fused (one process) or ros (batch/* topics)", choices=TRANSPORTS
+    )
+    randomization: str = setting("none", "none | default | wide (config/randomization/), or a spec path")
+    record: bool = setting(False, "training: record the mirrored worlds to <output_dir>/rollouts (MCAP)")
+    output_dir: str = setting("", "run folder (default runs/<timestamp>)")
+    seed: int = setting(0, "seed of worlds, randomization and learner", low=0, high=(1 << 31) - 1)
+    max_env_steps: int = setting(50_000_000, "training budget in env steps", low=1, high=1 << 62)
+    max_wall_s: float = setting(600.0, "training budget in wall seconds", low=0.0, high=1e9)
+    eval_episodes: int = setting(1024, "episodes per evaluation", low=1, high=1 << 30)
+    checkpoint: str = setting("", "deploy/eval: checkpoint.pt; training: start from it")
+    control_dt: float = setting(0.02, "control period, s", low=1e-5, high=10.0)
+    episode_length_s: float = setting(3.0, "episode length, s", low=1e-3, high=1e9)
+    mirror_envs: list[int] = setting([0], "worlds with their own env_<i>/ topics (and recorded)", low=0)
+    use_sim_time: bool = setting(False, "nodes take time from /clock")
+    simulate: bool = setting(True, "deploy: run the simulator as the robot; false = a real robot's driver")
+    state_topic: str = setting("/joint_states", "deploy: the robot's JointState topic")
+    command_topic: str = setting(
+        "/joint_trajectory",
+        "deploy: the controller's topic, e.g. /joint_trajectory_controller/joint_trajectory",
+    )
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    """config/robots/<name>.yaml: what is specific to one robot."""
+
+    model: str = setting("arm7", "built-in model name or MJCF/URDF path (relative to the robot file)")
+    joint_names: list[str] = setting([], "the controlled joints, checked against the model ([] = any)")
+    kp: float = setting(100.0, "PD stiffness for torque-driven joints", low=0.0)
+    kd: float = setting(10.0, "PD damping for torque-driven joints", low=0.0)
+    position_limits: list[float] = setting([], "deploy safety limits, lower/upper per joint ([] = model's)")
+    max_position_step: float = setting(0.1, "deploy: largest target step per control period, rad", low=0.0)
+
+
+@dataclass(frozen=True)
+class NodeDescription:
+    """One node to start: what `launch_ros.actions.Node` and the bringup runner both take."""
+
+    package: str
+    executable: str
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Bringup:
+    job: str
+    arguments: BringupArguments
+    robot: RobotConfig
+    nodes: list[NodeDescription]
+
+
+# package, executable and config schemas (by parameter prefix) of each node
+NODES: dict[str, tuple[str, str, dict[str, type]]] = {
+    "simulator": ("sim_bridge_sim", "simulator", {"": SimulatorConfig}),
+    "policy": ("sim_bridge_policy", "policy", {"": PolicyConfig, "sim.": SimulatorConfig, "ppo.": PpoConfig}),
+    "randomization": ("sim_bridge_randomization", "randomization", {"": RandomizationNodeConfig}),
+}
+
+
+def parse_overrides(texts: list[str]) -> dict[str, Any]:
+    """``key:=value`` strings (values parsed as YAML, as ``ros2 launch`` and ``-p`` do)."""
+    overrides = {}
+    for text in texts:
+        key, sep, value = text.partition(":=")
+        if not sep or not key:
+            raise ConfigError(f"argument '{text}': expected key:=value")
+        try:
+            overrides[key] = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key}: not a valid value: {exc}") from exc
+    return overrides
+
+
+def load_arguments(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> BringupArguments:
+    """The config file's argument defaults, overrides on top, validated (ConfigError names the key)."""
+    specs = {spec.name: spec for spec in setting_specs(BringupArguments)}
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if key not in specs:
+            raise ConfigError(f"{key}: unknown argument (known: {', '.join(specs)})")
+        # Launch arguments arrive as text; a string setting keeps numbers-as-text as given.
+        merged[key] = str(value) if specs[key].type is str and not isinstance(value, str) else value
+    return from_mapping(BringupArguments, merged, "arguments")
+
+
+def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path]:
+    """The robot file named by the ``robot`` argument; its model path resolved against the file."""
+    path = Path(robot) if robot.endswith((".yaml", ".yml")) else config_dir / "robots" / f"{robot}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir / "robots").glob("*.yaml"))
+        raise ConfigError(f"robot: no robot file {path} (robots: {', '.join(known)})")
+    robot_config = from_mapping(RobotConfig, _read_yaml(path), path.name)
+    model = robot_config.model
+    if model.endswith((".xml", ".urdf")) and not Path(model).is_absolute():
+        robot_config = dataclasses.replace(robot_config, model=str((path.parent / model).resolve()))
+    if robot_config.joint_names:
+        try:
+            joints = list(load_robot(robot_config.model).joint_names)
+        except ModelError as exc:
+            raise ConfigError(f"{path.name}: model: {exc}") from exc
+        if joints != robot_config.joint_names:
+            raise ConfigError(f"{path.name}: joint_names: the model's joints are {joints}")
+    return robot_config, path
+
+
+def resolve_randomization(value: str, config_dir: Path) -> str:
+    """A preset name or a spec path as the path the nodes load ('' for none)."""
+    if value in ("", "none"):
+        return ""
+    path = config_dir / "randomization" / f"{value}.yaml" if value in RANDOMIZATION_PRESETS else Path(value)
+    if not path.is_file():
+        presets = ", ".join(RANDOMIZATION_PRESETS)
+        raise ConfigError(f"randomization: '{value}' is neither a preset ({presets}) nor a file")
+    return str(path.resolve())
+
+
+def simulator_parameters(args: BringupArguments, robot: RobotConfig, randomization: str) -> dict[str, Any]:
+    """The simulator settings the arguments and the robot file decide."""
+    return {
+        "model": robot.model,
+        "num_envs": args.num_envs,
+        "backend": args.backend,
+        "device": args.device,
+        "control_dt": args.control_dt,
+        "task": args.task,
+        "episode_length_s": args.episode_length_s,
+        "seed": args.seed,
+        "kp": robot.kp,
+        "kd": robot.kd,
+        "mirror_envs": list(args.mirror_envs),
+        "randomization": randomization,
+    }
+
+
+def argument_parameters(name: str, args: BringupArguments, robot: RobotConfig, randomization: str) -> dict:
+    """Parameters of node ``name`` that the arguments set (they win over the config file's)."""
+    sim = simulator_parameters(args, robot, randomization)
+    common = {"use_sim_time": args.use_sim_time}
+    if name == "simulator":
+        return {**sim, **common}
+    if name == "randomization":
+        return {"config": randomization, "seed": args.seed, **common}
+    if name == "policy":
+        policy = {
+            "transport": args.transport,
+            "output_dir": args.output_dir,
+            "max_env_steps": args.max_env_steps,
+            "max_wall_s": args.max_wall_s,
+            "eval_episodes": args.eval_episodes,
+            "record": args.record,
+            "checkpoint": args.checkpoint,
+            "position_limits": list(robot.position_limits),
+            "max_position_step": robot.max_position_step,
+        }
+        if args.device:
+            policy["device"] = args.device
+        sim_keys = {f"sim.{key}": value for key, value in sim.items()}
+        return {**policy, **sim_keys, "ppo.seed": args.seed, **common}
+    raise ConfigError(f"nodes.{name}: unknown node (known: {', '.join(NODES)})")
+
+
+def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> Bringup:
+    """Everything to start for config/<job>.yaml with ``overrides``; ConfigError on any bad input."""
+    config_dir = Path(config_dir)
+    if job not in JOBS:
+        raise ConfigError(f"bringup: unknown config '{job}' (choose from {', '.join(JOBS)})")
+    path = config_dir / f"{job}.yaml"
+    data = _read_yaml(path)
+    unknown = sorted(set(data) - {"arguments", "nodes", "record"})
+    if unknown:
+        raise ConfigError(f"{path.name}: {unknown[0]}: unknown section (known: arguments, nodes, record)")
+    args = load_arguments(data.get("arguments") or {}, overrides)
+    robot, _ = load_robot_config(args.robot, config_dir)
+    randomization = resolve_randomization(args.randomization, config_dir)
+    nodes = []
+    for name, entry in (data.get("nodes") or {}).items():
+        entry = entry or {}
+        where = f"{path.name}: nodes.{name}"
+        _check_keys(entry, {"when", "unless", "parameters", "remappings"}, where)
+        if not _selected(entry, args, where):
+            continue
+        package, executable, schemas = _node_kind(name, where)
+        parameters = _flatten(entry.get("parameters") or {})
+        from_arguments = argument_parameters(name, args, robot, randomization)
+        clash = sorted(set(parameters) & set(from_arguments))
+        if clash:
+            raise ConfigError(f"{where}.parameters.{clash[0]}: set by the arguments; give it under arguments")
+        parameters = _validate({**parameters, **from_arguments}, schemas, where)
+        remappings = [(str(a), str(b)) for a, b in (entry.get("remappings") or {}).items()]
+        if name == "policy":
+            remappings += [("joint_states", args.state_topic), ("joint_trajectory", args.command_topic)]
+        nodes.append(NodeDescription(package, executable, name, parameters, remappings))
+    if not nodes:
+        raise ConfigError(f"{path.name}: no node runs with these arguments")
+    return Bringup(job, args, robot, nodes)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top")
+    return data or {}
+
+
+def _check_keys(entry: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+
+
+def _selected(entry: Mapping[str, Any], args: BringupArguments, where: str) -> bool:
+    specs = {spec.name: spec for spec in setting_specs(BringupArguments)}
+    for kind in ("when", "unless"):
+        for key, value in (entry.get(kind) or {}).items():
+            if key not in specs:
+                raise ConfigError(f"{where}.{kind}.{key}: unknown argument")
+            matches = getattr(args, key) == check_value(specs[key], value, f"{where}.{kind}")
+            if matches != (kind == "when"):
+                return False
+    return True
+
+
+def _node_kind(name: str, where: str) -> tuple[str, str, dict[str, type]]:
+    if name not in NODES:
+        raise ConfigError(f"{where}: unknown node (known: {', '.join(NODES)})")
+    return NODES[name]
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _validate(parameters: dict[str, Any], schemas: dict[str, type], where: str) -> dict[str, Any]:
+    """Each parameter checked and converted by the schema its prefix selects (longest prefix first)."""
+    groups: dict[str, dict[str, Any]] = {prefix: {} for prefix in schemas}
+    for key, value in parameters.items():
+        if key == "use_sim_time":
+            continue
+        prefix = max((p for p in schemas if key.startswith(p)), key=len)
+        groups[prefix][key[len(prefix) :]] = value
+    checked = dict(parameters)
+    for prefix, values in groups.items():
+        section = f"{where}.parameters{'.' + prefix.rstrip('.') if prefix else ''}"
+        config = from_mapping(schemas[prefix], values, section)
+        check = getattr(config, "check", None)
+        if check is not None:
+            check()
+        checked.update({prefix + key: getattr(config, key) for key in values})
+    return checked
