@@ -72,6 +72,13 @@ class RosProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def wait_exit(self, timeout: float = 120.0) -> int:
+        """The exit code once the process ends by itself; fails the test with its output if it does not."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout} s:\n{self.output()}") from None
+
     def stop(self) -> int:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGINT)
@@ -85,22 +92,31 @@ class RosProcess:
 
 
 @pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Callable[..., RosProcess]]:
-    """start_node(package, executable, **parameters) -> RosProcess, stopped after the test."""
+def start_executable(tmp_path: Path) -> Iterator[Callable[..., RosProcess]]:
+    """start_executable(package, executable, *args) -> RosProcess, stopped after the test."""
     started: list[RosProcess] = []
 
-    def start(package: str, name: str, *extra: str, **parameters: Any) -> RosProcess:
-        args = [executable(package, name), "--ros-args"]
-        for key, value in parameters.items():
-            args += ["-p", f"{key}:={_param_text(value)}"]
-        args += list(extra)
-        process = RosProcess(args, tmp_path / f"{name}-{len(started)}.log")
+    def start(package: str, name: str, *args: str) -> RosProcess:
+        process = RosProcess([executable(package, name), *args], tmp_path / f"{name}-{len(started)}.log")
         started.append(process)
         return process
 
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def start_node(start_executable: Callable[..., RosProcess]) -> Callable[..., RosProcess]:
+    """start_node(package, executable, *extra_ros_args, **parameters) -> RosProcess, stopped at the end."""
+
+    def start(package: str, name: str, *extra: str, **parameters: Any) -> RosProcess:
+        args = ["--ros-args"]
+        for key, value in parameters.items():
+            args += ["-p", f"{key}:={_param_text(value)}"]
+        return start_executable(package, name, *args, *extra)
+
+    return start
 
 
 def _param_text(value: Any) -> str:

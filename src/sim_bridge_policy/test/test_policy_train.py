@@ -38,14 +38,6 @@ SMALL_RUN = {
 }
 
 
-def wait_exit(process, timeout: float = 120.0) -> int:
-    deadline = time.monotonic() + timeout
-    while process.alive():
-        assert time.monotonic() < deadline, f"process still running:\n{process.output()}"
-        time.sleep(0.1)
-    return process.proc.returncode
-
-
 def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node, ros_client):
     run = tmp_path / "run"
     applied = ros_client.collect(Float64MultiArray, "/randomization/applied", LATCHED)
@@ -56,7 +48,7 @@ def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node, ros
         max_env_steps=3 * 512,
         **{**SMALL_RUN, "sim.randomization": "config/randomization/default.yaml"},
     )
-    assert wait_exit(first) == 0, first.output()
+    assert first.wait_exit() == 0, first.output()
     for name in ("checkpoint.pt", "policy.onnx", "policy.pt", "summary.json", "training_curve.png"):
         assert (run / name).stat().st_size > 0, name
     summary = json.loads((run / "summary.json").read_text())
@@ -76,7 +68,7 @@ def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node, ros
     second = start_node(
         "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=5 * 512, **SMALL_RUN
     )
-    assert wait_exit(second) == 0, second.output()
+    assert second.wait_exit() == 0, second.output()
     assert "resuming from" in second.output()
     resumed = json.loads((run / "summary.json").read_text())
     assert resumed["env_steps"] == 5 * 512 and resumed["iterations"] == 5
@@ -102,14 +94,14 @@ def test_a_killed_run_leaves_a_checkpoint_to_resume(tmp_path, start_node):
     again = start_node(
         "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=(saved + 1) * 512, **SMALL_RUN
     )
-    assert wait_exit(again) == 0, again.output()
+    assert again.wait_exit() == 0, again.output()
     assert json.loads((run / "summary.json").read_text())["iterations"] == saved + 1
 
 
 def test_eval_reports_nominal_and_randomized_success(tmp_path, start_node):
     run = tmp_path / "run"
     train = start_node("sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=512, **SMALL_RUN)
-    assert wait_exit(train) == 0, train.output()
+    assert train.wait_exit() == 0, train.output()
     evaluation = start_node(
         "sim_bridge_policy",
         "policy",
@@ -124,7 +116,7 @@ def test_eval_reports_nominal_and_randomized_success(tmp_path, start_node):
             "sim.randomization": "config/randomization/wide.yaml",
         },
     )
-    assert wait_exit(evaluation) == 0, evaluation.output()
+    assert evaluation.wait_exit() == 0, evaluation.output()
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["checkpoint"] == str(run / "checkpoint.pt")
     assert {"eval_success_rate_nominal", "eval_success_rate_randomized"} <= summary.keys()
@@ -133,12 +125,12 @@ def test_eval_reports_nominal_and_randomized_success(tmp_path, start_node):
 
 def test_bad_training_settings_fail_at_start_naming_the_key(tmp_path, start_node):
     unwritable = start_node("sim_bridge_policy", "policy", output_dir="/proc/no_such_run", **SMALL_RUN)
-    assert wait_exit(unwritable, 30) == 2
+    assert unwritable.wait_exit(30) == 2
     assert "policy.output_dir" in unwritable.output()
     wrong_task = start_node(
         "sim_bridge_policy", "policy", output_dir=str(tmp_path / "x"), **{**SMALL_RUN, "sim.task": "fly"}
     )
-    assert wait_exit(wrong_task, 30) == 2
+    assert wrong_task.wait_exit(30) == 2
     assert "sim.task" in wrong_task.output()
     missing = start_node(
         "sim_bridge_policy",
@@ -147,5 +139,5 @@ def test_bad_training_settings_fail_at_start_naming_the_key(tmp_path, start_node
         checkpoint=str(tmp_path / "none.pt"),
         output_dir=str(tmp_path),
     )
-    assert wait_exit(missing, 30) == 2
+    assert missing.wait_exit(30) == 2
     assert "policy.checkpoint" in missing.output() and "does not exist" in missing.output()

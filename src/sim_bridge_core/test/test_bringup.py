@@ -1,0 +1,139 @@
+"""Config + arguments -> node descriptions: what launch files and the bringup runner both start."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from sim_bridge_core.bringup import JOBS, BringupArguments, describe, parse_overrides
+from sim_bridge_core.config import ConfigError, setting_specs
+
+CONFIG = Path(__file__).resolve().parents[3] / "config"
+
+
+def nodes(job: str, **overrides) -> dict:
+    return {node.name: node for node in describe(job, overrides, CONFIG).nodes}
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_every_shipped_config_describes_valid_nodes(job):
+    described = describe(job, {"checkpoint": "runs/x/checkpoint.pt"}, CONFIG)
+    assert described.nodes, job
+    for node in described.nodes:
+        assert (node.package, node.executable) in {
+            ("sim_bridge_sim", "simulator"),
+            ("sim_bridge_policy", "policy"),
+            ("sim_bridge_randomization", "randomization"),
+        }
+
+
+def test_transport_decides_which_nodes_run():
+    assert set(nodes("training", transport="fused")) == {"policy"}
+    ros = nodes("training", transport="ros")
+    assert set(ros) == {"simulator", "randomization", "policy"}
+    assert ros["simulator"].parameters["mode"] == "lockstep"
+    assert set(nodes("training", transport="ros", randomization="none")) == {"simulator", "policy"}
+    assert set(nodes("deploy", simulate=False)) == {"policy"}
+
+
+def test_arguments_reach_every_node_that_has_the_setting():
+    ros = nodes("training", transport="ros", num_envs=96, seed=7, randomization="wide", control_dt=0.01)
+    simulator, policy, randomization = ros["simulator"], ros["policy"], ros["randomization"]
+    assert simulator.parameters["num_envs"] == policy.parameters["sim.num_envs"] == 96
+    assert (
+        simulator.parameters["seed"] == policy.parameters["ppo.seed"] == randomization.parameters["seed"] == 7
+    )
+    spec = str((CONFIG / "randomization" / "wide.yaml").resolve())
+    assert simulator.parameters["randomization"] == randomization.parameters["config"] == spec
+    assert simulator.parameters["control_dt"] == policy.parameters["sim.control_dt"] == 0.01
+    assert policy.parameters["mode"] == "train" and policy.parameters["transport"] == "ros"
+    # File values are converted by the schema: YAML ints for float settings become floats.
+    assert isinstance(policy.parameters["ppo.learning_rate"], float)
+
+
+def test_deploy_remaps_the_policy_onto_a_robot_driver():
+    policy = nodes("deploy", simulate=False, command_topic="/arm_controller/joint_trajectory")["policy"]
+    assert dict(policy.remappings) == {
+        "joint_states": "/joint_states",
+        "joint_trajectory": "/arm_controller/joint_trajectory",
+    }
+    assert policy.parameters["max_position_step"] == 0.1  # from config/robots/arm7.yaml
+
+
+def test_overrides_parse_like_ros_arguments():
+    assert parse_overrides(["num_envs:=64", "record:=true", "robot:=arm7", "mirror_envs:=[0, 3]"]) == {
+        "num_envs": 64,
+        "record": True,
+        "robot": "arm7",
+        "mirror_envs": [0, 3],
+    }
+    with pytest.raises(ConfigError, match="expected key:=value"):
+        parse_overrides(["num_envs=64"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_env": 4}, "num_env: unknown argument"),
+        ({"num_envs": "many"}, "arguments.num_envs: must be int"),
+        ({"num_envs": 0}, "arguments.num_envs: must be >= 1"),
+        ({"robot": "ur5"}, "robot: no robot file"),
+        ({"randomization": "extreme"}, "randomization: 'extreme' is neither a preset"),
+        ({"transport": "zmq"}, "arguments.transport: must be one of fused, ros"),
+        ({"mirror_envs": [5], "num_envs": 2, "transport": "ros"}, "simulator.mirror_envs"),
+    ],
+)
+def test_bad_arguments_fail_with_one_line_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        describe("training", overrides, CONFIG)
+    assert "\n" not in str(error.value)
+
+
+def edited_config(tmp_path: Path, job: str, edit) -> Path:
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    data = yaml.safe_load((config / f"{job}.yaml").read_text())
+    edit(data)
+    (config / f"{job}.yaml").write_text(yaml.safe_dump(data))
+    return config
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["nodes"]["policy"]["parameters"].update(mdoe="train"), "nodes.policy.parameters.mdoe"),
+        (
+            lambda d: d["nodes"]["policy"]["parameters"]["ppo"].update(num_steps=-1),
+            "parameters.ppo.num_steps",
+        ),
+        (lambda d: d["nodes"]["policy"]["parameters"].update(max_wall_s=5), "set by the arguments"),
+        (lambda d: d["nodes"].update(recorder={}), "nodes.recorder: unknown node"),
+        (lambda d: d["nodes"]["simulator"].update(when={"transprt": "ros"}), "when.transprt: unknown"),
+        (lambda d: d.update(extra=1), "extra: unknown section"),
+        (lambda d: d["arguments"].update(num_envs=-3), "arguments.num_envs"),
+    ],
+)
+def test_bad_config_files_fail_naming_the_key(tmp_path, edit, message):
+    config = edited_config(tmp_path, "training", edit)
+    with pytest.raises(ConfigError, match=message):
+        describe("training", {"transport": "ros"}, config)
+
+
+def test_robot_file_is_checked_against_its_model(tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    (config / "robots" / "arm7.yaml").write_text("model: arm7\njoint_names: [shoulder, elbow]\n")
+    with pytest.raises(ConfigError, match=r"arm7\.yaml: joint_names: the model.s joints are"):
+        describe("training", {}, config)
+
+
+def test_the_arguments_are_the_documented_launch_keys():
+    keys = {spec.name for spec in setting_specs(BringupArguments)}
+    required = {"robot", "task", "num_envs", "backend", "transport", "randomization", "record", "output_dir"}
+    required |= {"seed", "max_env_steps", "max_wall_s", "use_sim_time"}
+    assert required <= keys
+    for job in JOBS:  # every config file's argument defaults are arguments
+        defaults = yaml.safe_load((CONFIG / f"{job}.yaml").read_text())["arguments"]
+        assert set(defaults) <= keys, job

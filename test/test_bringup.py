@@ -1,0 +1,80 @@
+"""Launch files against the configs, and the `bringup` runner as a real process over DDS."""
+
+from __future__ import annotations
+
+import ast
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from sensor_msgs.msg import JointState
+from sim_bridge.launch_support import node_arguments
+from sim_bridge_core.bringup import JOBS, describe
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAINING = ["num_envs:=32", "max_env_steps:=1536", "eval_episodes:=8", "episode_length_s:=1.0"]
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_each_launch_file_is_one_call_to_the_shared_description(job):
+    tree = ast.parse((ROOT / "launch" / f"{job}.launch.py").read_text())
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert [f.name for f in functions] == ["generate_launch_description"]
+    (statement,) = functions[0].body
+    call = statement.value
+    assert isinstance(call, ast.Call) and call.func.id == "launch_description"
+    assert [arg.value for arg in call.args] == [job]
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_launch_arguments_start_the_nodes_bringup_starts(job):
+    given = {
+        "num_envs": "8",
+        "seed": "3",
+        "checkpoint": "runs/a/checkpoint.pt",
+        "transport": "ros",
+        "robot": "",
+    }
+    launched = node_arguments(job, given)
+    config = ROOT / "src" / "sim_bridge" / "config"
+    expected = describe(
+        job, {"num_envs": 8, "seed": 3, "checkpoint": "runs/a/checkpoint.pt", "transport": "ros"}, config
+    )
+    assert [(k["package"], k["executable"], k["name"]) for k in launched] == [
+        (n.package, n.executable, n.name) for n in expected.nodes
+    ]
+    assert [k["parameters"] for k in launched] == [[n.parameters] for n in expected.nodes]
+    assert [k["remappings"] for k in launched] == [n.remappings for n in expected.nodes]
+
+
+def test_bringup_training_runs_to_completion_with_every_output(tmp_path, start_executable):
+    run = tmp_path / "run"
+    process = start_executable("sim_bridge", "bringup", "training", *TINY_TRAINING, f"output_dir:={run}")
+    assert process.wait_exit(180) == 0, process.output()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] >= 1536 and summary["num_envs"] == 32 and summary["transport"] == "fused"
+    assert summary["randomization"].endswith("default.yaml")
+    for name in ("checkpoint.pt", "policy.onnx", "training_curve.png"):
+        assert (run / name).is_file(), name
+
+
+def test_bringup_refuses_bad_arguments_before_starting(start_executable):
+    for args, key in [
+        (["training", "num_env:=4"], "num_env: unknown argument"),
+        (["training", "robot:=ur5"], "robot: no robot file"),
+        (["training", "output_dir:=/proc/forbidden"], "policy.output_dir"),
+        (["fly"], "unknown config 'fly'"),
+    ]:
+        process = start_executable("sim_bridge", "bringup", *args)
+        assert process.wait_exit(60) == 2, process.output()
+        assert key in process.output()
+
+
+def test_bringup_sim_serves_joint_states_until_interrupted(start_executable, ros_client):
+    states = ros_client.collect(JointState, "/joint_states")
+    process = start_executable("sim_bridge", "bringup", "sim")
+    ros_client.wait_until(lambda: len(states) > 20, timeout=30, what="joint_states from bringup sim")
+    assert list(states[-1].name) == [f"joint{i}" for i in range(1, 8)]
+    process.proc.send_signal(signal.SIGINT)
+    assert process.wait_exit(20) == 0, process.output()
