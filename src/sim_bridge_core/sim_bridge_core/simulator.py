@@ -36,7 +36,17 @@ from sim_bridge_core.wire import (
 
 MODES = ("lockstep", "realtime", "fast")
 TASK_SIGNALS = ("reward", "terminated", "truncated")
+# Appended after the task inputs: Float32MultiArray has no header, so ``step`` pairs a batch/task
+# message with the batch/joint_states of the same step (a lockstep resend looks like any other).
+TASK_PAIRING = ("success", "step")
+# ``step`` wraps here: every integer below 2**24 is exact in float32.
+STEP_MODULUS = 1 << 24
 _NS = 1_000_000_000
+
+
+def control_step(time_ns: int, control_dt: float) -> int:
+    """The ``step`` field of batch/task for the state stamped ``time_ns``: control periods, mod 2**24."""
+    return (int(time_ns) // round(control_dt * _NS)) % STEP_MODULUS
 
 
 @dataclass(frozen=True)
@@ -158,7 +168,7 @@ class Simulator:
         self._batch_state = JointStateEncoder(batch_names)
         self._batch_command = JointTrajectoryDecoder(batch_names)
         self._world_state = JointStateEncoder(joints)
-        self.task_fields = (*TASK_SIGNALS, *task.input_names)
+        self.task_fields = (*TASK_SIGNALS, *task.input_names, *TASK_PAIRING)
         self._task = MultiArrayEncoder(np.float32, ("env", ",".join(self.task_fields)))
         self._published_version: tuple[int, int] | None = None
 
@@ -309,7 +319,10 @@ class Simulator:
         ]
 
     def task_signals(self) -> bytes:
-        """``batch/task``: reward, terminated, truncated of the last step, then the task inputs."""
+        """``batch/task``: reward, terminated, truncated of the last step, the task inputs, success, step.
+
+        Before any step (or right after a reset) the step signals are zero.
+        """
         n = self.config.num_envs
         result = self.last_result
         signals = (
@@ -317,4 +330,6 @@ class Simulator:
             if result is None
             else np.column_stack((result.reward, result.terminated, result.truncated))
         )
-        return self._task.encode(np.concatenate((signals, self.env.inputs), axis=1))
+        success = np.zeros(n) if result is None else result.success
+        step = np.full(n, control_step(self.time_ns, self.env.backend.control_dt))
+        return self._task.encode(np.column_stack((signals, self.env.inputs, success, step)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
+from sim_bridge_core.simulator import STEP_MODULUS, CommandError, Simulator, SimulatorConfig, control_step
 from sim_bridge_core.wire import (
     JointTrajectoryEncoder,
     decode_joint_state,
@@ -83,9 +83,26 @@ def test_task_signals_layout_and_autoreset_targets():
     # Reset worlds hold their new initial pose rather than jumping to the old command.
     np.testing.assert_allclose(sim.targets, sim.env.backend.joint_positions())
     labels, signals = decode_multi_array(sim.task_signals(), np.float32)
-    assert labels == ("env", "reward,terminated,truncated,goal_x,goal_y,goal_z")
-    assert signals.shape == (2, 6) and signals[:, 2].tolist() == [1.0, 1.0]
-    np.testing.assert_allclose(signals[:, 3:], sim.env.inputs, rtol=1e-6)
+    assert labels == ("env", "reward,terminated,truncated,goal_x,goal_y,goal_z,success,step")
+    assert signals.shape == (2, 8) and signals[:, 2].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(signals[:, 3:6], sim.env.inputs, rtol=1e-6)
+    np.testing.assert_array_equal(signals[:, 6], result.success)
+    assert signals[:, 7].tolist() == [2.0, 2.0]  # the step these signals belong to
+
+
+def test_task_step_field_pairs_with_the_state_stamp_and_wraps():
+    sim = Simulator(SimulatorConfig(num_envs=2, task="reach"))
+    _, before = decode_multi_array(sim.task_signals(), np.float32)
+    assert before[:, 6:].tolist() == [[0.0, 0.0]] * 2  # no step yet: success 0, step 0
+    for _ in range(3):
+        sim.step()
+    stamp = decode_joint_state(sim.batch_joint_states()).stamp_ns
+    _, signals = decode_multi_array(sim.task_signals(), np.float32)
+    assert signals[:, 7].tolist() == [control_step(stamp, 0.02)] * 2 == [3.0, 3.0]
+    last = STEP_MODULUS - 1
+    assert control_step(last * 20_000_000, 0.02) == last
+    assert control_step((last + 1) * 20_000_000, 0.02) == 0
+    assert float(np.float32(last)) == last  # exact in float32
 
 
 def test_mirrored_joint_states_are_the_mirrored_worlds(sim):

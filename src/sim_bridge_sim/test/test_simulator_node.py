@@ -156,11 +156,20 @@ def test_lockstep_batch_protocol(start_node, ros_client):
     assert np.allclose(np.diff(times), control_dt), times
     assert len(times) >= 10
 
+    # ``step`` names the state the signals belong to: its stamp in control periods.
+    last = states[-1].header.stamp
+    last_step = round((last.sec + last.nanosec * 1e-9) / control_dt)
+    ros_client.wait_until(lambda: tasks[-1].data[-1] == last_step, what="batch/task of the last state")
     layout = tasks[-1].layout.dim
-    assert [d.label for d in layout] == ["env", "reward,terminated,truncated,goal_x,goal_y,goal_z"]
-    assert [d.size for d in layout] == [num_envs, 6]
-    signals = np.array(tasks[-1].data).reshape(num_envs, 6)
-    assert np.all(signals[:, 0] < 1.0) and np.all((signals[:, 3:] > -1) & (signals[:, 3:] < 1))
+    assert [d.label for d in layout] == [
+        "env",
+        "reward,terminated,truncated,goal_x,goal_y,goal_z,success,step",
+    ]
+    assert [d.size for d in layout] == [num_envs, 8]
+    signals = np.array(tasks[-1].data).reshape(num_envs, 8)
+    assert np.all(signals[:, 0] < 1.0) and np.all((signals[:, 3:6] > -1) & (signals[:, 3:6] < 1))
+    assert set(signals[:, 6]) <= {0.0, 1.0} and set(signals[:, 7]) == {last_step}
+    assert {t.data[-1] for t in tasks} == {round(t / control_dt) for t in times}
     ros_client.wait_until(lambda: mirror, what="env_3/joint_states")
     assert list(mirror[-1].name) == list(ARM.joint_names)
     topics = dict(ros_client.node.get_topic_names_and_types())
