@@ -1,0 +1,94 @@
+"""rclpy glue for ``RemoteWorlds``: the simulator's lockstep ``batch/*`` topics and services on a node.
+
+The batched topics stay serialized bytes both ways (``raw=True`` subscriptions, ``publish(bytes)``),
+decoded and encoded by ``sim_bridge_core.wire`` inside RemoteWorlds. Service calls come from the
+training thread while an executor spins the node on another thread, so they use ``call_async``
+and wait on the future with a timeout instead of spinning (which would deadlock or steal callbacks).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.client import Client
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from sim_bridge_core.remote import COMMAND, STATES, TASK, RemoteError, RemoteWorlds
+from sim_bridge_core.tasks import Task
+
+# As the simulator's batched topics: reliable, depth 2 (lockstep has one message in flight).
+BATCH_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _call(client: Client, request: object, timeout_s: float) -> object:
+    """A service response, waiting without spinning (the node's executor runs elsewhere)."""
+    name = client.service_name
+    if not client.wait_for_service(timeout_sec=timeout_s):
+        raise RemoteError(f"service {name} is not available (is the simulator running?)")
+    done = threading.Event()
+    future = client.call_async(request)
+    future.add_done_callback(lambda _future: done.set())
+    if not done.wait(timeout_s):
+        client.remove_pending_request(future)
+        raise RemoteError(
+            f"service {name} did not answer within {timeout_s} s (is the node's executor spinning?)"
+        )
+    return future.result()
+
+
+def connect_remote_worlds(
+    node: Node,
+    task: Task,
+    num_envs: int,
+    control_dt: float,
+    episode_length_s: float,
+    simulator_name: str = "/simulator",
+    timeout_s: float = 10.0,
+) -> RemoteWorlds:
+    """RemoteWorlds fed by ``node``'s subscriptions; the node must be spun by an executor on another thread.
+
+    Topics are relative to the node (``batch/joint_states``, ``batch/task``, ``batch/joint_trajectory``),
+    so namespaces and remapping apply as for the policy node; services are ``<simulator_name>/reset``
+    and ``<simulator_name>/set_parameters``.
+    """
+    logger = node.get_logger()
+    publisher = node.create_publisher(JointTrajectory, COMMAND, BATCH_QOS)
+    reset_client = node.create_client(Trigger, f"{simulator_name}/reset")
+    parameters_client = node.create_client(SetParameters, f"{simulator_name}/set_parameters")
+
+    def reset() -> None:
+        response = _call(reset_client, Trigger.Request(), timeout_s)
+        if not response.success:
+            raise RemoteError(f"{simulator_name}/reset refused: {response.message}")
+
+    def set_randomization_enabled(enabled: bool) -> None:
+        value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=enabled)
+        request = SetParameters.Request(parameters=[Parameter(name="randomization_enabled", value=value)])
+        result = _call(parameters_client, request, timeout_s).results[0]
+        if not result.successful:
+            raise RemoteError(f"{simulator_name} refused randomization_enabled={enabled}: {result.reason}")
+
+    def on_error(topic: str, reason: str) -> None:
+        logger.warning(f"rejected {topic}: {reason}", throttle_duration_sec=1.0)
+
+    worlds = RemoteWorlds(
+        task,
+        num_envs,
+        control_dt,
+        episode_length_s,
+        send=publisher.publish,
+        reset=reset,
+        set_randomization_enabled=set_randomization_enabled,
+        timeout_s=timeout_s,
+        on_error=on_error,
+    )
+    node.create_subscription(JointState, STATES, worlds.on_joint_states, BATCH_QOS, raw=True)
+    node.create_subscription(Float32MultiArray, TASK, worlds.on_task, BATCH_QOS, raw=True)
+    return worlds
