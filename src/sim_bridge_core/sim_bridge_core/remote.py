@@ -76,7 +76,7 @@ class RemoteWorlds:
         control_dt: float,
         episode_length_s: float,
         send: Callable[[bytes], None],
-        reset: Callable[[], None],
+        reset: Callable[[bool], None],
         set_randomization_enabled: Callable[[bool], None],
         timeout_s: float = 10.0,
         on_error: Callable[[str, str], None] | None = None,
@@ -314,13 +314,13 @@ class RemoteWorlds:
     def reset(self, *, stagger: bool = False) -> None:
         """Every world back to its initial distribution; returns once the new state has arrived.
 
-        ``stagger`` (random start steps within the episode) is not available through the
-        simulator's topics and is ignored: the simulator keeps its own episode clocks.
+        ``stagger`` starts each world at a random step of its episode (the simulator's
+        ``stagger_episodes``, set before its ``~/reset``).
         """
         with self._cond:
             self._fresh_after = self._seq
             self._pair, self._observation, self._answered = None, None, None
-        self._reset_call()
+        self._reset_call(stagger)
         with self._cond:
             self._current()
 

@@ -49,6 +49,22 @@ def control_step(time_ns: int, control_dt: float) -> int:
     return (int(time_ns) // round(control_dt * _NS)) % STEP_MODULUS
 
 
+def task_signal_rows(
+    result: StepResult | None, inputs: np.ndarray, time_ns: int, control_dt: float
+) -> np.ndarray:
+    """(N, F) rows of ``batch/task``: reward, terminated, truncated, the inputs, success, step.
+
+    ``result`` is the last step's (None before any step or right after a reset: zeros).
+    """
+    n = len(inputs)
+    if result is None:
+        outcome = np.zeros((n, 4))
+    else:
+        outcome = np.column_stack((result.reward, result.terminated, result.truncated, result.success))
+    step = np.full(n, control_step(time_ns, control_dt))
+    return np.column_stack((outcome[:, :3], inputs, outcome[:, 3], step))
+
+
 @dataclass(frozen=True)
 class SimulatorConfig:
     model: str = setting("arm7", "built-in model name (arm7, pendulum) or path to an MJCF/URDF file")
@@ -83,6 +99,12 @@ class SimulatorConfig:
     )
     randomization_enabled: bool = setting(
         True, "false: nominal physics in every world (the spec stays loaded)", read_only=False
+    )
+    stagger_episodes: bool = setting(
+        False,
+        "~/reset starts each world at a random step of its episode (training rollouts then mix "
+        "early and late steps); false: whole episodes (evaluation)",
+        read_only=False,
     )
     lockstep_resend_s: float = setting(
         0.5,
@@ -237,7 +259,7 @@ class Simulator:
 
     def reset(self) -> None:
         """Every world back to its initial distribution; targets hold the new pose."""
-        self.env.reset()
+        self.env.reset(stagger=self.config.stagger_episodes)
         self.targets = self.env.backend.joint_positions()
         for follower in self.followers.values():
             follower.clear()
@@ -323,13 +345,6 @@ class Simulator:
 
         Before any step (or right after a reset) the step signals are zero.
         """
-        n = self.config.num_envs
-        result = self.last_result
-        signals = (
-            np.zeros((n, 3))
-            if result is None
-            else np.column_stack((result.reward, result.terminated, result.truncated))
+        return self._task.encode(
+            task_signal_rows(self.last_result, self.env.inputs, self.time_ns, self.env.backend.control_dt)
         )
-        success = np.zeros(n) if result is None else result.success
-        step = np.full(n, control_step(self.time_ns, self.env.backend.control_dt))
-        return self._task.encode(np.column_stack((signals, self.env.inputs, success, step)))

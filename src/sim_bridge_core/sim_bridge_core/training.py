@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.env import Worlds
+from sim_bridge_core.env import StepResult, Worlds
 from sim_bridge_core.learning import (
     ActorCritic,
     CheckpointError,
@@ -32,8 +34,11 @@ from sim_bridge_core.learning import (
     plot_training_curve,
     train,
 )
+from sim_bridge_core.models import ModelError, PdGains, load_robot
 from sim_bridge_core.policy import PolicyConfig
-from sim_bridge_core.simulator import Simulator, SimulatorConfig
+from sim_bridge_core.recording import RecordingError, RolloutRecorder
+from sim_bridge_core.simulator import Simulator, SimulatorConfig, task_signal_rows
+from sim_bridge_core.tasks import Task, make_task
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -52,6 +57,18 @@ def prepare_output_dir(output_dir: str) -> Path:
     except OSError as exc:
         raise ConfigError(f"policy.output_dir: {path} is not writable: {exc.strerror or exc}") from exc
     return path
+
+
+def make_task_for(sim: SimulatorConfig) -> Task:
+    """The task the simulator settings describe (for worlds reached over the topics)."""
+    try:
+        robot = load_robot(sim.model, PdGains(sim.kp, sim.kd))
+    except ModelError as exc:
+        raise ConfigError(f"sim.model: {exc}") from exc
+    try:
+        return make_task(sim.task, robot)
+    except ModelError as exc:
+        raise ConfigError(f"sim.task: {exc}") from exc
 
 
 def fused_simulator(sim: SimulatorConfig, **changes: Any) -> Simulator:
@@ -91,6 +108,45 @@ def write_summary(output_dir: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
+StateReader = Callable[[StepResult], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+AppliedReader = Callable[[], tuple[np.ndarray, tuple[str, ...]] | None]
+
+
+def rollouts_dir(output_dir: Path) -> Path:
+    """``rollouts/``, or ``rollouts_<k>/`` for a resumed run (a bag is never appended to)."""
+    path, k = output_dir / ROLLOUTS, 1
+    while path.exists():
+        path, k = output_dir / f"{ROLLOUTS}_{k}", k + 1
+    return path
+
+
+def recording_hook(
+    recorder: RolloutRecorder, worlds: Worlds, read_state: StateReader, read_applied: AppliedReader
+) -> Callable[[np.ndarray, StepResult], None]:
+    """A ``train`` step hook writing the recorded worlds' command, state and task signals.
+
+    ``randomization/applied`` (all worlds) is written when the recorded worlds' values
+    change, not whenever any world resets, which keeps the bag small with thousands of worlds.
+    """
+    rows = list(recorder.worlds)
+    period_ns = round(worlds.control_dt * 1e9)
+    last: dict[str, Any] = {}
+
+    def on_step(targets: np.ndarray, result: StepResult) -> None:
+        now = worlds.time_ns
+        recorder.record_command(now - period_ns, targets)
+        recorder.record_state(now, *read_state(result))
+        applied = read_applied()
+        if applied is None:
+            return
+        values, names = applied
+        if last.get("names") != names or not np.array_equal(last["rows"], values[rows]):
+            recorder.record_applied(now, values, names)
+            last.update(names=names, rows=values[rows].copy())
+
+    return on_step
+
+
 @dataclass
 class TrainingJob:
     """One training run; ``run`` blocks until the outputs are written and returns the summary."""
@@ -120,32 +176,64 @@ class TrainingJob:
         return None
 
     def run(
-        self, worlds: Worlds | None = None, on_applied: Callable[[bytes], None] | None = None
+        self,
+        worlds: Worlds | None = None,
+        on_applied: Callable[[bytes], None] | None = None,
+        read_applied: AppliedReader | None = None,
     ) -> dict[str, Any]:
         """Train on ``worlds`` (default: fused worlds from ``sim``), then evaluate and write the outputs.
 
         Fused worlds hand each new ``randomization/applied`` message to ``on_applied``, as the
-        simulator node would publish it.
+        simulator node would publish it; for worlds over the topics, ``read_applied`` gives
+        the values last received there (for the recording).
         """
         policy = self.policy
         eval_worlds = worlds
-        on_step = None
-        if worlds is None:
+        fused = worlds is None
+        if fused:
             simulator = fused_simulator(self.sim)
-            worlds = simulator.env
-            if on_applied is not None:
+            worlds = env = simulator.env
+            task_fields = simulator.task_fields
 
-                def publish_applied(*_: Any) -> None:
-                    applied = simulator.randomization_applied()
-                    if applied is not None:
-                        on_applied(applied)
+            def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
+                signals = task_signal_rows(result, env.inputs, env.time_ns, env.control_dt)
+                return (
+                    env.measured_positions(),
+                    env.measured_velocities(),
+                    env.backend.joint_efforts(),
+                    signals,
+                )
 
-                publish_applied()
-                on_step = publish_applied
+            def read_fused_applied() -> tuple[np.ndarray, tuple[str, ...]] | None:
+                message = simulator.randomization_applied()
+                if message is None:
+                    return None
+                if on_applied is not None:
+                    on_applied(message)
+                return None if env.randomizer is None else env.randomizer.applied()
+
+            read_applied = read_fused_applied
+            read_applied()  # what is in effect from the start
             # Evaluation gets fresh worlds with their own seed, not the training worlds' state.
             eval_worlds = fused_simulator(
                 self.sim, num_envs=min(self.sim.num_envs, policy.eval_episodes), seed=self.sim.seed + 1
             ).env
+        else:
+            task_fields = worlds.task_fields
+
+            def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
+                return worlds.positions, worlds.velocities, worlds.efforts, worlds.signals
+
+        recorder = None
+        on_step = None
+        if policy.record:
+            recorder = self._open_recorder(worlds, task_fields)
+            on_step = recording_hook(recorder, worlds, read_state, read_applied or (lambda: None))
+        elif fused:
+
+            def on_step(targets: np.ndarray, result: StepResult) -> None:
+                read_applied()  # publishes each new randomization/applied
+
         if self.resume_from is not None:
             self.log(f"resuming from {self.resume_from}")
         try:
@@ -163,7 +251,27 @@ class TrainingJob:
             )
         except CheckpointError as exc:
             raise ConfigError(f"policy.checkpoint: {exc}") from exc
+        finally:
+            if recorder is not None:
+                recorder.close()
         return self.finish(worlds, eval_worlds, result)
+
+    def _open_recorder(self, worlds: Worlds, task_fields: tuple[str, ...]) -> RolloutRecorder:
+        sim = self.sim
+        recorded = [0] if worlds.num_envs == 1 else sorted(set(sim.mirror_envs))
+        path = rollouts_dir(self.output_dir)
+        self.log(f"recording worlds {recorded} to {path}")
+        try:
+            return RolloutRecorder(
+                path,
+                worlds.task.robot.joint_names,
+                recorded,
+                task_fields,
+                worlds.control_dt,
+                max_bag_size_mb=self.policy.record_split_mb,
+            )
+        except RecordingError as exc:
+            raise ConfigError(f"policy.record: {exc}") from exc
 
     def finish(self, worlds: Worlds, eval_worlds: Worlds, result: TrainResult) -> dict[str, Any]:
         """Export, evaluate, plot and summarize a finished training."""
@@ -233,6 +341,7 @@ __all__ = [
     "describe_run",
     "evaluate_both",
     "fused_simulator",
+    "make_task_for",
     "prepare_output_dir",
     "run_evaluation",
 ]

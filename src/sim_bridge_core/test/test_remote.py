@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -56,7 +57,8 @@ class Loopback:
         self.sim.step()
         self.publish()
 
-    def reset(self) -> None:
+    def reset(self, stagger: bool) -> None:
+        self.sim.config = dataclasses.replace(self.sim.config, stagger_episodes=stagger)
         self.sim.reset()
         self.publish()
 
@@ -157,7 +159,7 @@ def test_reset_waits_for_the_new_state_at_the_same_step():
     loop.worlds.step(targets(loop.sim, 0))
     ref.targets = targets(ref, 0)
     ref.step()
-    loop.worlds.reset(stagger=True)  # stagger is not available remotely: ignored
+    loop.worlds.reset()
     ref.reset()
     assert loop.worlds.time_ns == 20_000_000
     np.testing.assert_array_equal(loop.worlds.positions, ref.env.measured_positions())
@@ -172,7 +174,7 @@ def test_reset_ignores_a_resend_that_arrived_before_the_call():
     stale = (loop.sim.batch_joint_states(), loop.sim.task_signals())
     calls = []
 
-    def reset() -> None:  # the new state comes late, from another thread
+    def reset(stagger: bool) -> None:  # the new state comes late, from another thread
         calls.append(1)
         loop.sim.reset()
         threading.Timer(0.2, loop.publish).start()
@@ -237,3 +239,14 @@ def test_silence_times_out_naming_the_topic():
         loop.worlds.step(targets(loop.sim, 0))
     with pytest.raises(ValueError, match="shape"):
         loop.worlds.step(np.zeros((2, 7)))
+
+
+def test_a_staggered_reset_spreads_the_episode_ends():
+    loop = Loopback()
+    loop.publish()
+    loop.worlds.reset(stagger=True)
+    assert loop.sim.config.stagger_episodes
+    ended = [loop.worlds.step(targets(loop.sim, k)).truncated for k in range(loop.worlds.episode_steps)]
+    per_step = np.sum(ended, axis=1)
+    assert per_step.sum() == loop.worlds.num_envs  # each world's episode ends once...
+    assert per_step.max() < loop.worlds.num_envs  # ...but not all at the same step

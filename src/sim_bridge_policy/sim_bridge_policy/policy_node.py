@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PointStamped
 from rclpy.executors import Executor
@@ -27,10 +28,12 @@ from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import Command, StateError
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.policy import PolicyConfig, load_deployment
+from sim_bridge_core.ros.batch_topics import connect_remote_worlds
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.simulator import SimulatorConfig
-from sim_bridge_core.training import TrainingJob, prepare_output_dir, run_evaluation
+from sim_bridge_core.training import TrainingJob, make_task_for, prepare_output_dir, run_evaluation
+from sim_bridge_core.wire import WireError, decode_multi_array
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -68,6 +71,21 @@ class PolicyNode(Node):
         self.config = dataclasses.replace(self.config, output_dir=str(output_dir))
         if self.config.mode == "train":
             self.job = TrainingJob(self.config, self.ppo, self.sim, log=self.get_logger().info)
+        self.worlds = None  # fused: built by the job in this process
+        self._applied: tuple[np.ndarray, tuple[str, ...]] | None = None  # ros: the simulator's
+        if self.config.transport == "ros":
+            self.create_subscription(
+                Float64MultiArray, "randomization/applied", self._on_applied, LATCHED, raw=True
+            )
+            self.worlds = connect_remote_worlds(
+                self,
+                make_task_for(self.sim),
+                self.sim.num_envs,
+                self.sim.control_dt,
+                self.sim.episode_length_s,
+                self.config.simulator,
+                self.config.step_timeout_s,
+            )
         self._applied_pub = self.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
         self._job_thread = threading.Thread(target=self._run_job, name="job", daemon=True)
         self.get_logger().info(
@@ -78,9 +96,11 @@ class PolicyNode(Node):
     def _run_job(self) -> None:
         try:
             if self.config.mode == "train":
-                summary = self.job.run(on_applied=self._applied_pub.publish)
+                summary = self.job.run(
+                    self.worlds, on_applied=self._applied_pub.publish, read_applied=lambda: self._applied
+                )
             else:
-                summary = run_evaluation(self.config, self.sim)
+                summary = run_evaluation(self.config, self.sim, self.worlds)
             rates = (summary["eval_success_rate_nominal"], summary["eval_success_rate_randomized"])
             self.get_logger().info(
                 f"done: eval success {rates[0]:.1%} nominal, {rates[1]:.1%} randomized; "
@@ -95,6 +115,19 @@ class PolicyNode(Node):
         finally:
             self.finished.set()
             self.context.try_shutdown()
+
+    def _on_applied(self, data: bytes) -> None:
+        try:
+            labels, values = decode_multi_array(data, np.float64)
+        except WireError as exc:
+            self.get_logger().warning(f"rejected randomization/applied: {exc}", throttle_duration_sec=1.0)
+            return
+        if values.ndim != 2 or len(labels) != 2:
+            self.get_logger().warning(
+                "rejected randomization/applied: not (env, parameter)", throttle_duration_sec=1.0
+            )
+            return
+        self._applied = (values, tuple(labels[1].split(",")) if values.shape[1] else ())
 
     # Deploy -------------------------------------------------------------------------------------
 

@@ -63,17 +63,18 @@ def connect_remote_worlds(
     reset_client = node.create_client(Trigger, f"{simulator_name}/reset")
     parameters_client = node.create_client(SetParameters, f"{simulator_name}/set_parameters")
 
-    def reset() -> None:
+    def set_parameter(name: str, enabled: bool) -> None:
+        value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=enabled)
+        request = SetParameters.Request(parameters=[Parameter(name=name, value=value)])
+        result = _call(parameters_client, request, timeout_s).results[0]
+        if not result.successful:
+            raise RemoteError(f"{simulator_name} refused {name}={enabled}: {result.reason}")
+
+    def reset(stagger: bool) -> None:
+        set_parameter("stagger_episodes", stagger)
         response = _call(reset_client, Trigger.Request(), timeout_s)
         if not response.success:
             raise RemoteError(f"{simulator_name}/reset refused: {response.message}")
-
-    def set_randomization_enabled(enabled: bool) -> None:
-        value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=enabled)
-        request = SetParameters.Request(parameters=[Parameter(name="randomization_enabled", value=value)])
-        result = _call(parameters_client, request, timeout_s).results[0]
-        if not result.successful:
-            raise RemoteError(f"{simulator_name} refused randomization_enabled={enabled}: {result.reason}")
 
     def on_error(topic: str, reason: str) -> None:
         logger.warning(f"rejected {topic}: {reason}", throttle_duration_sec=1.0)
@@ -85,7 +86,7 @@ def connect_remote_worlds(
         episode_length_s,
         send=publisher.publish,
         reset=reset,
-        set_randomization_enabled=set_randomization_enabled,
+        set_randomization_enabled=lambda enabled: set_parameter("randomization_enabled", enabled),
         timeout_s=timeout_s,
         on_error=on_error,
     )
