@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
 from sim_bridge.launch_support import node_arguments
 from sim_bridge_core.bringup import JOBS, describe
@@ -57,6 +58,24 @@ def test_bringup_training_runs_to_completion_with_every_output(tmp_path, start_e
     assert summary["randomization"].endswith("default.yaml")
     for name in ("checkpoint.pt", "policy.onnx", "training_curve.png"):
         assert (run / name).is_file(), name
+    steps = summary["env_steps"] // summary["num_envs"]  # control steps of every world
+    with AnyReader([run / "rollouts"]) as bag:  # record: true in config/training.yaml
+        connections = {c.topic: c for c in bag.connections}
+        expected_types = {
+            "/clock": "rosgraph_msgs/msg/Clock",
+            "/env_0/joint_states": "sensor_msgs/msg/JointState",
+            "/env_0/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
+            "/env_0/task": "std_msgs/msg/Float32MultiArray",
+            "/randomization/applied": "std_msgs/msg/Float64MultiArray",
+        }
+        assert {topic: c.msgtype for topic, c in connections.items()} == expected_types
+        for topic in ("/clock", "/env_0/joint_states", "/env_0/joint_trajectory", "/env_0/task"):
+            assert connections[topic].msgcount == steps, topic
+        states = [
+            bag.deserialize(raw, c.msgtype)
+            for c, _, raw in bag.messages([connections["/env_0/joint_states"]])
+        ]
+        assert [list(m.name) for m in states[:1]] == [[f"joint{i}" for i in range(1, 8)]]
 
 
 def test_bringup_refuses_bad_arguments_before_starting(start_executable):
