@@ -14,7 +14,13 @@ from sim_bridge.launch_support import node_arguments
 from sim_bridge_core.bringup import JOBS, describe
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_TRAINING = ["num_envs:=32", "max_env_steps:=1536", "eval_episodes:=8", "episode_length_s:=1.0"]
+TINY_TRAINING = [
+    "num_envs:=32",
+    "max_env_steps:=1536",
+    "eval_episodes:=8",
+    "episode_length_s:=1.0",
+    "randomization:=default",
+]
 
 
 @pytest.mark.parametrize("job", JOBS)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.deploy import Deployment
 from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint
@@ -86,7 +83,7 @@ def load_deployment(config: PolicyConfig) -> Deployment:
         checkpoint = load_checkpoint(
             config.checkpoint, expect_joints=robot.joint_names, expect_observation_size=task.observation_size
         )
-        model = checkpoint.build_model().to(config.device)
+        policy = checkpoint.policy(config.device)
     except (CheckpointError, ModelError) as exc:
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
     if config.position_limits and len(config.position_limits) != 2 * robot.num_joints:
@@ -94,11 +91,6 @@ def load_deployment(config: PolicyConfig) -> Deployment:
             f"policy.position_limits: needs lower, upper for each of the {robot.num_joints} joints, "
             f"got {len(config.position_limits)} values"
         )
-
-    @torch.no_grad()
-    def policy(observations: np.ndarray) -> np.ndarray:
-        tensor = torch.as_tensor(observations, dtype=torch.float32, device=config.device)
-        return model.act_inference(tensor).cpu().numpy()
 
     return Deployment(
         robot, task, policy, config.max_position_step, config.state_timeout_s, config.position_limits

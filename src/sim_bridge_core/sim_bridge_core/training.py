@@ -210,7 +210,9 @@ class TrainingJob:
                     return None
                 if on_applied is not None:
                     on_applied(message)
-                return None if env.randomizer is None else env.randomizer.applied()
+                if env.randomizer is None:  # recorded as what the simulator publishes: no parameters
+                    return np.zeros((env.num_envs, 0)), ()
+                return env.randomizer.applied()
 
             read_applied = read_fused_applied
             read_applied()  # what is in effect from the start

@@ -31,7 +31,7 @@ def test_every_shipped_config_describes_valid_nodes(job):
 
 def test_transport_decides_which_nodes_run():
     assert set(nodes("training", transport="fused")) == {"policy"}
-    ros = nodes("training", transport="ros")
+    ros = nodes("training", transport="ros", randomization="default")
     assert set(ros) == {"simulator", "randomization", "policy"}
     assert ros["simulator"].parameters["mode"] == "lockstep"
     assert set(nodes("training", transport="ros", randomization="none")) == {"simulator", "policy"}

@@ -67,13 +67,14 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: weights do not fit the network: {_first_line(exc)}") from exc
         return model.eval()
 
-    def policy(self) -> Callable[[np.ndarray], np.ndarray]:
+    def policy(self, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
         """The deterministic policy as numpy in, numpy out (what ``deploy.Deployment`` takes)."""
-        model = self.build_model()
+        model = self.build_model().to(device)
 
+        @torch.no_grad()
         def act(observations: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return model.act_inference(torch.as_tensor(observations, dtype=torch.float32)).numpy()
+            tensor = torch.as_tensor(observations, dtype=torch.float32, device=device)
+            return model.act_inference(tensor).cpu().numpy()
 
         return act
 
