@@ -17,14 +17,14 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
-from sim_bridge_core.config import ConfigError, check_value, from_mapping, setting_specs
+from sim_bridge_core.bringup import describe
+from sim_bridge_core.config import ConfigError, from_mapping
 from sim_bridge_core.policy import PolicyConfig
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.simulator import SimulatorConfig
@@ -55,7 +55,6 @@ NODE_TOPICS = {
     | {"batch/joint_trajectory"},
     "randomization": set(),
 }
-BUDGET_KEYS = ("max_env_steps", "max_wall_s")  # DESIGN section 6: training budget, every front end
 ROS_SERVICES = ("simulator", "policy", "recorder")
 BAG_OPTIONS_WITH_VALUE = {"-s", "--storage", "-o", "--output", "--max-bag-size", "--max-bag-duration"}
 
@@ -227,21 +226,6 @@ def parse_ros_command(argv: list[str]) -> RosCommand:
     raise AssertionError(f"unexpected ros2 verb {verb}: {argv}")
 
 
-def check_setting(configs: Iterable[tuple[type, str]], key: str, value: Any) -> None:
-    """``key`` is a setting of one of ``configs`` and ``value`` is valid for it."""
-    errors = []
-    for cls, section in configs:
-        spec = next((s for s in setting_specs(cls) if s.name == key), None)
-        if spec is None:
-            continue
-        try:
-            check_value(spec, value, section)
-            return
-        except ConfigError as exc:
-            errors.append(str(exc))
-    raise AssertionError(errors[0] if errors else f"launch argument {key} is no setting of any node")
-
-
 def check_ros_command(argv: list[str]) -> RosCommand:
     """Fail unless the command names what the repository ships, with keys and values it accepts."""
     command = parse_ros_command(argv)
@@ -251,17 +235,11 @@ def check_ros_command(argv: list[str]) -> RosCommand:
         assert match and match.group(1) in BRINGUP_NAMES, (
             f"{command.target} is not one of DESIGN's launch files"
         )
-        if command.target == "sim.launch.py":  # its arguments are exactly the simulator's settings
-            assert (ROOT / "launch" / command.target).exists()
-            configs = [NODE_CONFIGS["simulator"]]
-        else:
-            configs = list(NODE_CONFIGS.values())
-        for key, text in command.arguments.items():
-            value = yaml.safe_load(text)
-            if key in BUDGET_KEYS and command.target == "training.launch.py":
-                assert isinstance(value, (int, float)) and value > 0, f"{key}:={text}"
-            else:
-                check_setting(configs, key, value)
+        overrides = {key: yaml.safe_load(text) for key, text in command.arguments.items()}
+        try:  # the launch file's own path: config/<job>.yaml + arguments -> node descriptions
+            describe(match.group(1), overrides, ROOT / "config")
+        except ConfigError as exc:
+            raise AssertionError(f"{argv}: {exc}") from exc
     elif command.verb == "run":
         assert EXECUTABLES.get(command.package) == command.target, f"no executable {argv[2:4]} in DESIGN"
         setup = (ROOT / "src" / command.package / "setup.py").read_text()
@@ -378,7 +356,12 @@ def test_compose_runs_simulator_policy_and_recorder_without_a_profile(services):
     assert set(ROS_SERVICES) <= default, default
     simulator = parse_ros_command(command_of(services, "simulator"))
     assert simulator.target in ("sim.launch.py", "simulator"), simulator
-    settings = simulator.arguments if simulator.verb == "launch" else simulator.parameters
+    if simulator.verb == "launch":  # what the launch file would start
+        overrides = {key: yaml.safe_load(text) for key, text in simulator.arguments.items()}
+        (node,) = [n for n in describe("sim", overrides, ROOT / "config").nodes if n.name == "simulator"]
+        settings = node.parameters
+    else:
+        settings = simulator.parameters
     assert str(settings.get("num_envs")) == "1" and settings.get("mode") == "realtime", settings
 
 
