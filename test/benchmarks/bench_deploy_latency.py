@@ -1,0 +1,506 @@
+"""Deploy latency, separate processes: a ``joint_states`` publish -> the policy's ``joint_trajectory`` for it.
+
+The policy node runs as its own process (``install/sim_bridge_policy/lib/sim_bridge_policy/policy``,
+mode deploy) on an arm7 reach checkpoint written here from an untrained ActorCritic of the default
+size (untrained weights cost exactly what trained ones do to run). This process plays the robot:
+an rclpy node publishes ``sensor_msgs/JointState`` for arm7's seven joints (a slow sine around the
+home pose, with velocities and efforts, header stamp = now), sends one goal, and subscribes raw to
+``joint_trajectory``.
+
+Matching a command to the state it answers: the node runs with ``max_position_step`` 0, so its
+safety filter makes every command equal to the measured positions it answers (the network still
+runs in full on every cycle; only the final clip changes), and every state's positions are unique.
+
+How often the node answers: on a JointState it commands when a control period has passed since its
+last command, from that (freshest) state; a watchdog timer at the control rate also commands, from
+the last state, whenever a period passes without a state-triggered command. So with states faster
+than the control rate (a robot's joint_state_broadcaster at 500 Hz, the policy at 250 Hz: the
+defaults) one state in rate/control_rate is answered and the watchdog stays quiet; with states
+slower than the control rate every state is answered but the watchdog adds commands from stale
+states in between, which load the node (they are counted as watchdog repeats, not timed).
+
+Latency = time.perf_counter() just before ``publish`` of the state -> at the start of the command's
+callback, both in this process, for each answered state. It spans two DDS hops, both processes'
+executors, message conversion and the node's work, so it bounds the node's internal latency from
+above. Variants, each timing ``--cycles`` commands after ``--warmup``:
+
+* paced     states at ``--rate-hz`` on a fixed schedule, as a joint_state_broadcaster publishes;
+* pingpong  the next state goes out once the last one's command is in, but no sooner than 1.1
+            control periods after the last state (the node answers at most one state per period),
+            so one message is in flight at a time.
+
+For comparison (after the node is stopped), the same work timed in this process: ``core`` is
+``Deployment.on_joint_state`` + ``tick`` (what the node calls), ``node work`` adds what rclpy and
+the callback do around it (JointState bytes -> message, the JointTrajectory message built and
+serialized); executor wake-up and DDS are what remains of the end-to-end figure.
+
+Run: python test/benchmarks/bench_deploy_latency.py [--cycles 10000] [--rate-hz 500] [--control-rate-hz 250]
+     [--mode both|paced|pingpong] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ros_processes import isolate_dds, stop_process
+
+MODEL, TASK = "arm7", "reach"
+GOAL = (0.5, 0.1, 0.4)
+AMPLITUDE, FREQUENCY_HZ = 0.3, 0.2  # the state trajectory: home + 0.3 rad sine at 0.2 Hz, phase per joint
+
+
+# Setup ---------------------------------------------------------------------------------------------
+
+
+def write_untrained_checkpoint(path: Path) -> Path:
+    """An arm7 reach checkpoint with freshly initialized weights (default network size)."""
+    from sim_bridge_core.backends import make_backend
+    from sim_bridge_core.env import BatchedEnv
+    from sim_bridge_core.learning import ActorCritic, PpoConfig, policy_metadata, save_checkpoint
+    from sim_bridge_core.models import load_robot
+    from sim_bridge_core.tasks import make_task
+
+    robot = load_robot(MODEL)
+    env = BatchedEnv(make_backend("cpu", robot, 1, 0.02), make_task(TASK, robot), 5.0)
+    config = PpoConfig()
+    model = ActorCritic(
+        env.task.observation_size,
+        robot.num_joints,
+        config.actor_hidden,
+        config.critic_hidden,
+        config.init_log_std,
+    )
+    return save_checkpoint(path, model, config, policy_metadata(env))
+
+
+def policy_executable() -> str:
+    """The installed policy node (``ros2 run sim_bridge_policy policy``), found through the ament index."""
+    from ament_index_python.packages import get_package_prefix
+
+    path = Path(get_package_prefix("sim_bridge_policy"), "lib", "sim_bridge_policy", "policy")
+    if not path.exists():
+        sys.exit(f"{path} is not built: run `make setup`")
+    return str(path)
+
+
+def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
+    return {
+        "mode": "deploy",
+        "checkpoint": str(checkpoint),
+        "control_rate_hz": args.control_rate_hz,
+        "max_position_step": 0.0,  # command == the measured positions it answers (see the docstring)
+        "state_timeout_s": 0.1,
+    }
+
+
+def start_policy(parameters: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    args = [policy_executable(), "--ros-args"]
+    for key, value in parameters.items():
+        args += ["-p", f"{key}:={value}"]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc; NaN where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time all processes on the machine have used (user, system, irq, steal), from /proc/stat."""
+    try:
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class States:
+    """The robot's states: unique positions per cycle, in the model's joint order."""
+
+    def __init__(self) -> None:
+        from sim_bridge_core.models import load_robot
+
+        robot = load_robot(MODEL)
+        self.names = list(robot.joint_names)
+        self.home = np.asarray(robot.home, float)
+        self.phase = np.arange(robot.num_joints, dtype=float)
+        lower, upper = np.asarray(robot.lower), np.asarray(robot.upper)
+        assert np.all(self.home - AMPLITUDE > lower) and np.all(self.home + AMPLITUDE < upper)
+
+    def at(self, cycle: int, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        angle = 2 * math.pi * FREQUENCY_HZ * t + self.phase
+        position = self.home + AMPLITUDE * np.sin(angle)
+        position[0] += cycle * 1e-9  # unique per cycle even where the sine repeats
+        velocity = AMPLITUDE * 2 * math.pi * FREQUENCY_HZ * np.cos(angle)
+        effort = -10.0 * (position - self.home)
+        return position, velocity, effort
+
+
+# Measurement --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One variant: send and receive times (perf_counter s) per cycle, NaN where none."""
+
+    name: str
+    send: np.ndarray
+    receive: np.ndarray
+    keys: dict[bytes, int] = field(default_factory=dict)
+    answered: int = 0  # states with a command
+    repeats: int = 0  # commands for a state already answered (watchdog)
+    unknown: int = 0  # commands matching no state sent in this run
+    wall_s: float = 0.0
+    node_cpu: float = float("nan")
+    client_cpu: float = float("nan")
+    other_cpu: float = float("nan")  # every other process on the machine (CPUs' worth)
+
+
+class Client:
+    """The robot side: JointState publisher, goal publisher, raw joint_trajectory subscriber."""
+
+    def __init__(self, names: list[str]) -> None:
+        import rclpy
+        from geometry_msgs.msg import PointStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import JointState
+        from sim_bridge_core.wire import JointStateEncoder, JointTrajectoryDecoder
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f"bench_deploy_latency_{os.getpid()}", context=self.context)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.states = self.node.create_publisher(JointState, "joint_states", reliable)
+        self.goals = self.node.create_publisher(PointStamped, "goal", reliable)
+        self.commands = self.node.create_subscription(
+            JointTrajectory,
+            "joint_trajectory",
+            self._on_command,
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+            raw=True,
+        )
+        self.encoder = JointStateEncoder(names)
+        self.decoder = JointTrajectoryDecoder(names)
+        self.run: Run | None = None
+        self.received = 0
+        self.answered = threading.Event()
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_command(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self.received += 1
+        run = self.run
+        if run is None:
+            return
+        index = run.keys.get(self.decoder.decode(data).points[0].positions.tobytes())
+        if index is None:
+            run.unknown += 1
+        elif math.isnan(run.receive[index]):
+            run.receive[index] = now
+            run.answered += 1
+            self.answered.set()
+        else:
+            run.repeats += 1
+
+    def send_state(self, run: Run, cycle: int, position: np.ndarray, velocity, effort) -> None:
+        data = self.encoder.encode(time.time_ns(), position, velocity, effort)
+        run.keys[position.tobytes()] = cycle
+        run.send[cycle] = time.perf_counter()
+        self.states.publish(data)
+
+    def send_goal(self) -> None:
+        from geometry_msgs.msg import PointStamped
+
+        goal = PointStamped()
+        goal.header.stamp = self.node.get_clock().now().to_msg()
+        goal.point.x, goal.point.y, goal.point.z = GOAL
+        self.goals.publish(goal)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=2.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def check_alive(proc: subprocess.Popen, log_path: Path) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"policy node exited ({proc.returncode}):\n{log_path.read_text()}")
+
+
+def wait_for_commands(client: Client, states: States, proc: subprocess.Popen, log_path: Path, timeout: float):
+    """Discovery, then the goal, then states until commands flow."""
+    deadline = time.monotonic() + timeout
+    while not (
+        client.states.get_subscription_count()
+        and client.goals.get_subscription_count()
+        and client.commands.get_publisher_count()
+    ):
+        check_alive(proc, log_path)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the policy node was not discovered within {timeout} s:\n{log_path.read_text()}"
+            )
+        time.sleep(0.05)
+    probe = Run("probe", np.full(1 << 16, np.nan), np.full(1 << 16, np.nan))
+    client.run, cycle, last_goal = probe, 0, -math.inf
+    while client.received == 0:
+        check_alive(proc, log_path)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no joint_trajectory within {timeout} s:\n{log_path.read_text()}")
+        if time.monotonic() - last_goal > 0.5:
+            client.send_goal()
+            last_goal = time.monotonic()
+        client.send_state(probe, cycle % probe.send.size, *states.at(cycle, time.perf_counter()))
+        cycle += 1
+        time.sleep(0.01)
+    time.sleep(0.2)
+    client.run = None
+
+
+def measure(
+    client: Client,
+    states: States,
+    proc: subprocess.Popen,
+    log_path: Path,
+    name: str,
+    args: argparse.Namespace,
+) -> Run:
+    """Send states until ``warmup + cycles`` of them have been answered (paced) or one by one (pingpong)."""
+    total = args.warmup + args.cycles
+    states_per_command = math.ceil(args.rate_hz / args.control_rate_hz) if name == "paced" else 1
+    capacity = total * (states_per_command + 1) + 1000
+    run = Run(name, np.full(capacity, np.nan), np.full(capacity, np.nan))
+    client.run = run
+    period = 1.0 / args.rate_hz
+    min_gap = 1.1 / args.control_rate_hz  # the node answers at most one state per control period
+    cpu_start = (cpu_seconds(proc.pid), cpu_seconds(os.getpid()), busy_cpu_seconds())
+    start = time.perf_counter()
+    cycle = 0
+    while run.answered < total and cycle < capacity and (name == "paced" or cycle < total):
+        if cycle % 500 == 0:
+            check_alive(proc, log_path)
+        if name == "paced":
+            due = start + cycle * period
+        elif cycle:
+            client.answered.wait(timeout=args.answer_timeout)  # no answer: NaN receive time, counted
+            due = run.send[cycle - 1] + min_gap
+        else:
+            due = start
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        client.answered.clear()
+        client.send_state(run, cycle, *states.at(cycle, time.perf_counter() - start))
+        cycle += 1
+    time.sleep(max(0.5, 10 * period))  # stragglers
+    run.wall_s = time.perf_counter() - start
+    client.run = None
+    run.node_cpu = (cpu_seconds(proc.pid) - cpu_start[0]) / run.wall_s
+    run.client_cpu = (cpu_seconds(os.getpid()) - cpu_start[1]) / run.wall_s
+    run.other_cpu = (busy_cpu_seconds() - cpu_start[2]) / run.wall_s - run.node_cpu - run.client_cpu
+    return run
+
+
+def measure_in_process(checkpoint: Path, states: States, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The node's work without executor and DDS, timed here on the same states (seconds per cycle)."""
+    from builtin_interfaces.msg import Duration
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import JointState
+    from sim_bridge_core.policy import PolicyConfig, load_deployment
+    from sim_bridge_core.wire import JointStateEncoder
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    config = PolicyConfig(**node_parameters(args, checkpoint))
+    deployment = load_deployment(config)
+    deployment.on_goal(GOAL)
+    names = list(deployment.robot.joint_names)
+    encoder = JointStateEncoder(states.names)
+    first_point_after = Duration(nanosec=round(1e9 / args.control_rate_hz))
+    total = args.warmup + args.cycles
+    core, node = np.empty(total), np.empty(total)
+    for cycle in range(total):
+        position, velocity, effort = states.at(cycle, cycle / args.rate_hz)
+        data = encoder.encode(time.time_ns(), position, velocity, effort)
+        msg = deserialize_message(data, JointState)
+        t0 = time.perf_counter()
+        deployment.on_joint_state(time.monotonic(), msg.name, msg.position, msg.velocity)
+        command, reason = deployment.tick(time.monotonic())
+        t1 = time.perf_counter()
+        assert command is not None, reason
+        core[cycle] = t1 - t0
+
+        t0 = time.perf_counter()
+        msg = deserialize_message(data, JointState)
+        deployment.on_joint_state(time.monotonic(), msg.name, msg.position, msg.velocity)
+        command, _ = deployment.tick(time.monotonic())
+        out = JointTrajectory(joint_names=names)
+        out.points.append(
+            JointTrajectoryPoint(positions=command.positions.tolist(), time_from_start=first_point_after)
+        )
+        serialize_message(out)
+        node[cycle] = time.perf_counter() - t0
+        assert np.array_equal(command.positions, position), "command != measured positions"
+    return {"core": core[args.warmup :], "node work": node[args.warmup :]}
+
+
+# Report --------------------------------------------------------------------------------------------
+
+
+def latency_figures(values_s: np.ndarray) -> dict[str, float]:
+    ms = values_s * 1e3
+    if ms.size == 0:
+        return {key: float("nan") for key in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms")}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "p999_ms": float(np.percentile(ms, 99.9)),
+        "max_ms": float(np.max(ms)),
+        "mean_ms": float(np.mean(ms)),
+    }
+
+
+def summarize(run: Run, args: argparse.Namespace) -> dict[str, float]:
+    """Latency of the answered states after the first ``warmup`` answers, and the counts."""
+    sent = int(np.count_nonzero(~np.isnan(run.send)))
+    answered = np.flatnonzero(~np.isnan(run.receive))
+    measured = answered[args.warmup : args.warmup + args.cycles]
+    figures = latency_figures(run.receive[measured] - run.send[measured])
+    span = run.send[measured[-1]] - run.send[measured[0]] if measured.size > 1 else float("nan")
+    figures.update(
+        measured=float(measured.size),
+        states=float(sent),
+        answered=float(answered.size),
+        repeats=float(run.repeats),
+        unknown=float(run.unknown),
+        commands_per_s=float((measured.size - 1) / span),
+        node_cpu=run.node_cpu,
+        client_cpu=run.client_cpu,
+        other_cpu=run.other_cpu,
+    )
+    return figures
+
+
+def print_report(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> None:
+    print(
+        f"\n{MODEL} {TASK}, untrained ActorCritic (default size), policy node in its own process, "
+        f"control_rate_hz {args.control_rate_hz:g}, states {args.rate_hz:g} Hz (paced), "
+        f"{args.cycles} commands timed after {args.warmup} warm-up, "
+        f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} at the end"
+    )
+    header = f"{'':38}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>8}{'mean':>8}  (ms)"
+    print(header)
+    labels = {
+        "paced": "state publish -> command (paced)",
+        "pingpong": "state publish -> command (ping-pong)",
+        "core": "in-process: core",
+        "node work": "in-process: node work",
+    }
+    for name, figures in results.items():
+        row = "".join(
+            f"{figures[key]:8.3f}" for key in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms")
+        )
+        print(f"{labels.get(name, name):38}{row}")
+    for name in ("paced", "pingpong"):
+        if name in results:
+            f = results[name]
+            print(
+                f"{name}: {f['measured']:.0f} commands timed ({f['commands_per_s']:.1f}/s); "
+                f"{f['states']:.0f} states sent, {f['answered']:.0f} answered, "
+                f"{f['repeats']:.0f} watchdog repeats, {f['unknown']:.0f} unmatched; "
+                f"cpu node {f['node_cpu']:.0%}, client {f['client_cpu']:.0%}, "
+                f"other processes {max(f['other_cpu'], 0.0):.0%}"
+            )
+    print("target: p99 <= 2 ms on CPU (end to end above; it includes two DDS hops and this process)")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cycles", type=int, default=10_000, help="commands timed per variant")
+    parser.add_argument("--warmup", type=int, default=500, help="commands before the timed ones")
+    parser.add_argument("--rate-hz", type=float, default=500.0, help="paced state rate")
+    parser.add_argument(
+        "--control-rate-hz",
+        type=float,
+        default=None,
+        help="the node's control_rate_hz; default --rate-hz / 2",
+    )
+    parser.add_argument("--mode", choices=("both", "paced", "pingpong"), default="both")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="deploy this instead of an untrained one"
+    )
+    parser.add_argument("--no-in-process", action="store_true", help="skip the in-process comparison")
+    parser.add_argument(
+        "--answer-timeout", type=float, default=0.5, help="ping-pong: give up on a state after"
+    )
+    parser.add_argument("--startup-timeout", type=float, default=60.0)
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    if args.control_rate_hz is None:
+        args.control_rate_hz = args.rate_hz / 2
+    if args.cycles < 2 or args.warmup < 0 or args.rate_hz <= 0 or not 0.1 <= args.control_rate_hz <= 5000:
+        parser.error("--cycles >= 2, --warmup >= 0, --rate-hz > 0, --control-rate-hz in [0.1, 5000]")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    isolate_dds(args.domain_id)
+    states = States()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_deploy_latency_") as tmp:
+        checkpoint = args.checkpoint or write_untrained_checkpoint(Path(tmp, "checkpoint.pt"))
+        log_path = Path(tmp, "policy.log")
+        proc = start_policy(node_parameters(args, checkpoint), log_path)
+        client = None
+        try:
+            client = Client(states.names)
+            wait_for_commands(client, states, proc, log_path, args.startup_timeout)
+            for name in ("paced", "pingpong"):
+                if args.mode in (name, "both"):
+                    results[name] = summarize(measure(client, states, proc, log_path, name, args), args)
+        finally:
+            if client is not None:
+                client.close()
+            stop_process(proc)
+        if not args.no_in_process:
+            for name, values in measure_in_process(checkpoint, states, args).items():
+                results[name] = latency_figures(values)
+    print_report(args, results)
+    if args.json is not None:
+        settings = {key: str(value) for key, value in vars(args).items()}
+        args.json.write_text(json.dumps({"args": settings, "figures": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
