@@ -44,6 +44,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,10 @@ AMPLITUDE, FREQUENCY_HZ = 0.3, 0.2  # the state trajectory: home + 0.3 rad sine 
 
 
 # Setup ---------------------------------------------------------------------------------------------
+
+
+# What the policy node logs at shutdown in deploy mode.
+NODE_LATENCY = re.compile(r"deploy latency \(joint_states callback -> joint_trajectory published\): (.*)")
 
 
 def write_untrained_checkpoint(path: Path) -> Path:
@@ -493,10 +498,13 @@ def main() -> None:
             if client is not None:
                 client.close()
             stop_process(proc)
+        in_node = NODE_LATENCY.search(log_path.read_text())
         if not args.no_in_process:
             for name, values in measure_in_process(checkpoint, states, args).items():
                 results[name] = latency_figures(values)
     print_report(args, results)
+    if in_node:  # the node's own measurement over every state-triggered command of both runs
+        print(f"in the node, joint_states callback -> joint_trajectory published: {in_node.group(1)}")
     if args.json is not None:
         settings = {key: str(value) for key, value in vars(args).items()}
         args.json.write_text(json.dumps({"args": settings, "figures": results}, indent=2))

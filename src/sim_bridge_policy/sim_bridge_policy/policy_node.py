@@ -12,6 +12,7 @@ transport's lockstep batch/* traffic); when it ends the node shuts its context d
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import sys
 import threading
@@ -56,6 +57,16 @@ class PolicyNode(Node):
             self._init_deploy()
         else:
             self._init_job()
+
+    def destroy_node(self) -> None:
+        if self.config.mode == "deploy" and self._latencies:
+            ms = 1e3 * np.array(self._latencies)
+            p50, p99 = np.percentile(ms, [50, 99])
+            self.get_logger().info(
+                f"deploy latency (joint_states callback -> joint_trajectory published): p50 {p50:.3f} ms, "
+                f"p99 {p99:.3f} ms, max {ms.max():.3f} ms over {ms.size} commands"
+            )
+        super().destroy_node()
 
     def start(self) -> None:
         """Start the train/eval job (the executor must be spinning for the ros transport)."""
@@ -137,6 +148,8 @@ class PolicyNode(Node):
         self._next_command = 0.0
         self._first_point_after = Duration(sec=int(self._period), nanosec=round((self._period % 1.0) * 1e9))
         self._publisher = self.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
+        # joint_states callback -> joint_trajectory published, per command (reported at shutdown)
+        self._latencies: collections.deque[float] = collections.deque(maxlen=100_000)
         self.create_subscription(JointState, "joint_states", self._on_joint_state, RELIABLE)
         self.create_subscription(PointStamped, "goal", self._on_goal, RELIABLE)
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -157,6 +170,7 @@ class PolicyNode(Node):
         if now >= self._next_command:
             self._next_command = max(self._next_command + self._period, now)
             self._command(now)
+            self._latencies.append(time.monotonic() - now)
 
     def _on_watchdog(self) -> None:
         now = time.monotonic()
