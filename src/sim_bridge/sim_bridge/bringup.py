@@ -8,14 +8,15 @@ deploy run until Ctrl-C. The exit code is the first non-zero node exit code, 2 f
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from sim_bridge_core.bringup import JOBS, NODES, BringupArguments, describe, parse_overrides
 from sim_bridge_core.config import ConfigError, setting_specs
 from sim_bridge_core.ros.parameters import parameter_overrides
+from sim_bridge_core.ros.run import run_nodes
 
 from sim_bridge.paths import config_dir
 
@@ -49,36 +50,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bringup] error: {exc}", file=sys.stderr)
         return 2
 
-    rclpy.init(args=[])
-    executor = MultiThreadedExecutor(num_threads=4)
-    started = []
-    try:
-        for description in bringup.nodes:
-            module_name, class_name = NODE_CLASSES[description.name]
-            module = importlib.import_module(module_name)
-            remaps = [arg for old, new in description.remappings for arg in ("-r", f"{old}:={new}")]
-            node = getattr(module, class_name)(
-                parameter_overrides=parameter_overrides(description.parameters, NODES[description.name][2]),
-                cli_args=["--ros-args", *remaps] if remaps else None,
-            )
-            executor.add_node(node)
-            started.append((node, module))
-        for node, module in started:
-            module.prepare(node, executor)
-        names = ", ".join(node.get_name() for node, _ in started)
-        print(f"[bringup] {job}: {names} in one process (Ctrl-C stops)", flush=True)
-        executor.spin()
-    except ConfigError as exc:
-        print(f"[bringup] error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        for node, _ in started:
-            node.destroy_node()
-        executor.shutdown(timeout_sec=2.0)
-        rclpy.try_shutdown()
-    return next((code for code in (getattr(node, "exit_code", 0) for node, _ in started) if code), 0)
+    nodes = []
+    for description in bringup.nodes:
+        module_name, class_name = NODE_CLASSES[description.name]
+        module = importlib.import_module(module_name)
+        remaps = [arg for old, new in description.remappings for arg in ("-r", f"{old}:={new}")]
+        make_node = functools.partial(
+            getattr(module, class_name),
+            parameter_overrides=parameter_overrides(description.parameters, NODES[description.name][2]),
+            cli_args=["--ros-args", *remaps] if remaps else None,
+        )
+        nodes.append((make_node, module.prepare))
+    names = ", ".join(description.name for description in bringup.nodes)
+    print(f"[bringup] {job}: {names} in one process (Ctrl-C stops)", flush=True)
+    return run_nodes("bringup", nodes, args=[], make_executor=lambda: MultiThreadedExecutor(num_threads=4))
 
 
 if __name__ == "__main__":

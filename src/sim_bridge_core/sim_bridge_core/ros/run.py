@@ -1,9 +1,9 @@
-"""How every sim_bridge node process starts and stops."""
+"""How every sim_bridge node process starts and stops: one node, or a composition of several."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
@@ -11,28 +11,33 @@ from rclpy.node import Node
 
 from sim_bridge_core.config import ConfigError
 
+Prepare = Callable[[Node, Executor], None]
 
-def run_node(
+
+def run_nodes(
     name: str,
-    make_node: Callable[[], Node],
+    nodes: Sequence[tuple[Callable[[], Node], Prepare | None]],
     args: list[str] | None = None,
     make_executor: Callable[[], Executor] = SingleThreadedExecutor,
-    prepare: Callable[[Node, Executor], None] | None = None,
 ) -> int:
-    """Build the node, run ``prepare``, spin until shutdown; the process exit code.
+    """Build every node, then run each one's ``prepare``, spin until shutdown; the process exit code.
 
     A ConfigError while building or preparing prints one line naming the key and
     returns 2, so a bad configuration fails at start-up, visibly, with nothing running.
-    A node that ends its own job (shutting the context down) sets ``exit_code``.
+    A node that ends its own job (shutting the context down) sets ``exit_code``; the first
+    non-zero one is the process's.
     """
     rclpy.init(args=args)
-    node = None
+    started: list[Node] = []
+    executor = None
     try:
-        node = make_node()
         executor = make_executor()
-        executor.add_node(node)
-        if prepare is not None:
-            prepare(node, executor)
+        for make_node, _ in nodes:
+            started.append(make_node())
+            executor.add_node(started[-1])
+        for node, (_, prepare) in zip(started, nodes, strict=True):
+            if prepare is not None:
+                prepare(node, executor)
         executor.spin()
     except ConfigError as exc:
         print(f"[{name}] error: {exc}", file=sys.stderr)
@@ -40,7 +45,20 @@ def run_node(
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
+        for node in started:
             node.destroy_node()
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown()
-    return getattr(node, "exit_code", 0)
+    return next((code for code in (getattr(node, "exit_code", 0) for node in started) if code), 0)
+
+
+def run_node(
+    name: str,
+    make_node: Callable[[], Node],
+    args: list[str] | None = None,
+    make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+    prepare: Prepare | None = None,
+) -> int:
+    """One node in its own process (every node executable's ``main``)."""
+    return run_nodes(name, [(make_node, prepare)], args, make_executor)
