@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import mujoco
@@ -24,15 +23,7 @@ from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.tasks import make_task
-
-
-def rate(step: Callable[[int], None], steps: int, num_envs: int) -> float:
-    """Env-steps (control periods x worlds) per second of ``steps`` calls."""
-    step(0)  # warm-up: first touch of buffers and threads
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    return steps * num_envs / (time.perf_counter() - start)
+from timing import rate
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,17 +26,9 @@ from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.randomization import Randomizer, load_spec
 from sim_bridge_core.tasks import make_task
+from timing import rate
 
 DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "config" / "randomization" / "default.yaml"
-
-
-def rate(step: Callable[[int], None], steps: int, num_envs: int) -> float:
-    """Env-steps (control periods x worlds) per second of ``steps`` calls."""
-    step(0)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    return steps * num_envs / (time.perf_counter() - start)
 
 
 def main() -> None:
