@@ -103,3 +103,25 @@ def test_bringup_sim_serves_joint_states_until_interrupted(start_executable, ros
     assert list(states[-1].name) == [f"joint{i}" for i in range(1, 8)]
     process.proc.send_signal(signal.SIGINT)
     assert process.wait_exit(20) == 0, process.output()
+
+
+def test_bringup_eval_runs_the_checkpoint_on_the_simulator_node(tmp_path, start_executable):
+    run = tmp_path / "run"
+    training = start_executable("sim_bridge", "bringup", "training", *TINY_TRAINING, f"output_dir:={run}")
+    assert training.wait_exit(180) == 0, training.output()
+    evaluation = start_executable(
+        "sim_bridge",
+        "bringup",
+        "eval",  # config/eval.yaml: simulator (lockstep) + randomization + policy over batch/*
+        f"checkpoint:={run / 'checkpoint.pt'}",
+        f"output_dir:={tmp_path / 'eval'}",
+        "num_envs:=16",
+        "eval_episodes:=16",
+        "episode_length_s:=1.0",
+    )
+    assert evaluation.wait_exit(180) == 0, evaluation.output()
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["transport"] == "ros" and summary["num_envs"] == 16
+    assert summary["randomization"].endswith("default.yaml")
+    for key in ("eval_success_rate_nominal", "eval_success_rate_randomized"):
+        assert 0.0 <= summary[key] <= 1.0

@@ -2,7 +2,7 @@
 
 The nodes are the real node classes on one rclpy context and a multi-threaded executor,
 talking over real DDS exactly as separate processes would. Training and evaluation run to
-completion (the policy node shuts the context down when its outputs are written); sim and
+completion (the process ends when the policy node has written its outputs); sim and
 deploy run until Ctrl-C. The exit code is the first non-zero node exit code, 2 for bad input.
 """
 
@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             cli_args=["--ros-args", *remaps] if remaps else None,
         )
         nodes.append((make_node, module.prepare))
+    # Composed nodes hand every lockstep step between threads (simulation, executor, job) many
+    # times; at the default 5 ms GIL switch interval each handoff can wait a whole interval
+    # (measured: 125 vs 1,531 env-steps/s for 32 worlds over batch/* in one process).
+    sys.setswitchinterval(1e-4)
     names = ", ".join(description.name for description in bringup.nodes)
     print(f"[bringup] {job}: {names} in one process (Ctrl-C stops)", flush=True)
     return run_nodes("bringup", nodes, args=[], make_executor=lambda: MultiThreadedExecutor(num_threads=4))

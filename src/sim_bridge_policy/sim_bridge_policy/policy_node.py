@@ -6,8 +6,8 @@ the last one, so the command answers the freshest state with the least delay; a 
 timer at the control rate catches states that stop coming.
 
 Train / eval: the job runs on its own thread while the executor serves the topics (the ros
-transport's lockstep batch/* traffic); when it ends the node shuts its context down, so a
-`policy` process (or a `bringup` composition) exits once the outputs are written.
+transport's lockstep batch/* traffic); when it ends the node sets ``finished``, so a `policy`
+process (or a `bringup` composition) exits once the outputs are written.
 """
 
 from __future__ import annotations
@@ -124,8 +124,7 @@ class PolicyNode(Node):
             self.get_logger().error(f"{self.config.mode} failed: {type(exc).__name__}: {exc}")
             self.exit_code = 1
         finally:
-            self.finished.set()
-            self.context.try_shutdown()
+            self.finished.set()  # ends the process (run_nodes), or whatever waits on it
 
     def _on_applied(self, data: bytes) -> None:
         try:

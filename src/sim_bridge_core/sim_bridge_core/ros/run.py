@@ -24,8 +24,8 @@ def run_nodes(
 
     A ConfigError while building or preparing prints one line naming the key and
     returns 2, so a bad configuration fails at start-up, visibly, with nothing running.
-    A node that ends its own job (shutting the context down) sets ``exit_code``; the first
-    non-zero one is the process's.
+    A node that runs a job to its end sets its ``finished`` event, which ends the process,
+    and its ``exit_code``; the first non-zero one is the process's.
     """
     rclpy.init(args=args)
     started: list[Node] = []
@@ -38,7 +38,8 @@ def run_nodes(
         for node, (_, prepare) in zip(started, nodes, strict=True):
             if prepare is not None:
                 prepare(node, executor)
-        executor.spin()
+        while rclpy.ok() and not any(_finished(node) for node in started):
+            executor.spin_once(timeout_sec=0.1)
     except ConfigError as exc:
         print(f"[{name}] error: {exc}", file=sys.stderr)
         return 2
@@ -51,6 +52,11 @@ def run_nodes(
             executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown()
     return next((code for code in (getattr(node, "exit_code", 0) for node in started) if code), 0)
+
+
+def _finished(node: Node) -> bool:
+    finished = getattr(node, "finished", None)
+    return finished is not None and finished.is_set()
 
 
 def run_node(
