@@ -312,4 +312,10 @@ def _validate(parameters: dict[str, Any], schemas: dict[str, type], where: str) 
         if check is not None:
             check()
         checked.update({prefix + key: getattr(config, key) for key in values})
+        # An empty list has no element type on the ROS side (rclpy would guess a byte array, a
+        # launch parameter file could not type it); one that is the default is left out.
+        defaults = {spec.name: spec.default for spec in setting_specs(schemas[prefix])}
+        for key in values:
+            if checked[prefix + key] == [] and defaults[key] == []:
+                del checked[prefix + key]
     return checked
