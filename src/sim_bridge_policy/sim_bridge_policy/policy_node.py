@@ -17,6 +17,7 @@ import dataclasses
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -113,9 +114,10 @@ class PolicyNode(Node):
             else:
                 summary = run_evaluation(self.config, self.sim, self.worlds)
             rates = (summary["eval_success_rate_nominal"], summary["eval_success_rate_randomized"])
+            outputs = ", ".join(sorted(path.name for path in Path(self.config.output_dir).iterdir()))
             self.get_logger().info(
                 f"done: eval success {rates[0]:.1%} nominal, {rates[1]:.1%} randomized; "
-                f"outputs in {self.config.output_dir}"
+                f"outputs in {self.config.output_dir}: {outputs}"
             )
         except ConfigError as exc:
             print(f"[policy] error: {exc}", file=sys.stderr)
