@@ -127,3 +127,15 @@ def test_unservable_model_raises_backend_error(tmp_path) -> None:
 def test_unknown_device_raises_backend_error() -> None:
     with pytest.raises(BackendError, match="Warp device 'no-such-device' is not available"):
         WarpBackend(load_robot("pendulum"), 1, CONTROL_DT, device="no-such-device")
+
+
+@pytest.mark.parametrize("backend_class", [CpuBackend, WarpBackend])
+def test_added_joint_velocities_reach_only_the_given_worlds(backend_class) -> None:
+    robot = load_robot("arm7")
+    backend = backend_class(robot, NUM_ENVS, CONTROL_DT)
+    before = backend.joint_velocities()
+    dofs = robot.dof_adr[[1, 3]]
+    backend.add_joint_velocities(np.array([2]), dofs, np.array([[0.5, -0.25]]))
+    after = backend.joint_velocities()
+    np.testing.assert_allclose(after[2, [1, 3]] - before[2, [1, 3]], [0.5, -0.25], atol=1e-6)
+    np.testing.assert_array_equal(np.delete(after, 2, axis=0), np.delete(before, 2, axis=0))

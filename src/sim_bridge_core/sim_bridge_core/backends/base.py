@@ -66,5 +66,9 @@ class SimBackend(ABC):
         """(N, 3) world position of a site at the current state."""
 
     @abstractmethod
+    def add_joint_velocities(self, ids: np.ndarray, dofs: np.ndarray, delta: np.ndarray) -> None:
+        """Add ``delta`` (len(ids), len(dofs)) to the velocities of ``dofs`` in worlds ``ids`` (pushes)."""
+
+    @abstractmethod
     def model_field(self, name: str) -> np.ndarray:
         """A live, writable (N, ...) per-world view of an MjModel field (e.g. ``body_mass``)."""

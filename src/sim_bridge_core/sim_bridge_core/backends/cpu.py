@@ -62,5 +62,8 @@ class CpuBackend(SimBackend):
     def site_positions(self, site: int) -> np.ndarray:
         return self._site_xpos[:, site].copy()
 
+    def add_joint_velocities(self, ids: np.ndarray, dofs: np.ndarray, delta: np.ndarray) -> None:
+        self._qvel[np.asarray(ids)[:, None], dofs] += delta
+
     def model_field(self, name: str) -> np.ndarray:
         return self._batch.expand(name)

@@ -110,6 +110,13 @@ class WarpBackend(SimBackend):
     def site_positions(self, site: int) -> np.ndarray:
         return self._data.site_xpos.numpy()[:, site].astype(np.float64)
 
+    def add_joint_velocities(self, ids: np.ndarray, dofs: np.ndarray, delta: np.ndarray) -> None:
+        qvel = (
+            self._data.qvel.numpy()
+        )  # rare (pushes): a host round trip is cheaper than a kernel launch setup
+        qvel[np.asarray(ids)[:, None], dofs] += delta
+        self._data.qvel.assign(qvel)
+
     def model_field(self, name: str) -> np.ndarray:
         """A writable (N, ...) host array of per-world values of a model field.
 

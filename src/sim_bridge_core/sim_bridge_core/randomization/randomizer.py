@@ -19,7 +19,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from sim_bridge_core.backends import BackendError, SimBackend
+from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.randomization.sampling import BoundParameter, bind
 from sim_bridge_core.randomization.spec import EPISODE, MODEL, STEP, RandomizationSpec
 
@@ -64,11 +64,10 @@ class Randomizer:
         push = self._by_name.get("push_velocity")
         self._push_countdown = np.zeros(n, dtype=np.int64)
         self._push_steps = (1, 1)
-        self._qvel = None
+        self._pushes = push is not None
         if push is not None:
             low, high = push.spec.interval_s or (1.0, 1.0)
             self._push_steps = (self._steps(low), self._steps(high))
-            self._qvel = _VelocityKick(backend)
         self._interval_steps = self._steps(spec.interval_s) if spec.schedule == "interval" else 0
 
         self.step_count = 0
@@ -182,7 +181,7 @@ class Randomizer:
                 positions = self.robot.clamp(positions)
         if self._buffer is not None:
             self._buffer[:, ids] = positions
-        if self._qvel is not None:
+        if self._pushes:
             self._draw_push_countdown(ids)
             self._values["push_velocity"][ids] = 0.0
         return positions
@@ -210,7 +209,7 @@ class Randomizer:
             self.resample()
         if not self._enabled:
             return
-        if self._qvel is not None:
+        if self._pushes:
             self._push_countdown -= 1
             due = np.flatnonzero(self._push_countdown <= 0)
             if due.size:
@@ -218,7 +217,7 @@ class Randomizer:
                 kick = push.effect(push.draw(self._rng_push, due.size), self.fraction)
                 self._values[push.name][due] = kick
                 self.version += 1
-                self._qvel.add(due, push.dofs, kick)
+                self.backend.add_joint_velocities(due, push.dofs, kick)
                 self._draw_push_countdown(due)
         self._draw_step_noise()
 
@@ -269,7 +268,7 @@ class Randomizer:
                 self._noise[name] = p.effect(p.draw(self._rng_noise, self.num_envs), self.fraction)
 
     def _draw_push_countdown(self, ids: np.ndarray) -> None:
-        if self._qvel is not None and ids.size:
+        if self._pushes and ids.size:
             low, high = self._push_steps
             self._push_countdown[ids] = self._rng_push.integers(low, high + 1, ids.size)
 
@@ -280,22 +279,3 @@ class Randomizer:
             values[:, p.columns] *= perturbation
         else:
             values[:, p.columns] += perturbation
-
-
-class _VelocityKick:
-    """Adds to the joint velocities (qvel) of some worlds, on the cpu or warp backend."""
-
-    def __init__(self, backend: SimBackend) -> None:
-        batch = getattr(backend, "batch", None)
-        self._qvel = batch.bind("qvel") if batch is not None else None
-        self._data = getattr(backend, "_data", None)  # WarpBackend's mujoco_warp Data
-        if self._qvel is None and self._data is None:
-            raise BackendError(f"push_velocity cannot write joint velocities of a {type(backend).__name__}")
-
-    def add(self, ids: np.ndarray, dofs: np.ndarray, kick: np.ndarray) -> None:
-        if self._qvel is not None:
-            self._qvel[ids[:, None], dofs] += kick
-            return
-        qvel = self._data.qvel.numpy()
-        qvel[ids[:, None], dofs] += kick
-        self._data.qvel.assign(qvel)
