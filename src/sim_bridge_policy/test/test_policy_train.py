@@ -39,9 +39,8 @@ SMALL_RUN = {
 }
 
 
-def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node, ros_client):
+def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node):
     run = tmp_path / "run"
-    applied = ros_client.collect(Float64MultiArray, "/randomization/applied", LATCHED)
     first = start_node(
         "sim_bridge_policy",
         "policy",
@@ -60,11 +59,6 @@ def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node, ros
     contents = torch.load(run / "checkpoint.pt", weights_only=True)
     assert contents["metadata"]["iteration"] == 3
     assert (run / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
-    # Fused worlds publish the randomization in effect, as the simulator node does.
-    ros_client.wait_until(lambda: applied, what="randomization/applied")
-    names = applied[-1].layout.dim[1].label.split(",")
-    assert {"body_mass/link1", "actuator_kp/joint1", "action_delay_steps"} <= set(names)
-    assert applied[-1].layout.dim[0].size == 64 and len(applied[-1].data) == 64 * len(names)
 
     second = start_node(
         "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=5 * 512, **SMALL_RUN
@@ -76,11 +70,21 @@ def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node, ros
     assert resumed["resumed_from"].endswith("checkpoint.pt")
 
 
-def test_a_killed_run_leaves_a_checkpoint_to_resume(tmp_path, start_node):
+def test_a_killed_run_leaves_a_checkpoint_to_resume(tmp_path, start_node, ros_client):
     run = tmp_path / "run"
+    applied = ros_client.collect(Float64MultiArray, "/randomization/applied", LATCHED)
     training = start_node(
-        "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=10**9, **SMALL_RUN
+        "sim_bridge_policy",
+        "policy",
+        output_dir=str(run),
+        max_env_steps=10**9,
+        **{**SMALL_RUN, "sim.randomization": "config/randomization/default.yaml"},
     )
+    # Fused worlds publish the randomization in effect, as the simulator node does.
+    ros_client.wait_until(lambda: applied, timeout=60, what="randomization/applied")
+    names = applied[-1].layout.dim[1].label.split(",")
+    assert {"body_mass/link1", "actuator_kp/joint1", "action_delay_steps", "gravity_z"} <= set(names)
+    assert applied[-1].layout.dim[0].size == 64 and len(applied[-1].data) == 64 * len(names)
     deadline = time.monotonic() + 60
     while (
         not (run / "checkpoint.pt").exists()
