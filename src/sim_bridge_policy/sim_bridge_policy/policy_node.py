@@ -98,7 +98,8 @@ class PolicyNode(Node):
                 self.config.simulator,
                 self.config.step_timeout_s,
             )
-        self._applied_pub = self.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
+        else:  # the worlds are here: publish what is in effect, as the simulator node would
+            self._applied_pub = self.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
         self._job_thread = threading.Thread(target=self._run_job, name="job", daemon=True)
         self.get_logger().info(
             f"{self.config.mode}: {self.sim.task} on {self.sim.model}, transport {self.config.transport}, "
@@ -108,9 +109,10 @@ class PolicyNode(Node):
     def _run_job(self) -> None:
         try:
             if self.config.mode == "train":
-                summary = self.job.run(
-                    self.worlds, on_applied=self._applied_pub.publish, read_applied=lambda: self._applied
-                )
+                if self.worlds is None:
+                    summary = self.job.run(on_applied=self._applied_pub.publish)
+                else:
+                    summary = self.job.run(self.worlds, read_applied=lambda: self._applied)
             else:
                 summary = run_evaluation(self.config, self.sim, self.worlds)
             rates = (summary["eval_success_rate_nominal"], summary["eval_success_rate_randomized"])
