@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ros_processes import isolate_dds, start_simulator, stop_process
+from ros_processes import client_node, isolate_dds, start_simulator, stop_process
 
 NS = 1_000_000_000
 
@@ -243,8 +243,6 @@ def first_state_names(node: Any, executor: Any, timeout: float) -> tuple[str, ..
 
 
 def bench_ros(args: argparse.Namespace, targets: list[np.ndarray], log_dir: Path) -> dict[str, float]:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float32MultiArray
@@ -255,30 +253,23 @@ def bench_ros(args: argparse.Namespace, targets: list[np.ndarray], log_dir: Path
     }  # fmt: skip
     log_path = log_dir / "simulator.log"
     proc = start_simulator(parameters, log_path)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node(f"bench_roundtrip_{os.getpid()}", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
     try:
-        names = first_state_names(node, executor, args.startup_timeout)
-        record = RoundTrip(args.num_envs, round(args.control_dt * NS))
-        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        on_state = make_answerer(node, record, targets, names)
-        node.create_subscription(JointState, "batch/joint_states", on_state, qos, raw=True)
-        if args.subscribe_task:
-            node.create_subscription(Float32MultiArray, "batch/task", lambda _data: None, qos, raw=True)
-        record.window_start = time.perf_counter() + args.warmup
-        record.window_end = record.window_start + args.duration
-        while time.perf_counter() < record.window_end:
-            if proc.poll() is not None:
-                raise RuntimeError(f"simulator exited ({proc.returncode}):\n{log_path.read_text()}")
-            executor.spin_once(timeout_sec=0.1)
-        return summarize_round_trip(record, args.duration)
+        with client_node("bench_roundtrip") as (node, executor):
+            names = first_state_names(node, executor, args.startup_timeout)
+            record = RoundTrip(args.num_envs, round(args.control_dt * NS))
+            qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+            on_state = make_answerer(node, record, targets, names)
+            node.create_subscription(JointState, "batch/joint_states", on_state, qos, raw=True)
+            if args.subscribe_task:
+                node.create_subscription(Float32MultiArray, "batch/task", lambda _data: None, qos, raw=True)
+            record.window_start = time.perf_counter() + args.warmup
+            record.window_end = record.window_start + args.duration
+            while time.perf_counter() < record.window_end:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"simulator exited ({proc.returncode}):\n{log_path.read_text()}")
+                executor.spin_once(timeout_sec=0.1)
+            return summarize_round_trip(record, args.duration)
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        context.try_shutdown()
         stop_process(proc)
 
 

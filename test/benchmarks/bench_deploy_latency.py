@@ -46,7 +46,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -55,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ros_processes import isolate_dds, stop_process
+from ros_processes import isolate_dds, start_node, stop_process
 
 MODEL, TASK = "arm7", "reach"
 GOAL = (0.5, 0.1, 0.4)
@@ -90,16 +89,6 @@ def write_untrained_checkpoint(path: Path) -> Path:
     return save_checkpoint(path, model, config, policy_metadata(env))
 
 
-def policy_executable() -> str:
-    """The installed policy node (``ros2 run sim_bridge_policy policy``), found through the ament index."""
-    from ament_index_python.packages import get_package_prefix
-
-    path = Path(get_package_prefix("sim_bridge_policy"), "lib", "sim_bridge_policy", "policy")
-    if not path.exists():
-        sys.exit(f"{path} is not built: run `make setup`")
-    return str(path)
-
-
 def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
     return {
         "mode": "deploy",
@@ -108,16 +97,6 @@ def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any
         "max_position_step": 0.0,  # command == the measured positions it answers (see the docstring)
         "state_timeout_s": 0.1,
     }
-
-
-def start_policy(parameters: dict[str, Any], log_path: Path) -> subprocess.Popen:
-    args = [policy_executable(), "--ros-args"]
-    for key, value in parameters.items():
-        args += ["-p", f"{key}:={value}"]
-    with open(log_path, "w") as log:
-        return subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
-        )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -486,7 +465,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_deploy_latency_") as tmp:
         checkpoint = args.checkpoint or write_untrained_checkpoint(Path(tmp, "checkpoint.pt"))
         log_path = Path(tmp, "policy.log")
-        proc = start_policy(node_parameters(args, checkpoint), log_path)
+        proc = start_node("sim_bridge_policy", "policy", node_parameters(args, checkpoint), log_path)
         client = None
         try:
             client = Client(states.names)

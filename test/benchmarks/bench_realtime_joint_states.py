@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ros_processes import isolate_dds, start_simulator, stop_process
+from ros_processes import client_node, isolate_dds, start_simulator, stop_process
 
 NS = 1_000_000_000
 
@@ -88,8 +88,6 @@ def spin_until(executor: Any, proc: subprocess.Popen, log_path: Path, until: Any
 
 def measure(args: argparse.Namespace, log_dir: Path) -> tuple[Arrivals, dict[str, float]]:
     """Start the simulator, record the window and return the arrivals and CPU use."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
 
@@ -99,29 +97,22 @@ def measure(args: argparse.Namespace, log_dir: Path) -> tuple[Arrivals, dict[str
     }  # fmt: skip
     log_path = log_dir / "simulator.log"
     proc = start_simulator(parameters, log_path)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node(f"bench_realtime_{os.getpid()}", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
     record = Arrivals()
     try:
-        qos = QoSProfile(depth=args.depth, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(JointState, "joint_states", make_recorder(record), qos, raw=True)
-        deadline = time.monotonic() + args.startup_timeout
-        spin_until(executor, proc, log_path, lambda: record.received or time.monotonic() > deadline)
-        if not record.received:
-            raise TimeoutError(f"no joint_states within {args.startup_timeout} s")
-        record.window_start = time.perf_counter() + args.warmup
-        record.window_end = record.window_start + args.duration
-        spin_until(executor, proc, log_path, lambda: time.perf_counter() >= record.window_start)
-        cpu_start = (time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds(os.getpid()))
-        spin_until(executor, proc, log_path, lambda: time.perf_counter() >= record.window_end)
-        cpu_end = (time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds(os.getpid()))
+        with client_node("bench_realtime") as (node, executor):
+            qos = QoSProfile(depth=args.depth, reliability=ReliabilityPolicy.RELIABLE)
+            node.create_subscription(JointState, "joint_states", make_recorder(record), qos, raw=True)
+            deadline = time.monotonic() + args.startup_timeout
+            spin_until(executor, proc, log_path, lambda: record.received or time.monotonic() > deadline)
+            if not record.received:
+                raise TimeoutError(f"no joint_states within {args.startup_timeout} s")
+            record.window_start = time.perf_counter() + args.warmup
+            record.window_end = record.window_start + args.duration
+            spin_until(executor, proc, log_path, lambda: time.perf_counter() >= record.window_start)
+            cpu_start = (time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds(os.getpid()))
+            spin_until(executor, proc, log_path, lambda: time.perf_counter() >= record.window_end)
+            cpu_end = (time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds(os.getpid()))
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        context.try_shutdown()
         stop_process(proc)
     wall = cpu_end[0] - cpu_start[0]
     cpu = {"sim_cpu": (cpu_end[1] - cpu_start[1]) / wall, "client_cpu": (cpu_end[2] - cpu_start[2]) / wall}

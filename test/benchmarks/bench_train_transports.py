@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ros_processes import isolate_dds, start_simulator, stop_process
+from ros_processes import client_node, isolate_dds, start_simulator, stop_process
 
 
 def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,8 +67,6 @@ def bench_fused(args: argparse.Namespace) -> dict[str, float]:
 
 
 def bench_ros(args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from sim_bridge_core.learning import train
     from sim_bridge_core.models import load_robot
     from sim_bridge_core.ros.batch_topics import connect_remote_worlds
@@ -80,33 +78,29 @@ def bench_ros(args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
     }  # fmt: skip
     log_path = log_dir / "simulator.log"
     proc = start_simulator(parameters, log_path)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node(f"bench_transports_{os.getpid()}", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
     try:
-        task = make_task(args.task, load_robot(args.model))
-        worlds = connect_remote_worlds(
-            node, task, args.num_envs, args.control_dt, args.episode_length_s, timeout_s=args.startup_timeout
-        )
-        start = time.perf_counter()
-        worlds.observation()  # the simulator is up and discovered
-        print(f"  simulator ready after {time.perf_counter() - start:.1f} s", flush=True)
-        worlds.timeout_s = 30.0
-        figures = summarize("ros", train(worlds, **train_kwargs(args)))
-        figures["ros_rejected"] = float(worlds.rejected)
-        return figures
+        with client_node("bench_transports") as (node, executor):
+            threading.Thread(target=executor.spin, daemon=True).start()
+            task = make_task(args.task, load_robot(args.model))
+            worlds = connect_remote_worlds(
+                node,
+                task,
+                args.num_envs,
+                args.control_dt,
+                args.episode_length_s,
+                timeout_s=args.startup_timeout,
+            )
+            start = time.perf_counter()
+            worlds.observation()  # the simulator is up and discovered
+            print(f"  simulator ready after {time.perf_counter() - start:.1f} s", flush=True)
+            worlds.timeout_s = 30.0
+            figures = summarize("ros", train(worlds, **train_kwargs(args)))
+            figures["ros_rejected"] = float(worlds.rejected)
+            return figures
     except Exception:
         print(log_path.read_text())
         raise
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)
-        node.destroy_node()
-        context.try_shutdown()
         stop_process(proc)
 
 

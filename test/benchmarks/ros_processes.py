@@ -1,15 +1,17 @@
-"""Starting and stopping the simulator node from a benchmark, isolated on its own DDS domain.
+"""ROS plumbing shared by the benchmarks: DDS isolation, node processes, a client node.
 
 Imported by the ROS benchmarks beside this file (they run as ``python test/benchmarks/<name>.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +24,29 @@ def isolate_dds(domain_id: int | None) -> int:
     return domain
 
 
-def simulator_executable() -> str:
-    """The installed simulator (``ros2 run sim_bridge_sim simulator``), found through the ament index."""
+def node_executable(package: str, name: str) -> str:
+    """An installed node (``ros2 run <package> <name>``), found through the ament index."""
     from ament_index_python.packages import get_package_prefix
 
-    path = Path(get_package_prefix("sim_bridge_sim"), "lib", "sim_bridge_sim", "simulator")
+    path = Path(get_package_prefix(package), "lib", package, name)
     if not path.exists():
         sys.exit(f"{path} is not built: run `make setup`")
     return str(path)
 
 
-def start_simulator(parameters: dict[str, Any], log_path: Path) -> subprocess.Popen:
-    args = [simulator_executable(), "--ros-args"]
+def start_node(package: str, name: str, parameters: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    """The node as its own process (own process group), output to ``log_path``."""
+    args = [node_executable(package, name), "--ros-args"]
     for key, value in parameters.items():
         args += ["-p", f"{key}:={value}"]
     with open(log_path, "w") as log:
         return subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
         )
+
+
+def start_simulator(parameters: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    return start_node("sim_bridge_sim", "simulator", parameters, log_path)
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -52,3 +59,22 @@ def stop_process(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@contextlib.contextmanager
+def client_node(name: str) -> Iterator[tuple[Any, Any]]:
+    """(node, single-threaded executor) on a context of their own, torn down on exit."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(f"{name}_{os.getpid()}", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        context.try_shutdown()

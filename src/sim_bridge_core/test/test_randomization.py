@@ -17,9 +17,9 @@ from sim_bridge_core.randomization import (
     Randomizer,
     bind,
     load_spec,
-    plot_distributions,
     spec_from_mapping,
 )
+from sim_bridge_core.randomization.plot import plot_distributions
 from sim_bridge_core.tasks import HoldTask, make_task
 
 SPECS = Path(__file__).resolve().parents[3] / "config" / "randomization"
