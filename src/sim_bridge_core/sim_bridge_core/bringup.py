@@ -29,7 +29,14 @@ from typing import Any
 import yaml
 
 from sim_bridge_core.backends import BACKENDS
-from sim_bridge_core.config import ConfigError, check_value, from_mapping, setting, setting_specs
+from sim_bridge_core.config import (
+    ConfigError,
+    check_value,
+    from_mapping,
+    read_yaml_file,
+    setting,
+    setting_specs,
+)
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.models import ModelError, load_robot
 from sim_bridge_core.policy import TRANSPORTS, PolicyConfig
@@ -251,12 +258,7 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_yaml_file(path, path.name)
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top")
     return data or {}

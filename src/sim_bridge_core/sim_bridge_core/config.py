@@ -12,6 +12,7 @@ import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -134,3 +135,17 @@ def _scalar(kind: type, value: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
     raise ConfigError(f"{key}: must be {kind.__name__}, got {type(value).__name__} {value!r}")
+
+
+def read_yaml_file(path: str | Path, key: str) -> Any:
+    """The YAML document in ``path`` (None if empty); an unreadable or malformed file raises
+    ConfigError naming ``key``, the setting that pointed at it."""
+    import yaml
+
+    path = Path(path).expanduser()
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: {path} is not valid YAML: {exc}") from exc

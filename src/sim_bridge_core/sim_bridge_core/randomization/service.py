@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sim_bridge_core.config import ConfigError, setting
+from sim_bridge_core.config import ConfigError, read_yaml_file, setting
 from sim_bridge_core.randomization.spec import SCHEDULES, SECTION, spec_from_mapping
 
 
@@ -33,12 +32,7 @@ class RandomizationNodeConfig:
 
 def read_spec_file(path: str) -> dict[str, Any]:
     """The spec mapping in a YAML file (with or without the top-level ``randomization`` key)."""
-    try:
-        data = yaml.safe_load(Path(path).expanduser().read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"randomization.config: cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"randomization.config: {path} is not valid YAML: {exc}") from exc
+    data = read_yaml_file(path, "randomization.config") or {}
     if isinstance(data, Mapping) and set(data) == {SECTION}:
         data = data[SECTION] or {}
     if not isinstance(data, Mapping):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim_bridge_core.config import ConfigError, from_mapping, setting
+from sim_bridge_core.config import ConfigError, from_mapping, read_yaml_file, setting
 
 SECTION = "randomization"
 OPERATIONS = ("scale", "add", "abs")
@@ -203,16 +203,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | RandomizationSpec | None)
         return RandomizationSpec()
     if isinstance(source, Mapping):
         return spec_from_mapping(source)
-    import yaml
-
-    path = Path(source).expanduser()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{SECTION}: cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{SECTION}: {path} is not valid YAML: {exc}") from exc
-    return spec_from_mapping(data or {})
+    return spec_from_mapping(read_yaml_file(source, SECTION) or {})
 
 
 def spec_from_mapping(data: Mapping[str, Any]) -> RandomizationSpec:
