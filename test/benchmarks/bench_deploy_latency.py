@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ros_processes import isolate_dds, start_node, stop_process
+from ros_processes import cpu_seconds, isolate_dds, start_node, stop_process
 
 MODEL, TASK = "arm7", "reach"
 GOAL = (0.5, 0.1, 0.4)
@@ -97,15 +97,6 @@ def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any
         "max_position_step": 0.0,  # command == the measured positions it answers (see the docstring)
         "state_timeout_s": 0.1,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc; NaN where unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def busy_cpu_seconds() -> float:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ros_processes import client_node, isolate_dds, start_simulator, stop_process
+from ros_processes import client_node, cpu_seconds, isolate_dds, start_simulator, stop_process
 
 NS = 1_000_000_000
 
@@ -50,18 +50,6 @@ class Arrivals:
 
 
 # Processes ----------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc; NaN where unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# Measurement --------------------------------------------------------------------------------------
 
 
 def make_recorder(record: Arrivals) -> Any:

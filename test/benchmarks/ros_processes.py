@@ -49,6 +49,15 @@ def start_simulator(parameters: dict[str, Any], log_path: Path) -> subprocess.Po
     return start_node("sim_bridge_sim", "simulator", parameters, log_path)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc; NaN where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_process(proc: subprocess.Popen) -> None:
     """SIGINT to the child's own process group, then SIGKILL if it does not exit."""
     if proc.poll() is not None:
