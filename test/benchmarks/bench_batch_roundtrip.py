@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cli import world_parser
 from ros_processes import client_node, isolate_dds, start_simulator, stop_process
 
 NS = 1_000_000_000
@@ -380,13 +381,7 @@ def print_report(args: argparse.Namespace, figures: dict[str, float]) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="arm7")
-    parser.add_argument("--task", default="reach")
-    parser.add_argument("--num-envs", type=int, default=1024)
-    parser.add_argument("--control-dt", type=float, default=0.02)
+    parser = world_parser(__doc__, num_envs=1024)
     parser.add_argument("--threads", type=int, default=0, help="cpu backend threads (0 = one per core)")
     parser.add_argument("--warmup", type=float, default=3.0, help="ROS warm-up, seconds")
     parser.add_argument("--duration", type=float, default=15.0, help="ROS measured window, seconds")

@@ -11,13 +11,13 @@ Run: python test/benchmarks/bench_core_step.py [--model arm7] [--num-envs 1024] 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 from collections.abc import Callable
 
 import mujoco
 import numpy as np
+from cli import world_parser
 from mujoco.batch import Batch
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.env import BatchedEnv
@@ -27,13 +27,7 @@ from timing import rate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="arm7")
-    parser.add_argument("--task", default="reach")
-    parser.add_argument("--num-envs", type=int, default=1024)
-    parser.add_argument("--control-dt", type=float, default=0.02)
+    parser = world_parser(__doc__, num_envs=1024)
     parser.add_argument("--steps", type=int, default=50, help="control steps per measurement")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()

@@ -14,13 +14,13 @@ Run: python test/benchmarks/bench_randomization.py [--spec config/randomization/
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from cli import world_parser
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.models import load_robot
@@ -32,15 +32,9 @@ DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "config" / "randomization" 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="arm7")
-    parser.add_argument("--task", default="reach")
+    parser = world_parser(__doc__, num_envs=1024)
     parser.add_argument("--spec", default=str(DEFAULT_SPEC))
     parser.add_argument("--schedule", default="", help="override the spec's schedule")
-    parser.add_argument("--num-envs", type=int, default=1024)
-    parser.add_argument("--control-dt", type=float, default=0.02)
     parser.add_argument("--episode-length-s", type=float, default=0.5, help="short, so worlds reset often")
     parser.add_argument("--steps", type=int, default=50, help="control steps per measurement")
     parser.add_argument("--repeats", type=int, default=5)

@@ -13,13 +13,13 @@ Run: python test/benchmarks/bench_sb3_reach.py [--num-envs 2048] [--max-wall-s 1
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from typing import Any
 
 import numpy as np
 import torch
+from cli import world_parser
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.gym_env import SimBridgeVectorEnv, make_batched_env
 from sim_bridge_core.learning import PpoConfig
@@ -117,14 +117,7 @@ def evaluate_sb3(env: BatchedEnv, model: PPO, normalizer: VecNormalize, episodes
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="arm7")
-    parser.add_argument("--task", default="reach")
-    parser.add_argument("--num-envs", type=int, default=2048)
-    parser.add_argument("--control-dt", type=float, default=0.02)
-    parser.add_argument("--episode-length-s", type=float, default=3.0)
+    parser = world_parser(__doc__, num_envs=2048, episode_length_s=3.0)
     parser.add_argument("--max-wall-s", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=2048)

@@ -15,7 +15,6 @@ Run: python test/benchmarks/bench_train_reach.py [--num-envs 2048] [--max-wall-s
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -23,6 +22,7 @@ import time
 
 import mujoco
 import numpy as np
+from cli import world_parser
 from mujoco.batch import Batch
 from sim_bridge_core.gym_env import make_batched_env
 from sim_bridge_core.learning import (
@@ -57,14 +57,7 @@ def raw_physics_rate(robot: RobotModel, num_envs: int, substeps: int, seconds: f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="arm7")
-    parser.add_argument("--task", default="reach")
-    parser.add_argument("--num-envs", type=int, default=2048)
-    parser.add_argument("--control-dt", type=float, default=0.02)
-    parser.add_argument("--episode-length-s", type=float, default=3.0)
+    parser = world_parser(__doc__, num_envs=2048, episode_length_s=3.0)
     parser.add_argument("--max-wall-s", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=2048)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli import world_parser
 from ros_processes import client_node, isolate_dds, start_simulator, stop_process
 
 
@@ -105,14 +106,7 @@ def bench_ros(args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="arm7")
-    parser.add_argument("--task", default="reach")
-    parser.add_argument("--num-envs", type=int, default=1024)
-    parser.add_argument("--control-dt", type=float, default=0.02)
-    parser.add_argument("--episode-length-s", type=float, default=3.0)
+    parser = world_parser(__doc__, num_envs=1024, episode_length_s=3.0)
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ppo", default="{}", help="PpoConfig overrides as JSON")
