@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cli import world_parser
+from cli import add_ros_arguments, world_parser
 from ros_processes import client_node, isolate_dds, start_simulator, stop_process
 
 NS = 1_000_000_000
@@ -389,10 +389,8 @@ def parse_args() -> argparse.Namespace:
         "--core-seconds", type=float, default=6.0, help="core run length, before and after the ROS run"
     )
     parser.add_argument("--core-rounds", type=int, default=3, help="alternations within a core run")
-    parser.add_argument("--startup-timeout", type=float, default=60.0)
+    add_ros_arguments(parser)
     parser.add_argument("--subscribe-task", action="store_true", help="also subscribe to batch/task")
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return parser.parse_args()
 
 

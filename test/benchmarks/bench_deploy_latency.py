@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cli import add_ros_arguments
 from ros_processes import cpu_seconds, isolate_dds, start_node, stop_process
 
 MODEL, TASK = "arm7", "reach"
@@ -437,9 +438,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--answer-timeout", type=float, default=0.5, help="ping-pong: give up on a state after"
     )
-    parser.add_argument("--startup-timeout", type=float, default=60.0)
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    add_ros_arguments(parser)
     args = parser.parse_args()
     if args.control_rate_hz is None:
         args.control_rate_hz = args.rate_hz / 2

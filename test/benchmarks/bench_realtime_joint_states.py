@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cli import add_ros_arguments
 from ros_processes import client_node, cpu_seconds, isolate_dds, start_simulator, stop_process
 
 NS = 1_000_000_000
@@ -170,9 +171,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=60.0, help="measured window, seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after the first message")
     parser.add_argument("--depth", type=int, default=100, help="subscription queue depth (reliable)")
-    parser.add_argument("--startup-timeout", type=float, default=60.0)
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    add_ros_arguments(parser)
     return parser.parse_args()
 
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli import world_parser
+from cli import add_ros_arguments, world_parser
 from ros_processes import client_node, isolate_dds, start_simulator, stop_process
 
 
@@ -110,9 +110,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ppo", default="{}", help="PpoConfig overrides as JSON")
-    parser.add_argument("--startup-timeout", type=float, default=60.0)
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    add_ros_arguments(parser)
     args = parser.parse_args()
     isolate_dds(args.domain_id)
 

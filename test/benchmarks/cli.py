@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def world_parser(
@@ -19,3 +20,10 @@ def world_parser(
     if episode_length_s is not None:
         parser.add_argument("--episode-length-s", type=float, default=episode_length_s)
     return parser
+
+
+def add_ros_arguments(parser: argparse.ArgumentParser) -> None:
+    """--startup-timeout, --domain-id and --json: what the benchmarks with a ROS process share."""
+    parser.add_argument("--startup-timeout", type=float, default=60.0)
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
