@@ -94,7 +94,7 @@ def core_contenders(args: argparse.Namespace, targets: list[np.ndarray]) -> dict
     sim = Simulator(config)
 
     def step(i: int) -> None:
-        sim.targets = targets[i % len(targets)]
+        sim.command_all(targets[i % len(targets)])
         sim.step()
 
     def encode(_i: int) -> None:

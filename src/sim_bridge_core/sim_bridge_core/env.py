@@ -10,12 +10,14 @@ per step. Without one, everything is as the backend and task make it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from sim_bridge_core.backends import SimBackend
+from sim_bridge_core.control import CommandExecution, updates_per_period
 from sim_bridge_core.tasks import Task
 
 if TYPE_CHECKING:
@@ -80,10 +82,14 @@ class BatchedEnv:
         episode_length_s: float,
         seed: int = 0,
         randomizer: Randomizer | None = None,
+        command_interface: str = "trajectory",
+        controller_rate_hz: float = 0.0,
     ) -> None:
         if randomizer is not None and randomizer.backend is not backend:
             raise ValueError("the randomizer must be built on the env's backend")
         self.backend = backend
+        updates = updates_per_period(backend.substeps, backend.robot.physics_dt, controller_rate_hz)
+        self.commands = CommandExecution(command_interface, updates, backend.joint_positions())
         self.randomizer = randomizer
         self.task = task
         self.num_envs = backend.num_envs
@@ -120,6 +126,7 @@ class BatchedEnv:
         if self.randomizer is not None:
             positions = self.randomizer.on_reset(ids, positions)
         self.backend.reset(ids, positions)
+        self.commands.hold(ids, self.backend.joint_positions()[ids])
         self.inputs[ids] = inputs
         self.episode_step[ids] = self.rng.integers(0, self.episode_steps, ids.size) if stagger else 0
 
@@ -128,13 +135,33 @@ class BatchedEnv:
         if self.randomizer is not None:
             self.randomizer.set_enabled(enabled)
 
-    def step(self, targets: np.ndarray) -> StepResult:
-        """Hold joint position targets (N, J) for one control period, then reset finished worlds."""
+    def step(
+        self,
+        targets: np.ndarray,
+        commanded: np.ndarray | None = None,
+        followed: Mapping[int, np.ndarray] | None = None,
+    ) -> StepResult:
+        """Command joint positions (N, J) for one control period, then reset finished worlds.
+
+        Each world's controller executes its command as the command interface does on a robot
+        (``sim_bridge_core.control``), from the measured position. ``commanded`` (N,) bool marks
+        the worlds that received a new command (default all, as in training, where every period
+        brings one); the others hold their last one. ``followed`` gives worlds that follow a
+        multi-point trajectory their (U, J) setpoints for the period instead.
+        """
         randomizer = self.randomizer
-        if randomizer is None:
-            self.backend.step(targets)
-        else:
-            self.backend.step(randomizer.actuate(targets))
+        if randomizer is not None:
+            targets = randomizer.actuate(targets)
+        worlds = None if commanded is None else np.flatnonzero(commanded)
+        if worlds is None or worlds.size:
+            self.commands.command(targets, self.measured_positions(), worlds)
+        setpoints = self.commands.setpoints()
+        if followed:
+            setpoints = np.array(np.broadcast_to(setpoints, (self.commands.updates, *targets.shape)))
+            for world, profile in followed.items():
+                setpoints[:, world] = profile
+                self.commands.hold(np.array([world]), profile[-1:])
+        self.backend.step(setpoints)
         self.steps += 1
         self.episode_step += 1
         if randomizer is not None:

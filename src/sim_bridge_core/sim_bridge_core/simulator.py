@@ -5,11 +5,14 @@ The ROS node only moves bytes between topics and this class, and decides when to
 
 * the batched command (``batch/joint_trajectory``): one point with position targets for
   every world, answering the ``batch/joint_states`` stamp it was computed from;
-* per-world JointTrajectory goals with joint_trajectory_controller semantics, for the
-  single world or the mirrored worlds.
+* per-world commands for the single world or the mirrored worlds, by ``command_interface``:
+  JointTrajectory goals with joint_trajectory_controller semantics (``trajectory``), or
+  Float64MultiArray positions as a forward position controller takes them (``position``).
 
-A world's targets follow its trajectory while it has one; a batched command replaces
-the targets of every world and ends their trajectories (the newest command wins).
+Every command is executed the way the robot's controller executes it (``sim_bridge_core.control``):
+sampled at the controller's update rate inside each control period. A world's targets follow
+its trajectory while it has one; a batched command replaces the targets of every world and
+ends their trajectories (the newest command wins).
 """
 
 from __future__ import annotations
@@ -21,17 +24,19 @@ import yaml
 
 from sim_bridge_core.backends import BACKENDS, BackendError, make_backend
 from sim_bridge_core.config import ConfigError, setting
+from sim_bridge_core.control import COMMAND_INTERFACES
 from sim_bridge_core.env import BatchedEnv, StepResult
 from sim_bridge_core.models import ModelError, PdGains, load_robot
 from sim_bridge_core.randomization import RandomizationSpec, Randomizer, bind, load_spec
 from sim_bridge_core.tasks import TASKS, make_task
-from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, parse_goal
+from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, TrajectoryGoal, parse_goal
 from sim_bridge_core.wire import (
     JointStateEncoder,
     JointTrajectoryDecoder,
     MultiArrayEncoder,
     WireError,
     decode_joint_trajectory,
+    decode_multi_array,
 )
 
 MODES = ("lockstep", "realtime", "fast")
@@ -74,6 +79,25 @@ class SimulatorConfig:
     threads: int = setting(0, "cpu backend threads (0 = one per core)", low=0, high=1024)
     control_dt: float = setting(
         0.02, "control period in seconds (a multiple of the model timestep)", low=1e-5, high=10.0
+    )
+    command_interface: str = setting(
+        "trajectory",
+        "how commands reach the joints: trajectory = joint_trajectory_controller (joint_trajectory); "
+        "position = forward position controller (joint_commands, Float64MultiArray)",
+        choices=COMMAND_INTERFACES,
+    )
+    controller_rate_hz: float = setting(
+        0.0,
+        "update rate of the simulated controller inside each control period (0 = every physics step)",
+        low=0.0,
+        high=1e6,
+    )
+    max_trajectory_points: int = setting(
+        10_000,
+        "joint_trajectory messages with more points are refused before decoding (the controller has "
+        "no cap; a huge message would hold up the executor)",
+        low=1,
+        high=1 << 24,
     )
     mode: str = setting(
         "realtime",
@@ -178,10 +202,26 @@ class Simulator:
             raise ConfigError(f"simulator.backend: {exc}") from exc
         except ValueError as exc:
             raise ConfigError(f"simulator.control_dt: {exc}") from exc
-        self.env = BatchedEnv(backend, task, config.episode_length_s, config.seed)
+        try:
+            self.env = BatchedEnv(
+                backend,
+                task,
+                config.episode_length_s,
+                config.seed,
+                command_interface=config.command_interface,
+                controller_rate_hz=config.controller_rate_hz,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"simulator.controller_rate_hz: {exc}") from exc
         self.set_randomization(config.randomization, config.randomization_enabled)
         self.targets = self.env.backend.joint_positions()
         self.last_result: StepResult | None = None
+        # Worlds commanded since the last step (they ramp to their new target; the others hold).
+        self.commanded = np.zeros(config.num_envs, dtype=bool)
+        updates = self.env.commands.updates if config.command_interface == "trajectory" else 1
+        # Where, after the start of a period, each controller update samples a trajectory (one
+        # update period ahead, as joint_trajectory_controller writes its next command).
+        self._update_offsets_s = config.control_dt * np.arange(1, updates + 1) / updates
 
         joints = self.robot.joint_names
         self.mirrored = [0] if config.num_envs == 1 else sorted(set(config.mirror_envs))
@@ -242,12 +282,15 @@ class Simulator:
         return self.env.time_ns
 
     def step(self) -> StepResult:
-        """Advance every world one control period under its current targets."""
-        now_s = self.time_ns / _NS
+        """Advance every world one control period under its current commands."""
+        times_s = self.time_ns / _NS + self._update_offsets_s
+        followed = {}
         for world, follower in self.followers.items():
             if follower.active:
-                self.targets[world] = self.robot.clamp(follower.sample(now_s))
-        result = self.env.step(self.targets)
+                followed[world] = self.robot.clamp(follower.setpoints(times_s))
+                self.targets[world] = followed[world][-1]
+        result = self.env.step(self.targets, commanded=self.commanded, followed=followed)
+        self.commanded[:] = False
         done = np.flatnonzero(result.done)
         if done.size:
             self.targets[done] = self.env.backend.joint_positions()[done]
@@ -261,6 +304,7 @@ class Simulator:
         """Every world back to its initial distribution; targets hold the new pose."""
         self.env.reset(stagger=self.config.stagger_episodes)
         self.targets = self.env.backend.joint_positions()
+        self.commanded[:] = False
         for follower in self.followers.values():
             follower.clear()
         self.last_result = None
@@ -288,17 +332,41 @@ class Simulator:
             raise CommandError(f"expected {self.targets.size} positions, got {positions.size}")
         if not np.isfinite(positions).all():
             raise CommandError("positions contain NaN or inf")
-        self.targets = self.robot.clamp(positions.reshape(self.targets.shape))
-        for follower in self.followers.values():
-            follower.clear()
+        self.command_all(positions.reshape(self.targets.shape))
         return message.stamp_ns
 
-    def apply_trajectory(self, world: int, data: bytes) -> bool:
-        """Start a JointTrajectory goal on a mirrored world; return whether targets were clamped."""
+    def command_all(self, targets: np.ndarray) -> None:
+        """New (N, J) position targets for every world (clamped to the joint limits), as a batched
+        command sets them; trajectories being followed end."""
+        self.targets = self.robot.clamp(targets)
+        self.commanded[:] = True
+        for follower in self.followers.values():
+            follower.clear()
+
+    def parse_command(self, data: bytes) -> TrajectoryGoal | np.ndarray:
+        """Decode and validate a world command of the configured interface; CommandError if refused.
+
+        Needs no lock: it reads only the robot and the config (and the clock, to refuse a
+        stamped trajectory that already ended), so a large message never holds up stepping.
+        """
+        if self.config.command_interface == "position":
+            try:
+                _, positions = decode_multi_array(data, np.float64)
+            except WireError as exc:
+                raise CommandError(f"malformed message: {exc}") from exc
+            joints = self.robot.num_joints
+            if positions.size != joints:
+                raise CommandError(
+                    f"expected {joints} positions (in the order {', '.join(self.robot.joint_names)}), "
+                    f"got {positions.size}"
+                )
+            if not np.isfinite(positions).all():
+                raise CommandError("positions contain NaN or inf")
+            return positions.reshape(joints).astype(np.float64)
         try:
-            message = decode_joint_trajectory(data)
+            message = decode_joint_trajectory(data, max_points=self.config.max_trajectory_points)
             points = message.points
-            goal = parse_goal(
+            return parse_goal(
                 message.joint_names,
                 message.stamp_ns / _NS,
                 [p.time_from_start_ns / _NS for p in points],
@@ -310,17 +378,32 @@ class Simulator:
                 upper=self.robot.upper,
                 allow_partial=self.config.allow_partial_joints_goal,
                 now_s=self.time_ns / _NS,
+                efforts=[p.effort for p in points],
             )
         except (WireError, TrajectoryError) as exc:
             raise CommandError(str(exc)) from exc
-        self.followers[world].start(
-            goal,
-            self.time_ns / _NS,
-            self.targets[world],
-            self.env.measured_positions()[world],
-            self.env.measured_velocities()[world],
-        )
-        return goal.clamped
+
+    def apply_command(self, world: int, command: TrajectoryGoal | np.ndarray) -> bool:
+        """Put a parsed world command in effect on a mirrored world; return whether it was clamped."""
+        if isinstance(command, TrajectoryGoal):
+            self.followers[world].start(
+                command,
+                self.time_ns / _NS,
+                self.targets[world],
+                self.env.measured_positions()[world],
+                self.env.measured_velocities()[world],
+            )
+            clamped = command.clamped
+        else:
+            clamped_positions = self.robot.clamp(command)
+            clamped = bool(np.any(clamped_positions != command))
+            self.targets[world] = clamped_positions
+        self.commanded[world] = True
+        return clamped
+
+    def apply_world_command(self, world: int, data: bytes) -> bool:
+        """``parse_command`` then ``apply_command``."""
+        return self.apply_command(world, self.parse_command(data))
 
     def batch_joint_states(self) -> bytes:
         """``batch/joint_states``: every world, names ``env_<i>/<joint>``, stamped with sim time."""

@@ -6,20 +6,29 @@ into plain values and calls :func:`parse_goal`, which validates it with the cont
 rules and maps it onto the robot's joint order; a :class:`TrajectoryFollower` per world
 then turns the accepted goal into a position target at every control step.
 
-Interpolation follows the controller's spline: linear when points carry only positions,
-cubic when they carry velocities, quintic when they carry accelerations too.  The stretch
+Interpolation follows the controller's spline, segment by segment: linear unless both ends
+of a segment carry velocities, cubic when they do, quintic when both carry accelerations too
+(so points may mix having and lacking velocities, as the controller allows).  The stretch
 from the state at acceptance to the first point uses the same rule, but since the measured
 state has no accelerations it is at most cubic (as in the controller when the hardware
-exports position and velocity states only).
+exports position and velocity states only).  The follower is sampled at each controller
+update one update period ahead, as the controller writes its next command.
+
+Effort fields are refused with the reason, as the controller does without an effort command
+interface: the simulated controller has position command interfaces only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+# joint_trajectory_controller's tolerance for "zero velocity at the end": float's epsilon.
+END_VELOCITY_TOLERANCE = float(np.finfo(np.float32).eps)
 
 
 class TrajectoryError(ValueError):
@@ -32,21 +41,16 @@ class TrajectoryGoal:
 
     ``joints`` indexes the goal's K joints into the robot's J joints; ``positions``,
     ``velocities`` and ``accelerations`` are (N, K) with N points at ``times_s`` seconds
-    after ``start_s`` (sim time, already resolved from a zero stamp).
+    after ``start_s`` (sim time; None for a zero stamp, resolved when the goal is accepted).
     """
 
     joints: np.ndarray
-    start_s: float
+    start_s: float | None  # None: a zero stamp, the trajectory starts when it is accepted
     times_s: np.ndarray
     positions: np.ndarray
-    velocities: np.ndarray | None
-    accelerations: np.ndarray | None
+    velocities: np.ndarray | None  # rows of points without velocities are NaN
+    accelerations: np.ndarray | None  # likewise
     clamped: bool
-
-    @property
-    def end_s(self) -> float:
-        """Sim time at which the last point is reached."""
-        return self.start_s + float(self.times_s[-1])
 
 
 def _point_array(values: Sequence[float], what: str, index: int, width: int) -> np.ndarray:
@@ -61,18 +65,15 @@ def _point_array(values: Sequence[float], what: str, index: int, width: int) -> 
 def _optional_field(
     per_point: Sequence[Sequence[float]] | None, what: str, width: int, num_points: int
 ) -> np.ndarray | None:
-    """(N, K) array, or None when every point leaves the field empty (it is all or nothing)."""
+    """(N, K) array with NaN rows for points that leave the field empty; None when all do."""
     if per_point is None:
         return None
     if len(per_point) != num_points:
         raise TrajectoryError(f"{what} given for {len(per_point)} points, expected {num_points}")
-    present = [len(values) > 0 for values in per_point]
-    if not any(present):
+    if not any(len(values) for values in per_point):
         return None
-    if not all(present):
-        missing = present.index(False)
-        raise TrajectoryError(f"point {missing}: {what} missing while other points have them")
-    return np.stack([_point_array(v, what, i, width) for i, v in enumerate(per_point)])
+    missing = np.full(width, np.nan)
+    return np.stack([_point_array(v, what, i, width) if len(v) else missing for i, v in enumerate(per_point)])
 
 
 def parse_goal(
@@ -89,19 +90,27 @@ def parse_goal(
     allow_partial: bool,
     now_s: float,
     allow_nonzero_end_velocity: bool = False,
+    efforts: Sequence[Sequence[float]] | None = None,
 ) -> TrajectoryGoal:
     """Validate a decoded JointTrajectory and map it onto ``robot_joints``.
 
-    ``times_s``, ``positions``, ``velocities`` and ``accelerations`` hold one entry per
-    point (a point's velocities/accelerations may be empty).  A zero ``stamp_s`` starts the
-    trajectory at ``now_s``.  Positions outside ``[lower, upper]`` are clamped and the goal
-    says so.  ``allow_nonzero_end_velocity`` mirrors the controller parameter
+    ``times_s``, ``positions``, ``velocities``, ``accelerations`` and ``efforts`` hold one
+    entry per point (a point's velocities/accelerations may be empty; efforts must be).  A
+    zero ``stamp_s`` starts the trajectory when it is accepted; any other must not end before
+    ``now_s``.  Positions outside ``[lower, upper]`` are clamped and the goal says so.
+    ``allow_nonzero_end_velocity`` mirrors the controller parameter
     ``allow_nonzero_velocity_at_trajectory_end``, false by default on Jazzy.
     """
     if len(joint_names) == 0:
         raise TrajectoryError("empty joint_names")
     if len(positions) == 0:
         raise TrajectoryError("trajectory has no points")
+    if efforts is not None:
+        with_effort = [i for i, values in enumerate(efforts) if len(values)]
+        if with_effort:
+            raise TrajectoryError(
+                f"point {with_effort[0]}: effort given, but the controller has no effort command interface"
+            )
     if len(times_s) != len(positions):
         raise TrajectoryError(f"{len(times_s)} time_from_start values for {len(positions)} points")
 
@@ -124,8 +133,6 @@ def parse_goal(
     pos = np.stack([_point_array(p, "positions", i, width) for i, p in enumerate(positions)])
     vel = _optional_field(velocities, "velocities", width, num_points)
     acc = _optional_field(accelerations, "accelerations", width, num_points)
-    if acc is not None and vel is None:
-        raise TrajectoryError("accelerations given without velocities")
 
     times = np.asarray(times_s, dtype=float).reshape(-1)
     for i, t in enumerate(times):
@@ -136,15 +143,16 @@ def parse_goal(
 
     if not math.isfinite(stamp_s):
         raise TrajectoryError(f"header stamp {stamp_s} is not finite")
-    start_s = now_s if stamp_s == 0.0 else float(stamp_s)
-    end_s = start_s + float(times[-1])
-    if end_s < now_s:
+    start_s = None if stamp_s == 0.0 else float(stamp_s)
+    if start_s is not None and start_s + float(times[-1]) < now_s:
+        end_s = start_s + float(times[-1])
         raise TrajectoryError(f"trajectory ends in the past (at {end_s:.6f} s, now is {now_s:.6f} s)")
 
-    if vel is not None and not allow_nonzero_end_velocity and np.any(vel[-1] != 0.0):
-        name = joint_names[int(np.flatnonzero(vel[-1])[0])]
+    # The controller compares with float epsilon, not exactly.
+    moving = np.flatnonzero(np.abs(vel[-1]) > END_VELOCITY_TOLERANCE) if vel is not None else []
+    if len(moving) and not allow_nonzero_end_velocity:
         raise TrajectoryError(
-            f"last point has non-zero velocity for joint '{name}' "
+            f"last point has non-zero velocity for joint '{joint_names[int(moving[0])]}' "
             "and allow_nonzero_velocity_at_trajectory_end is false"
         )
 
@@ -160,6 +168,11 @@ def parse_goal(
         accelerations=acc,
         clamped=bool(np.any(clipped != pos)),
     )
+
+
+def _given(values: np.ndarray | None) -> bool:
+    """Whether a point carries this derivative (a point without it has a NaN row)."""
+    return values is not None and not np.isnan(values[0])
 
 
 def _interpolate(
@@ -178,9 +191,9 @@ def _interpolate(
     powers of s = elapsed / duration whose coefficients make the end conditions hold.
     """
     s = elapsed / duration
-    if v0 is None or v1 is None:
+    if not _given(v0) or not _given(v1):
         return p0 + (p1 - p0) * s
-    if a0 is None or a1 is None:
+    if not _given(a0) or not _given(a1):
         d = p1 - p0 - v0 * duration
         e = (v1 - v0) * duration
         return p0 + v0 * elapsed + (3.0 * d - e) * s**2 + (e - 2.0 * d) * s**3
@@ -231,6 +244,8 @@ class TrajectoryFollower:
         does from the measured state; pass the targets as positions to start from the
         command instead (the controller's ``open_loop_control``).
         """
+        if goal.start_s is None:
+            goal = dataclasses.replace(goal, start_s=float(now_s))
         self._goal = goal
         self._accepted_s = float(now_s)
         self._base = np.array(current_targets, dtype=float)
@@ -249,6 +264,10 @@ class TrajectoryFollower:
         targets = self._base.copy()
         targets[goal.joints] = self._goal_positions(goal, float(now_s))
         return targets
+
+    def setpoints(self, times_s: np.ndarray) -> np.ndarray:
+        """(U, J) targets at the controller updates' sample times ``times_s`` (U,)."""
+        return np.stack([self.sample(t) for t in times_s])
 
     def _goal_positions(self, goal: TrajectoryGoal, t: float) -> np.ndarray:
         knots = goal.start_s + goal.times_s

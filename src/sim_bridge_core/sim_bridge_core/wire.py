@@ -372,9 +372,7 @@ class _Reader:
         return np.frombuffer(self.data, dtype, count, start).copy()
 
 
-def _read_joint_state(
-    reader: _Reader, known: _KnownNames | None = None
-) -> JointStateWire:
+def _read_joint_state(reader: _Reader, known: _KnownNames | None = None) -> JointStateWire:
     stamp_ns = reader.ns()
     reader.string()  # frame_id
     names = reader.strings(known)
@@ -403,23 +401,31 @@ class JointStateDecoder:
 
 
 def _read_joint_trajectory(
-    reader: _Reader, known: _KnownNames | None = None
+    reader: _Reader, known: _KnownNames | None = None, max_points: int | None = None
 ) -> JointTrajectoryWire:
     stamp_ns = reader.ns()
     reader.string()  # frame_id
     names = reader.strings(known)
+    count = reader.count(_MIN_POINT)
+    if max_points is not None and count > max_points:
+        raise WireError(f"trajectory has {count} points, more than the {max_points} accepted")
     points = tuple(
         JointTrajectoryPointWire(
             reader.array(_F64), reader.array(_F64), reader.array(_F64), reader.array(_F64), reader.ns()
         )
-        for _ in range(reader.count(_MIN_POINT))
+        for _ in range(count)
     )
     return JointTrajectoryWire(stamp_ns, names, points)
 
 
-def decode_joint_trajectory(data: bytes | bytearray | memoryview) -> JointTrajectoryWire:
-    """Decode trajectory_msgs/JointTrajectory bytes, parsing every joint name."""
-    return _read_joint_trajectory(_Reader(data))
+def decode_joint_trajectory(
+    data: bytes | bytearray | memoryview, max_points: int | None = None
+) -> JointTrajectoryWire:
+    """Decode trajectory_msgs/JointTrajectory bytes, parsing every joint name.
+
+    ``max_points`` refuses a longer trajectory (WireError) before decoding any point.
+    """
+    return _read_joint_trajectory(_Reader(data), max_points=max_points)
 
 
 class JointTrajectoryDecoder:

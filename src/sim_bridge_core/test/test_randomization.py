@@ -59,10 +59,24 @@ def randomized(spec: dict, robot=ARM, num_envs: int = 2, seed: int | None = None
     return Randomizer(spec_from_mapping(spec), CpuBackend(robot, num_envs, DT, threads=1), seed=seed)
 
 
-def env_with(spec: dict | None, num_envs: int = 2, task=None, episode_length_s: float = 100.0, seed: int = 0):
+def env_with(
+    spec: dict | None,
+    num_envs: int = 2,
+    task=None,
+    episode_length_s: float = 100.0,
+    seed: int = 0,
+    command_interface: str = "trajectory",
+):
     backend = CpuBackend(ARM, num_envs, DT, threads=1)
     randomizer = None if spec is None else Randomizer(spec_from_mapping(spec), backend)
-    return BatchedEnv(backend, task or HoldTask(ARM), episode_length_s, seed=seed, randomizer=randomizer)
+    return BatchedEnv(
+        backend,
+        task or HoldTask(ARM),
+        episode_length_s,
+        seed=seed,
+        randomizer=randomizer,
+        command_interface=command_interface,
+    )
 
 
 def hold_home(spec: dict, steps: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -267,12 +281,15 @@ def test_action_noise_changes_the_motion():
 
 
 def test_sensor_noise_and_bias_change_observations_but_not_physics():
+    """Under a forward position controller; a trajectory controller starts each ramp from the
+    sensed position, so there sensing errors do reach the physics (as on a robot)."""
     spec = {
         "joint_position_noise": {"low": -0.01, "high": 0.01},
         "joint_velocity_noise": {"distribution": "gaussian", "low": -0.1, "high": 0.1},
         "joint_position_bias": {"low": -0.02, "high": 0.02},
     }
-    exact, noisy = env_with(None, task=make_task("reach", ARM)), env_with(spec, task=make_task("reach", ARM))
+    exact = env_with(None, task=make_task("reach", ARM), command_interface="position")
+    noisy = env_with(spec, task=make_task("reach", ARM), command_interface="position")
     targets = np.tile(ARM.home + 0.1, (2, 1))
     previous = None
     for _ in range(10):

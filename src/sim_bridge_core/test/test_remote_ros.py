@@ -60,7 +60,7 @@ def test_remote_worlds_step_as_an_in_process_simulator(start_node, ros_client):
         if k == 5:
             time.sleep(4 * RESEND_S)  # the simulator resends the pending pair meanwhile
         result = worlds.step(targets(k))
-        ref.targets = targets(k)
+        ref.command_all(targets(k))
         expected_result = ref.step()
         assert_same_state(worlds, ref)
         np.testing.assert_allclose(result.reward, expected_result.reward, rtol=1e-5)
@@ -94,7 +94,7 @@ def test_remote_worlds_step_as_an_in_process_simulator(start_node, ros_client):
     )
     for k in range(3):
         worlds.step(targets(k))
-        ref.targets = targets(k)
+        ref.command_all(targets(k))
         ref.step()
     assert_same_state(worlds, ref)  # episodes restarted: 3 steps into the new one, no truncation yet
     assert sim.alive()

@@ -76,7 +76,7 @@ def test_out_of_range_batch_targets_are_clamped(sim):
 
 def test_task_signals_layout_and_autoreset_targets():
     sim = Simulator(SimulatorConfig(num_envs=2, task="reach", episode_length_s=0.04))
-    sim.targets[:] = sim.robot.home + 0.2
+    sim.command_all(np.tile(sim.robot.home + 0.2, (2, 1)))
     sim.step()
     result = sim.step()
     assert result.truncated.all()

@@ -20,6 +20,7 @@ def goal(
     now=10.0,
     allow_partial=False,
     allow_nonzero_end_velocity=False,
+    efforts=None,
 ):
     return parse_goal(
         list(names),
@@ -34,6 +35,7 @@ def goal(
         allow_partial=allow_partial,
         now_s=now,
         allow_nonzero_end_velocity=allow_nonzero_end_velocity,
+        efforts=None if efforts is None else [list(e) for e in efforts],
     )
 
 
@@ -66,24 +68,10 @@ def follower(g, now=10.0, targets=(0.0, 0.0, 0.0), positions=None, velocities=(0
             "point 1: expected 3 velocities, got 2",
         ),
         (
-            {"times": (1.0, 2.0), "positions": ((0, 0, 0), (0, 0, 0)), "velocities": ((1, 1, 1), ())},
-            "point 1: velocities missing",
-        ),
-        (
-            {
-                "times": (1.0, 2.0),
-                "positions": ((0, 0, 0), (0, 0, 0)),
-                "velocities": ((0, 0, 0), (0, 0, 0)),
-                "accelerations": ((), (0, 0, 0)),
-            },
-            "point 0: accelerations missing",
-        ),
-        (
             {"velocities": ((0, 0, 0, 0),)},
             "point 0: expected 3 velocities, got 4",
         ),
-        ({"accelerations": ((0, 0, 0),)}, "accelerations given without velocities"),
-        ({"accelerations": ((0, 0, 0),), "velocities": ((),)}, "accelerations given without velocities"),
+        ({"efforts": ((1.0, 0, 0),)}, "point 0: effort given, but the controller has no effort"),
         ({"positions": ((0.1, math.nan, 0.3),)}, "point 0: positions contain NaN or inf"),
         ({"positions": ((0.1, 0.2, math.inf),)}, "point 0: positions contain NaN or inf"),
         ({"velocities": ((0.0, math.nan, 0.0),)}, "point 0: velocities contain NaN or inf"),
@@ -103,6 +91,7 @@ def follower(g, now=10.0, targets=(0.0, 0.0, 0.0), positions=None, velocities=(0
         ({"times": (math.nan,)}, "point 0: time_from_start nan"),
         ({"stamp": 3.0, "times": (1.0, 2.0), "positions": ((0, 0, 0),) * 2, "now": 5.5}, "ends in the past"),
         ({"velocities": ((0.0, 0.5, 0.0),)}, "non-zero velocity for joint 'b'"),
+        ({"velocities": ((0.0, 0.0, 1e-6),)}, "non-zero velocity for joint 'c'"),
     ],
 )
 def test_rejections(kwargs, reason):
@@ -144,6 +133,30 @@ def test_nonzero_end_velocity_allowed_when_asked():
     np.testing.assert_allclose(g.velocities, [[0.0, 0.5, 0.0]])
 
 
+def test_end_velocity_within_float_epsilon_counts_as_zero():
+    """As the controller: |v| <= float epsilon at the last point is at rest."""
+    g = goal(velocities=((0.0, 1e-8, -1e-8),))
+    np.testing.assert_allclose(g.velocities, [[0.0, 1e-8, -1e-8]])
+
+
+def test_mixed_velocities_interpolate_each_segment_by_its_ends():
+    """A segment is cubic only when both of its points carry velocities, else linear (as the controller)."""
+    g = goal(
+        times=(0.0, 1.0, 2.0),
+        positions=((0, 0, 0), (1.0, 0, 0), (0.0, 0, 0)),
+        velocities=((1.0, 0, 0), (), (0, 0, 0)),
+        accelerations=((0, 0, 0), (0, 0, 0), ()),
+    )
+    f = follower(g, now=10.0)
+    np.testing.assert_allclose(f.sample(10.5), [0.5, 0, 0])  # linear: point 1 lacks velocities
+    np.testing.assert_allclose(f.sample(11.5), [0.5, 0, 0])
+    np.testing.assert_allclose(f.sample(12.0), [0.0, 0, 0])
+
+
+def test_empty_efforts_are_accepted():
+    assert goal(efforts=((),)).positions.shape == (1, 3)
+
+
 def test_empty_velocities_on_every_point_mean_none():
     g = goal(times=(1.0, 2.0), positions=((0, 0, 0),) * 2, velocities=((), ()), accelerations=((), ()))
     assert g.velocities is None and g.accelerations is None
@@ -152,16 +165,17 @@ def test_empty_velocities_on_every_point_mean_none():
 # --- stamp semantics --------------------------------------------------------------------------
 
 
-def test_zero_stamp_starts_now():
+def test_zero_stamp_starts_when_accepted():
     g = goal(stamp=0.0, now=10.0, times=(2.0,))
-    assert g.start_s == 10.0 and g.end_s == 12.0
-    f = follower(g, now=10.0)
-    np.testing.assert_allclose(f.sample(11.0), [0.05, 0.1, 0.15])
+    assert g.start_s is None
+    f = follower(g, now=10.5)
+    assert f.goal.start_s == 10.5
+    np.testing.assert_allclose(f.sample(11.5), [0.05, 0.1, 0.15])
 
 
 def test_future_stamp_starts_then():
     g = goal(stamp=20.0, now=10.0, times=(1.0, 2.0), positions=((0.1, 0.2, 0.3), (0.3, 0.4, 0.5)))
-    assert g.start_s == 20.0 and g.end_s == 22.0
+    assert g.start_s == 20.0
     f = follower(g, now=10.0, positions=(0.4, 0.4, 0.4))
     # the approach spans acceptance (10 s) to the first point (21 s); before it, the start state
     np.testing.assert_allclose(f.sample(9.0), [0.4, 0.4, 0.4])
@@ -305,6 +319,6 @@ def test_follower_activity_and_clear():
         f.sample(0.0)
     g = goal()
     f.start(g, 10.0, np.zeros(3), np.zeros(3), np.zeros(3))
-    assert f.active and f.goal is g
+    assert f.active and f.goal.positions is g.positions
     f.clear()
     assert not f.active

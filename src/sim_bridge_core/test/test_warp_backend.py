@@ -58,7 +58,11 @@ def _roll_out(backend: SimBackend, reset_positions: np.ndarray) -> Rollout:
     states = []
     for k in range(STEPS):
         wave = np.sin(0.3 * k + PHASE[:, None] + np.arange(robot.num_joints))
-        backend.step(robot.clamp(robot.home + 0.3 * _span(robot) * wave))
+        target = robot.clamp(robot.home + 0.3 * _span(robot) * wave)
+        if k % 2:  # odd steps: five controller updates ramping to the target, as a trajectory controller
+            start = backend.joint_positions()
+            target = start + (target - start) * (np.arange(1, 6) / 5)[:, None, None]
+        backend.step(target)
         if k == RESET_AT:
             before_reset = _state(backend)
             backend.reset(RESET_IDS, reset_positions)

@@ -1,8 +1,12 @@
 """The simulator node: ROS topics and services around ``sim_bridge_core.simulator.Simulator``.
 
 Stepping runs on its own thread, paced by the mode; subscriptions and services run on
-the executor and hand their work to the simulator under one lock. Batched topics carry
-serialized bytes both ways, so no per-step Python message conversion happens.
+the executor and hand their work to the simulator under one lock (commands are decoded
+and validated before taking it). Batched topics carry serialized bytes both ways, so no
+per-step Python message conversion happens. In lockstep mode a step waits until every
+world answered the last state: by the batched command, or (one world, or every mirrored
+world) by its own joint_trajectory / joint_commands, which is how a deploy-mode policy
+node drives the simulator faster than real time on sim time.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+# command_interface -> the message type and topic of a world's commands (as ros2_control's controllers)
+COMMAND_TOPICS = {
+    "trajectory": (JointTrajectory, "joint_trajectory"),
+    "position": (Float64MultiArray, "joint_commands"),
+}
 RELIABLE_LATEST = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(
@@ -57,14 +66,15 @@ class SimulatorNode(Node):
             JointTrajectory, "batch/joint_trajectory", self._on_batch_command, RELIABLE_LATEST, raw=True
         )
         prefix = "" if self.config.num_envs == 1 else "env_{}/"
+        command_type, command_topic = COMMAND_TOPICS[self.config.command_interface]
         self._world_state_pubs = []
         for world in self.sim.mirrored:
             ns = prefix.format(world)
             self._world_state_pubs.append(self.create_publisher(JointState, f"{ns}joint_states", RELIABLE))
             self.create_subscription(
-                JointTrajectory,
-                f"{ns}joint_trajectory",
-                lambda data, world=world: self._on_trajectory(world, data),
+                command_type,
+                f"{ns}{command_topic}",
+                lambda data, world=world: self._on_world_command(world, data),
                 RELIABLE,
                 raw=True,
             )
@@ -159,16 +169,21 @@ class SimulatorNode(Node):
                 self._answered = True
                 self._lock.notify_all()
 
-    def _on_trajectory(self, world: int, data: bytes) -> None:
+    def _on_world_command(self, world: int, data: bytes) -> None:
+        topic = COMMAND_TOPICS[self.config.command_interface][1]
+        try:
+            command = self.sim.parse_command(data)  # outside the lock: stepping goes on meanwhile
+        except CommandError as exc:
+            self._reject(topic, exc)
+            return
         with self._lock:
-            try:
-                clamped = self.sim.apply_trajectory(world, data)
-            except CommandError as exc:
-                self._reject("joint_trajectory", exc)
-                return
+            clamped = self.sim.apply_command(world, command)
+            if self.sim.commanded.all():  # lockstep: every world answered the pending state
+                self._answered = True
+                self._lock.notify_all()
         if clamped:
             self.get_logger().warning(
-                "joint_trajectory: positions outside the joint limits were clamped", throttle_duration_sec=1.0
+                f"{topic}: positions outside the joint limits were clamped", throttle_duration_sec=1.0
             )
 
     def _reject(self, topic: str, exc: CommandError) -> None:

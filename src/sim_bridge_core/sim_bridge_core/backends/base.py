@@ -30,6 +30,14 @@ def substeps_per_control(control_dt: float, physics_dt: float) -> int:
     return substeps
 
 
+def setpoint_blocks(setpoints: np.ndarray, substeps: int) -> tuple[np.ndarray, int]:
+    """(U, N, J) setpoints and the physics steps each is held for; ValueError if U does not divide."""
+    blocks = setpoints[None] if setpoints.ndim == 2 else setpoints
+    if substeps % len(blocks):
+        raise ValueError(f"{len(blocks)} setpoint updates do not divide {substeps} physics steps")
+    return blocks, substeps // len(blocks)
+
+
 class SimBackend(ABC):
     """N worlds of one robot, stepped one control period at a time."""
 
@@ -42,8 +50,12 @@ class SimBackend(ABC):
         self.substeps = substeps_per_control(control_dt, robot.physics_dt)
 
     @abstractmethod
-    def step(self, targets: np.ndarray) -> None:
-        """Hold joint position targets (N, J) for one control period."""
+    def step(self, setpoints: np.ndarray) -> None:
+        """Advance one control period under joint position setpoints.
+
+        (N, J) setpoints are held for the whole period; (U, N, J) are U controller updates,
+        each held for ``substeps / U`` physics steps (see ``sim_bridge_core.control``).
+        """
 
     @abstractmethod
     def reset(self, ids: np.ndarray, positions: np.ndarray) -> None:

@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 from mujoco.batch import Batch
 
-from sim_bridge_core.backends.base import SimBackend
+from sim_bridge_core.backends.base import SimBackend, setpoint_blocks
 from sim_bridge_core.models import RobotModel
 
 
@@ -36,9 +36,13 @@ class CpuBackend(SimBackend):
     def batch(self) -> Batch:
         return self._batch
 
-    def step(self, targets: np.ndarray) -> None:
-        self._ctrl[:, self._ctrl_cols] = targets * self._ctrl_scale
-        self._batch.step(nstep=self.substeps, stage=mujoco.mjtStage.mjSTAGE_POS)
+    def step(self, setpoints: np.ndarray) -> None:
+        blocks, hold = setpoint_blocks(setpoints, self.substeps)
+        last = len(blocks) - 1
+        for update, block in enumerate(blocks):
+            self._ctrl[:, self._ctrl_cols] = block * self._ctrl_scale
+            stage = mujoco.mjtStage.mjSTAGE_POS if update == last else mujoco.mjtStage.mjSTAGE_NONE
+            self._batch.step(nstep=hold, stage=stage)
 
     def reset(self, ids: np.ndarray, positions: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)

@@ -6,7 +6,7 @@ import mujoco_warp as mjw
 import numpy as np
 import warp as wp
 
-from sim_bridge_core.backends.base import BackendError, SimBackend
+from sim_bridge_core.backends.base import BackendError, SimBackend, setpoint_blocks
 from sim_bridge_core.models import RobotModel
 
 wp.config.quiet = True  # no banner or per-module load lines in node output
@@ -37,9 +37,10 @@ def _resolve_device(device: str) -> wp.context.Device:
 class WarpBackend(SimBackend):
     """N worlds on MuJoCo Warp, in float32.
 
-    One control period writes ctrl, runs ``substeps`` calls of ``mjw.step`` and then
-    ``mjw.kinematics``, so site positions describe the state after the step as in
-    CpuBackend. On CUDA the whole period is one captured graph, replayed every step.
+    One control period writes ctrl at each controller update, runs ``substeps`` calls of
+    ``mjw.step`` in all and then ``mjw.kinematics``, so site positions describe the state
+    after the step as in CpuBackend. On CUDA the whole period is one captured graph (one per
+    number of controller updates), replayed every step.
 
     Per-world model fields (``model_field``) use MuJoCo Warp's batched model arrays:
     a field whose array has a leading world dimension of 1 is shared, one of N gives
@@ -60,22 +61,27 @@ class WarpBackend(SimBackend):
             self._ctrl_cols = wp.array(robot.actuator_ids, dtype=wp.int32)
             self._qpos_cols = wp.array(robot.qpos_adr, dtype=wp.int32)
             self._dof_cols = wp.array(np.arange(robot.model.nv), dtype=wp.int32)
-            self._ctrl_targets = wp.zeros((num_envs, robot.num_joints), dtype=wp.float32)
         self._fields: dict[str, tuple[wp.array, np.ndarray]] = {}
-        self._graph: wp.Graph | None = None
-        # One uncaptured period compiles and loads the kernels a period uses, so the graph
+        # Per number of controller updates U: the (U, N, J) device setpoints and the captured period.
+        self._setpoints: dict[int, wp.array] = {}
+        self._graphs: dict[int, wp.Graph] = {}
+        # One uncaptured period compiles and loads the kernels a period uses, so a graph
         # capture needs no module loading; the reset below discards its effect.
-        self._run_period()
-        self._capture()
+        self._run_period(self._setpoint_array(1))
         self.reset(np.arange(num_envs), np.broadcast_to(robot.home, (num_envs, robot.num_joints)))
 
-    def step(self, targets: np.ndarray) -> None:
-        self._ctrl_targets.assign(np.asarray(np.asarray(targets) * self.robot.ctrl_per_rad, dtype=np.float32))
+    def step(self, setpoints: np.ndarray) -> None:
+        blocks, _ = setpoint_blocks(np.asarray(setpoints), self.substeps)
+        device_setpoints = self._setpoint_array(len(blocks))
+        device_setpoints.assign(np.asarray(blocks * self.robot.ctrl_per_rad, dtype=np.float32))
         self._push_model_fields()
-        if self._graph is not None:
-            wp.capture_launch(self._graph)
-        else:
-            self._run_period()
+        if not self.device.is_cuda:
+            self._run_period(device_setpoints)
+            return
+        graph = self._graphs.get(len(blocks))
+        if graph is None:
+            graph = self._graphs[len(blocks)] = self._capture(device_setpoints)
+        wp.capture_launch(graph)
 
     def reset(self, ids: np.ndarray, positions: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int32)
@@ -137,29 +143,37 @@ class WarpBackend(SimBackend):
         batched._is_batched = True  # the tag put_model gives arrays with a world dimension
         setattr(owner, attr, batched)
         self._fields[name] = (batched, host)
-        self._capture()  # a captured graph holds the old array's address
+        self._graphs.clear()  # a captured graph holds the old array's address
         return host
 
-    def _run_period(self) -> None:
+    def _setpoint_array(self, updates: int) -> wp.array:
+        array = self._setpoints.get(updates)
+        if array is None:
+            shape = (updates, self.num_envs, self.robot.num_joints)
+            array = self._setpoints[updates] = wp.zeros(shape, dtype=wp.float32, device=self.device)
+        return array
+
+    def _run_period(self, setpoints: wp.array) -> None:
+        """One control period: each controller update writes ctrl, then holds it for its physics steps."""
         m, d = self._model, self._data
+        hold = self.substeps // setpoints.shape[0]
         with wp.ScopedDevice(self.device):
-            wp.launch(
-                _scatter,
-                dim=(self.num_envs, self.robot.num_joints),
-                inputs=[self._all_worlds, self._ctrl_cols, self._ctrl_targets],
-                outputs=[d.ctrl],
-            )
-            for _ in range(self.substeps):
-                mjw.step(m, d)
+            for update in range(setpoints.shape[0]):
+                wp.launch(
+                    _scatter,
+                    dim=(self.num_envs, self.robot.num_joints),
+                    inputs=[self._all_worlds, self._ctrl_cols, setpoints[update]],
+                    outputs=[d.ctrl],
+                )
+                for _ in range(hold):
+                    mjw.step(m, d)
             mjw.kinematics(m, d)
 
-    def _capture(self) -> None:
-        """Record one control period as a CUDA graph (no-op on the CPU)."""
-        if not self.device.is_cuda:
-            return
+    def _capture(self, setpoints: wp.array) -> wp.Graph:
+        """One control period recorded as a CUDA graph, replayed by every later step."""
         with wp.ScopedCapture(device=self.device, force_module_load=False) as capture:
-            self._run_period()
-        self._graph = capture.graph
+            self._run_period(setpoints)
+        return capture.graph
 
     def _write(self, out: wp.array, rows: np.ndarray, cols: wp.array, values: np.ndarray) -> None:
         """out[rows, cols] = values (len(rows), len(cols)) on the device, in one launch."""

@@ -122,7 +122,7 @@ class _FileInfo:
     messages: int
 
 
-def _clock_bytes(time_ns: int) -> bytes:
+def clock_bytes(time_ns: int) -> bytes:
     """rosgraph_msgs/Clock CDR bytes (wire.py has no Clock encoder; it is one Time)."""
     sec, nanosec = divmod(time_ns, _NS)
     return _CDR_LE + _CLOCK.pack(sec, nanosec)
@@ -137,64 +137,39 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-class RolloutRecorder:
-    """Records the mirrored worlds of a batched simulation into a rosbag2 directory (MCAP).
+class BagWriter:
+    """A rosbag2 directory (MCAP storage) of serialized messages on topics declared up front.
 
-    Topics, at the root namespace as the simulator names them: ``/clock``; per recorded world
-    ``/env_<i>/joint_states``, ``/env_<i>/joint_trajectory`` (the command: one point,
-    ``control_dt`` ahead, stamped with the state it answers) and ``/env_<i>/task`` (one row of
-    batch/task: dim[0] ``env``, dim[1] the comma-separated ``task_fields``); and
-    ``/randomization/applied`` (all worlds). Every message is logged at the sim time it
-    belongs to, which must never decrease. Call from one thread.
+    ``write(topic, time_ns, data)`` logs one message's CDR bytes at ``time_ns``; files split and
+    ``metadata.yaml`` follows as the module docstring says. Call from one thread.
     """
 
     def __init__(
         self,
         directory: str | os.PathLike[str],
-        joint_names: Sequence[str],
-        worlds: Sequence[int],
-        task_fields: Sequence[str],
-        control_dt: float,
+        topics: Sequence[tuple[str, str, Qos]],
         *,
         max_bag_size_mb: float = 64.0,
         flush_interval_s: float = 30.0,
     ) -> None:
         self.directory = Path(directory)
-        self.joint_names = tuple(joint_names)
-        self.worlds = tuple(int(w) for w in worlds)
-        self.task_fields = tuple(task_fields)
-        self.control_dt = float(control_dt)
         self.max_bag_size_mb = float(max_bag_size_mb)
         self.flush_interval_s = float(flush_interval_s)
-        if len(set(self.worlds)) != len(self.worlds) or any(w < 0 for w in self.worlds):
-            raise ValueError(f"worlds must be distinct non-negative indices, got {list(worlds)}")
-        if not (self.control_dt > 0 and self.max_bag_size_mb > 0 and self.flush_interval_s > 0):
-            raise ValueError("control_dt, max_bag_size_mb and flush_interval_s must be positive")
-        self._rows = np.array(self.worlds, dtype=np.intp)
-        self._step_ns = round(self.control_dt * _NS)
-        self._state = JointStateEncoder(self.joint_names)
-        self._command = JointTrajectoryEncoder(self.joint_names)
-        self._task = MultiArrayEncoder(np.float32, ("env", ",".join(self.task_fields)))
-        self._applied: tuple[tuple[str, ...], np.ndarray] | None = None
-        self._last_ns = 0
-
+        if not (self.max_bag_size_mb > 0 and self.flush_interval_s > 0):
+            raise ValueError("max_bag_size_mb and flush_interval_s must be positive")
+        names = [name for name, _, _ in topics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"topics must be distinct, got {names}")
         self._prepare_directory()
         typestore = get_typestore(Stores.ROS2_JAZZY)
-        self._topics: list[_Topic] = []
-        self._clock = self._add_topic(typestore, CLOCK_TOPIC, CLOCK_TYPE, STREAM_QOS)
-        self._world_topics = [
-            tuple(
-                self._add_topic(typestore, name, kind, STREAM_QOS)
-                for name, kind in zip(
-                    world_topics(w), (JOINT_STATE_TYPE, TRAJECTORY_TYPE, TASK_TYPE), strict=True
-                )
-            )
-            for w in self.worlds
+        self._topics = [
+            self._topic(typestore, index, name, msgtype, qos, self)
+            for index, (name, msgtype, qos) in enumerate(topics)
         ]
-        self._applied_topic = self._add_topic(typestore, APPLIED_TOPIC, APPLIED_TYPE, LATCHED_QOS)
+        self._by_name = {topic.connection.topic: topic for topic in self._topics}
 
         self._files: list[_FileInfo] = []
-        self._created: list[Path] = []  # every MCAP file this recorder made ...
+        self._created: list[Path] = []  # every MCAP file this writer made ...
         self._listed: set[str] = set()  # ... and those the metadata.yaml on disk lists
         self._storage: McapWriter | None = None
         self._error: str | None = None
@@ -212,57 +187,22 @@ class RolloutRecorder:
             self._file_overhead = (self.directory / self._files[0].name).stat().st_size
             self._start_file()
 
-    # Recording ------------------------------------------------------------------------------
+    def write(self, topic: str, time_ns: int, data: bytes) -> None:
+        """Log one message (CDR bytes) on a declared topic; RecordingError if the write fails."""
+        self.write_group([(topic, time_ns, data)])
 
-    def record_state(
-        self,
-        time_ns: int,
-        positions: ArrayLike,
-        velocities: ArrayLike,
-        efforts: ArrayLike,
-        task_signals: ArrayLike,
-    ) -> None:
-        """The state at ``time_ns``: full (N, J) arrays and (N, F) task signals; also writes /clock."""
-        time_ns = self._check_time(time_ns)
-        joints = len(self.joint_names)
-        positions = self._pick(positions, "positions", joints)
-        velocities = self._pick(velocities, "velocities", joints)
-        efforts = self._pick(efforts, "efforts", joints)
-        task = self._pick(task_signals, "task_signals", len(self.task_fields))
+    def write_group(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
+        """Log (topic, time_ns, CDR bytes) messages that belong together: a split never parts them."""
+        self._check_open()
+        entries = []
+        for topic, _, _ in messages:
+            entry = self._by_name.get(topic)
+            if entry is None:
+                raise ValueError(f"topic {topic} was not declared (declared: {', '.join(self._by_name)})")
+            entries.append(entry)
         with self._writing():
-            self._last_ns = time_ns
-            self._write(self._clock, time_ns, _clock_bytes(time_ns))
-            for k, (state_topic, _, task_topic) in enumerate(self._world_topics):
-                state = self._state.encode(time_ns, positions[k], velocities[k], efforts[k])
-                self._write(state_topic, time_ns, state)
-                self._write(task_topic, time_ns, self._task.encode(task[k : k + 1]))
-            self._maybe_flush()
-
-    def record_command(self, time_ns: int, targets: ArrayLike) -> None:
-        """The (N, J) position targets sent in answer to the state at ``time_ns``."""
-        time_ns = self._check_time(time_ns)
-        targets = self._pick(targets, "targets", len(self.joint_names))
-        with self._writing():
-            self._last_ns = time_ns
-            for k, (_, command_topic, _) in enumerate(self._world_topics):
-                self._write(command_topic, time_ns, self._command.encode(time_ns, targets[k], self._step_ns))
-            self._maybe_flush()
-
-    def record_applied(self, time_ns: int, values: ArrayLike, names: Sequence[str]) -> None:
-        """The (N, P) randomization values in effect and their P names; repeats are not written."""
-        time_ns = self._check_time(time_ns)
-        names = tuple(names)
-        values = np.array(values, dtype=np.float64)  # a copy, compared with the next call
-        if values.ndim != 2 or values.shape[1] != len(names):
-            raise ValueError(f"values must be (N, {len(names)}) for {len(names)} names, got {values.shape}")
-        if self._applied is not None and self._applied[0] == names:
-            if np.array_equal(self._applied[1], values, equal_nan=True):
-                return
-        data = MultiArrayEncoder(np.float64, ("env", ",".join(names))).encode(values)
-        with self._writing():
-            self._last_ns = time_ns
-            self._write(self._applied_topic, time_ns, data)
-            self._applied = (names, values)
+            for entry, (_, time_ns, data) in zip(entries, messages, strict=True):
+                self._write(entry, int(time_ns), data)
             self._maybe_flush()
 
     def flush(self) -> None:
@@ -290,7 +230,7 @@ class RolloutRecorder:
         """True after close() or after a write failed (RecordingError)."""
         return self._storage is None
 
-    def __enter__(self) -> RolloutRecorder:
+    def __enter__(self) -> BagWriter:
         return self
 
     def __exit__(
@@ -322,39 +262,24 @@ class RolloutRecorder:
         except OSError as exc:
             raise RecordingError(f"cannot record a bag in {path}: {exc.strerror}") from exc
 
-    def _add_topic(self, typestore: Typestore, name: str, msgtype: str, qos: Qos) -> _Topic:
+    @staticmethod
+    def _topic(typestore: Typestore, index: int, name: str, msgtype: str, qos: Qos, owner: object) -> _Topic:
         msgdef, _ = typestore.generate_msgdef(msgtype, ros_version=2)
         connection = Connection(
-            id=len(self._topics) + 1,
+            id=index + 1,
             topic=name,
             msgtype=msgtype,
             msgdef=MessageDefinition(MessageDefinitionFormat.MSG, msgdef),
             digest=typestore.hash_rihs01(msgtype),
             msgcount=0,
             ext=ConnectionExtRosbag2(serialization_format="cdr", offered_qos_profiles=[qos]),
-            owner=self,
+            owner=owner,
         )
-        self._topics.append(_Topic(connection, qos))
-        return self._topics[-1]
+        return _Topic(connection, qos)
 
     def _check_open(self) -> None:
         if self._storage is None:
             raise RecordingError(self._error or f"recorder of {self.directory} is closed")
-
-    def _check_time(self, time_ns: int) -> int:
-        self._check_open()
-        time_ns = int(time_ns)
-        if time_ns < self._last_ns:
-            raise ValueError(f"time went backwards: {time_ns} ns after {self._last_ns} ns")
-        return time_ns
-
-    def _pick(self, array: ArrayLike, what: str, width: int) -> np.ndarray:
-        """The recorded worlds' rows of an (N, width) array."""
-        array = np.asarray(array)
-        worlds = self._rows.max(initial=-1) + 1
-        if array.ndim != 2 or array.shape[1] != width or array.shape[0] < worlds:
-            raise ValueError(f"{what} must be (N >= {worlds}, {width}), got {array.shape}")
-        return array[self._rows]
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -505,13 +430,152 @@ class RolloutRecorder:
         }
 
 
+class RolloutRecorder:
+    """Records the mirrored worlds of a batched simulation into a rosbag2 directory (MCAP).
+
+    Topics, at the root namespace as the simulator names them: ``/clock``; per recorded world
+    ``/env_<i>/joint_states``, ``/env_<i>/joint_trajectory`` (the command: one point,
+    ``control_dt`` ahead, stamped with the state it answers) and ``/env_<i>/task`` (one row of
+    batch/task: dim[0] ``env``, dim[1] the comma-separated ``task_fields``); and
+    ``/randomization/applied`` (all worlds). Every message is logged at the sim time it
+    belongs to, which must never decrease. Call from one thread.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        joint_names: Sequence[str],
+        worlds: Sequence[int],
+        task_fields: Sequence[str],
+        control_dt: float,
+        *,
+        max_bag_size_mb: float = 64.0,
+        flush_interval_s: float = 30.0,
+    ) -> None:
+        self.directory = Path(directory)
+        self.joint_names = tuple(joint_names)
+        self.worlds = tuple(int(w) for w in worlds)
+        self.task_fields = tuple(task_fields)
+        self.control_dt = float(control_dt)
+        if len(set(self.worlds)) != len(self.worlds) or any(w < 0 for w in self.worlds):
+            raise ValueError(f"worlds must be distinct non-negative indices, got {list(worlds)}")
+        if not self.control_dt > 0:
+            raise ValueError("control_dt must be positive")
+        self._rows = np.array(self.worlds, dtype=np.intp)
+        self._step_ns = round(self.control_dt * _NS)
+        self._state = JointStateEncoder(self.joint_names)
+        self._command = JointTrajectoryEncoder(self.joint_names)
+        self._task = MultiArrayEncoder(np.float32, ("env", ",".join(self.task_fields)))
+        self._applied: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._last_ns = 0
+        kinds = (JOINT_STATE_TYPE, TRAJECTORY_TYPE, TASK_TYPE)
+        self._world_topics = [world_topics(w) for w in self.worlds]
+        topics = [(CLOCK_TOPIC, CLOCK_TYPE, STREAM_QOS)]
+        topics += [
+            (name, kind, STREAM_QOS)
+            for names in self._world_topics
+            for name, kind in zip(names, kinds, strict=True)
+        ]
+        topics.append((APPLIED_TOPIC, APPLIED_TYPE, LATCHED_QOS))
+        self.bag = BagWriter(
+            self.directory, topics, max_bag_size_mb=max_bag_size_mb, flush_interval_s=flush_interval_s
+        )
+
+    def record_state(
+        self,
+        time_ns: int,
+        positions: ArrayLike,
+        velocities: ArrayLike,
+        efforts: ArrayLike,
+        task_signals: ArrayLike,
+    ) -> None:
+        """The state at ``time_ns``: full (N, J) arrays and (N, F) task signals; also writes /clock."""
+        time_ns = self._check_time(time_ns)
+        joints = len(self.joint_names)
+        positions = self._pick(positions, "positions", joints)
+        velocities = self._pick(velocities, "velocities", joints)
+        efforts = self._pick(efforts, "efforts", joints)
+        task = self._pick(task_signals, "task_signals", len(self.task_fields))
+        group = [(CLOCK_TOPIC, time_ns, clock_bytes(time_ns))]
+        for k, (state_topic, _, task_topic) in enumerate(self._world_topics):
+            state = self._state.encode(time_ns, positions[k], velocities[k], efforts[k])
+            group += [
+                (state_topic, time_ns, state),
+                (task_topic, time_ns, self._task.encode(task[k : k + 1])),
+            ]
+        self.bag.write_group(group)
+
+    def record_command(self, time_ns: int, targets: ArrayLike) -> None:
+        """The (N, J) position targets sent in answer to the state at ``time_ns``."""
+        time_ns = self._check_time(time_ns)
+        targets = self._pick(targets, "targets", len(self.joint_names))
+        self.bag.write_group(
+            [
+                (command_topic, time_ns, self._command.encode(time_ns, targets[k], self._step_ns))
+                for k, (_, command_topic, _) in enumerate(self._world_topics)
+            ]
+        )
+
+    def record_applied(self, time_ns: int, values: ArrayLike, names: Sequence[str]) -> None:
+        """The (N, P) randomization values in effect and their P names; repeats are not written."""
+        time_ns = self._check_time(time_ns)
+        names = tuple(names)
+        values = np.array(values, dtype=np.float64)  # a copy, compared with the next call
+        if values.ndim != 2 or values.shape[1] != len(names):
+            raise ValueError(f"values must be (N, {len(names)}) for {len(names)} names, got {values.shape}")
+        if self._applied is not None and self._applied[0] == names:
+            if np.array_equal(self._applied[1], values, equal_nan=True):
+                return
+        data = MultiArrayEncoder(np.float64, ("env", ",".join(names))).encode(values)
+        self.bag.write(APPLIED_TOPIC, time_ns, data)
+        self._applied = (names, values)
+
+    def flush(self) -> None:
+        """Finish the current file and list it: everything recorded so far survives a kill."""
+        self.bag.flush()
+
+    def close(self) -> None:
+        """Finish the bag; the file in progress is listed, or removed when it holds nothing."""
+        self.bag.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after close() or after a write failed (RecordingError)."""
+        return self.bag.closed
+
+    def __enter__(self) -> RolloutRecorder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()  # also after an exception: what was recorded stays readable
+
+    def _check_time(self, time_ns: int) -> int:
+        time_ns = int(time_ns)
+        if time_ns < self._last_ns:
+            raise ValueError(f"time went backwards: {time_ns} ns after {self._last_ns} ns")
+        self._last_ns = time_ns
+        return time_ns
+
+    def _pick(self, array: ArrayLike, what: str, width: int) -> np.ndarray:
+        """The recorded worlds' rows of an (N, width) array."""
+        array = np.asarray(array)
+        worlds = self._rows.max(initial=-1) + 1
+        if array.ndim != 2 or array.shape[1] != width or array.shape[0] < worlds:
+            raise ValueError(f"{what} must be (N >= {worlds}, {width}), got {array.shape}")
+        return array[self._rows]
+
+
 __all__ = [
     "APPLIED_TOPIC",
     "BAG_VERSION",
     "CLOCK_TOPIC",
     "LATCHED_QOS",
     "STREAM_QOS",
+    "BagWriter",
     "RecordingError",
     "RolloutRecorder",
+    "clock_bytes",
     "world_topics",
 ]

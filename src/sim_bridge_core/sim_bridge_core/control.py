@@ -1,0 +1,85 @@
+"""The command contract: what a commanded joint position does on the robot inside one control period.
+
+A policy sends one command per control period; the robot's controller turns it into position
+setpoints for the servos at its own update rate, several times per period. Two ros2_control
+controllers are modelled, each the way it runs on Jazzy:
+
+* ``trajectory`` (joint_trajectory_controller, one point ``time_from_start`` = one control period
+  ahead, stamp 0): at its first update after the command arrives the controller takes the
+  measured position as the point before the trajectory; every update then writes the linear
+  interpolation sampled one update period ahead, so the setpoint ramps from the measured position
+  to the target over the period and holds the target afterwards.
+* ``position`` (forward_command_controller / JointGroupPositionController on ``~/commands``):
+  the position is written at the next update and held.
+
+``CommandExecution`` does this for N worlds at once. Training executes every action through it,
+and the simulator executes the commands it receives through it, so a policy meets in training
+exactly the setpoints that its commands produce on a robot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COMMAND_INTERFACES = ("trajectory", "position")
+
+
+def updates_per_period(substeps: int, physics_dt: float, controller_rate_hz: float) -> int:
+    """Controller updates in one control period of ``substeps`` physics steps (0 Hz: every physics step).
+
+    The controller period must be a whole number of physics steps that divides the control period.
+    """
+    if controller_rate_hz <= 0:
+        return substeps
+    steps = round(1.0 / (controller_rate_hz * physics_dt))
+    if steps < 1 or abs(steps * physics_dt * controller_rate_hz - 1.0) > 1e-6 or substeps % steps:
+        raise ValueError(
+            f"{controller_rate_hz} Hz is not a whole number of physics steps "
+            f"({physics_dt} s) dividing the control period ({substeps} physics steps)"
+        )
+    return substeps // steps
+
+
+class CommandExecution:
+    """Per-world controller state: the command in effect and whether it is still being ramped to.
+
+    ``setpoints()`` gives the (U, N, J) position setpoints of the coming control period, one row
+    per controller update (each held for ``substeps / U`` physics steps); the position interface
+    needs only one row.
+    """
+
+    def __init__(self, interface: str, updates: int, initial: np.ndarray) -> None:
+        if interface not in COMMAND_INTERFACES:
+            raise ValueError(
+                f"unknown command interface '{interface}' (choose from {', '.join(COMMAND_INTERFACES)})"
+            )
+        self.interface = interface
+        self.updates = updates if interface == "trajectory" else 1
+        self.target = np.array(initial, dtype=np.float64)
+        self.start = self.target.copy()
+        self.ramping = np.zeros(len(self.target), dtype=bool)
+        # Fraction of the way from start to target at each update, sampled one update ahead.
+        self._fraction = (np.arange(1, self.updates + 1) / self.updates)[:, None, None]
+
+    def command(self, targets: np.ndarray, measured: np.ndarray, worlds: np.ndarray | None = None) -> None:
+        """New commands for ``worlds`` (all by default), answering the measured positions ``measured``."""
+        rows = slice(None) if worlds is None else worlds
+        self.target[rows] = targets if worlds is None else targets[worlds]
+        if self.interface == "trajectory":
+            self.start[rows] = measured if worlds is None else measured[worlds]
+            self.ramping[rows] = True
+
+    def hold(self, worlds: np.ndarray, positions: np.ndarray) -> None:
+        """Worlds ``worlds`` hold ``positions`` (len(worlds), J) from now on (after a reset)."""
+        self.target[worlds] = positions
+        self.start[worlds] = positions
+        self.ramping[worlds] = False
+
+    def setpoints(self) -> np.ndarray:
+        """(U, N, J) setpoints of the coming period; a ramp started by a command ends with it."""
+        if not self.ramping.any():
+            return self.target[None]
+        ramp = self.start + (self.target - self.start) * self._fraction
+        setpoints = np.where(self.ramping[None, :, None], ramp, self.target[None])
+        self.ramping[:] = False
+        return setpoints
