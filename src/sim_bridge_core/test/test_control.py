@@ -44,7 +44,7 @@ def test_controller_rate_must_divide_the_control_period():
     assert updates_per_period(10, 0.002, 100.0) == 2
     with pytest.raises(ValueError, match="300"):
         updates_per_period(10, 0.002, 300.0)
-    with pytest.raises(ConfigError, match="simulator.controller_rate_hz"):
+    with pytest.raises(ConfigError, match=r"simulator\.controller_rate_hz"):
         Simulator(SimulatorConfig(controller_rate_hz=300.0))
 
 
