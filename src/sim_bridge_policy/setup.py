@@ -12,9 +12,12 @@ setup(
     ],
     install_requires=["setuptools"],
     zip_safe=False,
-    description="sim_bridge policy node: PPO training, evaluation and deployment.",
+    description="sim_bridge policy node (PPO training, evaluation, deployment) and deploy-path evaluator.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": ["policy = sim_bridge_policy.policy_node:main"],
+        "console_scripts": [
+            "policy = sim_bridge_policy.policy_node:main",
+            "evaluator = sim_bridge_policy.evaluator_node:main",
+        ],
     },
 )

@@ -25,6 +25,7 @@ NODE_CLASSES = {
     "simulator": ("sim_bridge_sim.simulator_node", "SimulatorNode"),
     "policy": ("sim_bridge_policy.policy_node", "PolicyNode"),
     "randomization": ("sim_bridge_randomization.randomization_node", "RandomizationNode"),
+    "evaluator": ("sim_bridge_policy.evaluator_node", "EvaluatorNode"),
 }
 
 

@@ -5,7 +5,10 @@ process) both call ``describe``; neither holds any logic of its own. A config fi
 
     arguments:   defaults of the launch arguments / bringup overrides (BringupArguments keys)
     nodes:       the nodes to run, each with
-      <name>:
+      <entry>:
+        node:        the kind of node (simulator, policy, randomization, evaluator; default: the
+                     entry's name), which is also its ROS name, so two entries may start the same
+                     kind under different conditions
         when:        {argument: value, ...}  run only if every argument has that value
         unless:      {argument: value, ...}  skip if any argument has that value
         parameters:  node parameters beyond those the arguments set (nested maps become
@@ -37,15 +40,19 @@ from sim_bridge_core.config import (
     setting,
     setting_specs,
 )
+from sim_bridge_core.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
+from sim_bridge_core.evaluation import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.models import ModelError, load_robot
-from sim_bridge_core.policy import TRANSPORTS, PolicyConfig
+from sim_bridge_core.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.simulator import SimulatorConfig
 from sim_bridge_core.tasks import TASKS
 
 JOBS = ("training", "sim", "deploy", "eval")
 RANDOMIZATION_PRESETS = ("none", "default", "wide")
+# deploy (eval only): the checkpoint in a deploy-mode policy node drives one simulated robot
+BRINGUP_TRANSPORTS = (*TRANSPORTS, "deploy")
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,16 @@ class BringupArguments:
     backend: str = setting("cpu", "physics backend", choices=BACKENDS)
     device: str = setting("", "warp device ('' = CUDA if present) and torch device for the policy")
     transport: str = setting(
-        "fused", "training/eval: fused (one process) or ros (batch/* topics)", choices=TRANSPORTS
+        "fused",
+        "training/eval: fused (one process) or ros (batch/* topics); eval: deploy (a deploy-mode policy "
+        "node drives one simulated robot over its robot-facing topics)",
+        choices=BRINGUP_TRANSPORTS,
+    )
+    command_interface: str = setting(
+        "",
+        "trajectory (JointTrajectory to a joint_trajectory_controller) or position (Float64MultiArray to "
+        "a forward position controller); '' = the checkpoint's, else trajectory",
+        choices=("", *COMMAND_INTERFACES),
     )
     randomization: str = setting("none", "none | default | wide (config/randomization/), or a spec path")
     record: bool = setting(False, "training: record the mirrored worlds to <output_dir>/rollouts (MCAP)")
@@ -67,6 +83,7 @@ class BringupArguments:
     max_env_steps: int = setting(50_000_000, "training budget in env steps", low=1, high=1 << 62)
     max_wall_s: float = setting(600.0, "training budget in wall seconds", low=0.0, high=1e9)
     eval_episodes: int = setting(1024, "episodes per evaluation", low=1, high=1 << 30)
+    deploy_episodes: int = setting(100, "eval transport:=deploy: episodes through the deploy path", low=1)
     checkpoint: str = setting("", "deploy/eval: checkpoint.pt; training: start from it")
     control_dt: float = setting(0.02, "control period, s", low=1e-5, high=10.0)
     episode_length_s: float = setting(3.0, "episode length, s", low=1e-3, high=1e9)
@@ -75,8 +92,9 @@ class BringupArguments:
     simulate: bool = setting(True, "deploy: run the simulator as the robot; false = a real robot's driver")
     state_topic: str = setting("/joint_states", "deploy: the robot's JointState topic")
     command_topic: str = setting(
-        "/joint_trajectory",
-        "deploy: the controller's topic, e.g. /joint_trajectory_controller/joint_trajectory",
+        "",
+        "deploy: the controller's topic, e.g. /joint_trajectory_controller/joint_trajectory or "
+        "/forward_position_controller/commands ('' = /joint_trajectory or /joint_commands)",
     )
 
 
@@ -88,8 +106,15 @@ class RobotConfig:
     joint_names: list[str] = setting([], "the controlled joints, checked against the model ([] = any)")
     kp: float = setting(100.0, "PD stiffness for torque-driven joints", low=0.0)
     kd: float = setting(10.0, "PD damping for torque-driven joints", low=0.0)
-    position_limits: list[float] = setting([], "deploy safety limits, lower/upper per joint ([] = model's)")
-    max_position_step: float = setting(0.1, "deploy: largest target step per control period, rad", low=0.0)
+    position_limits: list[float] = setting(
+        [], "safety position limits, lower/upper per joint ([] = the model's), in training and deploy"
+    )
+    velocity_limits: list[float] = setting(
+        [], "safety velocity limits, rad/s, one per joint or one for all ([] = the model's)", low=0.0
+    )
+    max_position_step: float = setting(
+        0.0, "an extra cap on the target step per control period, rad (0 = velocity limit only)", low=0.0
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +141,7 @@ NODES: dict[str, tuple[str, str, dict[str, type]]] = {
     "simulator": ("sim_bridge_sim", "simulator", {"": SimulatorConfig}),
     "policy": ("sim_bridge_policy", "policy", {"": PolicyConfig, "sim.": SimulatorConfig, "ppo.": PpoConfig}),
     "randomization": ("sim_bridge_randomization", "randomization", {"": RandomizationNodeConfig}),
+    "evaluator": ("sim_bridge_policy", "evaluator", {"": EvaluatorConfig, "sim.": SimulatorConfig}),
 }
 
 
@@ -176,11 +202,27 @@ def resolve_randomization(value: str, config_dir: Path) -> str:
     return str(path.resolve())
 
 
-def simulator_parameters(args: BringupArguments, robot: RobotConfig, randomization: str) -> dict[str, Any]:
+def resolve_command_interface(args: BringupArguments) -> str:
+    """The argument, else the checkpoint's (when there is one to read), else trajectory."""
+    if args.command_interface:
+        return args.command_interface
+    if args.checkpoint and Path(args.checkpoint).is_file():
+        try:
+            return read_contract(args.checkpoint).command_interface
+        except ConfigError:
+            pass  # the policy node refuses the checkpoint at start-up, with the reason
+    return COMMAND_INTERFACES[0]
+
+
+def simulator_parameters(
+    args: BringupArguments, robot: RobotConfig, randomization: str, interface: str
+) -> dict[str, Any]:
     """The simulator settings the arguments and the robot file decide."""
+    deployed = args.transport == "deploy"  # one simulated robot, driven through its own topics
     return {
         "model": robot.model,
-        "num_envs": args.num_envs,
+        "num_envs": 1 if deployed else args.num_envs,
+        "command_interface": interface,
         "backend": args.backend,
         "device": args.device,
         "control_dt": args.control_dt,
@@ -189,36 +231,51 @@ def simulator_parameters(args: BringupArguments, robot: RobotConfig, randomizati
         "seed": args.seed,
         "kp": robot.kp,
         "kd": robot.kd,
-        "mirror_envs": list(args.mirror_envs),
-        "randomization": randomization,
+        "mirror_envs": [0] if deployed else list(args.mirror_envs),
+        # The deploy path is measured against fused worlds with the same (nominal) physics.
+        "randomization": "" if deployed else randomization,
     }
 
 
-def argument_parameters(name: str, args: BringupArguments, robot: RobotConfig, randomization: str) -> dict:
-    """Parameters of node ``name`` that the arguments set (they win over the config file's)."""
-    sim = simulator_parameters(args, robot, randomization)
+def argument_parameters(
+    kind: str, args: BringupArguments, robot: RobotConfig, randomization: str, interface: str
+) -> dict:
+    """Parameters of a node of ``kind`` that the arguments set (they win over the config file's)."""
+    sim = simulator_parameters(args, robot, randomization, interface)
+    sim_keys = {f"sim.{key}": value for key, value in sim.items()}
     common = {"use_sim_time": args.use_sim_time}
-    if name == "simulator":
+    if kind == "simulator":
         return {**sim, **common}
-    if name == "randomization":
+    if kind == "randomization":
         return {"config": randomization, "seed": args.seed, **common}
-    if name == "policy":
+    if kind == "evaluator":
+        evaluator = {
+            "checkpoint": args.checkpoint,
+            "output_dir": args.output_dir,
+            "episodes": args.deploy_episodes,
+            "eval_episodes": args.eval_episodes,
+        }
+        # The fused evaluation beside the deployed robot runs on num_envs worlds.
+        return {**evaluator, **sim_keys, "sim.num_envs": args.num_envs, **common}
+    if kind == "policy":
         policy = {
-            "transport": args.transport,
             "output_dir": args.output_dir,
             "max_env_steps": args.max_env_steps,
             "max_wall_s": args.max_wall_s,
             "eval_episodes": args.eval_episodes,
             "record": args.record,
             "checkpoint": args.checkpoint,
+            "command_interface": args.command_interface,
             "position_limits": list(robot.position_limits),
+            "velocity_limits": list(robot.velocity_limits),
             "max_position_step": robot.max_position_step,
         }
+        if args.transport in TRANSPORTS:
+            policy["transport"] = args.transport
         if args.device:
             policy["device"] = args.device
-        sim_keys = {f"sim.{key}": value for key, value in sim.items()}
         return {**policy, **sim_keys, "ppo.seed": args.seed, **common}
-    raise ConfigError(f"nodes.{name}: unknown node (known: {', '.join(NODES)})")
+    raise ConfigError(f"nodes.{kind}: unknown node (known: {', '.join(NODES)})")
 
 
 def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> Bringup:
@@ -234,24 +291,30 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
     args = load_arguments(data.get("arguments") or {}, overrides)
     robot, _ = load_robot_config(args.robot, config_dir)
     randomization = resolve_randomization(args.randomization, config_dir)
+    interface = resolve_command_interface(args)
     nodes = []
-    for name, entry in (data.get("nodes") or {}).items():
+    for entry_name, entry in (data.get("nodes") or {}).items():
         entry = entry or {}
-        where = f"{path.name}: nodes.{name}"
-        _check_keys(entry, {"when", "unless", "parameters", "remappings"}, where)
+        where = f"{path.name}: nodes.{entry_name}"
+        _check_keys(entry, {"node", "when", "unless", "parameters", "remappings"}, where)
         if not _selected(entry, args, where):
             continue
-        package, executable, schemas = _node_kind(name, where)
+        kind = str(entry.get("node", entry_name))
+        package, executable, schemas = _node_kind(kind, where)
         parameters = _flatten(entry.get("parameters") or {})
-        from_arguments = argument_parameters(name, args, robot, randomization)
+        from_arguments = argument_parameters(kind, args, robot, randomization, interface)
         clash = sorted(set(parameters) & set(from_arguments))
         if clash:
             raise ConfigError(f"{where}.parameters.{clash[0]}: set by the arguments; give it under arguments")
         parameters = _validate({**parameters, **from_arguments}, schemas, where)
         remappings = [(str(a), str(b)) for a, b in (entry.get("remappings") or {}).items()]
-        if name == "policy":
-            remappings += [("joint_states", args.state_topic), ("joint_trajectory", args.command_topic)]
-        nodes.append(NodeDescription(package, executable, name, parameters, remappings))
+        if kind == "policy":
+            remappings.append(("joint_states", args.state_topic))
+            if args.command_topic:
+                remappings.append((COMMAND_TOPIC_NAMES[interface], args.command_topic))
+        if any(node.name == kind for node in nodes):
+            raise ConfigError(f"{where}: a second {kind} node runs with these arguments")
+        nodes.append(NodeDescription(package, executable, kind, parameters, remappings))
     if not nodes:
         raise ConfigError(f"{path.name}: no node runs with these arguments")
     return Bringup(job, args, robot, nodes)

@@ -22,6 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 COMMAND_INTERFACES = ("trajectory", "position")
+# The topic each interface's commands go to, relative to the node (ros2_control's controllers take
+# them on /<controller>/joint_trajectory and /<controller>/commands: remap to those).
+COMMAND_TOPIC_NAMES = {"trajectory": "joint_trajectory", "position": "joint_commands"}
 
 
 def updates_per_period(substeps: int, physics_dt: float, controller_rate_hz: float) -> int:

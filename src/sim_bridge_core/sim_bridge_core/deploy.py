@@ -2,13 +2,22 @@
 
 The policy node feeds every JointState and goal into ``Deployment`` and asks ``tick`` for
 the command of each control period. The observation is built by the task's own builder
-(the one training used); the safety filter stands between the policy and the robot:
+(the one training used) and actions become targets by the task's own mapping, through the
+same ``SafetyFilter`` that training applied, so the policy meets on the robot what it met in
+training. The filter stands between the policy and the robot:
 
 * joints are mapped by name (any order, extra joints ignored; a missing joint means no command);
-* a state with NaN/inf or mismatched lengths is refused and changes nothing;
-* targets are clipped to the position limits and to ``max_position_step`` from the measured position;
+* a state with NaN/inf, mismatched lengths or no velocities is refused and changes nothing
+  (velocities are not estimated: finite differences of a real encoder are not what training saw);
+* targets are clipped to the position limits, then to one control period at the velocity limit
+  from the measured position: the step limit wins, so even with limits that exclude the current
+  pose no command moves the robot further than that;
+* a non-finite policy output gives no command and one hold;
 * a state older than ``state_timeout_s`` (or ``enable = False``) stops commands, after one
-  hold-current-position command.
+  hold command: the measured position itself.
+
+Time is the caller's clock (ROS time: sim time under ``use_sim_time``). A state's age is taken
+from its ``header.stamp`` when the robot stamps its states, else from its arrival.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.tasks import Task
 
@@ -62,15 +72,92 @@ class JointNameMap:
 
 
 class SafetyFilter:
-    """Position limits and a per-period step limit around the measured position."""
+    """Position limits, and a step limit per control period around the measured position that wins.
 
-    def __init__(self, lower: np.ndarray, upper: np.ndarray, max_position_step: float) -> None:
+    ``max_step`` (J,) is what the joints may move in one period of ``period_s``: the velocity
+    limit times the period, capped by ``max_position_step`` when that is positive.
+    """
+
+    def __init__(
+        self,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        velocity_limits: np.ndarray,
+        period_s: float,
+        max_position_step: float = 0.0,
+    ) -> None:
         self.lower, self.upper = np.asarray(lower, float), np.asarray(upper, float)
-        self.max_position_step = max_position_step
+        self.velocity_limits = np.asarray(velocity_limits, float)
+        self.max_position_step = float(max_position_step)
+        self.max_step = self.velocity_limits * period_s
+        if self.max_position_step > 0:
+            self.max_step = np.minimum(self.max_step, self.max_position_step)
 
     def __call__(self, targets: np.ndarray, measured: np.ndarray) -> np.ndarray:
-        stepped = np.clip(targets, measured - self.max_position_step, measured + self.max_position_step)
-        return np.clip(stepped, self.lower, self.upper)
+        """(..., J) targets within the limits and within one step of ``measured``."""
+        within = np.clip(targets, self.lower, self.upper)
+        return np.clip(within, measured - self.max_step, measured + self.max_step)
+
+
+def safety_filter(
+    robot: RobotModel,
+    period_s: float,
+    position_limits: Sequence[float] = (),
+    velocity_limits: Sequence[float] = (),
+    max_position_step: float = 0.0,
+    section: str = "policy",
+) -> SafetyFilter:
+    """The filter for ``robot`` commanded every ``period_s``; ConfigError naming the bad key.
+
+    ``position_limits`` (lower, upper per joint, flattened) narrow the model's; ``velocity_limits``
+    (rad/s or m/s, one per joint or one for all) replace the model's; a joint left without one
+    is unbounded here (``require_bounded`` refuses that before deployment).
+    """
+    joints = robot.num_joints
+    lower, upper = robot.lower, robot.upper
+    if len(position_limits):
+        limits = np.asarray(position_limits, float)
+        if limits.size != 2 * joints:
+            raise ConfigError(
+                f"{section}.position_limits: needs lower, upper for each of the {joints} joints, "
+                f"got {limits.size} values"
+            )
+        limits = limits.reshape(joints, 2)
+        swapped = np.flatnonzero(limits[:, 0] > limits[:, 1])
+        if swapped.size:
+            name = robot.joint_names[swapped[0]]
+            raise ConfigError(
+                f"{section}.position_limits: lower {limits[swapped[0], 0]} > upper {limits[swapped[0], 1]} "
+                f"for joint '{name}'"
+            )
+        lower, upper = np.maximum(lower, limits[:, 0]), np.minimum(upper, limits[:, 1])
+        empty = np.flatnonzero(lower > upper)
+        if empty.size:
+            raise ConfigError(
+                f"{section}.position_limits: joint '{robot.joint_names[empty[0]]}' has no position left "
+                f"inside the model's range [{robot.lower[empty[0]]}, {robot.upper[empty[0]]}]"
+            )
+    velocity = robot.velocity_limits
+    if len(velocity_limits):
+        if len(velocity_limits) not in (1, joints):
+            raise ConfigError(
+                f"{section}.velocity_limits: needs one value or one per joint ({joints}), "
+                f"got {len(velocity_limits)}"
+            )
+        velocity = np.broadcast_to(np.asarray(velocity_limits, float), (joints,))
+        if not (np.all(velocity > 0) and np.all(np.isfinite(velocity))):
+            raise ConfigError(f"{section}.velocity_limits: must be positive and finite, got {list(velocity)}")
+    return SafetyFilter(lower, upper, velocity, period_s, max_position_step)
+
+
+def require_bounded(safety: SafetyFilter, robot: RobotModel, section: str = "policy") -> None:
+    """ConfigError unless every joint's command step is bounded (nothing else stops a wild command)."""
+    unbounded = np.flatnonzero(~np.isfinite(safety.max_step))
+    if unbounded.size:
+        raise ConfigError(
+            f"{section}.velocity_limits: no velocity limit for joint '{robot.joint_names[unbounded[0]]}' "
+            "(the model gives none); set velocity_limits (rad/s) in the robot config"
+        )
 
 
 class Deployment:
@@ -81,17 +168,13 @@ class Deployment:
         robot: RobotModel,
         task: Task,
         policy: Policy,
-        max_position_step: float,
+        safety: SafetyFilter,
+        period_s: float,
         state_timeout_s: float,
-        position_limits: Sequence[float] = (),
     ) -> None:
-        self.robot, self.task, self.policy = robot, task, policy
+        self.robot, self.task, self.policy, self.safety = robot, task, policy, safety
+        self.period_s = period_s
         self.names = JointNameMap(robot.joint_names)
-        lower, upper = robot.lower, robot.upper
-        if len(position_limits):
-            limits = np.asarray(position_limits, float).reshape(robot.num_joints, 2)
-            lower, upper = np.maximum(lower, limits[:, 0]), np.minimum(upper, limits[:, 1])
-        self.safety = SafetyFilter(lower, upper, max_position_step)
         self.state_timeout_s = state_timeout_s
         self.enabled = True
         self.positions: np.ndarray | None = None
@@ -99,24 +182,44 @@ class Deployment:
         self.state_time = -np.inf
         self.inputs: np.ndarray | None = None if task.input_names else np.zeros(0)
         self._holding = False
+        self._next_due = -np.inf
 
     def on_joint_state(
-        self, now_s: float, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float]
-    ) -> None:
-        """Take a measurement (robot order is found by name); StateError leaves the last one in place."""
+        self,
+        arrival_s: float,
+        stamp_s: float,
+        names: Sequence[str],
+        positions: Sequence[float],
+        velocities: Sequence[float],
+    ) -> bool:
+        """Take a measurement (robot order is found by name); StateError leaves the last one in place.
+
+        ``stamp_s`` is the state's header stamp (0: unstamped, its arrival time counts). Returns
+        whether a command is due for this state: one per control period, on the state schedule.
+        """
         positions = np.asarray(positions, float)
         velocities = np.asarray(velocities, float)
-        if len(positions) != len(names) or len(velocities) not in (0, len(names)):
+        if len(velocities) == 0 and len(names):
+            raise StateError("joint_states has no velocities; the policy observes joint velocities")
+        if len(positions) != len(names) or len(velocities) != len(names):
             raise StateError(
                 f"joint_states has {len(names)} names, {len(positions)} positions, "
                 f"{len(velocities)} velocities"
             )
         index = self.names.indices(names)
-        q = positions[index]
-        qd = velocities[index] if len(velocities) else np.zeros_like(q)
+        q, qd = positions[index], velocities[index]
         if not (np.isfinite(q).all() and np.isfinite(qd).all()):
             raise StateError("joint_states contains NaN or inf for a required joint")
-        self.positions, self.velocities, self.state_time = q, qd, now_s
+        self.positions, self.velocities = q, qd
+        self.state_time = stamp_s if stamp_s > 0 else arrival_s
+        # Once a period on a fixed schedule; a state up to a tenth of a period early counts (stamp
+        # jitter), and a schedule left behind (no states for a while) restarts from this state.
+        if self.state_time < self._next_due - 0.1 * self.period_s:
+            return False
+        self._next_due += self.period_s
+        if self._next_due <= self.state_time:
+            self._next_due = self.state_time + self.period_s
+        return True
 
     def on_goal(self, goal: Sequence[float]) -> np.ndarray:
         """Set the task input from a goal point; returns the input in effect (clamped by the task)."""
@@ -134,19 +237,26 @@ class Deployment:
             return None
         return self._hold()
 
+    def stale(self, now_s: float) -> bool:
+        """Whether the last state is older than ``state_timeout_s`` (or none came)."""
+        return now_s - self.state_time > self.state_timeout_s
+
     def tick(self, now_s: float) -> tuple[Command | None, str]:
         """The command for this control period, or None and the reason there is none."""
         if not self.enabled:
             return None, "disabled"
         if self.positions is None:
             return None, "no joint_states received yet"
-        if now_s - self.state_time > self.state_timeout_s:
+        if self.stale(now_s):
             return self._hold(), f"joint_states older than {self.state_timeout_s} s"
         if self.inputs is None:
             return None, "no goal received yet"
-        self._holding = False
         observation = self.task.observation(self.positions[None], self.velocities[None], self.inputs[None])
-        targets = self.task.action_to_targets(self.policy(observation))[0]
+        actions = np.asarray(self.policy(observation), dtype=np.float64)
+        if not np.isfinite(actions).all():
+            return self._hold(), "the policy output NaN or inf"
+        self._holding = False
+        targets = self.task.action_to_targets(actions)[0]
         return Command(self.safety(targets, self.positions)), ""
 
     def _hold(self) -> Command | None:
@@ -154,4 +264,4 @@ class Deployment:
         if self._holding or self.positions is None:
             return None
         self._holding = True
-        return Command(self.safety(self.positions, self.positions), hold=True)
+        return Command(self.positions.copy(), hold=True)

@@ -61,11 +61,16 @@ class Worlds(Protocol):
     def control_dt(self) -> float: ...
 
     @property
+    def command_interface(self) -> str: ...
+
+    @property
     def time_ns(self) -> int: ...
 
     def reset(self, *, stagger: bool = False) -> None: ...
 
     def observation(self) -> np.ndarray: ...
+
+    def measured_positions(self) -> np.ndarray: ...
 
     def step(self, targets: np.ndarray) -> StepResult: ...
 
@@ -103,6 +108,10 @@ class BatchedEnv:
     @property
     def control_dt(self) -> float:
         return self.backend.control_dt
+
+    @property
+    def command_interface(self) -> str:
+        return self.commands.interface
 
     @property
     def time_ns(self) -> int:

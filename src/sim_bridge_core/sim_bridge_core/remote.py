@@ -80,8 +80,10 @@ class RemoteWorlds:
         set_randomization_enabled: Callable[[bool], None],
         timeout_s: float = 10.0,
         on_error: Callable[[str, str], None] | None = None,
+        command_interface: str = "trajectory",
     ) -> None:
         self.task = task
+        self.command_interface = command_interface  # the simulator's: how it executes our commands
         self.robot = task.robot
         self.num_envs = num_envs
         self.control_dt = control_dt
@@ -341,6 +343,10 @@ class RemoteWorlds:
         """(N, J) measured joint positions of the current state."""
         with self._cond:
             return self._current().state.positions
+
+    def measured_positions(self) -> np.ndarray:
+        """(N, J) measured joint positions of the current state (as BatchedEnv's)."""
+        return self.positions
 
     @property
     def velocities(self) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sim_bridge_core.config import ConfigError
+from sim_bridge_core.contract import PolicyContract
 from sim_bridge_core.env import StepResult, Worlds
 from sim_bridge_core.learning import (
     ActorCritic,
@@ -35,7 +36,7 @@ from sim_bridge_core.learning import (
     train,
 )
 from sim_bridge_core.models import ModelError, PdGains, load_robot
-from sim_bridge_core.policy import PolicyConfig
+from sim_bridge_core.policy import PolicyConfig, command_safety
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
 from sim_bridge_core.simulator import Simulator, SimulatorConfig, task_signal_rows
 from sim_bridge_core.tasks import Task, make_task
@@ -96,6 +97,7 @@ def describe_run(worlds: Worlds, transport: str, sim: SimulatorConfig) -> dict[s
         "task": worlds.task.name,
         "control_dt": float(worlds.control_dt),
         "physics_dt": float(robot.physics_dt),
+        "command_interface": worlds.command_interface,
         "episode_length_s": float(worlds.episode_steps * worlds.control_dt),
         "randomization": sim.randomization or "none",
         "seed": sim.seed,
@@ -236,6 +238,7 @@ class TrainingJob:
             def on_step(targets: np.ndarray, result: StepResult) -> None:
                 read_applied()  # publishes each new randomization/applied
 
+        self.limits = command_safety(policy, worlds.task.robot, worlds.control_dt)
         if self.resume_from is not None:
             self.log(f"resuming from {self.resume_from}")
         try:
@@ -250,6 +253,7 @@ class TrainingJob:
                 resume=self.resume_from,
                 device=policy.device,
                 progress=self.progress,
+                limits=self.limits,
             )
         except CheckpointError as exc:
             raise ConfigError(f"policy.checkpoint: {exc}") from exc
@@ -277,7 +281,10 @@ class TrainingJob:
 
     def finish(self, worlds: Worlds, eval_worlds: Worlds, result: TrainResult) -> dict[str, Any]:
         """Export, evaluate, plot and summarize a finished training."""
-        exported = export_policy(result.model, self.output_dir)
+        contract = PolicyContract.describe(
+            worlds.task, self.limits, worlds.control_dt, worlds.command_interface
+        )
+        exported = export_policy(result.model, self.output_dir, contract)
         rates = evaluate_both(eval_worlds, result.model, self.policy.eval_episodes)
         plot_training_curve(result.history, self.output_dir / CURVE)
         last = result.history[-1] if result.history else {}

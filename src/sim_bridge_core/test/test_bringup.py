@@ -25,6 +25,7 @@ def test_every_shipped_config_describes_valid_nodes(job):
         assert (node.package, node.executable) in {
             ("sim_bridge_sim", "simulator"),
             ("sim_bridge_policy", "policy"),
+            ("sim_bridge_policy", "evaluator"),
             ("sim_bridge_randomization", "randomization"),
         }
         # ROS cannot type an empty list: defaults that are empty lists are left to the node.
@@ -38,6 +39,20 @@ def test_transport_decides_which_nodes_run():
     assert ros["simulator"].parameters["mode"] == "lockstep"
     assert set(nodes("training", transport="ros", randomization="none")) == {"simulator", "policy"}
     assert set(nodes("deploy", simulate=False)) == {"policy"}
+
+
+def test_eval_over_the_deploy_path_drives_one_simulated_robot():
+    """transport:=deploy: the policy node in deploy mode, the simulator as the robot, and the evaluator."""
+    described = nodes("eval", transport="deploy", num_envs=64, command_interface="position")
+    assert set(described) == {"simulator", "policy", "evaluator"}
+    simulator, policy, evaluator = described["simulator"], described["policy"], described["evaluator"]
+    assert simulator.parameters["mode"] == "lockstep" and simulator.parameters["num_envs"] == 1
+    assert simulator.parameters["randomization"] == ""  # measured against nominal fused worlds
+    assert simulator.parameters["command_interface"] == "position"
+    assert policy.parameters["mode"] == "deploy" and "transport" not in policy.parameters
+    assert policy.parameters["use_sim_time"] is True
+    assert evaluator.parameters["sim.num_envs"] == 64 and evaluator.parameters["episodes"] == 100
+    assert dict(policy.remappings) == {"joint_states": "/joint_states"}
 
 
 def test_arguments_reach_every_node_that_has_the_setting():
@@ -61,7 +76,14 @@ def test_deploy_remaps_the_policy_onto_a_robot_driver():
         "joint_states": "/joint_states",
         "joint_trajectory": "/arm_controller/joint_trajectory",
     }
-    assert policy.parameters["max_position_step"] == 0.1  # from config/robots/arm7.yaml
+    forward = nodes(
+        "deploy",
+        simulate=False,
+        command_interface="position",
+        command_topic="/forward_position_controller/commands",
+    )["policy"]
+    assert dict(forward.remappings)["joint_commands"] == "/forward_position_controller/commands"
+    assert forward.parameters["command_interface"] == "position"
 
 
 def test_overrides_parse_like_ros_arguments():
@@ -83,7 +105,8 @@ def test_overrides_parse_like_ros_arguments():
         ({"num_envs": 0}, "arguments.num_envs: must be >= 1"),
         ({"robot": "ur5"}, "robot: no robot file"),
         ({"randomization": "extreme"}, "randomization: 'extreme' is neither a preset"),
-        ({"transport": "zmq"}, "arguments.transport: must be one of fused, ros"),
+        ({"transport": "zmq"}, "arguments.transport: must be one of fused, ros, deploy"),
+        ({"command_interface": "effort"}, "arguments.command_interface: must be one of"),
         ({"mirror_envs": [5], "num_envs": 2, "transport": "ros"}, "simulator.mirror_envs"),
     ],
 )

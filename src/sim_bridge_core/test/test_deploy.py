@@ -1,44 +1,57 @@
-"""Deployment logic: name mapping, refusal of bad states, safety filter, hold behaviour."""
+"""Deployment logic: name mapping, refusal of bad states, the safety filter, hold and schedule."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sim_bridge_core.deploy import Deployment, StateError
+from sim_bridge_core.config import ConfigError
+from sim_bridge_core.deploy import Deployment, StateError, require_bounded, safety_filter
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.tasks import make_task
 
 ARM = load_robot("arm7")
+PERIOD = 0.02
+ZERO = [0.0] * 7
 
 
-def deployment(action: float = 1.0, step: float = 0.05, timeout: float = 0.5, limits=()) -> Deployment:
+def deployment(
+    action: float = 1.0, velocity=(2.5,), timeout: float = 0.5, limits=(), policy=None
+) -> Deployment:
     task = make_task("reach", ARM)
-    return Deployment(ARM, task, lambda obs: np.full((len(obs), 7), action), step, timeout, limits)
+    safety = safety_filter(ARM, PERIOD, limits, velocity)
+    policy = policy or (lambda obs: np.full((len(obs), 7), action))
+    return Deployment(ARM, task, policy, safety, PERIOD, timeout)
+
+
+def commanding(d: Deployment, positions=ARM.home, time_s: float = 0.0) -> None:
+    d.on_joint_state(time_s, 0.0, ARM.joint_names, positions, ZERO)
+    d.on_goal([0.5, 0.0, 0.4])
 
 
 def test_names_in_any_order_with_extra_joints():
     d = deployment()
     names = ["gripper", *reversed(ARM.joint_names)]
     positions = [0.5, *reversed(ARM.home)]
-    d.on_joint_state(0.0, names, positions, [0.0] * 8)
+    d.on_joint_state(0.0, 0.0, names, positions, [0.0] * 8)
     np.testing.assert_array_equal(d.positions, ARM.home)
 
 
 @pytest.mark.parametrize(
     ("names", "positions", "velocities", "message"),
     [
-        (list(ARM.joint_names[:6]), list(ARM.home[:6]), [], "lacks required joints joint7"),
-        (list(ARM.joint_names), list(ARM.home[:6]), [], "7 names, 6 positions"),
-        (list(ARM.joint_names), [*ARM.home[:6], np.nan], [], "NaN or inf"),
+        (list(ARM.joint_names[:6]), list(ARM.home[:6]), [0.0] * 6, "lacks required joints joint7"),
+        (list(ARM.joint_names), list(ARM.home[:6]), ZERO, "7 names, 6 positions"),
+        (list(ARM.joint_names), [*ARM.home[:6], np.nan], ZERO, "NaN or inf"),
         (list(ARM.joint_names), list(ARM.home), [0.0] * 3, "3 velocities"),
-        ([*ARM.joint_names[:6], "joint1"], list(ARM.home), [], "twice"),
+        (list(ARM.joint_names), list(ARM.home), [], "no velocities"),
+        ([*ARM.joint_names[:6], "joint1"], list(ARM.home), ZERO, "twice"),
     ],
 )
 def test_bad_states_are_refused_and_change_nothing(names, positions, velocities, message):
     d = deployment()
-    d.on_joint_state(0.0, ARM.joint_names, ARM.home, [])
+    d.on_joint_state(0.0, 0.0, ARM.joint_names, ARM.home, ZERO)
     with pytest.raises(StateError, match=message):
-        d.on_joint_state(1.0, names, positions, velocities)
+        d.on_joint_state(1.0, 0.0, names, positions, velocities)
     np.testing.assert_array_equal(d.positions, ARM.home)
     assert d.state_time == 0.0
 
@@ -46,51 +59,110 @@ def test_bad_states_are_refused_and_change_nothing(names, positions, velocities,
 def test_no_command_without_state_or_goal():
     d = deployment()
     assert d.tick(0.0) == (None, "no joint_states received yet")
-    d.on_joint_state(0.0, ARM.joint_names, ARM.home, [])
+    d.on_joint_state(0.0, 0.0, ARM.joint_names, ARM.home, ZERO)
     assert d.tick(0.01) == (None, "no goal received yet")
 
 
-def test_safety_filter_limits_step_and_range():
-    d = deployment(action=1.0, step=0.05)
-    d.on_joint_state(0.0, ARM.joint_names, ARM.home, [])
-    d.on_goal([0.5, 0.0, 0.4])
+def test_velocity_limit_bounds_the_step_and_limits_the_range():
+    d = deployment(action=1.0, velocity=(2.5,))
+    commanding(d)
     command, reason = d.tick(0.01)
     assert reason == "" and not command.hold
-    np.testing.assert_allclose(command.positions - ARM.home, np.minimum(0.05, ARM.upper - ARM.home))
-    # Every joint 0.01 rad inside its upper limit: targets stay within the step and the limits.
+    np.testing.assert_allclose(command.positions - ARM.home, np.minimum(2.5 * PERIOD, ARM.upper - ARM.home))
     near_limit = ARM.upper - 0.01
-    d.on_joint_state(0.02, ARM.joint_names, near_limit, [])
+    d.on_joint_state(0.02, 0.0, ARM.joint_names, near_limit, ZERO)
     command, _ = d.tick(0.03)
     assert np.all(command.positions <= ARM.upper)
-    assert np.all(np.abs(command.positions - near_limit) <= 0.05 + 1e-12)
+    assert np.all(np.abs(command.positions - near_limit) <= 2.5 * PERIOD + 1e-12)
 
 
-def test_user_position_limits_narrow_the_model_limits():
-    limits = np.column_stack([ARM.home - 0.01, ARM.home + 0.01]).ravel()
-    d = deployment(action=1.0, step=1.0, limits=limits)
-    d.on_joint_state(0.0, ARM.joint_names, ARM.home, [])
-    d.on_goal([0.5, 0.0, 0.4])
+def test_the_step_limit_wins_when_the_limits_exclude_the_current_pose():
+    """Limits 0.5 rad away from the measured pose: the command moves one step toward them, no more;
+    and a hold is the measured position itself, not clipped into the limits."""
+    limits = np.column_stack([ARM.home + 0.5, ARM.home + 0.6]).ravel()
+    d = deployment(action=0.0, limits=limits, velocity=(2.5,))
+    commanding(d)
     command, _ = d.tick(0.01)
-    assert np.all(command.positions <= ARM.home + 0.01 + 1e-12)
+    np.testing.assert_allclose(np.abs(command.positions - ARM.home), 2.5 * PERIOD)
+    hold = d.set_enabled(False)
+    np.testing.assert_array_equal(hold.positions, ARM.home)
+
+
+def test_per_joint_velocity_limits_from_the_model():
+    safety = safety_filter(ARM, PERIOD)
+    np.testing.assert_allclose(safety.max_step, ARM.velocity_limits * PERIOD)
+    assert safety_filter(ARM, PERIOD, max_position_step=0.01).max_step.max() == 0.01
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"position_limits": [0.0, 1.0] * 6}, r"position_limits: needs lower, upper for each of the 7"),
+        ({"position_limits": [1.0, 0.0] * 7}, r"position_limits: lower 1.0 > upper 0.0 for joint 'joint1'"),
+        ({"position_limits": [5.0, 6.0] * 7}, r"joint 'joint1' has no position left"),
+        ({"velocity_limits": [1.0, 2.0]}, r"velocity_limits: needs one value or one per joint"),
+        ({"velocity_limits": [0.0]}, r"velocity_limits: must be positive"),
+    ],
+)
+def test_bad_limits_fail_naming_the_key(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        safety_filter(ARM, PERIOD, **kwargs)
+
+
+def test_a_model_without_velocity_limits_needs_them_from_the_config():
+    pendulum = load_robot("pendulum")
+    unlimited = type(pendulum)(**{**pendulum.__dict__, "velocity_limits": np.array([np.inf])})
+    with pytest.raises(ConfigError, match=r"policy\.velocity_limits: no velocity limit for joint 'hinge'"):
+        require_bounded(safety_filter(unlimited, PERIOD), unlimited)
+    require_bounded(safety_filter(unlimited, PERIOD, velocity_limits=[3.0]), unlimited)
+
+
+def test_non_finite_policy_output_holds_once_and_commands_nothing():
+    d = deployment(policy=lambda obs: np.full((len(obs), 7), np.nan))
+    commanding(d, ARM.home + 0.05)
+    hold, reason = d.tick(0.01)
+    assert hold.hold and "NaN" in reason
+    np.testing.assert_array_equal(hold.positions, ARM.home + 0.05)
+    assert d.tick(0.03) == (None, "the policy output NaN or inf")
+
+
+def test_staleness_comes_from_the_stamp_when_the_robot_stamps():
+    d = deployment(timeout=0.1)
+    d.on_goal([0.5, 0.0, 0.4])
+    d.on_joint_state(10.0, 9.5, ARM.joint_names, ARM.home, ZERO)  # arrived now, measured 0.5 s ago
+    hold, reason = d.tick(10.0)
+    assert hold.hold and "older than" in reason
+    d.on_joint_state(10.0, 0.0, ARM.joint_names, ARM.home, ZERO)  # unstamped: arrival counts
+    assert not d.stale(10.05)
 
 
 def test_stale_state_holds_once_then_stays_silent():
     d = deployment(timeout=0.1)
-    d.on_joint_state(0.0, ARM.joint_names, ARM.home + 0.1, [])
-    d.on_goal([0.5, 0.0, 0.4])
+    commanding(d, ARM.home + 0.1)
     hold, reason = d.tick(0.5)
     assert hold.hold and "older than" in reason
     np.testing.assert_allclose(hold.positions, ARM.home + 0.1)
     assert d.tick(0.6)[0] is None
-    d.on_joint_state(0.7, ARM.joint_names, ARM.home, [])
+    d.on_joint_state(0.7, 0.0, ARM.joint_names, ARM.home, ZERO)
     command, _ = d.tick(0.71)
     assert command is not None and not command.hold
 
 
+def test_commands_are_due_once_per_period_on_the_state_schedule():
+    d = deployment()
+    # States at 500 Hz for 0.4 s: 20 commands, about every tenth state (the schedule keeps the rate).
+    due = [d.on_joint_state(t, t, ARM.joint_names, ARM.home, ZERO) for t in np.arange(1, 201) * 0.002]
+    assert sum(due) == 20 and set(np.diff(np.flatnonzero(due))) <= {9, 10, 11}
+    # States at the control rate, exactly on time (sim time): every one is due.
+    d = deployment()
+    assert all(
+        d.on_joint_state(k * PERIOD, k * PERIOD, ARM.joint_names, ARM.home, ZERO) for k in range(1, 50)
+    )
+
+
 def test_disable_holds_once_and_enable_resumes():
     d = deployment()
-    d.on_joint_state(0.0, ARM.joint_names, ARM.home, [])
-    d.on_goal([0.5, 0.0, 0.4])
+    commanding(d)
     hold = d.set_enabled(False)
     assert hold.hold
     assert d.tick(0.01) == (None, "disabled")

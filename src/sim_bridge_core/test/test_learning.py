@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 from sim_bridge_core.config import ConfigError
+from sim_bridge_core.contract import PolicyContract
 from sim_bridge_core.gym_env import make_batched_env
 from sim_bridge_core.learning import (
     ActorCritic,
@@ -231,9 +234,27 @@ def test_bad_ppo_config_names_its_key():
         PpoConfig.from_dict({"actor_hidden": [64, 0]})
 
 
-def test_exported_policies_match_act_inference(tmp_path):
+CONTRACT = PolicyContract(
+    model="arm2",
+    model_path="/robots/arm2.xml",
+    task="reach",
+    joint_names=("a", "b"),
+    input_names=("goal_x",),
+    observation=(("joint_position_minus_home", 2), ("joint_velocity", 2), ("goal_x", 1)),
+    action_scale=0.5,
+    action_offset=(0.1, -0.1),
+    position_lower=(-1.0, -np.inf),
+    position_upper=(1.0, np.inf),
+    velocity_limits=(2.0, 3.0),
+    max_position_step=0.0,
+    control_dt=0.02,
+    command_interface="position",
+)
+
+
+def test_exported_policies_match_act_inference_and_carry_the_contract(tmp_path):
     model = _trained_learner().model
-    paths = export_policy(model, tmp_path / "export")
+    paths = export_policy(model, tmp_path / "export", CONTRACT)
     observations = torch.tensor(np.random.default_rng(2).normal(3.0, 2.0, (9, 5)), dtype=torch.float32)
     with torch.no_grad():
         expected = model.act_inference(observations).numpy()
@@ -246,6 +267,22 @@ def test_exported_policies_match_act_inference(tmp_path):
     (actions,) = ReferenceEvaluator(graph).run(None, {"observations": observations.numpy()})
     np.testing.assert_allclose(actions, expected, rtol=1e-5, atol=1e-6)
     assert model.act_inference(observations).abs().sum() > 0  # not a trivially zero policy
+
+    # The contract travels in the ONNX file and beside it; unlimited limits are JSON null.
+    props = {prop.key: prop.value for prop in graph.metadata_props}
+    assert PolicyContract.from_json(props["sim_bridge_contract"], "onnx") == CONTRACT
+    sidecar = json.loads(paths["contract"].read_text())
+    assert sidecar["position_upper"] == [1.0, None] and sidecar["command_interface"] == "position"
+    assert PolicyContract.from_dict(sidecar, "json") == CONTRACT
+
+
+def test_weights_with_nan_are_refused(tmp_path):
+    learner = _trained_learner()
+    with torch.no_grad():
+        learner.model.actor[0].weight[0, 0] = float("nan")
+    path = save_checkpoint(tmp_path / "checkpoint.pt", learner.model, SMALL, METADATA)
+    with pytest.raises(CheckpointError, match=r"weights contain NaN or inf \(actor\.0\.weight\)"):
+        load_checkpoint(path).build_model()
 
 
 def test_resume_continues_iterations_env_steps_and_optimizer(tmp_path):

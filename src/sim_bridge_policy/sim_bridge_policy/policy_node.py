@@ -1,9 +1,12 @@
 """The policy node: ROS topics around ``sim_bridge_core.deploy.Deployment`` (deploy mode) and
 ``sim_bridge_core.training`` (train and eval modes).
 
-Deploy: a command is computed when a JointState arrives and a control period has passed since
-the last one, so the command answers the freshest state with the least delay; a watchdog
-timer at the control rate catches states that stop coming.
+Deploy: a command is computed when a JointState arrives and the control schedule is due, so
+the command answers the freshest state with the least delay; a watchdog timer at the control
+rate catches states that stop coming. Time is the node's clock (sim time under use_sim_time),
+states and commands travel as serialized bytes (numpy codec), and commands go out through the
+policy's command interface: JointTrajectory on joint_trajectory or Float64MultiArray on
+joint_commands. With ``record`` the robot's states, the commands, goals and /clock go to a bag.
 
 Train / eval: the job runs on its own thread while the executor serves the topics (the ros
 transport's lockstep batch/* traffic); when it ends the node sets ``finished``, so a `policy`
@@ -14,31 +17,55 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PointStamped
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import Command, StateError
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.policy import PolicyConfig, load_deployment
+from sim_bridge_core.recording import RecordingError
+from sim_bridge_core.recording.bag import (
+    CLOCK_TOPIC,
+    CLOCK_TYPE,
+    COMMAND_TYPES,
+    JOINT_STATE_TYPE,
+    POINT_TYPE,
+    STREAM_QOS,
+    BagWriter,
+)
 from sim_bridge_core.ros.batch_topics import connect_remote_worlds
+from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.simulator import SimulatorConfig
-from sim_bridge_core.training import TrainingJob, make_task_for, prepare_output_dir, run_evaluation
-from sim_bridge_core.wire import WireError, decode_multi_array
+from sim_bridge_core.training import (
+    TrainingJob,
+    make_task_for,
+    prepare_output_dir,
+    rollouts_dir,
+    run_evaluation,
+)
+from sim_bridge_core.wire import (
+    JointStateDecoder,
+    JointTrajectoryEncoder,
+    MultiArrayEncoder,
+    WireError,
+    decode_multi_array,
+)
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(
@@ -60,13 +87,17 @@ class PolicyNode(Node):
             self._init_job()
 
     def destroy_node(self) -> None:
-        if self.config.mode == "deploy" and self._latencies:
-            ms = 1e3 * np.array(self._latencies)
-            p50, p99 = np.percentile(ms, [50, 99])
-            self.get_logger().info(
-                f"deploy latency (joint_states callback -> joint_trajectory published): p50 {p50:.3f} ms, "
-                f"p99 {p99:.3f} ms, max {ms.max():.3f} ms over {ms.size} commands"
-            )
+        if self.config.mode == "deploy":
+            if self._latencies:
+                ms = 1e3 * np.array(self._latencies)
+                p50, p99 = np.percentile(ms, [50, 99])
+                self.get_logger().info(
+                    f"deploy latency (joint_states callback -> command published): p50 {p50:.3f} ms, "
+                    f"p99 {p99:.3f} ms, max {ms.max():.3f} ms over {ms.size} commands"
+                )
+            if self._bag is not None:
+                self._bag.close()
+                self._bag = None
         super().destroy_node()
 
     def start(self) -> None:
@@ -97,6 +128,7 @@ class PolicyNode(Node):
                 self.sim.episode_length_s,
                 self.config.simulator,
                 self.config.step_timeout_s,
+                self.sim.command_interface,
             )
         else:  # the worlds are here: publish what is in effect, as the simulator node would
             self._applied_pub = self.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
@@ -146,50 +178,108 @@ class PolicyNode(Node):
     # Deploy -------------------------------------------------------------------------------------
 
     def _init_deploy(self) -> None:
-        self.deployment = load_deployment(self.config)
-        self._period = 1.0 / self.config.control_rate_hz
-        self._next_command = 0.0
-        self._first_point_after = Duration(sec=int(self._period), nanosec=round((self._period % 1.0) * 1e9))
-        self._publisher = self.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
-        # joint_states callback -> joint_trajectory published, per command (reported at shutdown)
+        plan = load_deployment(self.config)
+        for warning in plan.warnings:
+            self.get_logger().warning(f"{warning} (allow_contract_mismatch)")
+        self.deployment = deployment = plan.deployment
+        robot, task = deployment.robot, deployment.task
+        names = robot.joint_names
+        self._interface = plan.command_interface
+        command_type, command_topic = COMMAND_TOPICS[self._interface]
+        self._encode = (
+            functools.partial(
+                JointTrajectoryEncoder(names).encode, 0, time_from_start_ns=round(plan.period_s * 1e9)
+            )
+            if self._interface == "trajectory"
+            else MultiArrayEncoder(np.float64, ("joint",)).encode
+        )
+        self._states = JointStateDecoder(names)
+        # joint_states callback -> command published, per command (reported at shutdown)
         self._latencies: collections.deque[float] = collections.deque(maxlen=100_000)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, RELIABLE)
-        self.create_subscription(PointStamped, "goal", self._on_goal, RELIABLE)
+        self._publisher = self.create_publisher(command_type, command_topic, RELIABLE)
+        state_sub = self.create_subscription(
+            JointState, "joint_states", self._on_joint_state, RELIABLE, raw=True
+        )
+        goal_sub = self.create_subscription(PointStamped, "goal", self._on_goal, RELIABLE, raw=True)
+        self._states_topic, self._goal_topic = state_sub.topic_name, goal_sub.topic_name
         self.create_service(SetBool, "~/enable", self._on_enable)
-        self.create_timer(self._period, self._on_watchdog)
-        robot, task = self.deployment.robot, self.deployment.task
+        self.create_timer(plan.period_s, self._on_watchdog)
+        self._bag: BagWriter | None = None
+        if self.config.record:
+            self._bag = self._open_deploy_bag(
+                self._states_topic, self._publisher.topic_name, self._goal_topic
+            )
         self.get_logger().info(
-            f"deploying {self.config.checkpoint} ({task.name} on {robot.name}, {robot.num_joints} joints) "
-            f"at {self.config.control_rate_hz} Hz{' [dry run]' if self.config.dry_run else ''}"
+            f"deploying {self.config.checkpoint} ({plan.runtime}; {task.name} on {robot.name}, "
+            f"{robot.num_joints} joints) at {1.0 / plan.period_s:g} Hz through {self._interface} on "
+            f"{self._publisher.topic_name}{' [dry run]' if self.config.dry_run else ''}"
         )
 
-    def _on_joint_state(self, msg: JointState) -> None:
-        now = time.monotonic()
+    def _open_deploy_bag(self, state_topic: str, command_topic: str, goal_topic: str) -> BagWriter:
+        """rollouts/ in output_dir: what the robot said and what it was told, as `ros2 bag record` would."""
+        path = rollouts_dir(prepare_output_dir(self.config.output_dir))
+        topics = [
+            (state_topic, JOINT_STATE_TYPE, STREAM_QOS),
+            (command_topic, COMMAND_TYPES[self._interface], STREAM_QOS),
+            (goal_topic, POINT_TYPE, STREAM_QOS),
+            (CLOCK_TOPIC, CLOCK_TYPE, STREAM_QOS),
+        ]
         try:
-            self.deployment.on_joint_state(now, msg.name, msg.position, msg.velocity)
-        except StateError as exc:
+            bag = BagWriter(path, topics, max_bag_size_mb=self.config.record_split_mb)
+        except RecordingError as exc:
+            raise ConfigError(f"policy.record: {exc}") from exc
+        self.create_subscription(
+            Clock, CLOCK_TOPIC, lambda data: self._record(CLOCK_TOPIC, data), RELIABLE, raw=True
+        )
+        self.get_logger().info(f"recording {', '.join(name for name, _, _ in topics)} to {path}")
+        return bag
+
+    def _record(self, topic: str, data: bytes) -> None:
+        if self._bag is None:
+            return
+        try:
+            self._bag.write(topic, self.get_clock().now().nanoseconds, data)
+        except RecordingError as exc:
+            self.get_logger().error(f"recording stopped: {exc}")
+            self._bag = None
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+    def _on_joint_state(self, data: bytes) -> None:
+        start = time.perf_counter()
+        self._record(self._states_topic, data)
+        try:
+            state = self._states.decode(data)
+            due = self.deployment.on_joint_state(
+                self._now_s(), state.stamp_ns / 1e9, state.names, state.position, state.velocity
+            )
+        except (StateError, WireError) as exc:
             self.get_logger().warning(f"no command this cycle: {exc}", throttle_duration_sec=1.0)
             return
-        if now >= self._next_command:
-            self._next_command = max(self._next_command + self._period, now)
-            self._command(now)
-            self._latencies.append(time.monotonic() - now)
+        if due:
+            self._command(self._now_s())
+            self._latencies.append(time.perf_counter() - start)
 
     def _on_watchdog(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_command + self._period:  # states stopped: let tick decide (hold once)
+        """States stopped coming: let tick decide (one hold command, then silence)."""
+        now = self._now_s()
+        if self.deployment.stale(now):
             self._command(now)
 
     def _command(self, now: float) -> None:
         command, reason = self.deployment.tick(now)
         if reason:
-            self.get_logger().warning(f"no command: {reason}", throttle_duration_sec=2.0)
+            log = self.get_logger().error if "policy" in reason else self.get_logger().warning
+            log(f"no command: {reason}", throttle_duration_sec=2.0)
         if command is not None:
             self._send(command)
 
-    def _on_goal(self, msg: PointStamped) -> None:
+    def _on_goal(self, data: bytes) -> None:
+        self._record(self._goal_topic, data)
+        point = deserialize_message(data, PointStamped).point
         try:
-            inputs = self.deployment.on_goal((msg.point.x, msg.point.y, msg.point.z))
+            inputs = self.deployment.on_goal((point.x, point.y, point.z))
         except StateError as exc:
             self.get_logger().warning(f"rejected goal: {exc}", throttle_duration_sec=1.0)
             return
@@ -203,17 +293,15 @@ class PolicyNode(Node):
         return response
 
     def _send(self, command: Command) -> None:
-        msg = JointTrajectory(joint_names=list(self.deployment.robot.joint_names))
-        msg.points.append(
-            JointTrajectoryPoint(
-                positions=command.positions.tolist(), time_from_start=self._first_point_after
-            )
-        )
         if self.config.dry_run:
             kind = "hold" if command.hold else "command"
-            self.get_logger().info(f"[dry run] {kind} {msg.points[0].positions}", throttle_duration_sec=1.0)
+            self.get_logger().info(
+                f"[dry run] {kind} {np.round(command.positions, 4).tolist()}", throttle_duration_sec=1.0
+            )
             return
-        self._publisher.publish(msg)
+        data = self._encode(command.positions)
+        self._publisher.publish(data)
+        self._record(self._publisher.topic_name, data)
 
     def _set_config(self, config: PolicyConfig) -> None:
         self.config = config

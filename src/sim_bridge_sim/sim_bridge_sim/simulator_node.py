@@ -22,6 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
+from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
@@ -29,11 +30,6 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-# command_interface -> the message type and topic of a world's commands (as ros2_control's controllers)
-COMMAND_TOPICS = {
-    "trajectory": (JointTrajectory, "joint_trajectory"),
-    "position": (Float64MultiArray, "joint_commands"),
-}
 RELIABLE_LATEST = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(

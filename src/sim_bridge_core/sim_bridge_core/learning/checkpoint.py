@@ -5,12 +5,17 @@ with ``torch.load(weights_only=True)`` (no code runs from the file):
 
     format    CHECKPOINT_FORMAT
     config    the PpoConfig as a dict
-    metadata  model, joint_names, observation_size, action_size, task, iteration, env_steps, ...
+    metadata  model, joint_names, observation_size, action_size, task, iteration, env_steps, ...,
+              and ``contract``: the policy contract (``sim_bridge_core.contract``)
     model     ActorCritic state dict (normalizer statistics included)
     learner   PpoLearner state (optimizer, learning rate, counters, RNG), absent for a bare model
 
 ``load_checkpoint`` refuses, with one line, a file that is missing or unreadable or that
-was trained for another robot, observation size or task.
+was trained for another robot, observation size or task; building the network refuses
+weights with NaN or inf (what a diverged run leaves).
+
+``export_policy`` writes the deterministic policy as TorchScript and ONNX, with the contract in
+``policy.json`` and in the ONNX file's metadata (``sim_bridge_contract``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
+from sim_bridge_core.contract import METADATA_KEY, ContractError, PolicyContract
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic, EmpiricalNormalizer
 from sim_bridge_core.learning.ppo import PpoLearner
@@ -51,6 +58,14 @@ class Checkpoint:
     def ppo_config(self) -> PpoConfig:
         return PpoConfig.from_dict(self.config)
 
+    @property
+    def contract(self) -> PolicyContract:
+        """How the policy is run (observation, action mapping, limits, rate, command interface)."""
+        try:
+            return PolicyContract.from_dict(self.metadata.get("contract"), f"checkpoint {self.path}")
+        except ContractError as exc:
+            raise CheckpointError(str(exc)) from exc
+
     def build_model(self) -> ActorCritic:
         """The trained ActorCritic (eval mode, cpu)."""
         config = self.ppo_config()
@@ -65,6 +80,9 @@ class Checkpoint:
             model.load_state_dict(self.model_state)
         except RuntimeError as exc:
             raise CheckpointError(f"{self.path}: weights do not fit the network: {_first_line(exc)}") from exc
+        bad = [name for name, value in model.state_dict().items() if not torch.isfinite(value).all()]
+        if bad:
+            raise CheckpointError(f"{self.path}: weights contain NaN or inf ({bad[0]}): a diverged run?")
         return model.eval()
 
     def policy(self, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
@@ -171,11 +189,14 @@ class InferencePolicy(nn.Module):
         return self.actor(self.normalizer(observations))
 
 
-def export_policy(model: ActorCritic, directory: str | os.PathLike) -> dict[str, Path]:
-    """Write ``policy.pt`` (TorchScript) and ``policy.onnx`` of ``act_inference``; returns their paths.
+def export_policy(
+    model: ActorCritic, directory: str | os.PathLike, contract: PolicyContract
+) -> dict[str, Path]:
+    """Write ``policy.pt`` (TorchScript), ``policy.onnx`` and ``policy.json`` (the contract).
 
-    Both take float32 observations (batch, observation_size) and return actions
-    (batch, action_size) in [-1, 1] before clipping, i.e. what ``Task.action_to_targets`` takes.
+    Both networks take float32 observations (batch, observation_size) and return actions
+    (batch, action_size) in [-1, 1] before clipping, i.e. what ``Task.action_to_targets`` takes;
+    the contract says the rest (also in the ONNX metadata, so the file alone is enough).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -183,6 +204,7 @@ def export_policy(model: ActorCritic, directory: str | os.PathLike) -> dict[str,
     example = torch.zeros(1, model.observation_size)
 
     script_path, onnx_path = directory / "policy.pt", directory / "policy.onnx"
+    contract_path = directory / "policy.json"
     with warnings.catch_warnings():
         # torch 2.13 marks TorchScript and its ONNX exporter deprecated; both still work and
         # need no extra package (the torch.export-based ONNX exporter needs onnxscript).
@@ -198,7 +220,11 @@ def export_policy(model: ActorCritic, directory: str | os.PathLike) -> dict[str,
             dynamic_axes={"observations": {0: "batch"}, "actions": {0: "batch"}},
             opset_version=17,
         )
-    return {"torchscript": script_path, "onnx": onnx_path}
+    exported = onnx.load(str(onnx_path))
+    onnx.helper.set_model_props(exported, {METADATA_KEY: contract.to_json()})
+    onnx.save(exported, str(onnx_path))
+    contract_path.write_text(contract.to_json())
+    return {"torchscript": script_path, "onnx": onnx_path, "contract": contract_path}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,6 +10,11 @@ simulator node's worlds through the lockstep ``batch/*`` topics. One iteration i
     learner.observe(result.reward, result.terminated, result.truncated)
     if learner.ready: learner.update(worlds.observation())
 
+The worlds execute the targets through their command interface (``sim_bridge_core.control``), as
+the robot's controller will. The deploy safety filter's step limit is not applied here: it is a
+safety net, and training under it learns reach far more slowly (docs/policy.md has the figures);
+the deploy-path evaluation measures what it costs.
+
 Also here: deterministic evaluation and the training curve plot.
 """
 
@@ -26,6 +31,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sim_bridge_core.contract import PolicyContract
+from sim_bridge_core.deploy import SafetyFilter, safety_filter
 from sim_bridge_core.env import StepResult, Worlds
 from sim_bridge_core.learning.checkpoint import load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.config import PpoConfig
@@ -52,10 +59,16 @@ class TrainResult:
         return self.run_env_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
 
 
-def policy_metadata(worlds: Worlds, learner: PpoLearner | None = None) -> dict[str, Any]:
-    """What a checkpoint records about the robot and task it was trained for."""
+def policy_metadata(
+    worlds: Worlds, learner: PpoLearner | None = None, limits: SafetyFilter | None = None
+) -> dict[str, Any]:
+    """What a checkpoint records about the robot and task it was trained for, and its contract
+    (with the deploy ``limits``; default: the robot's own)."""
     task = worlds.task
+    limits = limits or safety_filter(task.robot, worlds.control_dt)
+    contract = PolicyContract.describe(task, limits, worlds.control_dt, worlds.command_interface)
     metadata: dict[str, Any] = {
+        "contract": contract.to_dict(),
         "model": task.robot.name,
         "joint_names": list(task.robot.joint_names),
         "observation_size": task.observation_size,
@@ -108,6 +121,7 @@ def train(
     device: str = "cpu",
     progress: bool = True,
     stagger_episodes: bool = True,
+    limits: SafetyFilter | None = None,
 ) -> TrainResult:
     """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes).
 
@@ -116,6 +130,7 @@ def train(
     sees every control step (e.g. to record it). With ``checkpoint_path``, a checkpoint is
     written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
     checkpoint's iteration count, env steps, wall time, history, optimizer, normalizer and RNG.
+    ``limits`` are the deploy safety limits the checkpoints' contract records (default: the robot's).
     """
     start = time.perf_counter()
     if max_env_steps is None and max_wall_s is None:
@@ -151,7 +166,7 @@ def train(
     )
 
     def save() -> None:
-        metadata = policy_metadata(worlds, learner)
+        metadata = policy_metadata(worlds, learner, limits)
         metadata.update(history=result.history, wall_s=earlier_wall_s + time.perf_counter() - start)
         save_checkpoint(checkpoint_path, learner, ppo, metadata)
 

@@ -9,6 +9,10 @@ trajectory follower and the policies all speak joint position targets:
   physics rate inside ``mj_step`` with no Python per substep;
 * a URDF (which has no actuators) gets a PD actuator on every hinge/slide joint,
   limited by the URDF ``effort`` limit.
+
+Joint velocity limits come from the URDF's ``<limit velocity>``, or from MJCF custom numerics
+``velocity_limit/<joint>`` (MJCF has no such attribute); joints without one are unlimited (inf)
+here, and the deploy safety filter then needs one from the robot config.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class RobotModel:
     ctrl_per_rad: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    velocity_limits: np.ndarray
     home: np.ndarray
     pd_joints: tuple[str, ...]
 
@@ -109,7 +114,7 @@ def load_robot(model: str, gains: PdGains | None = None) -> RobotModel:
     pd_joints = _wrap_motors_in_pd(spec, compiled, gains)
     if pd_joints:
         compiled = spec.compile()
-    return _describe(path, compiled, pd_joints)
+    return _describe(path, compiled, pd_joints, _urdf_velocity_limits(path))
 
 
 def _add_pd_actuators(spec: mujoco.MjSpec, compiled: mujoco.MjModel) -> None:
@@ -192,7 +197,32 @@ def _wrap_motors_in_pd(spec: mujoco.MjSpec, m: mujoco.MjModel, gains: PdGains) -
     return tuple(wrapped)
 
 
-def _describe(path: Path, m: mujoco.MjModel, pd_joints: tuple[str, ...]) -> RobotModel:
+def _urdf_velocity_limits(path: Path) -> dict[str, float]:
+    """Joint name -> ``<limit velocity>`` of a URDF (MuJoCo's URDF import drops them); {} for MJCF."""
+    if path.suffix.lower() != ".urdf":
+        return {}
+    import xml.etree.ElementTree as ElementTree
+
+    limits = {}
+    for joint in ElementTree.parse(path).getroot().iter("joint"):
+        limit = joint.find("limit")
+        if limit is not None and limit.get("velocity") is not None and float(limit.get("velocity")) > 0:
+            limits[joint.get("name", "")] = float(limit.get("velocity"))
+    return limits
+
+
+def _velocity_limit(m: mujoco.MjModel, joint: str, urdf: dict[str, float]) -> float:
+    if joint in urdf:
+        return urdf[joint]
+    numeric = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_NUMERIC, f"velocity_limit/{joint}")
+    if numeric >= 0 and m.numeric_size[numeric] >= 1:
+        return float(m.numeric_data[m.numeric_adr[numeric]])
+    return np.inf
+
+
+def _describe(
+    path: Path, m: mujoco.MjModel, pd_joints: tuple[str, ...], urdf_velocity_limits: dict[str, float]
+) -> RobotModel:
     driven = _joint_actuators(m)
     joints = np.fromiter(driven.keys(), dtype=np.int64)
     actuators = np.fromiter(driven.values(), dtype=np.int64)
@@ -204,17 +234,21 @@ def _describe(path: Path, m: mujoco.MjModel, pd_joints: tuple[str, ...]) -> Robo
     qpos0 = m.key_qpos[home_key] if home_key >= 0 else m.qpos0
     home = np.clip(qpos0[qpos_adr], lower, upper)
     home.setflags(write=False)
+    joint_names = tuple(_name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints)
+    velocity_limits = np.array([_velocity_limit(m, name, urdf_velocity_limits) for name in joint_names])
+    velocity_limits.setflags(write=False)
     return RobotModel(
         name=m.names[: m.names.index(b"\0")].decode() or path.stem,
         path=str(path),
         model=m,
-        joint_names=tuple(_name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints),
+        joint_names=joint_names,
         qpos_adr=qpos_adr,
         dof_adr=m.jnt_dofadr[joints].astype(np.int64),
         actuator_ids=actuators,
         ctrl_per_rad=m.actuator_gear[actuators, 0].copy(),
         lower=lower,
         upper=upper,
+        velocity_limits=velocity_limits,
         home=home,
         pd_joints=pd_joints,
     )

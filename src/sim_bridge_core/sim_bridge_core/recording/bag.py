@@ -67,6 +67,9 @@ JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 TASK_TYPE = "std_msgs/msg/Float32MultiArray"
 APPLIED_TYPE = "std_msgs/msg/Float64MultiArray"
+POINT_TYPE = "geometry_msgs/msg/PointStamped"
+# command_interface -> the type of its command messages
+COMMAND_TYPES = {"trajectory": TRAJECTORY_TYPE, "position": "std_msgs/msg/Float64MultiArray"}
 
 _NS = 1_000_000_000
 _BYTES_PER_MB = 1_000_000

@@ -27,7 +27,7 @@ from sim_bridge_core.tasks import Task
 BATCH_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def _call(client: Client, request: object, timeout_s: float) -> object:
+def call_service(client: Client, request: object, timeout_s: float) -> object:
     """A service response, waiting without spinning (the node's executor runs elsewhere)."""
     name = client.service_name
     if not client.wait_for_service(timeout_sec=timeout_s):
@@ -51,6 +51,7 @@ def connect_remote_worlds(
     episode_length_s: float,
     simulator_name: str = "/simulator",
     timeout_s: float = 10.0,
+    command_interface: str = "trajectory",
 ) -> RemoteWorlds:
     """RemoteWorlds fed by ``node``'s subscriptions; the node must be spun by an executor on another thread.
 
@@ -66,13 +67,13 @@ def connect_remote_worlds(
     def set_parameter(name: str, enabled: bool) -> None:
         value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=enabled)
         request = SetParameters.Request(parameters=[Parameter(name=name, value=value)])
-        result = _call(parameters_client, request, timeout_s).results[0]
+        result = call_service(parameters_client, request, timeout_s).results[0]
         if not result.successful:
             raise RemoteError(f"{simulator_name} refused {name}={enabled}: {result.reason}")
 
     def reset(stagger: bool) -> None:
         set_parameter("stagger_episodes", stagger)
-        response = _call(reset_client, Trigger.Request(), timeout_s)
+        response = call_service(reset_client, Trigger.Request(), timeout_s)
         if not response.success:
             raise RemoteError(f"{simulator_name}/reset refused: {response.message}")
 
@@ -89,6 +90,7 @@ def connect_remote_worlds(
         set_randomization_enabled=lambda enabled: set_parameter("randomization_enabled", enabled),
         timeout_s=timeout_s,
         on_error=on_error,
+        command_interface=command_interface,
     )
     node.create_subscription(JointState, STATES, worlds.on_joint_states, BATCH_QOS, raw=True)
     node.create_subscription(Float32MultiArray, TASK, worlds.on_task, BATCH_QOS, raw=True)

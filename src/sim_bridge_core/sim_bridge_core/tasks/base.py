@@ -39,8 +39,18 @@ class Task(ABC):
         self.robot = robot
 
     @property
+    def observation_terms(self) -> tuple[tuple[str, int], ...]:
+        """The observation's layout, (name, size) in order: what a policy's contract publishes."""
+        joints = self.robot.num_joints
+        return (
+            ("joint_position_minus_home", joints),
+            ("joint_velocity", joints),
+            *((name, 1) for name in self.input_names),
+        )
+
+    @property
     def observation_size(self) -> int:
-        return 2 * self.robot.num_joints + len(self.input_names)
+        return sum(size for _, size in self.observation_terms)
 
     @abstractmethod
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +67,10 @@ class Task(ABC):
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
         """Task inputs from a deployment goal point (x, y, z); tasks without inputs ignore it."""
         return np.zeros(0)
+
+    def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """The goal point (x, y, z) that gives these task inputs (what an operator would send)."""
+        return np.zeros(3)
 
     def action_to_targets(self, actions: np.ndarray) -> np.ndarray:
         """Normalized actions in [-1, 1] to joint position targets (offsets about home, clamped)."""

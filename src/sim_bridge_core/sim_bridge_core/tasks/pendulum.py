@@ -37,6 +37,9 @@ class PendulumTask(Task):
         """The goal angle is the point's x, wrapped to [-pi, pi)."""
         return wrap_angle(np.asarray(goal[:1], float))
 
+    def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        return np.array([float(inputs[0]), 0.0, 0.0])
+
     def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
         error = np.abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
         speed = np.abs(backend.joint_velocities()[:, 0])

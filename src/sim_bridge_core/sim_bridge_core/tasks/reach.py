@@ -108,8 +108,8 @@ class ReachTask(Task):
         self.kinematics = SiteKinematics(robot, self.ee_site)
 
     @property
-    def observation_size(self) -> int:
-        return super().observation_size + 6
+    def observation_terms(self) -> tuple[tuple[str, int], ...]:
+        return (*super().observation_terms, ("end_effector_position", 3), ("goal_minus_end_effector", 3))
 
     def observation(self, positions: np.ndarray, velocities: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """Joint positions about home, velocities, goal, then end-effector position and goal error."""
@@ -136,3 +136,6 @@ class ReachTask(Task):
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
         """The goal point, clamped into the workspace goals were sampled from in training."""
         return np.clip(np.asarray(goal, float)[:3], GOAL_LOW, GOAL_HIGH)
+
+    def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(inputs, float)[:3]

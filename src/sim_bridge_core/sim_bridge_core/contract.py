@@ -1,0 +1,135 @@
+"""The policy contract: everything around the network that a runtime needs to reproduce the policy.
+
+It travels with the policy: in ``checkpoint.pt``'s metadata, in ``policy.json`` beside the
+exports, and in ``policy.onnx``'s metadata (key ``sim_bridge_contract``), so another runtime
+(onnxruntime, a C++ ros2_control controller) can run the policy exactly as the policy node does:
+
+1. observation: the terms of ``observation`` in order, from a JointState mapped by ``joint_names``
+   and the task inputs ``input_names`` (float32; the exported network normalizes it itself);
+2. network: ``actions = policy(observation)``;
+3. targets: ``clip(action_offset + action_scale * clip(actions, -1, 1), position_lower, position_upper)``,
+   then within ``max_step`` (= ``velocity_limits`` * ``control_dt``, capped by ``max_position_step``
+   when that is positive) of the measured position;
+4. command: one per ``control_dt`` through ``command_interface`` (``trajectory``: a one-point
+   JointTrajectory ``control_dt`` ahead, stamp 0; ``position``: Float64MultiArray in joint order).
+
+Unlimited position limits, and velocity limits the model and config did not give, are ``null``
+in JSON (the policy node then refuses to deploy until the robot config gives them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sim_bridge_core.deploy import SafetyFilter
+    from sim_bridge_core.tasks import Task
+
+CONTRACT_FORMAT = "sim_bridge_contract/1"
+METADATA_KEY = "sim_bridge_contract"
+
+
+class ContractError(ValueError):
+    """A contract that is missing, malformed or does not fit this robot and task; one line."""
+
+
+@dataclass(frozen=True)
+class PolicyContract:
+    model: str
+    model_path: str
+    task: str
+    joint_names: tuple[str, ...]
+    input_names: tuple[str, ...]
+    observation: tuple[tuple[str, int], ...]
+    action_scale: float
+    action_offset: tuple[float, ...]
+    position_lower: tuple[float, ...]
+    position_upper: tuple[float, ...]
+    velocity_limits: tuple[float, ...]
+    max_position_step: float
+    control_dt: float
+    command_interface: str
+
+    @classmethod
+    def describe(
+        cls, task: Task, safety: SafetyFilter, control_dt: float, command_interface: str
+    ) -> PolicyContract:
+        """The contract of a policy for ``task`` commanded through ``safety`` every ``control_dt``."""
+        robot = task.robot
+        return cls(
+            model=robot.name,
+            model_path=str(robot.path),
+            task=task.name,
+            joint_names=tuple(robot.joint_names),
+            input_names=tuple(task.input_names),
+            observation=tuple((name, int(size)) for name, size in task.observation_terms),
+            action_scale=float(task.action_scale),
+            action_offset=tuple(float(v) for v in robot.home),
+            position_lower=tuple(float(v) for v in safety.lower),
+            position_upper=tuple(float(v) for v in safety.upper),
+            velocity_limits=tuple(float(v) for v in safety.velocity_limits),
+            max_position_step=float(safety.max_position_step),
+            control_dt=float(control_dt),
+            command_interface=command_interface,
+        )
+
+    @property
+    def position_limits(self) -> list[float]:
+        """lower, upper per joint, flattened (what ``deploy.safety_filter`` takes)."""
+        return [v for pair in zip(self.position_lower, self.position_upper, strict=True) for v in pair]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["observation"] = [{"name": name, "size": size} for name, size in self.observation]
+        for key in ("position_lower", "position_upper", "velocity_limits"):
+            data[key] = [v if math.isfinite(v) else None for v in data[key]]
+        return {"format": CONTRACT_FORMAT, **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str) -> PolicyContract:
+        """Read a contract; ContractError naming ``source`` if it is not one."""
+        if not isinstance(data, Mapping) or data.get("format") != CONTRACT_FORMAT:
+            raise ContractError(f"{source}: no {CONTRACT_FORMAT} policy contract")
+        try:
+            values = {key: data[key] for key in cls.__dataclass_fields__}
+            values["observation"] = tuple((term["name"], int(term["size"])) for term in data["observation"])
+            unlimited = {"position_lower": -np.inf, "position_upper": np.inf, "velocity_limits": np.inf}
+            for key, bound in unlimited.items():
+                values[key] = tuple(bound if v is None else float(v) for v in data[key])
+            for key in ("joint_names", "input_names", "action_offset"):
+                values[key] = tuple(data[key])
+            return cls(**values)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(f"{source}: malformed policy contract ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> PolicyContract:
+        try:
+            return cls.from_dict(json.loads(text), source)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"{source}: policy contract is not JSON: {exc}") from exc
+
+    def check(self, task: Task, source: str) -> None:
+        """ContractError unless ``task`` (on its robot) builds what the policy expects."""
+        robot = task.robot
+        if tuple(robot.joint_names) != self.joint_names:
+            raise ContractError(
+                f"{source} was trained for joints {list(self.joint_names)}, "
+                f"the robot has {list(robot.joint_names)}"
+            )
+        if task.name != self.task:
+            raise ContractError(f"{source} was trained for task '{self.task}', not '{task.name}'")
+        terms = tuple((name, int(size)) for name, size in task.observation_terms)
+        if terms != self.observation:
+            raise ContractError(
+                f"{source} expects the observation {list(self.observation)}, this task builds {list(terms)}"
+            )
