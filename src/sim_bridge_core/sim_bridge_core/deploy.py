@@ -7,8 +7,9 @@ same ``SafetyFilter`` that training applied, so the policy meets on the robot wh
 training. The filter stands between the policy and the robot:
 
 * joints are mapped by name (any order, extra joints ignored; a missing joint means no command);
-* a state with NaN/inf, mismatched lengths or no velocities is refused and changes nothing
-  (velocities are not estimated: finite differences of a real encoder are not what training saw);
+* a state with NaN/inf, mismatched lengths, no velocities or a position more than
+  ``STATE_MARGIN`` outside its joint's range is refused and changes nothing (velocities are not
+  estimated: finite differences of a real encoder are not what training saw);
 * targets are clipped to the position limits, then to one control period at the velocity limit
   from the measured position: the step limit wins, so even with limits that exclude the current
   pose no command moves the robot further than that;
@@ -32,6 +33,9 @@ from sim_bridge_core.models import RobotModel
 from sim_bridge_core.tasks import Task
 
 Policy = Callable[[np.ndarray], np.ndarray]
+# A measured position this far outside the joint's range (rad or m) is a sensor fault, not a pose.
+STATE_MARGIN = 0.5
+NON_FINITE_OUTPUT = "the policy output NaN or inf"
 
 
 class StateError(ValueError):
@@ -191,11 +195,10 @@ class Deployment:
         names: Sequence[str],
         positions: Sequence[float],
         velocities: Sequence[float],
-    ) -> bool:
+    ) -> None:
         """Take a measurement (robot order is found by name); StateError leaves the last one in place.
 
-        ``stamp_s`` is the state's header stamp (0: unstamped, its arrival time counts). Returns
-        whether a command is due for this state: one per control period, on the state schedule.
+        ``stamp_s`` is the state's header stamp (0: unstamped, its arrival time counts).
         """
         positions = np.asarray(positions, float)
         velocities = np.asarray(velocities, float)
@@ -210,16 +213,23 @@ class Deployment:
         q, qd = positions[index], velocities[index]
         if not (np.isfinite(q).all() and np.isfinite(qd).all()):
             raise StateError("joint_states contains NaN or inf for a required joint")
+        outside = np.flatnonzero(
+            (q < self.robot.lower - STATE_MARGIN) | (q > self.robot.upper + STATE_MARGIN)
+        )
+        if outside.size:
+            j = outside[0]
+            raise StateError(
+                f"joint_states puts '{self.robot.joint_names[j]}' at {q[j]:.4g}, more than {STATE_MARGIN} "
+                f"outside its range [{self.robot.lower[j]:.4g}, {self.robot.upper[j]:.4g}]"
+            )
         self.positions, self.velocities = q, qd
         self.state_time = stamp_s if stamp_s > 0 else arrival_s
-        # Once a period on a fixed schedule; a state up to a tenth of a period early counts (stamp
-        # jitter), and a schedule left behind (no states for a while) restarts from this state.
-        if self.state_time < self._next_due - 0.1 * self.period_s:
-            return False
-        self._next_due += self.period_s
-        if self._next_due <= self.state_time:
-            self._next_due = self.state_time + self.period_s
-        return True
+
+    @property
+    def due(self) -> bool:
+        """Whether the latest state should be answered: once per control period, on a fixed schedule
+        (a state up to a tenth of a period early counts, for stamp jitter)."""
+        return self.state_time >= self._next_due - 0.1 * self.period_s
 
     def on_goal(self, goal: Sequence[float]) -> np.ndarray:
         """Set the task input from a goal point; returns the input in effect (clamped by the task)."""
@@ -248,14 +258,22 @@ class Deployment:
         if self.positions is None:
             return None, "no joint_states received yet"
         if self.stale(now_s):
-            return self._hold(), f"joint_states older than {self.state_timeout_s} s"
+            age = now_s - self.state_time
+            hint = (
+                " (stamped on another clock? use_sim_time must match the robot's)" if abs(age) > 3600 else ""
+            )
+            return self._hold(), f"joint_states older than {self.state_timeout_s} s{hint}"
         if self.inputs is None:
             return None, "no goal received yet"
         observation = self.task.observation(self.positions[None], self.velocities[None], self.inputs[None])
         actions = np.asarray(self.policy(observation), dtype=np.float64)
         if not np.isfinite(actions).all():
-            return self._hold(), "the policy output NaN or inf"
+            return self._hold(), NON_FINITE_OUTPUT
         self._holding = False
+        # The schedule moves on by a period; one left behind (no states for a while) restarts here.
+        self._next_due += self.period_s
+        if self._next_due <= self.state_time:
+            self._next_due = self.state_time + self.period_s
         targets = self.task.action_to_targets(actions)[0]
         return Command(self.safety(targets, self.positions)), ""
 

@@ -45,6 +45,7 @@ def test_names_in_any_order_with_extra_joints():
         (list(ARM.joint_names), list(ARM.home), [0.0] * 3, "3 velocities"),
         (list(ARM.joint_names), list(ARM.home), [], "no velocities"),
         ([*ARM.joint_names[:6], "joint1"], list(ARM.home), ZERO, "twice"),
+        (list(ARM.joint_names), [1e39, *ARM.home[1:]], ZERO, "'joint1' at 1e\\+39, more than 0.5 outside"),
     ],
 )
 def test_bad_states_are_refused_and_change_nothing(names, positions, velocities, message):
@@ -148,16 +149,33 @@ def test_stale_state_holds_once_then_stays_silent():
     assert command is not None and not command.hold
 
 
+def answered(d: Deployment, times) -> list[bool]:
+    """Feed states stamped ``times``; whether each was answered with a command."""
+    answers = []
+    for t in times:
+        d.on_joint_state(t, t, ARM.joint_names, ARM.home, ZERO)
+        answers.append(d.due and d.tick(t)[0] is not None)
+    return answers
+
+
 def test_commands_are_due_once_per_period_on_the_state_schedule():
     d = deployment()
+    d.on_goal([0.5, 0.0, 0.4])
     # States at 500 Hz for 0.4 s: 20 commands, about every tenth state (the schedule keeps the rate).
-    due = [d.on_joint_state(t, t, ARM.joint_names, ARM.home, ZERO) for t in np.arange(1, 201) * 0.002]
+    due = answered(d, np.arange(1, 201) * 0.002)
     assert sum(due) == 20 and set(np.diff(np.flatnonzero(due))) <= {9, 10, 11}
-    # States at the control rate, exactly on time (sim time): every one is due.
+    # States at the control rate, exactly on time (sim time): every one is answered.
     d = deployment()
-    assert all(
-        d.on_joint_state(k * PERIOD, k * PERIOD, ARM.joint_names, ARM.home, ZERO) for k in range(1, 50)
-    )
+    d.on_goal([0.5, 0.0, 0.4])
+    assert all(answered(d, np.arange(1, 50) * PERIOD))
+
+
+def test_a_state_without_a_command_keeps_the_schedule():
+    """No goal yet: the state is due but unanswered, so it stays due (a lockstep simulator resends it)."""
+    d = deployment()
+    assert answered(d, [0.0]) == [False] and d.due
+    d.on_goal([0.5, 0.0, 0.4])
+    assert answered(d, [0.0]) == [True] and not d.due
 
 
 def test_disable_holds_once_and_enable_resumes():

@@ -32,7 +32,7 @@ from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy import Command, StateError
+from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.policy import PolicyConfig, load_deployment
 from sim_bridge_core.recording import RecordingError
@@ -251,13 +251,13 @@ class PolicyNode(Node):
         self._record(self._states_topic, data)
         try:
             state = self._states.decode(data)
-            due = self.deployment.on_joint_state(
+            self.deployment.on_joint_state(
                 self._now_s(), state.stamp_ns / 1e9, state.names, state.position, state.velocity
             )
         except (StateError, WireError) as exc:
             self.get_logger().warning(f"no command this cycle: {exc}", throttle_duration_sec=1.0)
             return
-        if due:
+        if self.deployment.due:
             self._command(self._now_s())
             self._latencies.append(time.perf_counter() - start)
 
@@ -269,21 +269,24 @@ class PolicyNode(Node):
 
     def _command(self, now: float) -> None:
         command, reason = self.deployment.tick(now)
-        if reason:
-            log = self.get_logger().error if "policy" in reason else self.get_logger().warning
-            log(f"no command: {reason}", throttle_duration_sec=2.0)
+        if reason == NON_FINITE_OUTPUT:
+            self.get_logger().error(f"no command: {reason}", throttle_duration_sec=2.0)
+        elif reason:
+            self.get_logger().warning(f"no command: {reason}", throttle_duration_sec=2.0)
         if command is not None:
             self._send(command)
 
     def _on_goal(self, data: bytes) -> None:
         self._record(self._goal_topic, data)
         point = deserialize_message(data, PointStamped).point
+        before = self.deployment.inputs
         try:
             inputs = self.deployment.on_goal((point.x, point.y, point.z))
         except StateError as exc:
             self.get_logger().warning(f"rejected goal: {exc}", throttle_duration_sec=1.0)
             return
-        self.get_logger().info(f"goal in effect: {[round(float(v), 4) for v in inputs]}")
+        if before is None or not np.array_equal(before, inputs):
+            self.get_logger().info(f"goal in effect: {[round(float(v), 4) for v in inputs]}")
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         hold = self.deployment.set_enabled(request.data)

@@ -1,77 +1,262 @@
-"""The policy node in deploy mode against the simulator, separate processes over real DDS."""
+"""The policy node in deploy mode, over real DDS: it brings the simulated arm to its goal through
+each command interface, records what it did, and its safety filter holds under bad input.
+
+The policies here are real checkpoints whose weights are set by hand rather than trained: a
+linear map from the goal to joint targets (the arm's inverse kinematics linearized about one
+pose), so each test knows which goals the policy can reach and runs in seconds.
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
-from sim_bridge_core.gym_env import make_batched_env
-from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.learning.checkpoint import save_checkpoint
+from sim_bridge_core.backends.cpu import CpuBackend
+from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.learning import PpoConfig, export_policy, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.modules import ActorCritic
 from sim_bridge_core.learning.runner import policy_metadata
+from sim_bridge_core.models import load_robot
+from sim_bridge_core.tasks import make_task
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+ARM = load_robot("arm7")
+REACH = make_task("reach", ARM)
+# The pose the IK is linearized at: the hand at (0.46, 0.0, 0.41), inside the goal box.
+POSE = ARM.home + np.array([-0.11, 0.56, 0.1, -0.01, 0.0, 0.51, 0.36])
+CENTER = REACH.kinematics(POSE[None])[0]
+GOAL_COLUMNS = slice(14, 17)  # joint positions (7), velocities (7), then the goal
+COMMANDS = {
+    "trajectory": (JointTrajectory, "joint_trajectory"),
+    "position": (Float64MultiArray, "joint_commands"),
+}
 
 
-def untrained_checkpoint(path):
-    env = make_batched_env(model="arm7", task="reach", num_envs=1)
-    config = PpoConfig()
-    model = ActorCritic(
-        env.task.observation_size, 7, config.actor_hidden, config.critic_hidden, config.init_log_std
-    )
+def jacobian(q: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    columns = []
+    for j in range(len(q)):
+        dq = np.zeros_like(q)
+        dq[j] = step
+        columns.append(
+            (REACH.kinematics((q + dq)[None])[0] - REACH.kinematics((q - dq)[None])[0]) / (2 * step)
+        )
+    return np.stack(columns, axis=1)
+
+
+def ik_checkpoint(path: Path, interface: str = "trajectory", overflow: bool = False) -> Path:
+    """A checkpoint whose deterministic policy puts the hand on goals near CENTER (linearized IK).
+
+    ``overflow``: finite weights near float32's maximum, whose sum overflows to inf for any goal.
+    """
+    env = BatchedEnv(CpuBackend(ARM, 1, 0.02), REACH, 3.0, command_interface=interface)
+    config = PpoConfig(actor_hidden=[], critic_hidden=[16])
+    model = ActorCritic(REACH.observation_size, 7, [], [16], config.init_log_std)
+    pinv = np.linalg.pinv(jacobian(POSE))
+    with torch.no_grad():
+        model.normalizer.var.fill_(0.99**2)  # (x - 0) / (0.99 + 0.01): the identity
+        weight = np.zeros((7, REACH.observation_size))
+        weight[:, GOAL_COLUMNS] = pinv / REACH.action_scale
+        bias = (POSE - ARM.home - pinv @ CENTER) / REACH.action_scale
+        if overflow:
+            weight[:, GOAL_COLUMNS.start], bias = 3e38, np.full(7, 3e38)
+        model.actor[0].weight.copy_(torch.tensor(weight, dtype=torch.float32))
+        model.actor[0].bias.copy_(torch.tensor(bias, dtype=torch.float32))
     return save_checkpoint(path, model, config, policy_metadata(env))
 
 
-def test_deploy_drives_the_simulator_and_obeys_enable(tmp_path, start_node, ros_client):
-    checkpoint = untrained_checkpoint(tmp_path / "checkpoint.pt")
-    start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime")
+def hand(state: JointState) -> np.ndarray:
+    positions = dict(zip(state.name, state.position, strict=True))
+    return REACH.kinematics(np.array([[positions[name] for name in ARM.joint_names]]))[0]
+
+
+def send_goal(publisher, goal: np.ndarray) -> None:
+    message = PointStamped()
+    message.point.x, message.point.y, message.point.z = (float(v) for v in goal)
+    publisher.publish(message)
+
+
+@pytest.mark.parametrize(("interface", "runtime"), [("trajectory", "torch"), ("position", "onnxruntime")])
+def test_deployed_policy_brings_the_arm_to_its_goals(tmp_path, start_node, ros_client, interface, runtime):
+    checkpoint = ik_checkpoint(tmp_path / "checkpoint.pt", interface)
+    policy_file = checkpoint
+    if runtime == "onnxruntime":
+        loaded = load_checkpoint(checkpoint)
+        policy_file = export_policy(loaded.build_model(), tmp_path / "export", loaded.contract)["onnx"]
+    start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime", command_interface=interface)
     policy = start_node(
         "sim_bridge_policy",
         "policy",
-        checkpoint=str(checkpoint),
-        control_rate_hz=50.0,
-        max_position_step=0.02,
+        checkpoint=str(policy_file),
+        record=True,
+        output_dir=str(tmp_path / "run"),
+        use_sim_time=True,  # the simulator stamps its states with sim time
     )
-    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    command_type, command_topic = COMMANDS[interface]
+    commands = ros_client.collect(command_type, command_topic, RELIABLE)
     states = ros_client.collect(JointState, "joint_states", RELIABLE)
     goals = ros_client.node.create_publisher(PointStamped, "goal", RELIABLE)
-    ros_client.wait_until(lambda: goals.get_subscription_count() > 0 and states, timeout=20, what="policy")
+    ros_client.wait_until(lambda: goals.get_subscription_count() > 0 and states, timeout=30, what="policy")
+    policy.wait_for_output(runtime)
     assert not commands, "commands before any goal"
-    goal = PointStamped()
-    goal.point.x, goal.point.y, goal.point.z = 0.5, 0.1, 0.4
-    goals.publish(goal)
-    ros_client.wait_until(lambda: len(commands) > 20, what="commands")
-    command = commands[-1]
-    assert command.header.stamp.sec == 0 and command.header.stamp.nanosec == 0
-    assert command.points[0].time_from_start.nanosec >= 20_000_000  # one control period ahead
-    # Safety filter: every command within max_position_step of a recent measurement.
-    measured = np.array(states[-1].position)
-    assert np.all(np.abs(np.array(command.points[0].positions) - measured) < 0.02 + 0.05)
 
-    assert ros_client.call(SetBool, "/policy/enable", SetBool.Request(data=False)).success
+    for offset in ([0.03, -0.03, 0.02], [-0.04, 0.03, -0.03]):
+        goal = CENTER + np.array(offset)
+        send_goal(goals, goal)
+        ros_client.wait_until(
+            lambda goal=goal: np.linalg.norm(hand(states[-1]) - goal) < 0.02,
+            timeout=15,
+            what=f"the hand within 2 cm of {goal.round(3)} (now {hand(states[-1]).round(3)})",
+        )
+    if interface == "trajectory":
+        command = commands[-1]
+        assert command.header.stamp.sec == 0 and command.header.stamp.nanosec == 0
+        assert command.points[0].time_from_start.nanosec == 20_000_000  # one control period ahead
+
+    assert policy.stop() == 0
+    with AnyReader([next((tmp_path / "run").glob("rollouts*"))]) as bag:
+        counts = {c.topic: c.msgcount for c in bag.connections}
+        types = {c.topic: c.msgtype for c in bag.connections}
+    assert (
+        types[f"/{command_topic}"] == f"{command_type.__module__.split('.')[0]}/msg/{command_type.__name__}"
+    )
+    assert counts["/goal"] == 2 and counts[f"/{command_topic}"] >= 20 and counts["/joint_states"] >= 20
+    assert counts["/clock"] >= 20
+
+
+def policy_alone(start_node, checkpoint: Path, *extra: str, **parameters):
+    """The policy node with no robot: the test publishes the joint states."""
+    return start_node("sim_bridge_policy", "policy", *extra, checkpoint=str(checkpoint), **parameters)
+
+
+def joint_state(positions, stamp_s: float = 0.0, velocities=True) -> JointState:
+    message = JointState(name=list(ARM.joint_names), position=[float(v) for v in positions])
+    if velocities:
+        message.velocity = [0.0] * len(positions)
+    message.header.stamp = Time(sec=int(stamp_s), nanosec=round((stamp_s % 1) * 1e9))
+    return message
+
+
+def feed(ros_client, policy, states, goal=CENTER, period: float = 0.02, count: int = 50, stamp=None):
+    """Publish ``count`` states at ``period`` (stamped now, or by ``stamp(k)``) after a goal."""
+    publisher = ros_client.node.create_publisher(JointState, "joint_states", RELIABLE)
+    goals = ros_client.node.create_publisher(PointStamped, "goal", RELIABLE)
+    ros_client.wait_until(lambda: publisher.get_subscription_count() > 0, timeout=30, what="policy")
+    policy.wait_for_output("deploying")
+    send_goal(goals, goal)
+    time.sleep(0.2)
+    for k in range(count):
+        now = ros_client.node.get_clock().now().nanoseconds / 1e9
+        publisher.publish(joint_state(states, now if stamp is None else stamp(k), velocities=True))
+        time.sleep(period)
+
+
+def test_the_step_limit_wins_over_limits_that_exclude_the_pose(tmp_path, start_node, ros_client):
+    """Limits 0.5 rad away from where the arm is: each command moves at most one period at the
+    velocity limit from the measured position, toward the limits."""
+    limits = np.column_stack([ARM.home + 0.5, ARM.home + 0.6]).ravel()
+    policy = policy_alone(
+        start_node, ik_checkpoint(tmp_path / "c.pt"), position_limits=list(limits), velocity_limits=[1.0]
+    )
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    feed(ros_client, policy, ARM.home, count=20)
+    ros_client.wait_until(lambda: len(commands) >= 5, what="commands")
+    steps = np.array([c.points[0].positions for c in commands]) - ARM.home
+    np.testing.assert_allclose(steps, 1.0 * 0.02, atol=1e-9)
+
+
+def test_a_non_finite_policy_output_holds_once_and_commands_nothing(tmp_path, start_node, ros_client):
+    """Finite but absurd weights overflow float32 to inf: one hold at the measured pose, then silence."""
+    policy = policy_alone(start_node, ik_checkpoint(tmp_path / "c.pt", overflow=True))
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    feed(ros_client, policy, ARM.home + 0.05, count=20)
+    ros_client.wait_until(lambda: commands, what="the hold command")
     time.sleep(0.3)
+    assert len(commands) == 1
+    np.testing.assert_allclose(commands[0].points[0].positions, ARM.home + 0.05)
+    policy.wait_for_output("the policy output NaN or inf")
+
+
+def test_stale_stamps_hold_once(tmp_path, start_node, ros_client):
+    """States stamped a second ago are stale on arrival (judged by the stamp, not the arrival)."""
+    policy = policy_alone(start_node, ik_checkpoint(tmp_path / "c.pt"))
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    clock = ros_client.node.get_clock()
+    feed(ros_client, policy, ARM.home, count=20, stamp=lambda k: clock.now().nanoseconds / 1e9 - 1.0)
+    ros_client.wait_until(lambda: commands, what="the hold command")
+    time.sleep(0.3)
+    assert len(commands) == 1
+    np.testing.assert_allclose(commands[0].points[0].positions, ARM.home)
+    policy.wait_for_output("older than")
+
+
+def test_states_without_velocities_are_refused(tmp_path, start_node, ros_client):
+    policy = policy_alone(start_node, ik_checkpoint(tmp_path / "c.pt"))
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    publisher = ros_client.node.create_publisher(JointState, "joint_states", RELIABLE)
+    goals = ros_client.node.create_publisher(PointStamped, "goal", RELIABLE)
+    ros_client.wait_until(lambda: publisher.get_subscription_count() > 0, timeout=30, what="policy")
+    send_goal(goals, CENTER)
+    for _ in range(20):
+        publisher.publish(joint_state(ARM.home, velocities=False))
+        time.sleep(0.02)
+    policy.wait_for_output("no velocities")
+    assert not commands
+
+
+def test_enable_false_holds_the_measured_position_then_silence(tmp_path, start_node, ros_client):
+    policy = policy_alone(start_node, ik_checkpoint(tmp_path / "c.pt"))
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    feed(ros_client, policy, ARM.home + 0.02, count=10)
+    ros_client.wait_until(lambda: commands, what="commands")
+    assert ros_client.call(SetBool, "/policy/enable", SetBool.Request(data=False)).success
+    ros_client.wait_until(
+        lambda: np.allclose(commands[-1].points[0].positions, ARM.home + 0.02), what="the hold command"
+    )
     count = len(commands)
-    time.sleep(0.5)
+    feed(ros_client, policy, ARM.home + 0.02, count=10)
     assert len(commands) == count, "commands kept coming while disabled"
-    assert policy.alive()
 
 
-def test_checkpoint_for_another_robot_fails_at_start(tmp_path, start_node):
-    checkpoint = untrained_checkpoint(tmp_path / "checkpoint.pt")
-    process = start_node("sim_bridge_policy", "policy", checkpoint=str(checkpoint), model="pendulum")
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        (
+            {"position_limits": [1.0, 0.0] * 7},
+            "policy.position_limits: lower 1.0 > upper 0.0 for joint 'joint1'",
+        ),
+        ({"control_rate_hz": 100.0}, "policy.control_rate_hz: 100.0 Hz, but the policy was trained at 50 Hz"),
+        ({"command_interface": "position"}, "policy.command_interface: position, but the policy was trained"),
+        ({"model": "pendulum"}, "policy.checkpoint"),
+        ({"checkpoint": "/no/such/checkpoint.pt"}, "does not exist"),
+    ],
+)
+def test_bad_settings_fail_at_start_with_one_line(tmp_path, start_node, parameters, message):
+    process = start_node(
+        "sim_bridge_policy", "policy", **{"checkpoint": str(ik_checkpoint(tmp_path / "c.pt")), **parameters}
+    )
     process.proc.wait(timeout=30)
     lines = [line for line in process.output().splitlines() if line.strip()]
-    assert process.proc.returncode == 2 and len(lines) == 1 and "policy.checkpoint" in lines[0], lines
+    assert process.proc.returncode == 2 and len(lines) == 1 and message in lines[0], lines
 
 
-def test_missing_checkpoint_fails_at_start(start_node):
-    process = start_node("sim_bridge_policy", "policy", checkpoint="/no/such/checkpoint.pt")
-    process.proc.wait(timeout=30)
-    lines = [line for line in process.output().splitlines() if line.strip()]
-    assert process.proc.returncode == 2 and len(lines) == 1 and "does not exist" in lines[0], lines
+def test_a_rate_mismatch_runs_when_allowed_and_warns(tmp_path, start_node):
+    policy = start_node(
+        "sim_bridge_policy",
+        "policy",
+        checkpoint=str(ik_checkpoint(tmp_path / "c.pt")),
+        control_rate_hz=100.0,
+        allow_contract_mismatch=True,
+    )
+    policy.wait_for_output("deploying")
+    assert "trained at 50 Hz" in policy.output() and policy.alive()
