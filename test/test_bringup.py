@@ -11,7 +11,13 @@ import pytest
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
 from sim_bridge.launch_support import node_arguments
+from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.bringup import JOBS, describe
+from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.learning import ActorCritic, PpoConfig, save_checkpoint
+from sim_bridge_core.learning.runner import policy_metadata
+from sim_bridge_core.models import load_robot
+from sim_bridge_core.tasks import make_task
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAINING = [
@@ -124,4 +130,36 @@ def test_bringup_eval_runs_the_checkpoint_on_the_simulator_node(tmp_path, start_
     assert summary["transport"] == "ros" and summary["num_envs"] == 16
     assert summary["randomization"].endswith("default.yaml")
     for key in ("eval_success_rate_nominal", "eval_success_rate_randomized"):
+        assert 0.0 <= summary[key] <= 1.0
+
+
+def untrained_checkpoint(path: Path, interface: str) -> Path:
+    robot = load_robot("arm7")
+    env = BatchedEnv(CpuBackend(robot, 1, 0.02), make_task("reach", robot), 3.0, command_interface=interface)
+    model = ActorCritic(env.task.observation_size, robot.num_joints)
+    return save_checkpoint(path, model, PpoConfig(), policy_metadata(env))
+
+
+@pytest.mark.parametrize("interface", ["trajectory", "position"])
+def test_bringup_eval_over_the_deploy_path_writes_the_deploy_success(tmp_path, start_executable, interface):
+    """transport:=deploy: the checkpoint drives one simulated robot through its robot topics, in
+    lockstep on sim time, episode after episode, and the summary puts both figures side by side."""
+    checkpoint = untrained_checkpoint(tmp_path / "checkpoint.pt", interface)
+    evaluation = start_executable(
+        "sim_bridge",
+        "bringup",
+        "eval",
+        "transport:=deploy",
+        f"checkpoint:={checkpoint}",
+        f"output_dir:={tmp_path / 'eval'}",
+        "deploy_episodes:=3",
+        "num_envs:=16",
+        "eval_episodes:=16",
+        "episode_length_s:=0.5",
+    )
+    assert evaluation.wait_exit(180) == 0, evaluation.output()
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["transport"] == "deploy" and summary["command_interface"] == interface
+    assert summary["deploy_episodes"] == 3 and summary["deploy_steps"] >= 3 * 25  # whole 25-step episodes
+    for key in ("eval_success_rate_deploy", "eval_success_rate_nominal"):
         assert 0.0 <= summary[key] <= 1.0

@@ -4,7 +4,10 @@ Measured in one run, alternating the contenders so that machine noise hits them 
   raw       mujoco.batch.Batch.step(nstep=substeps) with ctrl written from numpy: the baseline
   raw+pos   the same with stage=mjSTAGE_POS, which the backend uses so kinematics are current
   backend   CpuBackend.step(targets) and reading joint positions and velocities
-  env       BatchedEnv.step with the task (reward, success, auto-reset) on top
+  env/pos   BatchedEnv.step with the task (reward, success, auto-reset) on top, commands executed
+            as a forward position controller (the setpoint steps: one Batch.step per period)
+  env/traj  the same executed as a joint_trajectory_controller (the setpoint ramps from the
+            measured position, written at every physics step: one Batch.step per substep)
 
 Run: python test/benchmarks/bench_core_step.py [--model arm7] [--num-envs 1024] [--repeats 5]
 """
@@ -57,17 +60,22 @@ def main() -> None:
         backend.step(targets[i % 8])
         backend.joint_positions(), backend.joint_velocities()
 
-    env = BatchedEnv(CpuBackend(robot, n, args.control_dt, threads=threads), make_task(args.task, robot), 5.0)
+    def env_step(interface: str) -> Callable[[int], None]:
+        backend = CpuBackend(robot, n, args.control_dt, threads=threads)
+        env = BatchedEnv(backend, make_task(args.task, robot), 5.0, command_interface=interface)
 
-    def env_step(i: int) -> None:
-        env.step(targets[i % 8])
-        env.observation()
+        def step(i: int) -> None:
+            env.step(targets[i % 8])
+            env.observation()
+
+        return step
 
     contenders = {
         "raw": raw_step(mujoco.mjtStage.mjSTAGE_NONE),
         "raw+pos": raw_step(mujoco.mjtStage.mjSTAGE_POS),
         "backend": backend_step,
-        "env": env_step,
+        "env/pos": env_step("position"),
+        "env/traj": env_step("trajectory"),
     }
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(args.repeats):

@@ -2,22 +2,22 @@
 
 The policy node runs as its own process (``install/sim_bridge_policy/lib/sim_bridge_policy/policy``,
 mode deploy) on an arm7 reach checkpoint written here from an untrained ActorCritic of the default
-size (untrained weights cost exactly what trained ones do to run). This process plays the robot:
+size (untrained weights cost exactly what trained ones do to run), trained for the node's control
+period; ``--runtime onnx`` deploys its ``policy.onnx`` export on onnxruntime instead of torch.
+This process plays the robot:
 an rclpy node publishes ``sensor_msgs/JointState`` for arm7's seven joints (a slow sine around the
 home pose, with velocities and efforts, header stamp = now), sends one goal, and subscribes raw to
 ``joint_trajectory``.
 
-Matching a command to the state it answers: the node runs with ``max_position_step`` 0, so its
-safety filter makes every command equal to the measured positions it answers (the network still
-runs in full on every cycle; only the final clip changes), and every state's positions are unique.
+Matching a command to the state it answers: the node runs with a velocity limit of 1e-9 rad/s, so
+its safety filter makes every command equal, within 1e-11 rad, to the measured positions it answers
+(the network still runs in full on every cycle; only the final clip changes), and every state's
+positions are unique (1e-9 rad apart at least).
 
-How often the node answers: on a JointState it commands when a control period has passed since its
-last command, from that (freshest) state; a watchdog timer at the control rate also commands, from
-the last state, whenever a period passes without a state-triggered command. So with states faster
-than the control rate (a robot's joint_state_broadcaster at 500 Hz, the policy at 250 Hz: the
-defaults) one state in rate/control_rate is answered and the watchdog stays quiet; with states
-slower than the control rate every state is answered but the watchdog adds commands from stale
-states in between, which load the node (they are counted as watchdog repeats, not timed).
+How often the node answers: on a JointState it commands when its control schedule is due (once
+per period), from that (freshest) state. So with states faster than the control rate (a robot's
+joint_state_broadcaster at 500 Hz, the policy at 250 Hz: the defaults) one state in
+rate/control_rate is answered.
 
 Latency = time.perf_counter() just before ``publish`` of the state -> at the start of the command's
 callback, both in this process, for each answered state. It spans two DDS hops, both processes'
@@ -30,12 +30,12 @@ above. Variants, each timing ``--cycles`` commands after ``--warmup``:
             so one message is in flight at a time.
 
 For comparison (after the node is stopped), the same work timed in this process: ``core`` is
-``Deployment.on_joint_state`` + ``tick`` (what the node calls), ``node work`` adds what rclpy and
-the callback do around it (JointState bytes -> message, the JointTrajectory message built and
-serialized); executor wake-up and DDS are what remains of the end-to-end figure.
+``Deployment.on_joint_state`` + ``tick`` (what the node calls), ``node work`` adds what the
+callback does around it (JointState bytes decoded, the command encoded to bytes); executor
+wake-up and DDS are what remains of the end-to-end figure.
 
 Run: python test/benchmarks/bench_deploy_latency.py [--cycles 10000] [--rate-hz 500] [--control-rate-hz 250]
-     [--mode both|paced|pingpong] [--json PATH]
+     [--mode both|paced|pingpong] [--runtime torch|onnx] [--json PATH]
 """
 
 from __future__ import annotations
@@ -66,19 +66,29 @@ AMPLITUDE, FREQUENCY_HZ = 0.3, 0.2  # the state trajectory: home + 0.3 rad sine 
 
 
 # What the policy node logs at shutdown in deploy mode.
-NODE_LATENCY = re.compile(r"deploy latency \(joint_states callback -> joint_trajectory published\): (.*)")
+NODE_LATENCY = re.compile(r"deploy latency \(joint_states callback -> command published\): (.*)")
+MATCH_TOLERANCE = 1e-10  # a command is within this of the state it answers (see the docstring)
 
 
-def write_untrained_checkpoint(path: Path) -> Path:
-    """An arm7 reach checkpoint with freshly initialized weights (default network size)."""
+def write_untrained_policy(directory: Path, control_rate_hz: float, runtime: str) -> Path:
+    """An arm7 reach checkpoint with freshly initialized weights (default network size) trained,
+    as far as its contract says, at ``control_rate_hz``; or its ONNX export."""
     from sim_bridge_core.backends import make_backend
     from sim_bridge_core.env import BatchedEnv
-    from sim_bridge_core.learning import ActorCritic, PpoConfig, policy_metadata, save_checkpoint
+    from sim_bridge_core.learning import (
+        ActorCritic,
+        PpoConfig,
+        export_policy,
+        policy_metadata,
+        save_checkpoint,
+    )
+    from sim_bridge_core.learning.checkpoint import load_checkpoint
     from sim_bridge_core.models import load_robot
     from sim_bridge_core.tasks import make_task
 
     robot = load_robot(MODEL)
-    env = BatchedEnv(make_backend("cpu", robot, 1, 0.02), make_task(TASK, robot), 5.0)
+    backend = make_backend("cpu", robot, 1, 1.0 / control_rate_hz)
+    env = BatchedEnv(backend, make_task(TASK, robot), 5.0)
     config = PpoConfig()
     model = ActorCritic(
         env.task.observation_size,
@@ -87,7 +97,10 @@ def write_untrained_checkpoint(path: Path) -> Path:
         config.critic_hidden,
         config.init_log_std,
     )
-    return save_checkpoint(path, model, config, policy_metadata(env))
+    checkpoint = save_checkpoint(directory / "checkpoint.pt", model, config, policy_metadata(env))
+    if runtime == "torch":
+        return checkpoint
+    return export_policy(model, directory, load_checkpoint(checkpoint).contract)["onnx"]
 
 
 def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
@@ -95,7 +108,7 @@ def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any
         "mode": "deploy",
         "checkpoint": str(checkpoint),
         "control_rate_hz": args.control_rate_hz,
-        "max_position_step": 0.0,  # command == the measured positions it answers (see the docstring)
+        "velocity_limits": [1e-9],  # command == the measured positions it answers (see the docstring)
         "state_timeout_s": 0.1,
     }
 
@@ -142,7 +155,7 @@ class Run:
     name: str
     send: np.ndarray
     receive: np.ndarray
-    keys: dict[bytes, int] = field(default_factory=dict)
+    positions: dict[int, np.ndarray] = field(default_factory=dict)  # sent positions by cycle
     answered: int = 0  # states with a command
     repeats: int = 0  # commands for a state already answered (watchdog)
     unknown: int = 0  # commands matching no state sent in this run
@@ -150,6 +163,15 @@ class Run:
     node_cpu: float = float("nan")
     client_cpu: float = float("nan")
     other_cpu: float = float("nan")  # every other process on the machine (CPUs' worth)
+    last: int = -1  # the last cycle sent
+
+    def match(self, command: np.ndarray) -> int | None:
+        """The recent cycle whose state this command answers (the node answers recent states)."""
+        for cycle in range(self.last, max(self.last - 256, -1), -1):
+            sent = self.positions.get(cycle)
+            if sent is not None and np.abs(sent - command).max() < MATCH_TOLERANCE:
+                return cycle
+        return None
 
 
 class Client:
@@ -193,7 +215,7 @@ class Client:
         run = self.run
         if run is None:
             return
-        index = run.keys.get(self.decoder.decode(data).points[0].positions.tobytes())
+        index = run.match(self.decoder.decode(data).points[0].positions)
         if index is None:
             run.unknown += 1
         elif math.isnan(run.receive[index]):
@@ -205,7 +227,8 @@ class Client:
 
     def send_state(self, run: Run, cycle: int, position: np.ndarray, velocity, effort) -> None:
         data = self.encoder.encode(time.time_ns(), position, velocity, effort)
-        run.keys[position.tobytes()] = cycle
+        run.positions[cycle] = position
+        run.last = cycle
         run.send[cycle] = time.perf_counter()
         self.states.publish(data)
 
@@ -303,45 +326,38 @@ def measure(
     return run
 
 
-def measure_in_process(checkpoint: Path, states: States, args: argparse.Namespace) -> dict[str, np.ndarray]:
+def measure_in_process(policy: Path, states: States, args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The node's work without executor and DDS, timed here on the same states (seconds per cycle)."""
-    from builtin_interfaces.msg import Duration
-    from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import JointState
     from sim_bridge_core.policy import PolicyConfig, load_deployment
-    from sim_bridge_core.wire import JointStateEncoder
-    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    from sim_bridge_core.wire import JointStateDecoder, JointStateEncoder, JointTrajectoryEncoder
 
-    config = PolicyConfig(**node_parameters(args, checkpoint))
-    deployment = load_deployment(config)
+    deployment = load_deployment(PolicyConfig(**node_parameters(args, policy))).deployment
     deployment.on_goal(GOAL)
     names = list(deployment.robot.joint_names)
-    encoder = JointStateEncoder(states.names)
-    first_point_after = Duration(nanosec=round(1e9 / args.control_rate_hz))
+    encoder, decoder = JointStateEncoder(states.names), JointStateDecoder(names)
+    command_encoder = JointTrajectoryEncoder(names)
+    period_ns = round(1e9 / args.control_rate_hz)
     total = args.warmup + args.cycles
     core, node = np.empty(total), np.empty(total)
     for cycle in range(total):
         position, velocity, effort = states.at(cycle, cycle / args.rate_hz)
-        data = encoder.encode(time.time_ns(), position, velocity, effort)
-        msg = deserialize_message(data, JointState)
+        stamp_s = (cycle + 1) / args.control_rate_hz  # one state per control period: each is answered
+        data = encoder.encode(round(stamp_s * 1e9), position, velocity, effort)
         t0 = time.perf_counter()
-        deployment.on_joint_state(time.monotonic(), msg.name, msg.position, msg.velocity)
-        command, reason = deployment.tick(time.monotonic())
+        deployment.on_joint_state(stamp_s, stamp_s, names, position, velocity)
+        command, reason = deployment.tick(stamp_s)
         t1 = time.perf_counter()
         assert command is not None, reason
         core[cycle] = t1 - t0
 
+        stamp_s += 0.5 / args.control_rate_hz  # the same state again, half a period later: not due
         t0 = time.perf_counter()
-        msg = deserialize_message(data, JointState)
-        deployment.on_joint_state(time.monotonic(), msg.name, msg.position, msg.velocity)
-        command, _ = deployment.tick(time.monotonic())
-        out = JointTrajectory(joint_names=names)
-        out.points.append(
-            JointTrajectoryPoint(positions=command.positions.tolist(), time_from_start=first_point_after)
-        )
-        serialize_message(out)
+        state = decoder.decode(data)
+        deployment.on_joint_state(stamp_s, 0.0, state.names, state.position, state.velocity)
+        command, _ = deployment.tick(stamp_s)
+        command_encoder.encode(0, command.positions, period_ns)
         node[cycle] = time.perf_counter() - t0
-        assert np.array_equal(command.positions, position), "command != measured positions"
+        assert np.abs(command.positions - position).max() < MATCH_TOLERANCE, "command != measured positions"
     return {"core": core[args.warmup :], "node work": node[args.warmup :]}
 
 
@@ -385,7 +401,8 @@ def summarize(run: Run, args: argparse.Namespace) -> dict[str, float]:
 
 def print_report(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> None:
     print(
-        f"\n{MODEL} {TASK}, untrained ActorCritic (default size), policy node in its own process, "
+        f"\n{MODEL} {TASK}, untrained ActorCritic (default size) on {args.runtime}, "
+        "policy node in its own process, "
         f"control_rate_hz {args.control_rate_hz:g}, states {args.rate_hz:g} Hz (paced), "
         f"{args.cycles} commands timed after {args.warmup} warm-up, "
         f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}, {os.cpu_count()} CPUs, "
@@ -431,6 +448,7 @@ def parse_args() -> argparse.Namespace:
         help="the node's control_rate_hz; default --rate-hz / 2",
     )
     parser.add_argument("--mode", choices=("both", "paced", "pingpong"), default="both")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="the node's runtime")
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="deploy this instead of an untrained one"
     )
@@ -453,7 +471,7 @@ def main() -> None:
     states = States()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_deploy_latency_") as tmp:
-        checkpoint = args.checkpoint or write_untrained_checkpoint(Path(tmp, "checkpoint.pt"))
+        checkpoint = args.checkpoint or write_untrained_policy(Path(tmp), args.control_rate_hz, args.runtime)
         log_path = Path(tmp, "policy.log")
         proc = start_node("sim_bridge_policy", "policy", node_parameters(args, checkpoint), log_path)
         client = None
@@ -473,7 +491,7 @@ def main() -> None:
                 results[name] = latency_figures(values)
     print_report(args, results)
     if in_node:  # the node's own measurement over every state-triggered command of both runs
-        print(f"in the node, joint_states callback -> joint_trajectory published: {in_node.group(1)}")
+        print(f"in the node, joint_states callback -> command published: {in_node.group(1)}")
     if args.json is not None:
         settings = {key: str(value) for key, value in vars(args).items()}
         args.json.write_text(json.dumps({"args": settings, "figures": results}, indent=2))

@@ -30,6 +30,7 @@ from sim_bridge_core.learning import (
     PpoLearner,
     evaluate,
     export_policy,
+    load_checkpoint,
     plot_training_curve,
     train,
 )
@@ -58,6 +59,7 @@ def raw_physics_rate(robot: RobotModel, num_envs: int, substeps: int, seconds: f
 
 def main() -> None:
     parser = world_parser(__doc__, num_envs=2048, episode_length_s=3.0)
+    parser.add_argument("--command-interface", choices=("trajectory", "position"), default="trajectory")
     parser.add_argument("--max-wall-s", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=2048)
@@ -69,7 +71,14 @@ def main() -> None:
 
     def make_env(num_envs: int, seed: int):
         return make_batched_env(
-            args.model, args.task, num_envs, "cpu", args.control_dt, args.episode_length_s, seed
+            args.model,
+            args.task,
+            num_envs,
+            "cpu",
+            args.control_dt,
+            args.episode_length_s,
+            seed,
+            args.command_interface,
         )
 
     ppo = PpoConfig.from_dict({"seed": args.seed, **json.loads(args.ppo)})
@@ -112,12 +121,14 @@ def main() -> None:
 
     if args.out:
         plot_training_curve(result.history, os.path.join(args.out, "curve.png"))
-        export_policy(result.model, args.out)
+        contract = load_checkpoint(os.path.join(args.out, "checkpoint.pt")).contract
+        export_policy(result.model, args.out, contract)
 
     fps = result.env_steps_per_s
     print(
         f"{args.model}/{args.task} x {args.num_envs} worlds, cpu backend, {os.cpu_count()} cores, "
-        f"control_dt {args.control_dt} s ({substeps} substeps), episode {args.episode_length_s} s"
+        f"control_dt {args.control_dt} s ({substeps} substeps), episode {args.episode_length_s} s, "
+        f"command interface {args.command_interface}"
     )
     print(f"ppo: {json.dumps(ppo.to_dict())}")
     print(f"wall time (training)       {result.wall_s:10.1f} s  ({len(result.history)} iterations)")

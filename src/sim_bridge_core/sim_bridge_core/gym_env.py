@@ -28,10 +28,15 @@ def make_batched_env(
     control_dt: float = 0.02,
     episode_length_s: float = 5.0,
     seed: int = 0,
+    command_interface: str = "trajectory",
 ) -> BatchedEnv:
     robot = load_robot(model)
     return BatchedEnv(
-        make_backend(backend, robot, num_envs, control_dt), make_task(task, robot), episode_length_s, seed
+        make_backend(backend, robot, num_envs, control_dt),
+        make_task(task, robot),
+        episode_length_s,
+        seed,
+        command_interface=command_interface,
     )
 
 
