@@ -43,7 +43,7 @@ from sim_bridge_core.config import (
 from sim_bridge_core.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
 from sim_bridge_core.evaluation import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.models import ModelError, load_robot
+from sim_bridge_core.models import ModelError, load_robot, parse_model_parameters
 from sim_bridge_core.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.simulator import SimulatorConfig
@@ -115,6 +115,11 @@ class RobotConfig:
     max_position_step: float = setting(
         0.0, "an extra cap on the target step per control period, rad (0 = velocity limit only)", low=0.0
     )
+    model_parameters: dict = setting(
+        {},
+        "model-parameter overrides (joints: {<joint>: {damping, armature, frictionloss, kp, kv}}, "
+        "bodies: {<body>: {mass}}, command_delay_s), e.g. written by bringup sysid",
+    )
 
 
 @dataclass(frozen=True)
@@ -181,12 +186,16 @@ def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path]:
     model = robot_config.model
     if model.endswith((".xml", ".urdf")) and not Path(model).is_absolute():
         robot_config = dataclasses.replace(robot_config, model=str((path.parent / model).resolve()))
-    if robot_config.joint_names:
+    parameters = parse_model_parameters(robot_config.model_parameters, f"{path.name}: model_parameters")
+    if robot_config.joint_names or not parameters.empty:
         try:
-            joints = list(load_robot(robot_config.model).joint_names)
+            robot = load_robot(robot_config.model, parameters=parameters)
         except ModelError as exc:
             raise ConfigError(f"{path.name}: model: {exc}") from exc
-        if joints != robot_config.joint_names:
+        except ConfigError as exc:
+            raise ConfigError(f"{path.name}: {exc}") from exc
+        joints = list(robot.joint_names)
+        if robot_config.joint_names and joints != robot_config.joint_names:
             raise ConfigError(f"{path.name}: joint_names: the model's joints are {joints}")
     return robot_config, path
 
@@ -231,6 +240,9 @@ def simulator_parameters(
         "seed": args.seed,
         "kp": robot.kp,
         "kd": robot.kd,
+        "model_parameters": yaml.safe_dump(robot.model_parameters, sort_keys=False)
+        if robot.model_parameters
+        else "",
         "mirror_envs": [0] if deployed else list(args.mirror_envs),
         # The deploy path is measured against fused worlds with the same (nominal) physics.
         "randomization": "" if deployed else randomization,

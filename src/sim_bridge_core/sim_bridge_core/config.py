@@ -37,8 +37,8 @@ def setting(
     the others may change while the node runs.
     """
     meta = {"description": description, "low": low, "high": high, "choices": choices, "read_only": read_only}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -134,6 +134,11 @@ def _scalar(kind: type, value: Any, key: str) -> Any:
     elif kind is str:
         if isinstance(value, str):
             return value
+    elif kind is dict:  # a section validated by its own parser (YAML files only, not a ROS parameter)
+        if isinstance(value, Mapping):
+            return dict(value)
+        if value is None:
+            return {}
     raise ConfigError(f"{key}: must be {kind.__name__}, got {type(value).__name__} {value!r}")
 
 

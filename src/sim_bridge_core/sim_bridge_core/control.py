@@ -48,21 +48,27 @@ class CommandExecution:
 
     ``setpoints()`` gives the (U, N, J) position setpoints of the coming control period, one row
     per controller update (each held for ``substeps / U`` physics steps); the position interface
-    needs only one row.
+    needs only one row. With a command delay of ``delay_steps`` physics steps (the time a command
+    takes to reach the servos), the rows are per physics step and shifted by that many.
     """
 
-    def __init__(self, interface: str, updates: int, initial: np.ndarray) -> None:
+    def __init__(
+        self, interface: str, updates: int, initial: np.ndarray, substeps: int = 1, delay_steps: int = 0
+    ) -> None:
         if interface not in COMMAND_INTERFACES:
             raise ValueError(
                 f"unknown command interface '{interface}' (choose from {', '.join(COMMAND_INTERFACES)})"
             )
         self.interface = interface
         self.updates = updates if interface == "trajectory" else 1
+        self.substeps = substeps
         self.target = np.array(initial, dtype=np.float64)
         self.start = self.target.copy()
         self.ramping = np.zeros(len(self.target), dtype=bool)
         # Fraction of the way from start to target at each update, sampled one update ahead.
         self._fraction = (np.arange(1, self.updates + 1) / self.updates)[:, None, None]
+        # Setpoints still on their way to the servos, oldest first (delay_steps, N, J).
+        self._in_flight = np.repeat(self.target[None], delay_steps, axis=0)
 
     def command(self, targets: np.ndarray, measured: np.ndarray, worlds: np.ndarray | None = None) -> None:
         """New commands for ``worlds`` (all by default), answering the measured positions ``measured``."""
@@ -77,12 +83,30 @@ class CommandExecution:
         self.target[worlds] = positions
         self.start[worlds] = positions
         self.ramping[worlds] = False
+        self._in_flight[:, worlds] = positions
 
-    def setpoints(self) -> np.ndarray:
-        """(U, N, J) setpoints of the coming period; a ramp started by a command ends with it."""
+    def hold_target(self, world: int, position: np.ndarray) -> None:
+        """World ``world`` holds ``position`` from the next period (what it was set to reaches it)."""
+        self.target[world] = position
+        self.start[world] = position
+        self.ramping[world] = False
+
+    def setpoints(self, delay: bool = True) -> np.ndarray:
+        """(U, N, J) setpoints of the coming period; a ramp started by a command ends with it.
+        ``delay=False`` leaves them undelayed, for a caller that changes some before ``delayed``."""
         if not self.ramping.any():
-            return self.target[None]
-        ramp = self.start + (self.target - self.start) * self._fraction
-        setpoints = np.where(self.ramping[None, :, None], ramp, self.target[None])
-        self.ramping[:] = False
-        return setpoints
+            setpoints = self.target[None]
+        else:
+            ramp = self.start + (self.target - self.start) * self._fraction
+            setpoints = np.where(self.ramping[None, :, None], ramp, self.target[None])
+            self.ramping[:] = False
+        return self.delayed(setpoints) if delay else setpoints
+
+    def delayed(self, setpoints: np.ndarray) -> np.ndarray:
+        """(U, N, J) setpoints as they reach the servos: per physics step, ``delay_steps`` late."""
+        if not len(self._in_flight):
+            return setpoints
+        per_step = np.repeat(setpoints, self.substeps // len(setpoints), axis=0)
+        queue = np.concatenate([self._in_flight, per_step])
+        self._in_flight = queue[self.substeps :].copy()
+        return queue[: self.substeps]

@@ -93,8 +93,12 @@ class BatchedEnv:
         if randomizer is not None and randomizer.backend is not backend:
             raise ValueError("the randomizer must be built on the env's backend")
         self.backend = backend
-        updates = updates_per_period(backend.substeps, backend.robot.physics_dt, controller_rate_hz)
-        self.commands = CommandExecution(command_interface, updates, backend.joint_positions())
+        robot = backend.robot
+        updates = updates_per_period(backend.substeps, robot.physics_dt, controller_rate_hz)
+        delay_steps = round(robot.parameters.command_delay_s / robot.physics_dt)
+        self.commands = CommandExecution(
+            command_interface, updates, backend.joint_positions(), backend.substeps, delay_steps
+        )
         self.randomizer = randomizer
         self.task = task
         self.num_envs = backend.num_envs
@@ -164,12 +168,14 @@ class BatchedEnv:
         worlds = None if commanded is None else np.flatnonzero(commanded)
         if worlds is None or worlds.size:
             self.commands.command(targets, self.measured_positions(), worlds)
-        setpoints = self.commands.setpoints()
-        if followed:
+        setpoints = self.commands.setpoints(delay=not followed)
+        if followed:  # before the delay: the followers' setpoints travel to the servos like any
             setpoints = np.array(np.broadcast_to(setpoints, (self.commands.updates, *targets.shape)))
             for world, profile in followed.items():
                 setpoints[:, world] = profile
-                self.commands.hold(np.array([world]), profile[-1:])
+            for world, profile in followed.items():
+                self.commands.hold_target(world, profile[-1])
+            setpoints = self.commands.delayed(setpoints)
         self.backend.step(setpoints)
         self.steps += 1
         self.episode_step += 1

@@ -26,7 +26,7 @@ from sim_bridge_core.backends import BACKENDS, BackendError, make_backend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.control import COMMAND_INTERFACES
 from sim_bridge_core.env import BatchedEnv, StepResult
-from sim_bridge_core.models import ModelError, PdGains, load_robot
+from sim_bridge_core.models import ModelError, ModelParameters, PdGains, load_robot, parse_model_parameters
 from sim_bridge_core.randomization import RandomizationSpec, Randomizer, bind, load_spec
 from sim_bridge_core.tasks import TASKS, make_task
 from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, TrajectoryGoal, parse_goal
@@ -113,6 +113,11 @@ class SimulatorConfig:
     episode_length_s: float = setting(5.0, "episode length before truncation, seconds", low=1e-3, high=1e9)
     seed: int = setting(0, "seed of the reset distribution", low=0, high=(1 << 63) - 1)
     publish_clock: bool = setting(True, "publish sim time on /clock")
+    model_parameters: str = setting(
+        "",
+        "model-parameter overrides as YAML (joints: {<joint>: {damping, armature, frictionloss, kp, kv}}, "
+        "bodies: {<body>: {mass}}, command_delay_s), e.g. identified by bringup sysid; '' = none",
+    )
     kp: float = setting(100.0, "PD stiffness for torque-driven joints (N*m/rad)", low=0.0, high=1e7)
     kd: float = setting(10.0, "PD damping for torque-driven joints (N*m*s/rad)", low=0.0, high=1e6)
     allow_partial_joints_goal: bool = setting(
@@ -146,6 +151,15 @@ class SimulatorConfig:
                 raise ConfigError(
                     f"simulator.mirror_envs: world {outside[0]} does not exist with num_envs {self.num_envs}"
                 )
+
+
+def model_parameters_from_text(text: str) -> ModelParameters:
+    """The simulator's ``model_parameters`` setting (YAML text) parsed and checked."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"simulator.model_parameters: not valid YAML: {exc}") from exc
+    return parse_model_parameters(data, "simulator.model_parameters")
 
 
 def _parse_spec(source: str) -> RandomizationSpec | None:
@@ -182,7 +196,11 @@ class Simulator:
         self._randomizers_built = 0
         self._randomization_source = ""
         try:
-            self.robot = load_robot(config.model, PdGains(config.kp, config.kd))
+            self.robot = load_robot(
+                config.model,
+                PdGains(config.kp, config.kd),
+                model_parameters_from_text(config.model_parameters),
+            )
         except ModelError as exc:
             raise ConfigError(f"simulator.model: {exc}") from exc
         try:

@@ -161,3 +161,32 @@ def test_trajectory_refusals_from_review_against_the_controller():
             0, serialize_message(JointTrajectory(joint_names=list(ARM.joint_names), points=points))
         )
     assert not sim.followers[0].active
+
+
+def test_a_command_delay_reaches_the_servos_that_many_physics_steps_late():
+    """Under a forward position controller, a command with 4 ms of delay moves the arm exactly as
+    the same command sent two physics steps later without delay."""
+
+    def simulator(delay_s: float) -> Simulator:
+        return Simulator(
+            SimulatorConfig(
+                num_envs=1,
+                task="none",
+                control_dt=0.002,
+                command_interface="position",
+                model_parameters=f"command_delay_s: {delay_s}",
+            )
+        )
+
+    target = ARM.home + 0.2
+    delayed, later = simulator(0.004), simulator(0.0)
+    delayed.apply_world_command(0, joint_commands(target))
+    delayed_trace, later_trace = [], []
+    for step in range(30):
+        if step == 2:
+            later.apply_world_command(0, joint_commands(target))
+        for sim, trace in ((delayed, delayed_trace), (later, later_trace)):
+            sim.step()
+            trace.append(sim.env.backend.joint_positions()[0])
+    np.testing.assert_allclose(delayed_trace, later_trace, rtol=0, atol=1e-12)
+    assert np.abs(delayed_trace[-1] - delayed_trace[0]).max() > 0.01

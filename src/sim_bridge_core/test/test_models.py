@@ -89,3 +89,67 @@ def test_unloadable_and_unsupported_models(tmp_path):
     passive.write_text("<mujoco><worldbody><body><freejoint/><geom size='.1'/></body></worldbody></mujoco>")
     with pytest.raises(ModelError, match="no hinge or slide joint"):
         load_robot(str(passive))
+
+
+def test_model_parameters_override_the_model(tmp_path):
+    from sim_bridge_core.models import parse_model_parameters
+
+    parameters = parse_model_parameters(
+        {
+            "joints": {
+                "joint2": {"damping": 3.0, "armature": 0.2, "frictionloss": 0.4, "kp": 4000.0, "kv": 300.0}
+            },
+            "bodies": {"link3": {"mass": 4.5}},
+            "command_delay_s": 0.004,
+        }
+    )
+    nominal, identified = load_robot("arm7"), load_robot("arm7", parameters=parameters)
+    m, dof, act = identified.model, identified.dof_adr[1], identified.actuator_ids[1]
+    assert (m.dof_damping[dof], m.dof_armature[dof], m.dof_frictionloss[dof]) == (3.0, 0.2, 0.4)
+    assert m.actuator_gainprm[act, 0] == 4000.0 and tuple(m.actuator_biasprm[act, 1:3]) == (-4000.0, -300.0)
+    link3 = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "link3")
+    assert m.body_mass[link3] == 4.5
+    np.testing.assert_allclose(m.body_inertia[link3], nominal.model.body_inertia[link3] * 4.5 / 3.0)
+    assert identified.parameters.command_delay_s == 0.004
+    assert nominal.model.dof_damping[dof] == 1.0  # the nominal model is untouched
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"joints": {"joint2": {"stiffness": 1.0}}},
+            r"model_parameters\.joints\.joint2\.stiffness: unknown parameter",
+        ),
+        (
+            {"joints": {"joint2": {"damping": -1.0}}},
+            r"model_parameters\.joints\.joint2\.damping: must be finite and >= 0",
+        ),
+        (
+            {"joints": {"joint2": {"kp": 0.0}}},
+            r"model_parameters\.joints\.joint2\.kp: must be finite and > 0",
+        ),
+        (
+            {"bodies": {"link3": {"mass": "heavy"}}},
+            r"model_parameters\.bodies\.link3\.mass: must be a number",
+        ),
+        ({"command_delay_s": 2.0}, r"model_parameters\.command_delay_s: must be finite and >= 0.0, <= 1.0"),
+        ({"masses": {}}, r"model_parameters\.masses: unknown key"),
+    ],
+)
+def test_bad_model_parameters_name_the_key(data, message):
+    from sim_bridge_core.config import ConfigError
+    from sim_bridge_core.models import parse_model_parameters
+
+    with pytest.raises(ConfigError, match=message):
+        parse_model_parameters(data)
+
+
+def test_model_parameters_for_unknown_names_are_refused_at_load():
+    from sim_bridge_core.config import ConfigError
+    from sim_bridge_core.models import parse_model_parameters
+
+    with pytest.raises(ConfigError, match=r"model_parameters\.joints\.joint9: the model has no such joint"):
+        load_robot("arm7", parameters=parse_model_parameters({"joints": {"joint9": {"damping": 1.0}}}))
+    with pytest.raises(ConfigError, match=r"model_parameters\.bodies\.hand: the model has no such body"):
+        load_robot("arm7", parameters=parse_model_parameters({"bodies": {"hand": {"mass": 1.0}}}))

@@ -1,5 +1,15 @@
-"""Robot models: built-in MJCF assets and the loader that makes any MJCF/URDF position-controlled."""
+"""Robot models: built-in MJCF assets, the loader that makes any MJCF/URDF position-controlled, and
+model-parameter overrides."""
 
+from sim_bridge_core.models.parameters import ModelParameters, parse_model_parameters
 from sim_bridge_core.models.robot import ModelError, PdGains, RobotModel, builtin_models, load_robot
 
-__all__ = ["ModelError", "PdGains", "RobotModel", "builtin_models", "load_robot"]
+__all__ = [
+    "ModelError",
+    "ModelParameters",
+    "PdGains",
+    "RobotModel",
+    "builtin_models",
+    "load_robot",
+    "parse_model_parameters",
+]

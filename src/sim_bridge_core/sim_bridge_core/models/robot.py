@@ -17,6 +17,7 @@ here, and the deploy safety filter then needs one from the robot config.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
+
+from sim_bridge_core.models.parameters import ModelParameters, apply_model_parameters
 
 _ASSETS = resources.files("sim_bridge_core.models") / "assets"
 _CONTROLLABLE_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
@@ -58,6 +61,7 @@ class RobotModel:
     velocity_limits: np.ndarray
     home: np.ndarray
     pd_joints: tuple[str, ...]
+    parameters: ModelParameters = ModelParameters()  # overrides applied (and the command delay)
 
     @property
     def num_joints(self) -> int:
@@ -98,9 +102,16 @@ def resolve_model_path(model: str) -> Path:
     return path.resolve()
 
 
-def load_robot(model: str, gains: PdGains | None = None) -> RobotModel:
-    """Load a built-in name or MJCF/URDF path and make every controllable joint take position targets."""
+def load_robot(
+    model: str, gains: PdGains | None = None, parameters: ModelParameters | None = None
+) -> RobotModel:
+    """Load a built-in name or MJCF/URDF path and make every controllable joint take position targets.
+
+    ``parameters`` override the model's physical parameters (identified ones, say); an unknown
+    name raises ConfigError naming its ``model_parameters`` key.
+    """
     gains = gains or PdGains()
+    parameters = parameters or ModelParameters()
     path = resolve_model_path(model)
     try:
         spec = mujoco.MjSpec.from_file(str(path))
@@ -114,7 +125,9 @@ def load_robot(model: str, gains: PdGains | None = None) -> RobotModel:
     pd_joints = _wrap_motors_in_pd(spec, compiled, gains)
     if pd_joints:
         compiled = spec.compile()
-    return _describe(path, compiled, pd_joints, _urdf_velocity_limits(path))
+    apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
+    robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path))
+    return dataclasses.replace(robot, parameters=parameters)
 
 
 def _add_pd_actuators(spec: mujoco.MjSpec, compiled: mujoco.MjModel) -> None:
