@@ -62,16 +62,21 @@ class SimBackend(ABC):
         """Reset worlds ``ids`` to the model defaults with joint positions (len(ids), J) at rest."""
 
     @abstractmethod
+    def read(self, field: str, columns: np.ndarray) -> np.ndarray:
+        """(N, len(columns)) float64 values of an MjData field (``qpos``, ``qvel``,
+        ``qfrc_actuator``, ``sensordata``) in every world, a fresh array."""
+
     def joint_positions(self) -> np.ndarray:
-        """(N, J) joint positions, a fresh array."""
+        """(N, J) positions of the controlled joints, a fresh array."""
+        return self.read("qpos", self.robot.qpos_adr)
 
-    @abstractmethod
     def joint_velocities(self) -> np.ndarray:
-        """(N, J) joint velocities, a fresh array."""
+        """(N, J) velocities of the controlled joints, a fresh array."""
+        return self.read("qvel", self.robot.dof_adr)
 
-    @abstractmethod
     def joint_efforts(self) -> np.ndarray:
-        """(N, J) actuator torque/force applied at each joint in the last physics step."""
+        """(N, J) actuator torque/force applied at each controlled joint in the last physics step."""
+        return self.read("qfrc_actuator", self.robot.dof_adr)
 
     @abstractmethod
     def site_positions(self, site: int) -> np.ndarray:

@@ -23,10 +23,12 @@ class CpuBackend(SimBackend):
     def __init__(self, robot: RobotModel, num_envs: int, control_dt: float, threads: int = 0) -> None:
         super().__init__(robot, num_envs, control_dt)
         self._batch = Batch(robot.model, num_envs, threads or os.cpu_count() or 1)
-        self._qpos = self._batch.bind("qpos")
-        self._qvel = self._batch.bind("qvel")
+        # Output fields are copied out after every call once bound: bind what ``read`` serves now.
+        self._fields = {
+            name: self._batch.bind(name) for name in ("qpos", "qvel", "qfrc_actuator", "sensordata")
+        }
+        self._qpos, self._qvel = self._fields["qpos"], self._fields["qvel"]
         self._ctrl = self._batch.bind("ctrl")
-        self._qfrc_actuator = self._batch.bind("qfrc_actuator")
         self._site_xpos = self._batch.bind("site_xpos")
         self._ctrl_cols = robot.actuator_ids
         self._ctrl_scale = robot.ctrl_per_rad
@@ -50,18 +52,14 @@ class CpuBackend(SimBackend):
             return
         self._batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
         rows = ids[:, None]
+        self._qpos[ids] = self.robot.home_qpos  # a floating base's pose too
         self._qpos[rows, self.robot.qpos_adr] = positions
+        self._ctrl[ids] = self.robot.home_ctrl
         self._ctrl[rows, self._ctrl_cols] = positions * self._ctrl_scale
         self._batch.forward(ids)
 
-    def joint_positions(self) -> np.ndarray:
-        return self._qpos[:, self.robot.qpos_adr]
-
-    def joint_velocities(self) -> np.ndarray:
-        return self._qvel[:, self.robot.dof_adr]
-
-    def joint_efforts(self) -> np.ndarray:
-        return self._qfrc_actuator[:, self.robot.dof_adr]
+    def read(self, field: str, columns: np.ndarray) -> np.ndarray:
+        return self._fields[field][:, columns]
 
     def site_positions(self, site: int) -> np.ndarray:
         return self._site_xpos[:, site].copy()

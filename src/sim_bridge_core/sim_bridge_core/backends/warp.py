@@ -60,6 +60,8 @@ class WarpBackend(SimBackend):
             self._all_worlds = wp.array(np.arange(num_envs), dtype=wp.int32)
             self._ctrl_cols = wp.array(robot.actuator_ids, dtype=wp.int32)
             self._qpos_cols = wp.array(robot.qpos_adr, dtype=wp.int32)
+            self._all_qpos_cols = wp.array(np.arange(robot.model.nq), dtype=wp.int32)
+            self._all_ctrl_cols = wp.array(np.arange(robot.model.nu), dtype=wp.int32)
             self._dof_cols = wp.array(np.arange(robot.model.nv), dtype=wp.int32)
         self._fields: dict[str, tuple[wp.array, np.ndarray]] = {}
         # Per number of controller updates U: the (U, N, J) device setpoints and the captured period.
@@ -95,7 +97,10 @@ class WarpBackend(SimBackend):
         self._push_model_fields()
         with wp.ScopedDevice(self.device):
             mjw.reset_data(m, d, wp.array(reset, dtype=bool))
+            self._write(d.qpos, ids, self._all_qpos_cols, np.tile(self.robot.home_qpos, (ids.size, 1)))
             self._write(d.qpos, ids, self._qpos_cols, positions)
+            if self.robot.model.nu:
+                self._write(d.ctrl, ids, self._all_ctrl_cols, np.tile(self.robot.home_ctrl, (ids.size, 1)))
             self._write(d.ctrl, ids, self._ctrl_cols, positions * self.robot.ctrl_per_rad)
             # mjw.forward has no world mask: run it for all worlds (it recomputes derived
             # quantities and changes no state), then put back the efforts of the worlds
@@ -104,14 +109,8 @@ class WarpBackend(SimBackend):
             mjw.forward(m, d)
             self._write(d.qfrc_actuator, others, self._dof_cols, efforts)
 
-    def joint_positions(self) -> np.ndarray:
-        return self._data.qpos.numpy()[:, self.robot.qpos_adr].astype(np.float64)
-
-    def joint_velocities(self) -> np.ndarray:
-        return self._data.qvel.numpy()[:, self.robot.dof_adr].astype(np.float64)
-
-    def joint_efforts(self) -> np.ndarray:
-        return self._data.qfrc_actuator.numpy()[:, self.robot.dof_adr].astype(np.float64)
+    def read(self, field: str, columns: np.ndarray) -> np.ndarray:
+        return getattr(self._data, field).numpy()[:, columns].astype(np.float64)
 
     def site_positions(self, site: int) -> np.ndarray:
         return self._data.site_xpos.numpy()[:, site].astype(np.float64)

@@ -29,6 +29,8 @@ import numpy as np
 from sim_bridge_core.models.parameters import ModelParameters, apply_model_parameters
 
 _ASSETS = resources.files("sim_bridge_core.models") / "assets"
+MODEL_PATH_VARIABLE = "SIM_BRIDGE_MODEL_PATH"
+PACKAGE_URI = "package://"
 _CONTROLLABLE_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
 
@@ -45,8 +47,45 @@ class PdGains:
 
 
 @dataclass(frozen=True)
+class JointSet:
+    """Named hinge/slide joints and where their values live in MuJoCo's arrays."""
+
+    names: tuple[str, ...]
+    qpos_adr: np.ndarray
+    dof_adr: np.ndarray
+
+
+@dataclass(frozen=True)
+class FloatingBase:
+    """The root body of a free joint: its pose is qpos[qpos_adr:+7], its velocity qvel[dof_adr:+6]."""
+
+    body: int
+    name: str
+    qpos_adr: int
+    dof_adr: int
+
+
+@dataclass(frozen=True)
+class SensorSite:
+    """A site whose sensors the simulator publishes, and their columns in ``sensordata``.
+
+    An IMU's columns are orientation (w, x, y, z), angular velocity (3), linear acceleration (3);
+    a force/torque site's are force (3), torque (3).
+    """
+
+    name: str
+    sensordata: np.ndarray
+
+
+@dataclass(frozen=True)
 class RobotModel:
-    """A compiled model and the index maps from its controllable joints into MuJoCo arrays."""
+    """A compiled model and the index maps from its joints into MuJoCo arrays.
+
+    ``joint_names`` (and the arrays beside it) are the controlled joints: the policy's actions
+    and the batched topics. ``state_joints`` are every hinge/slide joint, actuated or passive:
+    what ``joint_states`` reports. ``home_qpos`` is the whole home pose (a floating base
+    included), from the home keyframe.
+    """
 
     name: str
     path: str
@@ -61,6 +100,12 @@ class RobotModel:
     velocity_limits: np.ndarray
     home: np.ndarray
     pd_joints: tuple[str, ...]
+    state_joints: JointSet
+    home_qpos: np.ndarray
+    home_ctrl: np.ndarray  # every actuator's control at home (the keyframe's, else zero)
+    base: FloatingBase | None = None
+    imu: SensorSite | None = None
+    wrenches: tuple[SensorSite, ...] = ()
     parameters: ModelParameters = ModelParameters()  # overrides applied (and the command delay)
 
     @property
@@ -87,34 +132,99 @@ def builtin_models() -> list[str]:
 
 
 def resolve_model_path(model: str) -> Path:
-    """A built-in model name or a path to an MJCF/URDF file, as an existing absolute path."""
+    """A built-in model name, a ``package://`` URI, or an MJCF/URDF path, as an existing absolute path.
+
+    A relative path is looked up from the working directory, then in every folder of the
+    ``SIM_BRIDGE_MODEL_PATH`` search path (colon-separated), as ``ROS_PACKAGE_PATH`` once was.
+    """
     if model in builtin_models():
         return Path(str(_ASSETS / f"{model}.xml"))
-    path = Path(os.path.expanduser(model))
-    if not path.suffix:
+    if model.startswith(PACKAGE_URI):
+        path = resolve_package_uri(model)
+    else:
+        path = Path(os.path.expanduser(model))
+        if not path.is_absolute() and not path.is_file():
+            path = next((folder / path for folder in _search_path() if (folder / path).is_file()), path)
+    if not path.suffix and not path.is_file():
         raise ModelError(
             f"unknown model '{model}': not a built-in ({', '.join(builtin_models())}) nor a file path"
         )
     if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+        folders = ":".join(str(folder) for folder in _search_path()) or "unset"
+        raise ModelError(f"model file not found: {model} (nor under SIM_BRIDGE_MODEL_PATH: {folders})")
     if path.suffix.lower() not in (".xml", ".mjcf", ".urdf"):
         raise ModelError(f"model file {path} is not MJCF (.xml/.mjcf) or URDF (.urdf)")
     return path.resolve()
 
 
+def _search_path() -> list[Path]:
+    return [
+        Path(folder).expanduser() for folder in os.environ.get(MODEL_PATH_VARIABLE, "").split(":") if folder
+    ]
+
+
+def resolve_package_uri(uri: str) -> Path:
+    """``package://<package>/<path>`` as a path in the package's share folder (the ament index)."""
+    package, _, relative = uri[len(PACKAGE_URI) :].partition("/")
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError as exc:  # pragma: no cover - ament_index ships with ROS and the lock
+        raise ModelError(f"{uri}: package:// needs ament_index_python") from exc
+    try:
+        return Path(get_package_share_directory(package)) / relative
+    except PackageNotFoundError as exc:
+        raise ModelError(f"{uri}: no package '{package}' in the ament index (is its setup sourced?)") from exc
+
+
+def _urdf_with_resolved_meshes(path: Path) -> str:
+    """The URDF's text with ``package://`` and relative mesh files made absolute (MuJoCo's URDF
+    import knows neither the ament index nor, with its default strippath, folders)."""
+    import xml.etree.ElementTree as ElementTree
+
+    tree = ElementTree.parse(path)
+    root = tree.getroot()
+    for mesh in root.iter("mesh"):
+        filename = mesh.get("filename", "")
+        if filename.startswith(PACKAGE_URI):
+            mesh.set("filename", str(resolve_package_uri(filename)))
+        elif filename and not Path(filename).is_absolute():
+            mesh.set("filename", str((path.parent / filename).resolve()))
+    extension = root.find("mujoco")
+    if extension is None:
+        extension = ElementTree.SubElement(root, "mujoco")
+    compiler = extension.find("compiler")
+    if compiler is None:
+        compiler = ElementTree.SubElement(extension, "compiler")
+    compiler.set("strippath", "false")
+    return ElementTree.tostring(root, encoding="unicode")
+
+
 def load_robot(
-    model: str, gains: PdGains | None = None, parameters: ModelParameters | None = None
+    model: str,
+    gains: PdGains | None = None,
+    parameters: ModelParameters | None = None,
+    joint_names: tuple[str, ...] | list[str] = (),
+    home: str = "",
+    imu_site: str = "",
 ) -> RobotModel:
     """Load a built-in name or MJCF/URDF path and make every controllable joint take position targets.
 
-    ``parameters`` override the model's physical parameters (identified ones, say); an unknown
-    name raises ConfigError naming its ``model_parameters`` key.
+    ``joint_names`` picks the controlled joints, in that order (default: every joint an actuator
+    drives); ``home`` names the home keyframe (default: the model's ``home`` keyframe if it has
+    one, else its reference pose); ``imu_site`` the site the IMU reads at (default: the site of the
+    model's first gyro or accelerometer, else a floating base's root body; the loader adds the
+    orientation, gyro and accelerometer sensors it reads). ``parameters`` override the model's
+    physical parameters (identified ones, say); an unknown name raises ConfigError naming its
+    ``model_parameters`` key.
     """
     gains = gains or PdGains()
     parameters = parameters or ModelParameters()
     path = resolve_model_path(model)
     try:
-        spec = mujoco.MjSpec.from_file(str(path))
+        if path.suffix.lower() == ".urdf":
+            spec = mujoco.MjSpec.from_string(_urdf_with_resolved_meshes(path))
+        else:
+            spec = mujoco.MjSpec.from_file(str(path))
         compiled = spec.compile()
     except Exception as exc:  # mujoco raises ValueError/Exception subclasses with parser text
         raise ModelError(f"cannot load model {path}: {str(exc).strip().splitlines()[0]}") from exc
@@ -123,10 +233,10 @@ def load_robot(
         _add_pd_actuators(spec, compiled)
         compiled = spec.compile()
     pd_joints = _wrap_motors_in_pd(spec, compiled, gains)
-    if pd_joints:
+    if _add_imu(spec, compiled, imu_site) or pd_joints:
         compiled = spec.compile()
     apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
-    robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path))
+    robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path), tuple(joint_names), home)
     return dataclasses.replace(robot, parameters=parameters)
 
 
@@ -234,27 +344,43 @@ def _velocity_limit(m: mujoco.MjModel, joint: str, urdf: dict[str, float]) -> fl
 
 
 def _describe(
-    path: Path, m: mujoco.MjModel, pd_joints: tuple[str, ...], urdf_velocity_limits: dict[str, float]
+    path: Path,
+    m: mujoco.MjModel,
+    pd_joints: tuple[str, ...],
+    urdf_velocity_limits: dict[str, float],
+    joint_names: tuple[str, ...],
+    home_keyframe: str,
 ) -> RobotModel:
     driven = _joint_actuators(m)
-    joints = np.fromiter(driven.keys(), dtype=np.int64)
-    actuators = np.fromiter(driven.values(), dtype=np.int64)
+    by_name = {_name(m, mujoco.mjtObj.mjOBJ_JOINT, joint): joint for joint in driven}
+    if joint_names:
+        unknown = [name for name in joint_names if name not in by_name]
+        if unknown:
+            raise ModelError(
+                f"joint_names: '{unknown[0]}' is not a joint an actuator drives "
+                f"(those are: {', '.join(by_name)})"
+            )
+        joints = np.array([by_name[name] for name in joint_names], dtype=np.int64)
+    else:
+        joints = np.fromiter(driven.keys(), dtype=np.int64)
+    actuators = np.array([driven[int(joint)] for joint in joints], dtype=np.int64)
     limited = m.jnt_limited[joints].astype(bool)
     lower = np.where(limited, m.jnt_range[joints, 0], -np.inf)
     upper = np.where(limited, m.jnt_range[joints, 1], np.inf)
     qpos_adr = m.jnt_qposadr[joints].astype(np.int64)
-    home_key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, "home")
-    qpos0 = m.key_qpos[home_key] if home_key >= 0 else m.qpos0
-    home = np.clip(qpos0[qpos_adr], lower, upper)
+    home_qpos = _home_qpos(m, home_keyframe)
+    home = np.clip(home_qpos[qpos_adr], lower, upper)
     home.setflags(write=False)
-    joint_names = tuple(_name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints)
-    velocity_limits = np.array([_velocity_limit(m, name, urdf_velocity_limits) for name in joint_names])
+    names = tuple(_name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints)
+    velocity_limits = np.array([_velocity_limit(m, name, urdf_velocity_limits) for name in names])
     velocity_limits.setflags(write=False)
+    state = np.flatnonzero(np.isin(m.jnt_type, _CONTROLLABLE_JOINTS))
+    imu, wrenches = _sensor_sites(m)
     return RobotModel(
         name=m.names[: m.names.index(b"\0")].decode() or path.stem,
         path=str(path),
         model=m,
-        joint_names=joint_names,
+        joint_names=names,
         qpos_adr=qpos_adr,
         dof_adr=m.jnt_dofadr[joints].astype(np.int64),
         actuator_ids=actuators,
@@ -264,6 +390,106 @@ def _describe(
         velocity_limits=velocity_limits,
         home=home,
         pd_joints=pd_joints,
+        state_joints=JointSet(
+            tuple(_name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in state),
+            m.jnt_qposadr[state].astype(np.int64),
+            m.jnt_dofadr[state].astype(np.int64),
+        ),
+        home_qpos=home_qpos,
+        home_ctrl=_home_ctrl(m, home_keyframe),
+        base=_floating_base(m),
+        imu=imu,
+        wrenches=wrenches,
+    )
+
+
+IMU_SENSORS = (
+    (mujoco.mjtSensor.mjSENS_FRAMEQUAT, "sim_bridge_imu/orientation"),
+    (mujoco.mjtSensor.mjSENS_GYRO, "sim_bridge_imu/angular_velocity"),
+    (mujoco.mjtSensor.mjSENS_ACCELEROMETER, "sim_bridge_imu/linear_acceleration"),
+)
+_IMU_KINDS = (int(mujoco.mjtSensor.mjSENS_GYRO), int(mujoco.mjtSensor.mjSENS_ACCELEROMETER))
+
+
+def _add_imu(spec: mujoco.MjSpec, m: mujoco.MjModel, imu_site: str) -> bool:
+    """Add the sensors the IMU reads at its site (see ``load_robot``); False when there is no IMU."""
+    site_obj = mujoco.mjtObj.mjOBJ_SITE
+    imu_sites = [int(m.sensor_objid[k]) for k in range(m.nsensor) if m.sensor_type[k] in _IMU_KINDS]
+    if imu_site:
+        site = mujoco.mj_name2id(m, site_obj, imu_site)
+        if site < 0:
+            raise ModelError(f"imu_site: the model has no site '{imu_site}'")
+        if site not in imu_sites:
+            raise ModelError(f"imu_site: site '{imu_site}' has no gyro or accelerometer sensor")
+        name = imu_site
+    elif imu_sites:
+        name = _name(m, site_obj, imu_sites[0])
+    else:
+        base = _floating_base(m)
+        if base is None:
+            return False
+        name = "sim_bridge_imu"
+        spec.body(base.name).add_site(name=name)
+    for kind, sensor in IMU_SENSORS:
+        spec.add_sensor(name=sensor, type=kind, objtype=site_obj, objname=name)
+    return True
+
+
+def _sensor_sites(m: mujoco.MjModel) -> tuple[SensorSite | None, tuple[SensorSite, ...]]:
+    """The IMU (the sensors ``_add_imu`` added) and every site with both a force and a torque sensor."""
+    sensor_obj = mujoco.mjtObj.mjOBJ_SENSOR
+    adr = [mujoco.mj_name2id(m, sensor_obj, name) for _, name in IMU_SENSORS]
+    imu = None
+    if min(adr) >= 0:
+        columns = np.concatenate([m.sensor_adr[k] + np.arange(m.sensor_dim[k]) for k in adr])
+        imu = SensorSite(_name(m, mujoco.mjtObj.mjOBJ_SITE, int(m.sensor_objid[adr[0]])), columns)
+    by_site: dict[int, dict[int, int]] = {}
+    for k in range(m.nsensor):
+        if m.sensor_type[k] in (mujoco.mjtSensor.mjSENS_FORCE, mujoco.mjtSensor.mjSENS_TORQUE):
+            by_site.setdefault(int(m.sensor_objid[k]), {}).setdefault(int(m.sensor_type[k]), k)
+    wrenches = tuple(
+        SensorSite(
+            _name(m, mujoco.mjtObj.mjOBJ_SITE, site),
+            np.concatenate(
+                [
+                    m.sensor_adr[sensors[int(kind)]] + np.arange(3)
+                    for kind in (mujoco.mjtSensor.mjSENS_FORCE, mujoco.mjtSensor.mjSENS_TORQUE)
+                ]
+            ),
+        )
+        for site, sensors in by_site.items()
+        if len(sensors) == 2
+    )
+    return imu, wrenches
+
+
+def _home_qpos(m: mujoco.MjModel, keyframe: str) -> np.ndarray:
+    """The whole home pose: keyframe ``keyframe`` ('': ``home`` if there is one, else qpos0)."""
+    key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, keyframe or "home")
+    if key < 0 and keyframe:
+        names = [_name(m, mujoco.mjtObj.mjOBJ_KEY, k) for k in range(m.nkey)]
+        raise ModelError(f"home: no keyframe '{keyframe}' (keyframes: {', '.join(names) or 'none'})")
+    qpos = np.array(m.key_qpos[key] if key >= 0 else m.qpos0, dtype=np.float64)
+    qpos.setflags(write=False)
+    return qpos
+
+
+def _home_ctrl(m: mujoco.MjModel, keyframe: str) -> np.ndarray:
+    key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, keyframe or "home")
+    ctrl = np.array(m.key_ctrl[key] if key >= 0 else np.zeros(m.nu), dtype=np.float64)
+    ctrl.setflags(write=False)
+    return ctrl
+
+
+def _floating_base(m: mujoco.MjModel) -> FloatingBase | None:
+    """The body of the model's first free joint, if it has one (a legged robot's trunk)."""
+    free = np.flatnonzero(m.jnt_type == mujoco.mjtJoint.mjJNT_FREE)
+    if not free.size:
+        return None
+    joint = int(free[0])
+    body = int(m.jnt_bodyid[joint])
+    return FloatingBase(
+        body, _name(m, mujoco.mjtObj.mjOBJ_BODY, body), int(m.jnt_qposadr[joint]), int(m.jnt_dofadr[joint])
     )
 
 

@@ -1,0 +1,91 @@
+"""What a robot's sensors read, for N worlds at once: a floating base's odometry, an IMU, force/torque.
+
+``SensorLayout`` finds them on a ``RobotModel`` and reads every world's values into one (N, F)
+array with named columns. The simulator publishes rows of it as ``odom`` (nav_msgs/Odometry),
+``imu`` (sensor_msgs/Imu) and ``<site>/wrench`` (geometry_msgs/WrenchStamped) per world, and all
+of it as ``batch/sensors``, so training sees what deployment will.
+
+Conventions (ROS's): quaternions ``x, y, z, w``; the base's pose is the root body's in the world
+frame, its twist is expressed in the body frame (nav_msgs/Odometry's ``child_frame_id``); the IMU
+reads in its site's frame: orientation of the site in the world, angular velocity (gyro) and linear
+acceleration as an accelerometer reads it (gravity included: +9.81 m/s² up at rest). Sensor values
+are those MuJoCo computed in the last physics step of the control period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim_bridge_core.backends import SimBackend
+from sim_bridge_core.models import RobotModel
+
+AXES = ("x", "y", "z")
+QUATERNION = ("x", "y", "z", "w")
+BASE_FIELDS = (
+    *(f"base/position_{a}" for a in AXES),
+    *(f"base/orientation_{a}" for a in QUATERNION),
+    *(f"base/linear_velocity_{a}" for a in AXES),
+    *(f"base/angular_velocity_{a}" for a in AXES),
+)
+IMU_FIELDS = (
+    *(f"imu/orientation_{a}" for a in QUATERNION),
+    *(f"imu/angular_velocity_{a}" for a in AXES),
+    *(f"imu/linear_acceleration_{a}" for a in AXES),
+)
+
+
+def wrench_fields(site: str) -> tuple[str, ...]:
+    return (*(f"{site}/force_{a}" for a in AXES), *(f"{site}/torque_{a}" for a in AXES))
+
+
+@dataclass(frozen=True)
+class SensorLayout:
+    """Which sensors a robot has and where their values are; ``fields`` name the columns of ``read``."""
+
+    robot: RobotModel
+    wrench_sites: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    @classmethod
+    def of(cls, robot: RobotModel) -> SensorLayout:
+        fields: list[str] = []
+        if robot.base is not None:
+            fields += BASE_FIELDS
+        if robot.imu is not None:
+            fields += IMU_FIELDS
+        for site in robot.wrenches:
+            fields += wrench_fields(site.name)
+        return cls(robot, tuple(site.name for site in robot.wrenches), tuple(fields))
+
+    @property
+    def empty(self) -> bool:
+        return not self.fields
+
+    def read(self, backend: SimBackend) -> np.ndarray:
+        """(N, F) float64 values of every world at the backend's current state."""
+        robot, columns = self.robot, []
+        if robot.base is not None:
+            pose = backend.read("qpos", robot.base.qpos_adr + np.arange(7))
+            twist = backend.read("qvel", robot.base.dof_adr + np.arange(6))
+            quaternion = pose[:, 3:7]  # w, x, y, z
+            # MuJoCo: the free joint's linear velocity is in the world frame, its angular one in the body's.
+            linear = rotate_into(quaternion, twist[:, :3])
+            columns += [pose[:, :3], quaternion[:, [1, 2, 3, 0]], linear, twist[:, 3:6]]
+        if robot.imu is not None:
+            imu = backend.read("sensordata", robot.imu.sensordata)
+            columns += [imu[:, [1, 2, 3, 0]], imu[:, 4:10]]
+        for site in robot.wrenches:
+            columns.append(backend.read("sensordata", site.sensordata))
+        if not columns:
+            return np.zeros((backend.num_envs, 0))
+        return np.concatenate(columns, axis=1)
+
+
+def rotate_into(quaternion: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """World-frame vectors (N, 3) expressed in the frames of unit quaternions (N, 4: w, x, y, z)."""
+    w, xyz = quaternion[:, :1], quaternion[:, 1:]
+    # v' = R^T v for R = rot(q): rotate by the conjugate (w, -xyz).
+    t = 2.0 * np.cross(-xyz, vectors)
+    return vectors + w * t + np.cross(-xyz, t)
