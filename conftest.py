@@ -175,6 +175,21 @@ def start_ros2(tmp_path: Path, ros2_tooling: dict[str, str]) -> Iterator[Callabl
         process.stop()
 
 
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An arm7 reach policy trained here in seconds: for tests that need one, not a good one."""
+    from sim_bridge_core.learning import PpoConfig
+    from sim_bridge_core.policy import PolicyConfig
+    from sim_bridge_core.simulator import SimulatorConfig
+    from sim_bridge_core.training import TrainingJob
+
+    run = tmp_path_factory.mktemp("small_checkpoint")
+    policy = PolicyConfig(mode="train", output_dir=str(run), max_env_steps=512, eval_episodes=8)
+    sim = SimulatorConfig(task="reach", num_envs=32, episode_length_s=1.0)
+    TrainingJob(policy, PpoConfig(num_steps=8), sim, progress=False).run()
+    return run / "checkpoint.pt"
+
+
 @pytest.fixture
 def start_node(start_executable: Callable[..., RosProcess]) -> Callable[..., RosProcess]:
     """start_node(package, executable, *extra_ros_args, **parameters) -> RosProcess, stopped at the end."""

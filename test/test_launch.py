@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,24 +18,10 @@ from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
 from sim_bridge_core.bringup import JOBS, BringupArguments
 from sim_bridge_core.config import setting_specs
-from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.policy import PolicyConfig
-from sim_bridge_core.simulator import SimulatorConfig
-from sim_bridge_core.training import TrainingJob
 from trajectory_msgs.msg import JointTrajectory
 
 WORLDS = ("num_envs:=32", "episode_length_s:=1.0", "eval_episodes:=8")
 ITERATION = 32 * 24  # env steps of one iteration (config/training.yaml: ppo.num_steps 24)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small trained arm7 reach policy, trained here: eval and deploy need one, not a good one."""
-    run = tmp_path_factory.mktemp("trained")
-    policy = PolicyConfig(mode="train", output_dir=str(run), max_env_steps=512, eval_episodes=8)
-    sim = SimulatorConfig(task="reach", num_envs=32, episode_length_s=1.0)
-    TrainingJob(policy, PpoConfig(num_steps=8), sim, progress=False).run()
-    return run / "checkpoint.pt"
 
 
 def assert_clean(output: str, processes: int) -> None:
@@ -102,12 +87,12 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_and_a_closed_bag(tmp_path, s
     assert counts["/env_0/joint_states"] == counts["/clock"] == env_steps // 32
 
 
-def test_eval_ends_by_itself(tmp_path, start_ros2, checkpoint):
+def test_eval_ends_by_itself(tmp_path, start_ros2, small_checkpoint):
     launch = start_ros2(
         "launch",
         "sim_bridge",
         "eval.launch.py",  # simulator (lockstep) + randomization + policy (eval)
-        f"checkpoint:={checkpoint}",
+        f"checkpoint:={small_checkpoint}",
         f"output_dir:={tmp_path / 'eval'}",
         "num_envs:=16",
         "eval_episodes:=16",
@@ -116,7 +101,7 @@ def test_eval_ends_by_itself(tmp_path, start_ros2, checkpoint):
     assert launch.wait_exit(120) == 0, launch.output()
     assert_clean(launch.output(), 3)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert summary["transport"] == "ros" and summary["checkpoint"] == str(checkpoint)
+    assert summary["transport"] == "ros" and summary["checkpoint"] == str(small_checkpoint)
     assert 0.0 <= summary["eval_success_rate_nominal"] <= 1.0
 
 
@@ -139,9 +124,9 @@ def test_sim_stops_cleanly_on_ctrl_c(start_ros2, ros_client):
     assert_clean(launch.output(), 1)
 
 
-def test_deploy_stops_cleanly_on_ctrl_c(start_ros2, ros_client, checkpoint):
+def test_deploy_stops_cleanly_on_ctrl_c(start_ros2, ros_client, small_checkpoint):
     commands = ros_client.collect(JointTrajectory, "/joint_trajectory")
-    launch = start_ros2("launch", "sim_bridge", "deploy.launch.py", f"checkpoint:={checkpoint}")
+    launch = start_ros2("launch", "sim_bridge", "deploy.launch.py", f"checkpoint:={small_checkpoint}")
     goal = ros_client.node.create_publisher(PointStamped, "/goal", 10)
 
     def commanding() -> bool:
