@@ -78,13 +78,13 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_and_a_closed_bag(tmp_path, s
 
     contents = torch.load(run / "checkpoint.pt", weights_only=True)
     env_steps = contents["metadata"]["env_steps"]
-    assert contents["metadata"]["iteration"] >= 1 and env_steps % 32 == 0
+    assert contents["metadata"]["iteration"] >= 1 and env_steps % 32 == 0, launch.output()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["interrupted"] and summary["env_steps"] == env_steps
+    assert summary["interrupted"] and summary["env_steps"] == env_steps, launch.output()
     assert summary["eval_success_rate_nominal"] is None  # stopped: not evaluated
     with AnyReader([run / "rollouts"]) as bag:  # closed: every step up to the stop is in it
         counts = {c.topic: c.msgcount for c in bag.connections}
-    assert counts["/env_0/joint_states"] == counts["/clock"] == env_steps // 32
+    assert counts["/env_0/joint_states"] == counts["/clock"] == env_steps // 32, launch.output()
 
 
 def test_eval_ends_by_itself(tmp_path, start_ros2, small_checkpoint):

@@ -48,6 +48,9 @@ def runs_the_job(node: dict[str, Any]) -> bool:
     return node["name"] == "policy" and node["parameters"][0].get("mode") in ("train", "eval")
 
 
+JOB_STOP_TIMEOUT_S = 30
+
+
 class JobFailedError(RuntimeError):
     """The job's node exited non-zero; raised in the launch, it makes ``ros2 launch`` exit 1."""
 
@@ -71,9 +74,13 @@ def launch_description(job: str):  # -> launch.LaunchDescription (launch exists 
         return [Shutdown(reason=f"{job}: {event.process_name} finished")]
 
     def nodes(context) -> list[Node]:
-        return [
-            Node(**kwargs, on_exit=job_ended if runs_the_job(kwargs) else None)
-            for kwargs in node_arguments(job, context.launch_configurations)
-        ]
+        launched = []
+        for kwargs in node_arguments(job, context.launch_configurations):
+            if runs_the_job(kwargs):
+                # After Ctrl-C the job writes its checkpoint, bag and outputs: more than the 5 s
+                # launch gives a node before escalating to SIGTERM and then SIGKILL.
+                kwargs.update(on_exit=job_ended, sigterm_timeout=str(JOB_STOP_TIMEOUT_S))
+            launched.append(Node(**kwargs))
+        return launched
 
     return LaunchDescription([*arguments, OpaqueFunction(function=nodes)])

@@ -38,9 +38,9 @@ def run_nodes(
     exits 0, without a traceback.
     """
     stop_requested = threading.Event()
-    handlers = {
-        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    # Kept until the process exits: a late signal must not cut the teardown short either.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_requested.set())
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     started: list[Node] = []
     executor = None
@@ -71,8 +71,6 @@ def run_nodes(
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
     return next((code for code in (getattr(node, "exit_code", 0) for node in started) if code), 0)
 
 
