@@ -5,14 +5,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := $(shell find src launch config -type f -not -path '*/__pycache__/*' 2>/dev/null)
 ACTIVATE := source $(BIN)/activate && source install/setup.bash
+# ROS 2 launch and CLI tooling (`ros2 launch`, `ros2 topic/param/service` ...), which is not on
+# PyPI: a sourced ROS 2 install (ROS_DISTRO set) has it; otherwise it is installed from this
+# folder of wheels, if there is one. `make test` then requires the tests that run it to run.
+ROS_TOOLING_WHEELS ?= ../shared/wheels
+TOOLING_WHEELS := $(if $(ROS_DISTRO),,$(wildcard $(ROS_TOOLING_WHEELS)/*.whl))
+REQUIRE_TOOLING := $(if $(ROS_DISTRO)$(TOOLING_WHEELS),SIM_BRIDGE_REQUIRE_ROS_TOOLING=1)
 
 .PHONY: setup test lint bench demo lock clean
 
-setup: $(VENV)/.installed install/.built
+setup: $(VENV)/.installed $(VENV)/.tooling install/.built
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
+	touch $@
+
+# Unmodified upstream wheels whose metadata names ROS packages, not their PyPI names: no resolving.
+$(VENV)/.tooling: $(VENV)/.installed $(TOOLING_WHEELS) $(wildcard $(ROS_TOOLING_WHEELS))
+	$(if $(TOOLING_WHEELS),$(BIN)/python -m pip install --quiet --no-deps $(TOOLING_WHEELS))
 	touch $@
 
 install/.built: $(VENV)/.installed $(SOURCES)
@@ -21,7 +32,7 @@ install/.built: $(VENV)/.installed $(SOURCES)
 	touch $@
 
 test: lint
-	$(ACTIVATE) && python -m pytest
+	$(ACTIVATE) && $(REQUIRE_TOOLING) python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from sim_bridge.launch_support import node_arguments
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.bringup import JOBS, describe
 from sim_bridge_core.env import BatchedEnv
-from sim_bridge_core.learning import ActorCritic, PpoConfig, save_checkpoint
+from sim_bridge_core.learning import ActorCritic, PpoConfig, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.runner import policy_metadata
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.tasks import make_task
@@ -109,6 +110,35 @@ def test_bringup_sim_serves_joint_states_until_interrupted(start_executable, ros
     assert list(states[-1].name) == [f"joint{i}" for i in range(1, 8)]
     process.proc.send_signal(signal.SIGINT)
     assert process.wait_exit(20) == 0, process.output()
+    assert "Traceback" not in process.output() and "Failed to publish" not in process.output()
+
+
+def test_bringup_training_over_ros_stops_on_sigint_with_a_checkpoint_and_a_closed_bag(
+    tmp_path, start_executable
+):
+    run = tmp_path / "run"
+    process = start_executable(
+        "sim_bridge",
+        "bringup",
+        "training",
+        *TINY_TRAINING,
+        "transport:=ros",  # simulator, randomization and policy composed in one process
+        "max_env_steps:=1000000000",
+        f"output_dir:={run}",
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists():  # written after the first iteration
+        assert process.alive() and time.monotonic() < deadline, process.output()
+        time.sleep(0.1)
+    process.interrupt()  # Ctrl-C
+    assert process.wait_exit(30) == 0, process.output()
+    assert "Traceback" not in process.output()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] and summary["transport"] == "ros"
+    assert load_checkpoint(run / "checkpoint.pt").metadata["env_steps"] == summary["env_steps"]
+    with AnyReader([run / "rollouts"]) as bag:
+        counts = {c.topic: c.msgcount for c in bag.connections}
+    assert counts["/env_0/joint_states"] == summary["env_steps"] // 32
 
 
 def test_bringup_eval_runs_the_checkpoint_on_the_simulator_node(tmp_path, start_executable):

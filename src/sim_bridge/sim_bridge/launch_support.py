@@ -2,14 +2,16 @@
 
 The launch files are one line each (``launch_description("training")``); the work is done by
 ``sim_bridge_core.bringup.describe``, the same code the ``bringup`` runner uses, so a launch
-and a ``bringup`` run of the same job start the same nodes with the same parameters.
+and a ``bringup`` run of the same job start the same nodes with the same parameters. They also
+end alike: when the node running the job (the policy in train or eval mode, the evaluator) exits,
+the launch shuts the other nodes down and ends, non-zero if the job failed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sim_bridge_core.bringup import BringupArguments, describe, parse_overrides
+from sim_bridge_core.bringup import BringupArguments, describe, parse_overrides, runs_job
 from sim_bridge_core.config import setting_specs
 
 from sim_bridge.paths import config_dir
@@ -40,8 +42,21 @@ def node_arguments(job: str, launch_configurations: dict[str, str]) -> list[dict
     ]
 
 
+def runs_the_job(node: dict[str, Any]) -> bool:
+    """Whether a node (``node_arguments`` entry) runs the job to its end, so its exit ends the launch
+    (the ``bringup`` runner ends on the same node's ``finished``)."""
+    return runs_job(node["name"], node["parameters"][0])
+
+
+JOB_STOP_TIMEOUT_S = 30
+
+
+class JobFailedError(RuntimeError):
+    """The job's node exited non-zero; raised in the launch, it makes ``ros2 launch`` exit 1."""
+
+
 def launch_description(job: str):  # -> launch.LaunchDescription (launch exists only in ROS installs)
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
     from launch_ros.actions import Node
 
     from launch import LaunchDescription
@@ -53,7 +68,19 @@ def launch_description(job: str):  # -> launch.LaunchDescription (launch exists 
         for spec in setting_specs(BringupArguments)
     ]
 
+    def job_ended(event, context) -> list[Shutdown]:  # on_exit of the job's node
+        if event.returncode != 0:
+            raise JobFailedError(f"{event.process_name} exited with code {event.returncode}")
+        return [Shutdown(reason=f"{job}: {event.process_name} finished")]
+
     def nodes(context) -> list[Node]:
-        return [Node(**kwargs) for kwargs in node_arguments(job, context.launch_configurations)]
+        launched = []
+        for kwargs in node_arguments(job, context.launch_configurations):
+            if runs_the_job(kwargs):
+                # After Ctrl-C the job writes its checkpoint, bag and outputs: more than the 5 s
+                # launch gives a node before escalating to SIGTERM and then SIGKILL.
+                kwargs.update(on_exit=job_ended, sigterm_timeout=str(JOB_STOP_TIMEOUT_S))
+            launched.append(Node(**kwargs))
+        return launched
 
     return LaunchDescription([*arguments, OpaqueFunction(function=nodes)])

@@ -150,6 +150,12 @@ NODES: dict[str, tuple[str, str, dict[str, type]]] = {
 }
 
 
+def runs_job(kind: str, parameters: Mapping[str, Any]) -> bool:
+    """Whether a node runs its job to an end (then the launch, or the bringup process, ends with it):
+    the policy in train or eval mode, and the evaluator."""
+    return kind == "evaluator" or (kind == "policy" and parameters.get("mode") in ("train", "eval"))
+
+
 def parse_overrides(texts: list[str]) -> dict[str, Any]:
     """``key:=value`` strings (values parsed as YAML, as ``ros2 launch`` and ``-p`` do)."""
     overrides = {}

@@ -46,6 +46,10 @@ class StepResult:
         return self.terminated | self.truncated
 
 
+class JobStoppedError(Exception):
+    """Training or evaluation cut short on request (SIGINT/SIGTERM): the job is stopping."""
+
+
 class Worlds(Protocol):
     """What training and evaluation need from N worlds, wherever they run.
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim_bridge_core.env import StepResult
+from sim_bridge_core.env import JobStoppedError, StepResult
 from sim_bridge_core.simulator import STEP_MODULUS, TASK_PAIRING, TASK_SIGNALS, control_step
 from sim_bridge_core.tasks import Task
 from sim_bridge_core.wire import JointStateDecoder, JointTrajectoryEncoder, decode_multi_array
@@ -112,6 +112,14 @@ class RemoteWorlds:
         self._sent_seq = 0
         self._lost_command = False
         self._observation: np.ndarray | None = None
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Make every wait, now and later, raise ``JobStoppedError``: the job is stopping, and the
+        simulator may be stopping with it (Ctrl-C on a launch), so an answer may never come."""
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     # Incoming (executor thread) -------------------------------------------------------------------
 
@@ -215,6 +223,8 @@ class RemoteWorlds:
     def _wait(self, ready: Callable[[], bool], deadline: float, what: Callable[[], str]) -> None:
         """Wait (lock held) until ``ready()``; RemoteError naming what is missing at the deadline."""
         while not ready():
+            if self._interrupted:
+                raise JobStoppedError("stopped while waiting for the simulator")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 rejected = f"; last rejected {self.last_rejection}" if self.last_rejection else ""

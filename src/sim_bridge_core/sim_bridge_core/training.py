@@ -1,9 +1,12 @@
 """Training and evaluation jobs, start to outputs (DESIGN §6), whatever transport carries the steps.
 
 A training job trains PPO on ``Worlds``, checkpoints every ``checkpoint_every`` iterations
-(a rerun with the same ``output_dir`` resumes from ``checkpoint.pt``), exports the policy,
-evaluates it with nominal and with randomized physics, and writes ``summary.json`` and
-``training_curve.png``. An evaluation job does the last two steps for a given checkpoint.
+(a rerun with the same ``output_dir`` resumes from ``checkpoint.pt``), writes TensorBoard event
+files as it goes, exports the policy, evaluates it with nominal and with randomized physics,
+and writes ``summary.json`` and ``training_curve.png``. An evaluation job does the last two
+steps for a given checkpoint. A job asked to stop (``stop``: SIGINT/SIGTERM) ends at the next
+step; training still writes its checkpoint, closes the bag and writes every output but the
+evaluation. A recording that fails stops with one error line; training goes on.
 
 ``fused`` worlds are built here from the simulator settings (the same ``Simulator`` class the
 simulator node runs); ``ros`` worlds come from the caller, already connected to the topics.
@@ -12,7 +15,10 @@ simulator node runs); ``ros`` worlds come from the caller, already connected to 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +29,7 @@ import numpy as np
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import PolicyContract
-from sim_bridge_core.env import StepResult, Worlds
+from sim_bridge_core.env import JobStoppedError, StepResult, Worlds
 from sim_bridge_core.learning import (
     ActorCritic,
     CheckpointError,
@@ -35,6 +41,7 @@ from sim_bridge_core.learning import (
     plot_training_curve,
     train,
 )
+from sim_bridge_core.learning.tensorboard_log import TensorBoardLog
 from sim_bridge_core.models import ModelError, PdGains, load_robot
 from sim_bridge_core.policy import PolicyConfig, command_safety
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
@@ -77,12 +84,14 @@ def fused_simulator(sim: SimulatorConfig, **changes: Any) -> Simulator:
     return Simulator(dataclasses.replace(sim, **changes))
 
 
-def evaluate_both(worlds: Worlds, model: ActorCritic, episodes: int) -> dict[str, float]:
+def evaluate_both(
+    worlds: Worlds, model: ActorCritic, episodes: int, stop: threading.Event | None = None
+) -> dict[str, float]:
     """Success rates with nominal physics and with the randomization in effect (equal without a spec)."""
     worlds.set_randomization_enabled(False)
-    nominal = evaluate(worlds, model, episodes)
+    nominal = evaluate(worlds, model, episodes, stop)
     worlds.set_randomization_enabled(True)
-    randomized = evaluate(worlds, model, episodes)
+    randomized = evaluate(worlds, model, episodes, stop)
     return {"eval_success_rate_nominal": nominal, "eval_success_rate_randomized": randomized}
 
 
@@ -123,28 +132,39 @@ def rollouts_dir(output_dir: Path) -> Path:
 
 
 def recording_hook(
-    recorder: RolloutRecorder, worlds: Worlds, read_state: StateReader, read_applied: AppliedReader
+    recorder: RolloutRecorder,
+    worlds: Worlds,
+    read_state: StateReader,
+    read_applied: AppliedReader,
+    on_error: Callable[[str], None],
 ) -> Callable[[np.ndarray, StepResult], None]:
     """A ``train`` step hook writing the recorded worlds' command, state and task signals.
 
     ``randomization/applied`` (all worlds) is written when the recorded worlds' values
     change, not whenever any world resets, which keeps the bag small with thousands of worlds.
+    A failed write (e.g. a full disk) goes to ``on_error`` once and ends the recording, not
+    the training: the bag stays as at its last flush (see recording.bag).
     """
     rows = list(recorder.worlds)
     period_ns = round(worlds.control_dt * 1e9)
     last: dict[str, Any] = {}
 
     def on_step(targets: np.ndarray, result: StepResult) -> None:
-        now = worlds.time_ns
-        recorder.record_command(now - period_ns, targets)
-        recorder.record_state(now, *read_state(result))
-        applied = read_applied()
-        if applied is None:
+        applied = read_applied()  # also what publishes randomization/applied (fused worlds)
+        if recorder.closed:
             return
-        values, names = applied
-        if last.get("names") != names or not np.array_equal(last["rows"], values[rows]):
-            recorder.record_applied(now, values, names)
-            last.update(names=names, rows=values[rows].copy())
+        now = worlds.time_ns
+        try:
+            recorder.record_command(now - period_ns, targets)
+            recorder.record_state(now, *read_state(result))
+            if applied is None:
+                return
+            values, names = applied
+            if last.get("names") != names or not np.array_equal(last["rows"], values[rows]):
+                recorder.record_applied(now, values, names)
+                last.update(names=names, rows=values[rows].copy())
+        except RecordingError as exc:
+            on_error(f"recording stopped, training goes on: {exc}")
 
     return on_step
 
@@ -158,6 +178,7 @@ class TrainingJob:
     sim: SimulatorConfig
     progress: bool = True
     log: Callable[[str], None] = print
+    log_error: Callable[[str], None] = functools.partial(print, file=sys.stderr)
 
     def __post_init__(self) -> None:
         self.output_dir = prepare_output_dir(self.policy.output_dir)
@@ -182,12 +203,14 @@ class TrainingJob:
         worlds: Worlds | None = None,
         on_applied: Callable[[bytes], None] | None = None,
         read_applied: AppliedReader | None = None,
+        stop: threading.Event | None = None,
     ) -> dict[str, Any]:
         """Train on ``worlds`` (default: fused worlds from ``sim``), then evaluate and write the outputs.
 
         Fused worlds hand each new ``randomization/applied`` message to ``on_applied``, as the
         simulator node would publish it; for worlds over the topics, ``read_applied`` gives
-        the values last received there (for the recording).
+        the values last received there (for the recording). Setting ``stop`` ends training
+        early (summary ``interrupted``: true, no evaluation).
         """
         policy = self.policy
         eval_worlds = worlds
@@ -232,7 +255,9 @@ class TrainingJob:
         on_step = None
         if policy.record:
             recorder = self._open_recorder(worlds, task_fields)
-            on_step = recording_hook(recorder, worlds, read_state, read_applied or (lambda: None))
+            on_step = recording_hook(
+                recorder, worlds, read_state, read_applied or (lambda: None), self.log_error
+            )
         elif fused:
 
             def on_step(targets: np.ndarray, result: StepResult) -> None:
@@ -241,26 +266,36 @@ class TrainingJob:
         self.limits = command_safety(policy, worlds.task.robot, worlds.control_dt)
         if self.resume_from is not None:
             self.log(f"resuming from {self.resume_from}")
+        with TensorBoardLog(self.output_dir) as board:
+            try:
+                result = train(
+                    worlds,
+                    self.ppo,
+                    max_env_steps=policy.max_env_steps,
+                    max_wall_s=policy.max_wall_s,
+                    on_iteration=board.iteration,
+                    on_step=on_step,
+                    checkpoint_path=self.checkpoint_path,
+                    checkpoint_every=policy.checkpoint_every,
+                    resume=self.resume_from,
+                    device=policy.device,
+                    progress=self.progress,
+                    stop=stop,
+                    limits=self.limits,
+                )
+            except CheckpointError as exc:
+                raise ConfigError(f"policy.checkpoint: {exc}") from exc
+            finally:
+                self._close_recorder(recorder)
+            return self.finish(worlds, eval_worlds, result, board, stop)
+
+    def _close_recorder(self, recorder: RolloutRecorder | None) -> None:
+        if recorder is None:
+            return
         try:
-            result = train(
-                worlds,
-                self.ppo,
-                max_env_steps=policy.max_env_steps,
-                max_wall_s=policy.max_wall_s,
-                on_step=on_step,
-                checkpoint_path=self.checkpoint_path,
-                checkpoint_every=policy.checkpoint_every,
-                resume=self.resume_from,
-                device=policy.device,
-                progress=self.progress,
-                limits=self.limits,
-            )
-        except CheckpointError as exc:
-            raise ConfigError(f"policy.checkpoint: {exc}") from exc
-        finally:
-            if recorder is not None:
-                recorder.close()
-        return self.finish(worlds, eval_worlds, result)
+            recorder.close()
+        except RecordingError as exc:  # the last file could not be finished; the rest is listed
+            self.log_error(f"recording stopped: {exc}")
 
     def _open_recorder(self, worlds: Worlds, task_fields: tuple[str, ...]) -> RolloutRecorder:
         sim = self.sim
@@ -279,13 +314,28 @@ class TrainingJob:
         except RecordingError as exc:
             raise ConfigError(f"policy.record: {exc}") from exc
 
-    def finish(self, worlds: Worlds, eval_worlds: Worlds, result: TrainResult) -> dict[str, Any]:
-        """Export, evaluate, plot and summarize a finished training."""
+    def finish(
+        self,
+        worlds: Worlds,
+        eval_worlds: Worlds,
+        result: TrainResult,
+        board: TensorBoardLog | None = None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Export, evaluate, plot and summarize a finished training (stopped: not evaluated)."""
         contract = PolicyContract.describe(
             worlds.task, self.limits, worlds.control_dt, worlds.command_interface
         )
         exported = export_policy(result.model, self.output_dir, contract)
-        rates = evaluate_both(eval_worlds, result.model, self.policy.eval_episodes)
+        interrupted = result.interrupted
+        rates = dict.fromkeys(("eval_success_rate_nominal", "eval_success_rate_randomized"))
+        if not interrupted:
+            try:
+                rates = evaluate_both(eval_worlds, result.model, self.policy.eval_episodes, stop)
+            except JobStoppedError:
+                interrupted = True
+        if board is not None:
+            board.evaluation(rates, result.env_steps)
         plot_training_curve(result.history, self.output_dir / CURVE)
         last = result.history[-1] if result.history else {}
         summary = {
@@ -299,6 +349,7 @@ class TrainingJob:
             "train_success_rate": last.get("success_rate"),
             "train_mean_return": last.get("mean_return"),
             "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "interrupted": interrupted,
             "checkpoint": str(self.checkpoint_path),
             "exported": {kind: str(path) for kind, path in exported.items()},
             "training_curve": str(self.output_dir / CURVE),
@@ -308,9 +359,15 @@ class TrainingJob:
 
 
 def run_evaluation(
-    policy: PolicyConfig, sim: SimulatorConfig, worlds: Worlds | None = None
+    policy: PolicyConfig,
+    sim: SimulatorConfig,
+    worlds: Worlds | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``policy.checkpoint`` with nominal and randomized physics; write summary.json."""
+    """Evaluate ``policy.checkpoint`` with nominal and randomized physics; write summary.json.
+
+    Setting ``stop`` raises ``JobStoppedError`` at the next step (nothing is written).
+    """
     if not policy.checkpoint:
         raise ConfigError("policy.checkpoint: required in eval mode")
     output_dir = prepare_output_dir(policy.output_dir)
@@ -328,7 +385,7 @@ def run_evaluation(
     except CheckpointError as exc:
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
     start = time.perf_counter()
-    rates = evaluate_both(worlds, model, policy.eval_episodes)
+    rates = evaluate_both(worlds, model, policy.eval_episodes, stop)
     summary = {
         "checkpoint": str(Path(policy.checkpoint).resolve()),
         **describe_run(worlds, policy.transport, sim),

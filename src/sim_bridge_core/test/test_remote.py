@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import numpy as np
 import pytest
+from sim_bridge_core.env import JobStoppedError
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.remote import RemoteError, RemoteWorlds
 from sim_bridge_core.simulator import STEP_MODULUS, CommandError, Simulator, SimulatorConfig
@@ -250,3 +252,16 @@ def test_a_staggered_reset_spreads_the_episode_ends():
     per_step = np.sum(ended, axis=1)
     assert per_step.sum() == loop.worlds.num_envs  # each world's episode ends once...
     assert per_step.max() < loop.worlds.num_envs  # ...but not all at the same step
+
+
+def test_interrupt_cuts_short_a_step_the_simulator_never_answers():
+    loop = Loopback(timeout_s=60.0)
+    loop.publish()
+    loop.deliver = False  # the simulator stopped (Ctrl-C on the launch): no answer will come
+    threading.Timer(0.2, loop.worlds.interrupt).start()
+    start = time.monotonic()
+    with pytest.raises(JobStoppedError):
+        loop.worlds.step(targets(loop.sim, 0))
+    assert time.monotonic() - start < 5.0
+    with pytest.raises(JobStoppedError):  # and every later wait
+        loop.worlds.step(targets(loop.sim, 0))

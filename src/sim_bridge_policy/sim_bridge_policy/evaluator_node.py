@@ -20,6 +20,7 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge_core.config import ConfigError
+from sim_bridge_core.env import JobStoppedError
 from sim_bridge_core.evaluation import DeployEpisodes, EvaluatorConfig
 from sim_bridge_core.policy import PolicyConfig, read_contract
 from sim_bridge_core.ros.batch_topics import BATCH_QOS, call_service
@@ -49,6 +50,7 @@ class EvaluatorNode(Node):
         self._last_progress = time.monotonic()
         self._goal = None
         self._episodes_done = threading.Event()
+        self._stop = threading.Event()
         self._goals = self.create_publisher(PointStamped, "goal", RELIABLE)
         self.create_subscription(Float32MultiArray, "batch/task", self._on_task, BATCH_QOS, raw=True)
         self._pause = self.create_client(SetBool, "/simulator/pause")
@@ -60,6 +62,13 @@ class EvaluatorNode(Node):
 
     def start(self) -> None:
         self._thread.start()
+
+    def stop(self) -> None:
+        """End the evaluation early (Ctrl-C): nothing is written; ``finished`` is set once it ended."""
+        if not self._thread.is_alive():
+            self.finished.set()
+            return
+        self._stop.set()
 
     def _on_task(self, data: bytes) -> None:
         with self._lock:
@@ -95,7 +104,7 @@ class EvaluatorNode(Node):
                 output_dir=str(self.output_dir),
                 eval_episodes=max(1, self.config.eval_episodes),
             )
-            summary = run_evaluation(policy, fused_sim) if self.config.eval_episodes else {}
+            summary = run_evaluation(policy, fused_sim, stop=self._stop) if self.config.eval_episodes else {}
             deploy = self.episodes.success_rate
             fused = summary.get("eval_success_rate_nominal")
             summary.update(
@@ -113,6 +122,8 @@ class EvaluatorNode(Node):
                 + (f", fused {fused:.1%} (ratio {deploy / fused:.2f})" if fused else "")
                 + f"; summary in {self.output_dir / 'summary.json'}"
             )
+        except JobStoppedError:
+            self.get_logger().info("evaluation stopped before its end: no summary written")
         except ConfigError as exc:
             print(f"[evaluator] error: {exc}", file=sys.stderr)
             self.exit_code = 2
@@ -124,7 +135,9 @@ class EvaluatorNode(Node):
 
     def _wait_for_episodes(self) -> None:
         self._started = time.monotonic()
-        while not self._episodes_done.wait(timeout=1.0):
+        while not self._episodes_done.wait(timeout=0.2):
+            if self._stop.is_set():
+                raise JobStoppedError("evaluation stopped on request")
             with self._lock:
                 idle = time.monotonic() - self._last_progress
                 counted = len(self.episodes.outcomes)

@@ -10,7 +10,9 @@ joint_commands. With ``record`` the robot's states, the commands, goals and /clo
 
 Train / eval: the job runs on its own thread while the executor serves the topics (the ros
 transport's lockstep batch/* traffic); when it ends the node sets ``finished``, so a `policy`
-process (or a `bringup` composition) exits once the outputs are written.
+process (or a `bringup` composition) exits once the outputs are written. ``stop()`` (SIGINT or
+SIGTERM, see ros.run) ends the job at its next step: training still writes its checkpoint,
+closes its bag and writes its outputs except the evaluation, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
+from sim_bridge_core.env import JobStoppedError
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.policy import PolicyConfig, load_deployment
 from sim_bridge_core.recording import RecordingError
@@ -105,6 +108,15 @@ class PolicyNode(Node):
         if self._job_thread is not None:
             self._job_thread.start()
 
+    def stop(self) -> None:
+        """Ask the train/eval job to end at its next step; ``finished`` is set once it wound down."""
+        if self._job_thread is None or not self._job_thread.is_alive():
+            self.finished.set()  # deploy, or no job running: nothing to wind down
+            return
+        self._stop_job.set()
+        if self.worlds is not None:
+            self.worlds.interrupt()  # a step waiting for a simulator that is stopping too
+
     # Train and eval ---------------------------------------------------------------------------
 
     def _init_job(self) -> None:
@@ -113,7 +125,8 @@ class PolicyNode(Node):
         output_dir = prepare_output_dir(self.config.output_dir)
         self.config = dataclasses.replace(self.config, output_dir=str(output_dir))
         if self.config.mode == "train":
-            self.job = TrainingJob(self.config, self.ppo, self.sim, log=self.get_logger().info)
+            logger = self.get_logger()
+            self.job = TrainingJob(self.config, self.ppo, self.sim, log=logger.info, log_error=logger.error)
         self.worlds = None  # fused: built by the job in this process
         self._applied: tuple[np.ndarray, tuple[str, ...]] | None = None  # ros: the simulator's
         if self.config.transport == "ros":
@@ -132,6 +145,7 @@ class PolicyNode(Node):
             )
         else:  # the worlds are here: publish what is in effect, as the simulator node would
             self._applied_pub = self.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
+        self._stop_job = threading.Event()
         self._job_thread = threading.Thread(target=self._run_job, name="job", daemon=True)
         self.get_logger().info(
             f"{self.config.mode}: {self.sim.task} on {self.sim.model}, transport {self.config.transport}, "
@@ -140,19 +154,23 @@ class PolicyNode(Node):
 
     def _run_job(self) -> None:
         try:
+            stop = self._stop_job
             if self.config.mode == "train":
                 if self.worlds is None:
-                    summary = self.job.run(on_applied=self._applied_pub.publish)
+                    summary = self.job.run(on_applied=self._applied_pub.publish, stop=stop)
                 else:
-                    summary = self.job.run(self.worlds, read_applied=lambda: self._applied)
+                    summary = self.job.run(self.worlds, read_applied=lambda: self._applied, stop=stop)
             else:
-                summary = run_evaluation(self.config, self.sim, self.worlds)
-            rates = (summary["eval_success_rate_nominal"], summary["eval_success_rate_randomized"])
+                summary = run_evaluation(self.config, self.sim, self.worlds, stop)
             outputs = ", ".join(sorted(path.name for path in Path(self.config.output_dir).iterdir()))
-            self.get_logger().info(
-                f"done: eval success {rates[0]:.1%} nominal, {rates[1]:.1%} randomized; "
-                f"outputs in {self.config.output_dir}: {outputs}"
-            )
+            if summary.get("interrupted"):
+                done = f"stopped at {summary['env_steps']} env steps, not evaluated"
+            else:
+                rates = (summary["eval_success_rate_nominal"], summary["eval_success_rate_randomized"])
+                done = f"done: eval success {rates[0]:.1%} nominal, {rates[1]:.1%} randomized"
+            self.get_logger().info(f"{done}; outputs in {self.config.output_dir}: {outputs}")
+        except JobStoppedError:
+            self.get_logger().info(f"{self.config.mode} stopped before it had anything to write")
         except ConfigError as exc:
             print(f"[policy] error: {exc}", file=sys.stderr)
             self.exit_code = 2

@@ -1,4 +1,4 @@
-"""The policy node's train and eval modes as processes: outputs, resume, kill, both transports."""
+"""The policy node's train and eval modes as processes: outputs, resume, kill, stop, both transports."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import json
 import signal
 import time
 
+import pytest
 import torch
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from sim_bridge_core.learning import load_checkpoint
 from std_msgs.msg import Float64MultiArray
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -28,6 +30,17 @@ SUMMARY_KEYS = {
     "physics_dt",
     "eval_success_rate_nominal",
     "eval_success_rate_randomized",
+}
+TENSORBOARD_TAGS = {
+    "loss/value",
+    "loss/surrogate",
+    "policy/learning_rate",
+    "policy/kl",
+    "episode/mean_return",
+    "episode/success_rate",
+    "perf/env_steps_per_s",
+    "eval/success_rate_nominal",
+    "eval/success_rate_randomized",
 }
 SMALL_RUN = {
     "mode": "train",
@@ -59,6 +72,11 @@ def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node):
     contents = torch.load(run / "checkpoint.pt", weights_only=True)
     assert contents["metadata"]["iteration"] == 3
     assert (run / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    board = EventAccumulator(str(run)).Reload()  # what `tensorboard --logdir` shows
+    assert TENSORBOARD_TAGS <= set(board.Tags()["scalars"])
+    assert [event.step for event in board.Scalars("loss/value")] == [512, 1024, 1536]  # env steps
+    (nominal,) = board.Scalars("eval/success_rate_nominal")
+    assert nominal.step == 1536 and nominal.value == pytest.approx(summary["eval_success_rate_nominal"])
 
     second = start_node(
         "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=5 * 512, **SMALL_RUN
@@ -101,6 +119,35 @@ def test_a_killed_run_leaves_a_checkpoint_to_resume(tmp_path, start_node, ros_cl
     )
     assert again.wait_exit() == 0, again.output()
     assert json.loads((run / "summary.json").read_text())["iterations"] == saved + 1
+
+
+def test_sigterm_stops_training_with_a_checkpoint_and_a_closed_bag_to_resume(tmp_path, start_node):
+    run = tmp_path / "run"
+    training = start_node(
+        "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=10**9, record=True, **SMALL_RUN
+    )
+    deadline = time.monotonic() + 60
+    while not (run / "checkpoint.pt").exists():  # written after the first iteration
+        assert training.alive() and time.monotonic() < deadline, training.output()
+        time.sleep(0.1)
+    training.proc.send_signal(signal.SIGTERM)  # docker stop, systemd, ros2 launch escalating
+    assert training.wait_exit(30) == 0, training.output()
+    assert "Traceback" not in training.output() and "not evaluated" in training.output()
+    contents = torch.load(run / "checkpoint.pt", weights_only=True)
+    env_steps = contents["metadata"]["env_steps"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] and summary["env_steps"] == env_steps
+    with AnyReader([run / "rollouts"]) as bag:  # closed: it holds every step up to the stop
+        counts = {c.topic: c.msgcount for c in bag.connections}
+    assert counts["/env_0/joint_states"] == counts["/env_0/joint_trajectory"] == env_steps // 64
+
+    again = start_node(
+        "sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=env_steps + 512, **SMALL_RUN
+    )
+    assert again.wait_exit() == 0, again.output()
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["resumed_from"] == str(run / "checkpoint.pt") and not resumed["interrupted"]
+    assert resumed["env_steps"] >= env_steps + 512
 
 
 def test_eval_reports_nominal_and_randomized_success(tmp_path, start_node):

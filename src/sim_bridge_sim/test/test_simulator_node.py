@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
@@ -360,3 +361,22 @@ def test_randomization_applied_is_latched_and_bad_specs_are_refused(start_node, 
     assert set_spec("").successful  # randomization off: nominal physics, no columns
     ros_client.wait_until(lambda: len(applied) > count, what="applied after switching off")
     assert applied[-1].layout.dim[1].label == "" and len(applied[-1].data) == 0
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],  # the last: Ctrl-C under ros2 launch
+    ids=["SIGINT", "SIGTERM", "SIGINT-twice"],
+)
+def test_a_signal_stops_stepping_before_the_node_goes(signals, start_node, ros_client):
+    states = ros_client.collect(JointState, "/env_63/joint_states")
+    simulator = start_node(  # publishing as fast as it steps, on 66 topics
+        "sim_bridge_sim", "simulator", num_envs=64, mirror_envs=list(range(64)), mode="fast"
+    )
+    ros_client.wait_until(lambda: len(states) > 10, timeout=30, what="joint_states")
+    for sig in signals:
+        simulator.proc.send_signal(sig)
+        time.sleep(0.05)
+    assert simulator.wait_exit(20) == 0, simulator.output()
+    for trouble in ("Traceback", "Failed to publish", "context is invalid"):
+        assert trouble not in simulator.output()

@@ -21,6 +21,7 @@ Also here: deterministic evaluation and the training curve plot.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from sim_bridge_core.contract import PolicyContract
 from sim_bridge_core.deploy import SafetyFilter, safety_filter
-from sim_bridge_core.env import StepResult, Worlds
+from sim_bridge_core.env import JobStoppedError, StepResult, Worlds
 from sim_bridge_core.learning.checkpoint import load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic
@@ -48,6 +49,7 @@ class TrainResult:
     env_steps: int = 0  # in total, resumed runs included
     run_wall_s: float = 0.0  # in this call
     run_env_steps: int = 0  # in this call
+    interrupted: bool = False  # ended by a stop request, not by a budget
 
     @property
     def model(self) -> ActorCritic:
@@ -122,6 +124,7 @@ def train(
     progress: bool = True,
     stagger_episodes: bool = True,
     limits: SafetyFilter | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes).
 
@@ -131,6 +134,9 @@ def train(
     written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
     checkpoint's iteration count, env steps, wall time, history, optimizer, normalizer and RNG.
     ``limits`` are the deploy safety limits the checkpoints' contract records (default: the robot's).
+    Setting ``stop`` (or worlds raising ``JobStoppedError``) ends training at the next step as a
+    budget would, final checkpoint included, with ``interrupted`` set (the partial rollout is
+    dropped, its env steps counted); before the first step, ``JobStoppedError`` propagates.
     """
     start = time.perf_counter()
     if max_env_steps is None and max_wall_s is None:
@@ -157,7 +163,7 @@ def train(
     tracker = EpisodeTracker(worlds.num_envs)
     first_steps = learner.env_steps
     bar = tqdm(
-        total=max_env_steps,
+        total=max_env_steps if max_wall_s is None else None,  # known once throughput is
         initial=first_steps,
         unit="step",
         unit_scale=True,
@@ -173,15 +179,21 @@ def train(
     observations = worlds.observation()
     while True:
         rollout_start = time.perf_counter()
-        while not learner.ready:
-            actions = learner.act(observations)
-            targets = worlds.task.action_to_targets(actions)
-            step = worlds.step(targets)
-            learner.observe(step.reward, step.terminated, step.truncated)
-            tracker.add(step.reward, step.done, step.success)
-            if on_step is not None:
-                on_step(targets, step)
-            observations = worlds.observation()
+        try:
+            while not learner.ready:
+                if stop is not None and stop.is_set():
+                    raise JobStoppedError("training stopped on request")
+                actions = learner.act(observations)
+                targets = worlds.task.action_to_targets(actions)
+                step = worlds.step(targets)
+                learner.observe(step.reward, step.terminated, step.truncated)
+                tracker.add(step.reward, step.done, step.success)
+                if on_step is not None:
+                    on_step(targets, step)
+                observations = worlds.observation()
+        except JobStoppedError:
+            result.interrupted = True
+            break
         update_start = time.perf_counter()
         stats = learner.update(observations)
         now = time.perf_counter()
@@ -201,15 +213,16 @@ def train(
             **stats,
         }
         result.history.append(record)
+        bar.total = projected_env_steps(record, max_env_steps, max_wall_s)
         bar.update(learner.env_steps - bar.n)
         bar.set_postfix(
             fps=f"{record['env_steps_per_s']:.0f}", ret=f"{mean_return:.1f}", success=f"{success_rate:.0%}"
         )
         if checkpoint_path is not None and checkpoint_every and learner.iteration % checkpoint_every == 0:
             save()
-        stop = bool(on_iteration(record, learner)) if on_iteration is not None else False
+        done = bool(on_iteration(record, learner)) if on_iteration is not None else False
         if (
-            stop
+            done
             or (max_env_steps is not None and learner.env_steps >= max_env_steps)
             or (max_wall_s is not None and record["wall_s"] >= max_wall_s)
         ):
@@ -224,18 +237,34 @@ def train(
     return result
 
 
+def projected_env_steps(
+    record: dict[str, float], max_env_steps: int | None, max_wall_s: float | None
+) -> int | None:
+    """Env steps at which the run will end: at ``max_env_steps`` or, at the throughput so far,
+    when ``max_wall_s`` runs out, whichever comes first (the progress bar's total, so its ETA
+    is that of the budget that binds)."""
+    ends = [max_env_steps] if max_env_steps is not None else []
+    if max_wall_s is not None:
+        left_s = max(0.0, max_wall_s - record["wall_s"])
+        ends.append(round(record["env_steps"] + record["env_steps_per_s"] * left_s))
+    return max(min(ends), int(record["env_steps"])) if ends else None
+
+
 @torch.no_grad()
-def evaluate(worlds: Worlds, model: ActorCritic, episodes: int) -> float:
+def evaluate(worlds: Worlds, model: ActorCritic, episodes: int, stop: threading.Event | None = None) -> float:
     """Success rate of the deterministic policy over at least ``episodes`` fresh episodes.
 
     Every world starts a new episode; the first ``episodes`` episodes to end are counted
     (ties at the same step all count), success as the task reports it at the last step.
+    Setting ``stop`` raises ``JobStoppedError`` at the next step.
     """
     model.eval()
     device = next(model.parameters()).device
     worlds.reset()
     ended = successes = 0
     while ended < episodes:
+        if stop is not None and stop.is_set():
+            raise JobStoppedError("evaluation stopped on request")
         observations = torch.as_tensor(worlds.observation(), device=device)
         actions = model.act_inference(observations).cpu().numpy()
         step = worlds.step(worlds.task.action_to_targets(actions))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from sim_bridge_core.config import ConfigError
 
@@ -26,8 +29,19 @@ def run_nodes(
     returns 2, so a bad configuration fails at start-up, visibly, with nothing running.
     A node that runs a job to its end sets its ``finished`` event, which ends the process,
     and its ``exit_code``; the first non-zero one is the process's.
+
+    SIGINT and SIGTERM (Ctrl-C, ``ros2 launch`` shutting down, ``docker stop``) are handled
+    here instead of by rclpy, whose handlers shut the context down at once, under threads
+    still publishing: every node's ``stop()`` runs first (the simulator stops stepping, a job
+    winds down and writes what it has), the executor keeps serving until every job has
+    finished, and only then are the nodes destroyed and the context shut down. The process
+    exits 0, without a traceback.
     """
-    rclpy.init(args=args)
+    stop_requested = threading.Event()
+    # Kept until the process exits: a late signal must not cut the teardown short either.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_requested.set())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     started: list[Node] = []
     executor = None
     try:
@@ -38,16 +52,22 @@ def run_nodes(
         for node, (_, prepare) in zip(started, nodes, strict=True):
             if prepare is not None:
                 prepare(node, executor)
-        while rclpy.ok() and not any(_finished(node) for node in started):
+        while rclpy.ok() and not stop_requested.is_set() and not any(_finished(node) for node in started):
             executor.spin_once(timeout_sec=0.1)
+        if stop_requested.is_set():
+            for node in started:
+                _stop(node)
+            # Jobs wind down (checkpoint, bag, outputs) while the executor still serves their node.
+            while rclpy.ok() and not all(_finished(node) for node in started if hasattr(node, "finished")):
+                executor.spin_once(timeout_sec=0.1)
     except ConfigError as exc:
         print(f"[{name}] error: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
         for node in started:
-            node.destroy_node()
+            node.destroy_node()  # a node's destroy_node stops its threads before its publishers go
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown()
@@ -57,6 +77,12 @@ def run_nodes(
 def _finished(node: Node) -> bool:
     finished = getattr(node, "finished", None)
     return finished is not None and finished.is_set()
+
+
+def _stop(node: Node) -> None:
+    stop = getattr(node, "stop", None)
+    if stop is not None:
+        stop()
 
 
 def run_node(

@@ -1,0 +1,63 @@
+"""Training scalars as TensorBoard event files in the run folder, to watch a run and compare runs.
+
+``tensorboard --logdir runs`` shows every run folder as one run, updated while it trains (the
+file is flushed every few seconds). The x axis is env steps, comparable across ``num_envs``,
+transports and resumed runs (a resumed run appends a new event file to the same folder).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from torch.utils.tensorboard import SummaryWriter
+
+# runner.train's per-iteration record key -> tag
+ITERATION_TAGS = {
+    "surrogate_loss": "loss/surrogate",
+    "value_loss": "loss/value",
+    "learning_rate": "policy/learning_rate",
+    "kl": "policy/kl",
+    "clip_fraction": "policy/clip_fraction",
+    "action_std": "policy/action_std",
+    "mean_return": "episode/mean_return",
+    "success_rate": "episode/success_rate",
+    "env_steps_per_s": "perf/env_steps_per_s",
+    "rollout_s": "perf/rollout_s",
+    "update_s": "perf/update_s",
+}
+# summary.json key -> tag
+EVALUATION_TAGS = {
+    "eval_success_rate_nominal": "eval/success_rate_nominal",
+    "eval_success_rate_randomized": "eval/success_rate_randomized",
+}
+FLUSH_S = 5  # how stale a watched run may look
+
+
+class TensorBoardLog:
+    """Writes ``train``'s iteration records (``iteration`` is an ``on_iteration`` hook) and the
+    evaluation results; scalars that are NaN or missing (no episode ended yet) are left out."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self._writer = SummaryWriter(log_dir=str(directory), flush_secs=FLUSH_S)
+
+    def iteration(self, record: dict[str, float], _learner: object = None) -> None:
+        self._add(ITERATION_TAGS, record, int(record["env_steps"]))
+
+    def evaluation(self, results: dict[str, float | None], env_steps: int) -> None:
+        self._add(EVALUATION_TAGS, results, env_steps)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> TensorBoardLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _add(self, tags: dict[str, str], values: dict[str, float | None], env_steps: int) -> None:
+        for key, tag in tags.items():
+            value = values.get(key)
+            if value is not None and math.isfinite(value):
+                self._writer.add_scalar(tag, value, global_step=env_steps)

@@ -1,0 +1,148 @@
+"""`ros2 launch` of every job, for real, as docs/bringup.md says it behaves.
+
+The installed launch files run under the ROS 2 Jazzy launch, launch_ros and ros2launch tooling
+(a ROS install, or the wheels `make setup` installs). Each launch runs in its own process group,
+killed at the end of its test whatever happens (conftest.start_ros2). Without the tooling these
+tests skip, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from geometry_msgs.msg import PointStamped
+from rosbags.highlevel import AnyReader
+from sensor_msgs.msg import JointState
+from sim_bridge_core.bringup import JOBS, BringupArguments
+from sim_bridge_core.config import setting_specs
+from trajectory_msgs.msg import JointTrajectory
+
+WORLDS = ("num_envs:=32", "episode_length_s:=1.0", "eval_episodes:=8")
+ITERATION = 32 * 24  # env steps of one iteration (config/training.yaml: ppo.num_steps 24)
+
+
+def assert_clean(output: str, processes: int) -> None:
+    """Every node process finished by itself or on SIGINT, exit 0, and nothing went wrong on the way."""
+    assert output.count("process has finished cleanly") == processes, output
+    for trouble in ("Traceback", "[ERROR]", "process has died", "Failed to publish"):
+        assert trouble not in output, output
+
+
+@pytest.mark.parametrize(("transport", "processes"), [("fused", 1), ("ros", 3)])
+def test_training_ends_by_itself_with_its_outputs(tmp_path, start_ros2, transport, processes):
+    run = tmp_path / "run"
+    launch = start_ros2(
+        "launch",
+        "sim_bridge",
+        "training.launch.py",
+        f"transport:={transport}",
+        "randomization:=default",
+        *WORLDS,
+        f"max_env_steps:={2 * ITERATION}",
+        f"output_dir:={run}",
+    )
+    assert launch.wait_exit(120) == 0, launch.output()
+    assert_clean(launch.output(), processes)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["transport"] == transport and summary["env_steps"] == 2 * ITERATION
+    assert not summary["interrupted"] and 0.0 <= summary["eval_success_rate_randomized"] <= 1.0
+    for name in ("checkpoint.pt", "policy.onnx", "policy.pt", "training_curve.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert list(run.glob("events.out.tfevents.*")), "no TensorBoard event file"
+    with AnyReader([run / "rollouts"]) as bag:  # record: true in config/training.yaml
+        counts = {c.topic: c.msgcount for c in bag.connections}
+    assert counts["/env_0/joint_states"] == counts["/env_0/joint_trajectory"] == 2 * 24
+
+
+def test_ctrl_c_during_training_leaves_a_checkpoint_and_a_closed_bag(tmp_path, start_ros2):
+    run = tmp_path / "run"
+    launch = start_ros2(
+        "launch",
+        "sim_bridge",
+        "training.launch.py",
+        "transport:=ros",  # the simulator stops with the learner: its last step never comes
+        *WORLDS,
+        "max_env_steps:=1000000000",
+        f"output_dir:={run}",
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists():  # written after the first iteration
+        assert launch.alive() and time.monotonic() < deadline, launch.output()
+        time.sleep(0.1)
+    launch.interrupt()
+    assert launch.wait_exit(30) == 0, launch.output()
+    assert_clean(launch.output(), 2)  # simulator and policy
+
+    contents = torch.load(run / "checkpoint.pt", weights_only=True)
+    env_steps = contents["metadata"]["env_steps"]
+    assert contents["metadata"]["iteration"] >= 1 and env_steps % 32 == 0, launch.output()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] and summary["env_steps"] == env_steps, launch.output()
+    assert summary["eval_success_rate_nominal"] is None  # stopped: not evaluated
+    with AnyReader([run / "rollouts"]) as bag:  # closed: every step up to the stop is in it
+        counts = {c.topic: c.msgcount for c in bag.connections}
+    assert counts["/env_0/joint_states"] == counts["/clock"] == env_steps // 32, launch.output()
+
+
+def test_eval_ends_by_itself(tmp_path, start_ros2, small_checkpoint):
+    launch = start_ros2(
+        "launch",
+        "sim_bridge",
+        "eval.launch.py",  # simulator (lockstep) + randomization + policy (eval)
+        f"checkpoint:={small_checkpoint}",
+        f"output_dir:={tmp_path / 'eval'}",
+        "num_envs:=16",
+        "eval_episodes:=16",
+        "episode_length_s:=1.0",
+    )
+    assert launch.wait_exit(120) == 0, launch.output()
+    assert_clean(launch.output(), 3)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["transport"] == "ros" and summary["checkpoint"] == str(small_checkpoint)
+    assert 0.0 <= summary["eval_success_rate_nominal"] <= 1.0
+
+
+def test_a_failing_job_ends_the_launch_with_an_error(tmp_path, start_ros2):
+    launch = start_ros2(
+        "launch", "sim_bridge", "eval.launch.py", f"checkpoint:={tmp_path / 'none.pt'}", "num_envs:=4"
+    )
+    assert launch.wait_exit(120) == 1, launch.output()
+    output = launch.output()
+    assert "policy.checkpoint" in output and "policy-3 exited with code 2" in output
+    assert output.count("process has finished cleanly") == 2  # the simulator and randomization
+
+
+def test_sim_stops_cleanly_on_ctrl_c(start_ros2, ros_client):
+    states = ros_client.collect(JointState, "/joint_states")
+    launch = start_ros2("launch", "sim_bridge", "sim.launch.py")
+    ros_client.wait_until(lambda: len(states) > 50, timeout=60, what="joint_states from sim.launch.py")
+    launch.interrupt()
+    assert launch.wait_exit(20) == 0, launch.output()
+    assert_clean(launch.output(), 1)
+
+
+def test_deploy_stops_cleanly_on_ctrl_c(start_ros2, ros_client, small_checkpoint):
+    commands = ros_client.collect(JointTrajectory, "/joint_trajectory")
+    launch = start_ros2("launch", "sim_bridge", "deploy.launch.py", f"checkpoint:={small_checkpoint}")
+    goal = ros_client.node.create_publisher(PointStamped, "/goal", 10)
+
+    def commanding() -> bool:
+        goal.publish(PointStamped())  # until the policy has one
+        return len(commands) > 10
+
+    ros_client.wait_until(commanding, timeout=60, what="joint_trajectory from the deploy policy")
+    launch.interrupt()
+    assert launch.wait_exit(20) == 0, launch.output()
+    assert_clean(launch.output(), 2)
+
+
+def test_show_args_lists_every_argument_with_its_description(start_ros2):
+    launches = {job: start_ros2("launch", "sim_bridge", f"{job}.launch.py", "--show-args") for job in JOBS}
+    for job, launch in launches.items():
+        assert launch.wait_exit(60) == 0, launch.output()
+        output = launch.output()
+        for spec in setting_specs(BringupArguments):
+            assert f"'{spec.name}':\n        {spec.description} (config/{job}.yaml)" in output, spec.name

@@ -1,0 +1,112 @@
+"""The README's ros2 commands, run exactly as written (bash, the real ros2 CLI) against the nodes they name.
+
+The commands are read from README.md's bash blocks, so the README cannot drift from what works.
+They run with the ROS 2 daemon, as a user's would; the test starts it first (a fresh daemon
+answers "Node not found" until discovery has run) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_command(prefix: str) -> str:
+    """The one command of the README's bash blocks that starts with ``prefix``, as written."""
+    commands, current = [], ""
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
+        for line in block.splitlines():
+            current += line + "\n"
+            if not (current.rstrip().endswith("\\") or current.count('"') % 2):  # a whole command
+                commands.append(current.strip())
+                current = ""
+    matches = [command for command in commands if command.startswith(prefix)]
+    assert len(matches) == 1, f"README commands starting with {prefix!r}: {matches}"
+    return matches[0]
+
+
+class Shell:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+
+    def run(self, command: str, timeout: float = 60.0) -> str:
+        """Run ``command`` in bash as a user would type it; its output, failing the test if it fails."""
+        result = subprocess.run(
+            ["bash", "-c", command],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+        return result.stdout
+
+    def wait_for_node(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while name not in self.run("ros2 node list").split():
+            assert time.monotonic() < deadline, f"{name} not discovered by the ros2 daemon"
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def shell(ros2_tooling: dict[str, str], tmp_path: Path) -> Iterator[Shell]:
+    shell = Shell(ros2_tooling, tmp_path)
+    shell.run("ros2 daemon start")
+    try:
+        yield shell
+    finally:
+        shell.run("ros2 daemon stop")
+
+
+def test_simulator_commands_do_what_the_readme_says(shell, start_executable, ros_client):
+    states = ros_client.collect(JointState, "/joint_states")
+    clock = ros_client.collect(Clock, "/clock")
+    start_executable("sim_bridge", "bringup", "sim")  # = ros2 launch sim_bridge sim.launch.py
+    ros_client.wait_until(lambda: states, timeout=60, what="joint_states")
+    shell.wait_for_node("/simulator")
+    home = np.array(states[0].position)
+
+    shell.run(readme_command("ros2 topic pub --once /joint_trajectory"))
+    target = [0, -0.5, 0, -2.0, 0, 1.6, 0.8]
+    ros_client.wait_until(
+        lambda: np.allclose(states[-1].position, target, atol=0.05), timeout=15, what="the arm at the target"
+    )
+    echoed = shell.run(readme_command("ros2 topic echo --once /joint_states"))
+    assert "name:\n- joint1\n- joint2" in echoed and "position:" in echoed
+    assert "Integer value is: 1" in shell.run(readme_command("ros2 param get /simulator num_envs"))
+    changed = shell.run(readme_command("ros2 param set /simulator randomization_enabled false"))
+    assert "Set parameter successful" in changed
+
+    assert "success=True, message='paused'" in shell.run(readme_command("ros2 service call /simulator/pause"))
+    time.sleep(0.2)  # the last /clock sent before the pause is in
+    paused_at, count = clock[-1].clock, len(clock)
+    time.sleep(0.5)
+    assert len(clock) == count, "/clock went on while paused"
+    assert "success=True" in shell.run(readme_command("ros2 service call /simulator/step"))
+    ros_client.wait_until(lambda: len(clock) > count, timeout=10, what="/clock after a step")
+    step_ns = (clock[-1].clock.sec - paused_at.sec) * 10**9 + clock[-1].clock.nanosec - paused_at.nanosec
+    assert step_ns == 2_000_000  # one control period of config/sim.yaml
+    assert "success=True" in shell.run(readme_command("ros2 service call /simulator/reset"))
+    ros_client.wait_until(
+        lambda: np.allclose(states[-1].position, home, atol=1e-6), timeout=10, what="the arm back at home"
+    )
+
+
+def test_deploy_commands_do_what_the_readme_says(shell, start_executable, small_checkpoint):
+    deploy = start_executable("sim_bridge", "bringup", "deploy", f"checkpoint:={small_checkpoint}")
+    shell.wait_for_node("/policy")
+    shell.run(readme_command("ros2 topic pub --once /goal"))
+    deploy.wait_for_output("goal in effect: [0.5, 0.1, 0.4]", timeout=30)
+    held = shell.run(readme_command("ros2 service call /policy/enable"))
+    assert "success=True, message='holding position'" in held
