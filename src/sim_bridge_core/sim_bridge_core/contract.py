@@ -19,6 +19,7 @@ in JSON (the policy node then refuses to deploy until the robot config gives the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -43,7 +44,9 @@ class ContractError(ValueError):
 class PolicyContract:
     model: str
     model_path: str
+    home: str  # the home keyframe ('' = the model's own): the pose observations and actions are about
     task: str
+    task_settings: dict[str, Any]
     joint_names: tuple[str, ...]
     input_names: tuple[str, ...]
     observation: tuple[tuple[str, int], ...]
@@ -65,7 +68,9 @@ class PolicyContract:
         return cls(
             model=robot.name,
             model_path=str(robot.path),
+            home=robot.home_keyframe,
             task=task.name,
+            task_settings=dataclasses.asdict(task.settings),
             joint_names=tuple(robot.joint_names),
             input_names=tuple(task.input_names),
             observation=tuple((name, int(size)) for name, size in task.observation_terms),
@@ -102,6 +107,7 @@ class PolicyContract:
         try:
             values = {key: data[key] for key in cls.__dataclass_fields__}
             values["observation"] = tuple((term["name"], int(term["size"])) for term in data["observation"])
+            values["task_settings"] = dict(data["task_settings"])
             unlimited = {"position_lower": -np.inf, "position_upper": np.inf, "velocity_limits": np.inf}
             for key, bound in unlimited.items():
                 values[key] = tuple(bound if v is None else float(v) for v in data[key])
@@ -128,6 +134,8 @@ class PolicyContract:
             )
         if task.name != self.task:
             raise ContractError(f"{source} was trained for task '{self.task}', not '{task.name}'")
+        if not np.allclose(robot.home, self.action_offset):
+            raise ContractError(f"{source} was trained about another home pose: {list(self.action_offset)}")
         terms = tuple((name, int(size)) for name, size in task.observation_terms)
         if terms != self.observation:
             raise ContractError(

@@ -156,8 +156,10 @@ def load_policy(path: str, model: str = "", device: str = "cpu") -> LoadedPolicy
     source = Path(path)
     contract = read_contract(path)
     try:
-        robot = load_robot(model or _contract_model(contract))
-        task = make_task(contract.task, robot)
+        robot = load_robot(
+            model or _contract_model(contract), joint_names=contract.joint_names, home=contract.home
+        )
+        task = make_task(contract.task, robot, contract.task_settings)
         contract.check(task, str(source))
         if source.suffix == ".onnx":
             policy, runtime = _onnx_policy(source), "onnxruntime"

@@ -45,19 +45,23 @@ class SensorLayout:
     """Which sensors a robot has and where their values are; ``fields`` name the columns of ``read``."""
 
     robot: RobotModel
-    wrench_sites: tuple[str, ...]
     fields: tuple[str, ...]
+    blocks: dict[str, slice]  # "base", "imu", and each force/torque site's name -> its columns
 
     @classmethod
     def of(cls, robot: RobotModel) -> SensorLayout:
-        fields: list[str] = []
+        groups = []
         if robot.base is not None:
-            fields += BASE_FIELDS
+            groups.append(("base", BASE_FIELDS))
         if robot.imu is not None:
-            fields += IMU_FIELDS
-        for site in robot.wrenches:
-            fields += wrench_fields(site.name)
-        return cls(robot, tuple(site.name for site in robot.wrenches), tuple(fields))
+            groups.append(("imu", IMU_FIELDS))
+        groups += [(site.name, wrench_fields(site.name)) for site in robot.wrenches]
+        fields: list[str] = []
+        blocks = {}
+        for name, group in groups:
+            blocks[name] = slice(len(fields), len(fields) + len(group))
+            fields += group
+        return cls(robot, tuple(fields), blocks)
 
     @property
     def empty(self) -> bool:

@@ -26,9 +26,17 @@ from sim_bridge_core.backends import BACKENDS, BackendError, make_backend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.control import COMMAND_INTERFACES
 from sim_bridge_core.env import BatchedEnv, StepResult
-from sim_bridge_core.models import ModelError, ModelParameters, PdGains, load_robot, parse_model_parameters
+from sim_bridge_core.models import (
+    ModelError,
+    ModelParameters,
+    PdGains,
+    RobotModel,
+    load_robot,
+    parse_model_parameters,
+)
 from sim_bridge_core.randomization import RandomizationSpec, Randomizer, bind, load_spec
-from sim_bridge_core.tasks import TASKS, make_task
+from sim_bridge_core.sensors import SensorLayout
+from sim_bridge_core.tasks import TASKS, Task, make_task
 from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, TrajectoryGoal, parse_goal
 from sim_bridge_core.wire import (
     JointStateEncoder,
@@ -113,6 +121,19 @@ class SimulatorConfig:
     episode_length_s: float = setting(5.0, "episode length before truncation, seconds", low=1e-3, high=1e9)
     seed: int = setting(0, "seed of the reset distribution", low=0, high=(1 << 63) - 1)
     publish_clock: bool = setting(True, "publish sim time on /clock")
+    joint_names: list[str] = setting(
+        [], "the controlled joints: the batched topics and a policy's actions ([] = every actuated joint)"
+    )
+    home: str = setting(
+        "", "the home pose's keyframe ('' = the model's 'home' keyframe, else its reference pose)"
+    )
+    imu_site: str = setting(
+        "",
+        "site the IMU reads at ('' = the site of the first gyro/accelerometer, else a floating base's body)",
+    )
+    task_settings: str = setting(
+        "", "the task's settings as YAML (a robot config's tasks.<task>), '' = defaults"
+    )
     model_parameters: str = setting(
         "",
         "model-parameter overrides as YAML (joints: {<joint>: {damping, armature, frictionloss, kp, kv}}, "
@@ -153,13 +174,37 @@ class SimulatorConfig:
                 )
 
 
-def model_parameters_from_text(text: str) -> ModelParameters:
+def simulated_robot(config: SimulatorConfig, section: str = "simulator") -> tuple[RobotModel, Task]:
+    """The robot and task the simulator settings describe; ConfigError naming the bad key."""
+    try:
+        robot = load_robot(
+            config.model,
+            PdGains(config.kp, config.kd),
+            model_parameters_from_text(config.model_parameters, section),
+            config.joint_names,
+            config.home,
+            config.imu_site,
+        )
+    except ModelError as exc:
+        raise ConfigError(f"{section}.model: {exc}") from exc
+    try:
+        settings = yaml.safe_load(config.task_settings) if config.task_settings.strip() else {}
+        return robot, make_task(config.task, robot, settings)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{section}.task_settings: not valid YAML: {exc}") from exc
+    except ModelError as exc:
+        raise ConfigError(f"{section}.task: {exc}") from exc
+    except ConfigError as exc:  # a task setting (tasks.<task>.<key>) that does not fit the robot
+        raise ConfigError(f"{section}.{exc}") from exc
+
+
+def model_parameters_from_text(text: str, section: str = "simulator") -> ModelParameters:
     """The simulator's ``model_parameters`` setting (YAML text) parsed and checked."""
     try:
         data = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"simulator.model_parameters: not valid YAML: {exc}") from exc
-    return parse_model_parameters(data, "simulator.model_parameters")
+        raise ConfigError(f"{section}.model_parameters: not valid YAML: {exc}") from exc
+    return parse_model_parameters(data, f"{section}.model_parameters")
 
 
 def _parse_spec(source: str) -> RandomizationSpec | None:
@@ -195,18 +240,7 @@ class Simulator:
         self.config = config
         self._randomizers_built = 0
         self._randomization_source = ""
-        try:
-            self.robot = load_robot(
-                config.model,
-                PdGains(config.kp, config.kd),
-                model_parameters_from_text(config.model_parameters),
-            )
-        except ModelError as exc:
-            raise ConfigError(f"simulator.model: {exc}") from exc
-        try:
-            task = make_task(config.task, self.robot)
-        except ModelError as exc:
-            raise ConfigError(f"simulator.task: {exc}") from exc
+        self.robot, task = simulated_robot(config)
         try:
             backend = make_backend(
                 config.backend,
@@ -247,7 +281,13 @@ class Simulator:
         batch_names = [f"env_{i}/{joint}" for i in range(config.num_envs) for joint in joints]
         self._batch_state = JointStateEncoder(batch_names)
         self._batch_command = JointTrajectoryDecoder(batch_names)
-        self._world_state = JointStateEncoder(joints)
+        state = self.robot.state_joints
+        self._world_state = JointStateEncoder(state.names)
+        # Where the controlled joints sit among the state joints (their values are the measured ones).
+        self._controlled_in_state = np.array([state.names.index(name) for name in joints], dtype=np.int64)
+        self.sensors = SensorLayout.of(self.robot)
+        self._sensor_fields = (*self.sensors.fields, "step")
+        self._batch_sensors = MultiArrayEncoder(np.float32, ("env", ",".join(self._sensor_fields)))
         self.task_fields = (*TASK_SIGNALS, *task.input_names, *TASK_PAIRING)
         self._task = MultiArrayEncoder(np.float32, ("env", ",".join(self.task_fields)))
         self._published_version: tuple[int, int] | None = None
@@ -431,15 +471,27 @@ class Simulator:
         )
 
     def joint_states(self) -> list[bytes]:
-        """Each mirrored world's JointState with the model's joint names, in ``mirrored`` order."""
-        rows = self.mirrored
-        positions = self.env.measured_positions()[rows]
-        velocities = self.env.measured_velocities()[rows]
-        efforts = self.env.backend.joint_efforts()[rows]
+        """Each mirrored world's JointState, in ``mirrored`` order: every hinge and slide joint of the
+        model, actuated or passive (the controlled ones as measured, sensing noise included)."""
+        rows, state, backend = self.mirrored, self.robot.state_joints, self.env.backend
+        positions = backend.read("qpos", state.qpos_adr)[rows]
+        velocities = backend.read("qvel", state.dof_adr)[rows]
+        efforts = backend.read("qfrc_actuator", state.dof_adr)[rows]
+        positions[:, self._controlled_in_state] = self.env.measured_positions()[rows]
+        velocities[:, self._controlled_in_state] = self.env.measured_velocities()[rows]
         return [
             self._world_state.encode(self.time_ns, positions[i], velocities[i], efforts[i])
             for i in range(len(rows))
         ]
+
+    def sensor_rows(self) -> np.ndarray:
+        """(N, F) sensor values of every world, columns named by ``sensors.fields``."""
+        return self.sensors.read(self.env.backend)
+
+    def batch_sensors(self, rows: np.ndarray) -> bytes:
+        """``batch/sensors``: ``sensor_rows`` plus ``step`` (as in batch/task, to pair with the state)."""
+        step = np.full((len(rows), 1), control_step(self.time_ns, self.env.backend.control_dt))
+        return self._batch_sensors.encode(np.concatenate([rows, step], axis=1))
 
     def task_signals(self) -> bytes:
         """``batch/task``: reward, terminated, truncated of the last step, the task inputs, success, step.

@@ -42,11 +42,10 @@ from sim_bridge_core.learning import (
     train,
 )
 from sim_bridge_core.learning.tensorboard_log import TensorBoardLog
-from sim_bridge_core.models import ModelError, PdGains, load_robot
 from sim_bridge_core.policy import PolicyConfig, command_safety
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
-from sim_bridge_core.simulator import Simulator, SimulatorConfig, task_signal_rows
-from sim_bridge_core.tasks import Task, make_task
+from sim_bridge_core.simulator import Simulator, SimulatorConfig, simulated_robot, task_signal_rows
+from sim_bridge_core.tasks import Task
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -69,14 +68,7 @@ def prepare_output_dir(output_dir: str) -> Path:
 
 def make_task_for(sim: SimulatorConfig) -> Task:
     """The task the simulator settings describe (for worlds reached over the topics)."""
-    try:
-        robot = load_robot(sim.model, PdGains(sim.kp, sim.kd))
-    except ModelError as exc:
-        raise ConfigError(f"sim.model: {exc}") from exc
-    try:
-        return make_task(sim.task, robot)
-    except ModelError as exc:
-        raise ConfigError(f"sim.task: {exc}") from exc
+    return simulated_robot(sim, "sim")[1]
 
 
 def fused_simulator(sim: SimulatorConfig, **changes: Any) -> Simulator:

@@ -10,7 +10,6 @@ from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.gym_env import SimBridgeEnv, SimBridgeVectorEnv, make_batched_env
 from sim_bridge_core.models import ModelError, load_robot
 from sim_bridge_core.tasks import ReachTask, make_task
-from sim_bridge_core.tasks.reach import GOAL_HIGH, GOAL_LOW
 
 
 def test_same_seed_same_episodes():
@@ -19,7 +18,7 @@ def test_same_seed_same_episodes():
     np.testing.assert_array_equal(a.inputs, b.inputs)
     np.testing.assert_array_equal(a.observation(), b.observation())
     assert not np.array_equal(a.inputs, c.inputs)
-    assert np.all((a.inputs >= GOAL_LOW) & (a.inputs <= GOAL_HIGH))
+    assert np.all((a.inputs >= a.task.goal_low) & (a.inputs <= a.task.goal_high))
 
 
 def test_reach_success_when_the_end_effector_is_at_the_goal():

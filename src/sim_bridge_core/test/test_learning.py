@@ -237,7 +237,9 @@ def test_bad_ppo_config_names_its_key():
 CONTRACT = PolicyContract(
     model="arm2",
     model_path="/robots/arm2.xml",
+    home="",
     task="reach",
+    task_settings={"ee_site": "tool", "goal_low": [0.2, -0.2, 0.1], "goal_high": [0.5, 0.2, 0.5]},
     joint_names=("a", "b"),
     input_names=("goal_x",),
     observation=(("joint_position_minus_home", 2), ("joint_velocity", 2), ("goal_x", 1)),

@@ -15,13 +15,18 @@ import sys
 import threading
 import time
 
+import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Quaternion, Vector3, WrenchStamped
+from nav_msgs.msg import Odometry
 from rclpy.executors import Executor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
+from sim_bridge_core.models import RobotModel
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
@@ -38,6 +43,41 @@ LATCHED = QoSProfile(
 # Falling further behind the wall clock than this many periods resets the schedule
 # (after a pause or a stall) instead of stepping in a burst to catch up.
 MAX_LAG_PERIODS = 10
+
+
+def sensor_topics(blocks: dict[str, slice]) -> dict[str, tuple[type, str]]:
+    """Sensor block -> (message type, topic) per world (DESIGN: ``odom``, ``imu``, ``<site>/wrench``)."""
+    kinds = {"base": (Odometry, "odom"), "imu": (Imu, "imu")}
+    return {block: kinds.get(block, (WrenchStamped, f"{block}/wrench")) for block in blocks}
+
+
+def sensor_message(
+    block: str, values: np.ndarray, stamp: Time, robot: RobotModel
+) -> Odometry | Imu | WrenchStamped:
+    """One world's sensor block (columns as ``sim_bridge_core.sensors`` names them) as its message."""
+    v = [float(x) for x in values]
+    if block == "base":
+        message = Odometry(child_frame_id=robot.base.name)
+        message.header.frame_id = "world"
+        pose, twist = message.pose.pose, message.twist.twist
+        pose.position = Point(x=v[0], y=v[1], z=v[2])
+        pose.orientation = Quaternion(x=v[3], y=v[4], z=v[5], w=v[6])
+        twist.linear, twist.angular = Vector3(x=v[7], y=v[8], z=v[9]), Vector3(x=v[10], y=v[11], z=v[12])
+    elif block == "imu":
+        message = Imu()
+        message.header.frame_id = robot.imu.name
+        message.orientation = Quaternion(x=v[0], y=v[1], z=v[2], w=v[3])
+        message.angular_velocity = Vector3(x=v[4], y=v[5], z=v[6])
+        message.linear_acceleration = Vector3(x=v[7], y=v[8], z=v[9])
+    else:
+        message = WrenchStamped()
+        message.header.frame_id = block
+        message.wrench.force, message.wrench.torque = (
+            Vector3(x=v[0], y=v[1], z=v[2]),
+            Vector3(x=v[3], y=v[4], z=v[5]),
+        )
+    message.header.stamp = stamp
+    return message
 
 
 class SimulatorNode(Node):
@@ -64,9 +104,22 @@ class SimulatorNode(Node):
         prefix = "" if self.config.num_envs == 1 else "env_{}/"
         command_type, command_topic = COMMAND_TOPICS[self.config.command_interface]
         self._world_state_pubs = []
+        self._world_sensor_pubs: list[dict[str, Publisher]] = []
+        blocks = self.sim.sensors.blocks
+        self._sensors_pub = (
+            None
+            if self.sim.sensors.empty
+            else self.create_publisher(Float32MultiArray, "batch/sensors", RELIABLE_LATEST)
+        )
         for world in self.sim.mirrored:
             ns = prefix.format(world)
             self._world_state_pubs.append(self.create_publisher(JointState, f"{ns}joint_states", RELIABLE))
+            self._world_sensor_pubs.append(
+                {
+                    block: self.create_publisher(kind, f"{ns}{topic}", RELIABLE)
+                    for block, (kind, topic) in sensor_topics(blocks).items()
+                }
+            )
             self.create_subscription(
                 command_type,
                 f"{ns}{command_topic}",
@@ -148,7 +201,18 @@ class SimulatorNode(Node):
         self._task_pub.publish(self.sim.task_signals())
         for publisher, data in zip(self._world_state_pubs, self.sim.joint_states(), strict=True):
             publisher.publish(data)
+        if self._sensors_pub is not None:
+            self._publish_sensors(stamp)
         self._publish_applied()
+
+    def _publish_sensors(self, stamp_ns: int) -> None:
+        rows = self.sim.sensor_rows()
+        self._sensors_pub.publish(self.sim.batch_sensors(rows))
+        stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+        blocks = self.sim.sensors.blocks
+        for world, publishers in zip(self.sim.mirrored, self._world_sensor_pubs, strict=True):
+            for block, publisher in publishers.items():
+                publisher.publish(sensor_message(block, rows[world, blocks[block]], stamp, self.sim.robot))
 
     # Commands -------------------------------------------------------------------------------
 

@@ -78,6 +78,23 @@ class SensorSite:
 
 
 @dataclass(frozen=True)
+class ExtraAxes:
+    """What can be commanded by name beyond the controlled joints: each other actuated joint (by the
+    joint's name, in its units) and each actuator without a joint of its own, such as a
+    tendon-driven gripper (by the actuator's name, in its control units)."""
+
+    names: tuple[str, ...]
+    actuator_ids: np.ndarray
+    ctrl_per_unit: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    home: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
 class RobotModel:
     """A compiled model and the index maps from its joints into MuJoCo arrays.
 
@@ -106,6 +123,9 @@ class RobotModel:
     base: FloatingBase | None = None
     imu: SensorSite | None = None
     wrenches: tuple[SensorSite, ...] = ()
+    extra: ExtraAxes | None = None  # set by load_robot
+    home_keyframe: str = ""  # the keyframe named as home ('': the model's "home", if any)
+    passive_joints: tuple[str, ...] = ()  # state joints no actuator drives directly
     parameters: ModelParameters = ModelParameters()  # overrides applied (and the command delay)
 
     @property
@@ -377,6 +397,9 @@ def _describe(
     state = np.flatnonzero(np.isin(m.jnt_type, _CONTROLLABLE_JOINTS))
     imu, wrenches = _sensor_sites(m)
     return RobotModel(
+        home_keyframe=home_keyframe,
+        extra=_extra_axes(m, driven, set(joints.tolist()), home_qpos, _home_ctrl(m, home_keyframe)),
+        passive_joints=tuple(_name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in state if j not in driven),
         name=m.names[: m.names.index(b"\0")].decode() or path.stem,
         path=str(path),
         model=m,
@@ -472,6 +495,41 @@ def _home_qpos(m: mujoco.MjModel, keyframe: str) -> np.ndarray:
     qpos = np.array(m.key_qpos[key] if key >= 0 else m.qpos0, dtype=np.float64)
     qpos.setflags(write=False)
     return qpos
+
+
+def _extra_axes(
+    m: mujoco.MjModel,
+    driven: dict[int, int],
+    controlled: set[int],
+    home_qpos: np.ndarray,
+    home_ctrl: np.ndarray,
+) -> ExtraAxes:
+    names, ids, scale, lower, upper, home = [], [], [], [], [], []
+    by_joint = {act: joint for joint, act in driven.items()}
+    for act in range(m.nu):
+        joint = by_joint.get(act)
+        if joint in controlled:
+            continue
+        if joint is not None:  # a joint's servo: commanded in joint units, by the joint's name
+            names.append(_name(m, mujoco.mjtObj.mjOBJ_JOINT, joint))
+            scale.append(m.actuator_gear[act, 0])
+            limited = bool(m.jnt_limited[joint])
+            lower.append(m.jnt_range[joint, 0] if limited else -np.inf)
+            upper.append(m.jnt_range[joint, 1] if limited else np.inf)
+            home.append(home_qpos[m.jnt_qposadr[joint]])
+        else:  # any other actuator: commanded in its control units, by its own name
+            names.append(_name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, act))
+            scale.append(1.0)
+            limited = bool(m.actuator_ctrllimited[act])
+            lower.append(m.actuator_ctrlrange[act, 0] if limited else -np.inf)
+            upper.append(m.actuator_ctrlrange[act, 1] if limited else np.inf)
+            home.append(home_ctrl[act])
+        ids.append(act)
+    return ExtraAxes(
+        tuple(names),
+        np.array(ids, dtype=np.int64),
+        *(np.array(v, dtype=np.float64) for v in (scale, lower, upper, home)),
+    )
 
 
 def _home_ctrl(m: mujoco.MjModel, keyframe: str) -> np.ndarray:

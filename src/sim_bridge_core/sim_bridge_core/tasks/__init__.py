@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from sim_bridge_core.config import from_mapping
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.tasks.base import HoldTask, Task, TaskOutcome
 from sim_bridge_core.tasks.pendulum import PendulumTask
@@ -10,11 +14,13 @@ from sim_bridge_core.tasks.reach import ReachTask
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (HoldTask, ReachTask, PendulumTask)}
 
 
-def make_task(name: str, robot: RobotModel) -> Task:
-    """The task called ``name`` on ``robot``; a task that does not fit the robot raises ModelError."""
+def make_task(name: str, robot: RobotModel, settings: Mapping[str, Any] | None = None) -> Task:
+    """The task called ``name`` on ``robot`` with its settings (a robot config's ``tasks.<name>``:
+    ConfigError naming the key if one is bad); a task that does not fit the robot raises ModelError."""
     if name not in TASKS:
         raise ModelError(f"unknown task '{name}' (choose from {', '.join(TASKS)})")
-    return TASKS[name](robot)
+    cls = TASKS[name]
+    return cls(robot, from_mapping(cls.Settings, settings or {}, f"tasks.{name}"))
 
 
 __all__ = ["TASKS", "HoldTask", "PendulumTask", "ReachTask", "Task", "TaskOutcome", "make_task"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,17 +26,27 @@ class TaskOutcome:
     success: np.ndarray
 
 
+@dataclass(frozen=True)
+class NoSettings:
+    """A task without settings of its own."""
+
+
 class Task(ABC):
-    """A task on one robot; ``input_names`` are the per-world inputs JointState lacks."""
+    """A task on one robot; ``input_names`` are the per-world inputs JointState lacks.
+
+    ``Settings`` is the task's config schema: what a robot config's ``tasks.<name>`` may set.
+    """
 
     name: ClassVar[str]
     input_names: ClassVar[tuple[str, ...]] = ()
     action_scale: ClassVar[float] = 0.5
     # False: worlds run on without episodes (no truncation, no auto-reset), like a real robot.
     episodic: ClassVar[bool] = True
+    Settings: ClassVar[type] = NoSettings
 
-    def __init__(self, robot: RobotModel) -> None:
+    def __init__(self, robot: RobotModel, settings: Any = None) -> None:
         self.robot = robot
+        self.settings = settings if settings is not None else self.Settings()
 
     @property
     def observation_terms(self) -> tuple[tuple[str, int], ...]:

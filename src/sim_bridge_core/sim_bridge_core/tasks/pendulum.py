@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sim_bridge_core.backends import SimBackend
@@ -21,12 +23,12 @@ class PendulumTask(Task):
     input_names = ("goal_angle",)
     action_scale = np.pi
 
-    def __init__(self, robot: RobotModel) -> None:
+    def __init__(self, robot: RobotModel, settings: Any = None) -> None:
         if robot.num_joints != 1:
             raise ModelError(
                 f"task 'pendulum' needs a model with one joint, '{robot.name}' has {robot.num_joints}"
             )
-        super().__init__(robot)
+        super().__init__(robot, settings)
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         start = rng.uniform(-np.pi, np.pi, (count, self.robot.num_joints))

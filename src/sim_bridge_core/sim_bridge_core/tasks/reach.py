@@ -9,18 +9,31 @@ arm's kinematics from joint angles.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mujoco
 import numpy as np
 
 from sim_bridge_core.backends import SimBackend
+from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.tasks.base import Task, TaskOutcome
 
 SUCCESS_RADIUS_M = 0.02
-# Goals in front of the arm, inside the reach of a 0.85 m manipulator (base frame, metres).
-GOAL_LOW = np.array([0.30, -0.30, 0.20])
-GOAL_HIGH = np.array([0.60, 0.30, 0.60])
 INITIAL_JOINT_NOISE_RAD = 0.1
+
+
+@dataclass(frozen=True)
+class ReachSettings:
+    """``tasks.reach`` of a robot config. The default box lies in front of a 0.85 m manipulator."""
+
+    ee_site: str = setting("ee", "the end-effector site that must reach the goal")
+    goal_low: list[float] = setting(
+        [0.30, -0.30, 0.20], "lower corner of the goal box (x, y, z), m, world frame"
+    )
+    goal_high: list[float] = setting(
+        [0.60, 0.30, 0.60], "upper corner of the goal box (x, y, z), m, world frame"
+    )
 
 
 class SiteKinematics:
@@ -102,9 +115,22 @@ class ReachTask(Task):
     # The sampled goals need joint offsets of up to ~1.1 rad from home (0.5 rad reaches a third of them).
     action_scale = 1.5
 
-    def __init__(self, robot: RobotModel, ee_site: str = "ee") -> None:
-        super().__init__(robot)
-        self.ee_site = robot.site_id(ee_site)
+    Settings = ReachSettings
+
+    def __init__(self, robot: RobotModel, settings: ReachSettings | None = None) -> None:
+        super().__init__(robot, settings)
+        settings = self.settings
+        low, high = np.asarray(settings.goal_low, float), np.asarray(settings.goal_high, float)
+        if low.shape != (3,) or high.shape != (3,) or np.any(low > high):
+            raise ConfigError(
+                "tasks.reach.goal_low/goal_high: need x, y, z each, low <= high; "
+                f"got {list(low)}, {list(high)}"
+            )
+        self.goal_low, self.goal_high = low, high
+        try:
+            self.ee_site = robot.site_id(settings.ee_site)
+        except ModelError as exc:
+            raise ConfigError(f"tasks.reach.ee_site: {exc}") from exc
         self.kinematics = SiteKinematics(robot, self.ee_site)
 
     @property
@@ -120,7 +146,7 @@ class ReachTask(Task):
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         noise = rng.uniform(-INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, (count, self.robot.num_joints))
-        goals = rng.uniform(GOAL_LOW, GOAL_HIGH, (count, 3))
+        goals = rng.uniform(self.goal_low, self.goal_high, (count, 3))
         return self.robot.clamp(self.robot.home + noise), goals
 
     def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
@@ -135,7 +161,7 @@ class ReachTask(Task):
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
         """The goal point, clamped into the workspace goals were sampled from in training."""
-        return np.clip(np.asarray(goal, float)[:3], GOAL_LOW, GOAL_HIGH)
+        return np.clip(np.asarray(goal, float)[:3], self.goal_low, self.goal_high)
 
     def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
         return np.asarray(inputs, float)[:3]
