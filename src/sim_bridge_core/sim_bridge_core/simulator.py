@@ -278,6 +278,12 @@ class Simulator:
         joints = self.robot.joint_names
         self.mirrored = [0] if config.num_envs == 1 else sorted(set(config.mirror_envs))
         self.followers = {world: TrajectoryFollower() for world in self.mirrored}
+        # A world command may also name the extra axes (other actuators, a gripper): their values.
+        extra = self.robot.extra
+        self.extra_targets = np.tile(extra.home, (config.num_envs, 1))
+        self._axes = (*joints, *extra.names)
+        self._axis_lower = np.concatenate([self.robot.lower, extra.lower])
+        self._axis_upper = np.concatenate([self.robot.upper, extra.upper])
         batch_names = [f"env_{i}/{joint}" for i in range(config.num_envs) for joint in joints]
         self._batch_state = JointStateEncoder(batch_names)
         self._batch_command = JointTrajectoryDecoder(batch_names)
@@ -342,16 +348,19 @@ class Simulator:
     def step(self) -> StepResult:
         """Advance every world one control period under its current commands."""
         times_s = self.time_ns / _NS + self._update_offsets_s
-        followed = {}
+        followed, joints = {}, self.robot.num_joints
         for world, follower in self.followers.items():
             if follower.active:
-                followed[world] = self.robot.clamp(follower.setpoints(times_s))
-                self.targets[world] = followed[world][-1]
+                profile = np.clip(follower.setpoints(times_s), self._axis_lower, self._axis_upper)
+                followed[world] = profile[:, :joints]
+                self.targets[world] = profile[-1, :joints]
+                self._command_extra(world, profile[-1, joints:])
         result = self.env.step(self.targets, commanded=self.commanded, followed=followed)
         self.commanded[:] = False
         done = np.flatnonzero(result.done)
         if done.size:
             self.targets[done] = self.env.backend.joint_positions()[done]
+            self.extra_targets[done] = self.robot.extra.home  # the reset restored their home controls
             for world in done:
                 if world in self.followers:
                     self.followers[world].clear()
@@ -362,10 +371,20 @@ class Simulator:
         """Every world back to its initial distribution; targets hold the new pose."""
         self.env.reset(stagger=self.config.stagger_episodes)
         self.targets = self.env.backend.joint_positions()
+        self.extra_targets[:] = self.robot.extra.home
         self.commanded[:] = False
         for follower in self.followers.values():
             follower.clear()
         self.last_result = None
+
+    def _command_extra(self, world: int, values: np.ndarray) -> None:
+        """Extra axes of one world to ``values`` (written to their actuators when they change)."""
+        if values.size and not np.array_equal(values, self.extra_targets[world]):
+            self.extra_targets[world] = values
+            extra = self.robot.extra
+            self.env.backend.write_ctrl(
+                np.array([world]), extra.actuator_ids, (values * extra.ctrl_per_unit)[None]
+            )
 
     def apply_batch_command(self, data: bytes, expected_stamp_ns: int | None = None) -> int:
         """Take a batched command (serialized JointTrajectory); return the stamp it answers.
@@ -431,12 +450,14 @@ class Simulator:
                 [p.positions for p in points],
                 [p.velocities for p in points],
                 [p.accelerations for p in points],
-                robot_joints=self.robot.joint_names,
-                lower=self.robot.lower,
-                upper=self.robot.upper,
+                robot_joints=self._axes,
+                lower=self._axis_lower,
+                upper=self._axis_upper,
                 allow_partial=self.config.allow_partial_joints_goal,
                 now_s=self.time_ns / _NS,
                 efforts=[p.effort for p in points],
+                optional_joints=self.robot.extra.names,
+                passive_joints=self.robot.passive_joints,
             )
         except (WireError, TrajectoryError) as exc:
             raise CommandError(str(exc)) from exc
@@ -444,12 +465,14 @@ class Simulator:
     def apply_command(self, world: int, command: TrajectoryGoal | np.ndarray) -> bool:
         """Put a parsed world command in effect on a mirrored world; return whether it was clamped."""
         if isinstance(command, TrajectoryGoal):
+            # Extra axes have no measured state here: their ramps start from their last command.
+            extra = self.extra_targets[world]
             self.followers[world].start(
                 command,
                 self.time_ns / _NS,
-                self.targets[world],
-                self.env.measured_positions()[world],
-                self.env.measured_velocities()[world],
+                np.concatenate([self.targets[world], extra]),
+                np.concatenate([self.env.measured_positions()[world], extra]),
+                np.concatenate([self.env.measured_velocities()[world], np.zeros_like(extra)]),
             )
             clamped = command.clamped
         else:

@@ -91,6 +91,8 @@ def parse_goal(
     now_s: float,
     allow_nonzero_end_velocity: bool = False,
     efforts: Sequence[Sequence[float]] | None = None,
+    optional_joints: Sequence[str] = (),
+    passive_joints: Sequence[str] = (),
 ) -> TrajectoryGoal:
     """Validate a decoded JointTrajectory and map it onto ``robot_joints``.
 
@@ -99,7 +101,9 @@ def parse_goal(
     zero ``stamp_s`` starts the trajectory when it is accepted; any other must not end before
     ``now_s``.  Positions outside ``[lower, upper]`` are clamped and the goal says so.
     ``allow_nonzero_end_velocity`` mirrors the controller parameter
-    ``allow_nonzero_velocity_at_trajectory_end``, false by default on Jazzy.
+    ``allow_nonzero_velocity_at_trajectory_end``, false by default on Jazzy. Names in
+    ``optional_joints`` (also in ``robot_joints``) may be commanded but never have to be;
+    naming one of ``passive_joints`` is refused with the reason.
     """
     if len(joint_names) == 0:
         raise TrajectoryError("empty joint_names")
@@ -117,12 +121,18 @@ def parse_goal(
     robot_index = {name: i for i, name in enumerate(robot_joints)}
     seen: set[str] = set()
     for name in joint_names:
+        if name in passive_joints:
+            commandable = ", ".join(optional_joints) or "none"
+            raise TrajectoryError(
+                f"joint '{name}' is passive: no actuator drives it (commandable besides the controlled "
+                f"joints: {commandable})"
+            )
         if name not in robot_index:
             raise TrajectoryError(f"unknown joint '{name}'")
         if name in seen:
             raise TrajectoryError(f"duplicate joint '{name}'")
         seen.add(name)
-    missing = [name for name in robot_joints if name not in seen]
+    missing = [name for name in robot_joints if name not in seen and name not in optional_joints]
     if missing and not allow_partial:
         raise TrajectoryError(
             f"goal lacks joints {', '.join(repr(n) for n in missing)} and allow_partial_joints_goal is false"

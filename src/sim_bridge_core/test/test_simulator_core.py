@@ -117,7 +117,10 @@ def test_mirrored_joint_states_are_the_mirrored_worlds(sim):
     ("overrides", "key"),
     [
         ({"model": "/nope.xml"}, "simulator.model"),
-        ({"model": "pendulum", "task": "reach"}, r"simulator\.tasks\.reach\.ee_site: model 'pendulum' has no site"),
+        (
+            {"model": "pendulum", "task": "reach"},
+            r"simulator\.tasks\.reach\.ee_site: model 'pendulum' has no site",
+        ),
         ({"model": "pendulum", "task": "arm"}, "simulator.task"),
         ({"control_dt": 0.003}, "simulator.control_dt"),
         ({"num_envs": 2, "mirror_envs": [3]}, "simulator.mirror_envs"),

@@ -83,6 +83,11 @@ class SimBackend(ABC):
         """(N, 3) world position of a site at the current state."""
 
     @abstractmethod
+    def write_ctrl(self, ids: np.ndarray, actuators: np.ndarray, values: np.ndarray) -> None:
+        """Set the controls of ``actuators`` in worlds ``ids`` to ``values`` (len(ids), len(actuators)),
+        held until written again (actuators other than the controlled joints' servos)."""
+
+    @abstractmethod
     def add_joint_velocities(self, ids: np.ndarray, dofs: np.ndarray, delta: np.ndarray) -> None:
         """Add ``delta`` (len(ids), len(dofs)) to the velocities of ``dofs`` in worlds ``ids`` (pushes)."""
 

@@ -64,6 +64,9 @@ class CpuBackend(SimBackend):
     def site_positions(self, site: int) -> np.ndarray:
         return self._site_xpos[:, site].copy()
 
+    def write_ctrl(self, ids: np.ndarray, actuators: np.ndarray, values: np.ndarray) -> None:
+        self._ctrl[np.asarray(ids)[:, None], actuators] = values
+
     def add_joint_velocities(self, ids: np.ndarray, dofs: np.ndarray, delta: np.ndarray) -> None:
         self._qvel[np.asarray(ids)[:, None], dofs] += delta
 

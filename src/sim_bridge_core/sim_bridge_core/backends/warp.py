@@ -115,6 +115,11 @@ class WarpBackend(SimBackend):
     def site_positions(self, site: int) -> np.ndarray:
         return self._data.site_xpos.numpy()[:, site].astype(np.float64)
 
+    def write_ctrl(self, ids: np.ndarray, actuators: np.ndarray, values: np.ndarray) -> None:
+        with wp.ScopedDevice(self.device):
+            columns = wp.array(np.asarray(actuators, dtype=np.int32), dtype=wp.int32)
+            self._write(self._data.ctrl, np.asarray(ids, dtype=np.int32), columns, values)
+
     def add_joint_velocities(self, ids: np.ndarray, dofs: np.ndarray, delta: np.ndarray) -> None:
         qvel = (
             self._data.qvel.numpy()
