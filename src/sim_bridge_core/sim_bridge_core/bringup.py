@@ -43,11 +43,11 @@ from sim_bridge_core.config import (
 from sim_bridge_core.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
 from sim_bridge_core.evaluation import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.models import ModelError, load_robot, parse_model_parameters
+from sim_bridge_core.models import ModelError, PdGains, load_robot, parse_model_parameters
 from sim_bridge_core.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.simulator import SimulatorConfig
-from sim_bridge_core.tasks import TASKS
+from sim_bridge_core.tasks import TASKS, make_task
 
 JOBS = ("training", "sim", "deploy", "eval")
 RANDOMIZATION_PRESETS = ("none", "default", "wide")
@@ -102,8 +102,25 @@ class BringupArguments:
 class RobotConfig:
     """config/robots/<name>.yaml: what is specific to one robot."""
 
-    model: str = setting("arm7", "built-in model name or MJCF/URDF path (relative to the robot file)")
-    joint_names: list[str] = setting([], "the controlled joints, checked against the model ([] = any)")
+    model: str = setting(
+        "arm7",
+        "built-in model name, MJCF/URDF path (relative to the robot file, or to a folder of "
+        "SIM_BRIDGE_MODEL_PATH), or package://<package>/<path>",
+    )
+    joint_names: list[str] = setting(
+        [], "the controlled joints, in the policy's order ([] = every joint an actuator drives)"
+    )
+    home: str = setting(
+        "", "the home pose's keyframe ('' = the model's 'home' keyframe, else its reference pose)"
+    )
+    imu_site: str = setting(
+        "",
+        "site of the IMU ('' = the site of the model's first gyro/accelerometer, else a floating "
+        "base's body)",
+    )
+    tasks: dict = setting(
+        {}, "per-task settings, e.g. reach: {ee_site: TCP, goal_low: [x, y, z], goal_high: [x, y, z]}"
+    )
     kp: float = setting(100.0, "PD stiffness for torque-driven joints", low=0.0)
     kd: float = setting(10.0, "PD damping for torque-driven joints", low=0.0)
     position_limits: list[float] = setting(
@@ -189,21 +206,38 @@ def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path]:
         known = sorted(p.stem for p in (config_dir / "robots").glob("*.yaml"))
         raise ConfigError(f"robot: no robot file {path} (robots: {', '.join(known)})")
     robot_config = from_mapping(RobotConfig, _read_yaml(path), path.name)
-    model = robot_config.model
-    if model.endswith((".xml", ".urdf")) and not Path(model).is_absolute():
-        robot_config = dataclasses.replace(robot_config, model=str((path.parent / model).resolve()))
-    parameters = parse_model_parameters(robot_config.model_parameters, f"{path.name}: model_parameters")
-    if robot_config.joint_names or not parameters.empty:
-        try:
-            robot = load_robot(robot_config.model, parameters=parameters)
-        except ModelError as exc:
-            raise ConfigError(f"{path.name}: model: {exc}") from exc
-        except ConfigError as exc:
-            raise ConfigError(f"{path.name}: {exc}") from exc
-        joints = list(robot.joint_names)
-        if robot_config.joint_names and joints != robot_config.joint_names:
-            raise ConfigError(f"{path.name}: joint_names: the model's joints are {joints}")
+    beside = path.parent / robot_config.model
+    if not Path(robot_config.model).is_absolute() and beside.is_file():
+        robot_config = dataclasses.replace(robot_config, model=str(beside.resolve()))
+    check_robot_config(robot_config, path.name)
     return robot_config, path
+
+
+def check_robot_config(robot: RobotConfig, where: str) -> None:
+    """Load the robot as the simulator will and build each configured task: every name in the file
+    (model, joints, keyframe, IMU site, task sites, model parameters) is checked before anything
+    starts, and a bad one fails with one line naming the file and the key."""
+    parameters = parse_model_parameters(robot.model_parameters, f"{where}: model_parameters")
+    try:
+        model = load_robot(
+            robot.model,
+            PdGains(robot.kp, robot.kd),
+            parameters,
+            robot.joint_names,
+            robot.home,
+            robot.imu_site,
+        )
+        for task, settings in robot.tasks.items():
+            if task not in TASKS:
+                raise ConfigError(f"tasks.{task}: unknown task (known: {', '.join(TASKS)})")
+            make_task(task, model, settings)
+    except ModelError as exc:
+        key = str(exc).split(":", 1)[0]
+        raise ConfigError(
+            f"{where}: {exc}" if key in ("joint_names", "home", "imu_site") else f"{where}: model: {exc}"
+        ) from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def resolve_randomization(value: str, config_dir: Path) -> str:
@@ -244,6 +278,12 @@ def simulator_parameters(
         "task": args.task,
         "episode_length_s": args.episode_length_s,
         "seed": args.seed,
+        "joint_names": list(robot.joint_names),
+        "home": robot.home,
+        "imu_site": robot.imu_site,
+        "task_settings": yaml.safe_dump(robot.tasks[args.task], sort_keys=False)
+        if args.task in robot.tasks
+        else "",
         "kp": robot.kp,
         "kd": robot.kd,
         "model_parameters": yaml.safe_dump(robot.model_parameters, sort_keys=False)

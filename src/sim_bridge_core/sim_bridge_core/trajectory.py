@@ -102,8 +102,9 @@ def parse_goal(
     ``now_s``.  Positions outside ``[lower, upper]`` are clamped and the goal says so.
     ``allow_nonzero_end_velocity`` mirrors the controller parameter
     ``allow_nonzero_velocity_at_trajectory_end``, false by default on Jazzy. Names in
-    ``optional_joints`` (also in ``robot_joints``) may be commanded but never have to be;
-    naming one of ``passive_joints`` is refused with the reason.
+    ``optional_joints`` (also in ``robot_joints``) may be commanded but never have to be, and a
+    goal of those alone is whole (as to a gripper's own controller); naming one of
+    ``passive_joints`` is refused with the reason.
     """
     if len(joint_names) == 0:
         raise TrajectoryError("empty joint_names")
@@ -133,7 +134,8 @@ def parse_goal(
             raise TrajectoryError(f"duplicate joint '{name}'")
         seen.add(name)
     missing = [name for name in robot_joints if name not in seen and name not in optional_joints]
-    if missing and not allow_partial:
+    # Only optional axes named (a gripper alone): as to a controller of its own, nothing is missing.
+    if missing and not allow_partial and not seen <= set(optional_joints):
         raise TrajectoryError(
             f"goal lacks joints {', '.join(repr(n) for n in missing)} and allow_partial_joints_goal is false"
         )

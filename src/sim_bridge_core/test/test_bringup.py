@@ -150,7 +150,9 @@ def test_robot_file_is_checked_against_its_model(tmp_path):
     config = tmp_path / "config"
     shutil.copytree(CONFIG, config)
     (config / "robots" / "arm7.yaml").write_text("model: arm7\njoint_names: [shoulder, elbow]\n")
-    with pytest.raises(ConfigError, match=r"arm7\.yaml: joint_names: the model.s joints are"):
+    with pytest.raises(
+        ConfigError, match=r"arm7\.yaml: joint_names: 'shoulder' is not a joint an actuator drives"
+    ):
         describe("training", {}, config)
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration, Time
+from nav_msgs.msg import Odometry
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.models import load_robot
 from std_msgs.msg import Float32MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -380,3 +382,45 @@ def test_a_signal_stops_stepping_before_the_node_goes(signals, start_node, ros_c
     assert simulator.wait_exit(20) == 0, simulator.output()
     for trouble in ("Traceback", "Failed to publish", "context is invalid"):
         assert trouble not in simulator.output()
+
+
+TEST_MODELS = Path(__file__).resolve().parents[2] / "sim_bridge_core" / "test" / "models"
+
+
+def test_a_floating_base_publishes_odometry_and_an_imu(start_node, ros_client):
+    """Mirrored worlds of a robot on a floating base: odom, imu and batch/sensors, as a real one reads."""
+    start_node(
+        "sim_bridge_sim",
+        "simulator",
+        model=str(TEST_MODELS / "floating_imu.xml"),
+        num_envs=2,
+        mirror_envs=[1],
+        mode="realtime",
+    )
+    odom = ros_client.collect(Odometry, "env_1/odom", RELIABLE)
+    imu = ros_client.collect(Imu, "env_1/imu", RELIABLE)
+    sensors = ros_client.collect(Float32MultiArray, "batch/sensors", RELIABLE)
+    states = ros_client.collect(JointState, "env_1/joint_states", RELIABLE)
+    ros_client.wait_until(lambda: len(odom) > 60 and len(imu) > 60 and sensors and states, timeout=30)
+    last_odom, last_imu = odom[-1], imu[-1]
+    assert last_odom.header.frame_id == "world" and last_odom.child_frame_id == "trunk"
+    assert last_odom.pose.pose.position.z == pytest.approx(0.05, abs=3e-3)  # resting on the floor
+    assert last_imu.header.frame_id == "imu"
+    assert last_imu.linear_acceleration.z == pytest.approx(9.81, abs=0.05)  # gravity, as an accelerometer
+    assert last_imu.orientation.w == pytest.approx(1.0, abs=1e-3)
+    assert list(states[-1].name) == ["tail"]
+    labels = [dim.label for dim in sensors[-1].layout.dim]
+    assert labels[0] == "env" and "imu/linear_acceleration_z" in labels[1].split(",")
+    assert sensors[-1].layout.dim[0].size == 2
+
+
+def test_the_gripper_opens_by_a_ros_command_naming_its_actuator(start_node, ros_client):
+    start_node("sim_bridge_sim", "simulator", model=str(TEST_MODELS / "gripper_arm.xml"), mode="realtime")
+    states = ros_client.collect(JointState, "joint_states", RELIABLE)
+    commands = ros_client.node.create_publisher(JointTrajectory, "joint_trajectory", RELIABLE)
+    ros_client.wait_until(lambda: commands.get_subscription_count() > 0 and states, timeout=30)
+    assert list(states[-1].name) == ["shoulder", "elbow", "left_finger", "right_finger"]
+    commands.publish(trajectory(["shoulder", "elbow", "gripper"], [(0.3, [0.0, 0.5, 255.0], None)]))
+    wait_at(ros_client, states, ["left_finger", "right_finger"], [0.03, 0.03], 0.003)
+    commands.publish(trajectory(["gripper"], [(0.3, [0.0], None)]))  # the gripper alone
+    wait_at(ros_client, states, ["left_finger", "right_finger"], [0.0, 0.0], 0.003)

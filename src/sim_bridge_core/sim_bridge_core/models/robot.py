@@ -432,6 +432,7 @@ IMU_SENSORS = (
     (mujoco.mjtSensor.mjSENS_ACCELEROMETER, "sim_bridge_imu/linear_acceleration"),
 )
 _IMU_KINDS = (int(mujoco.mjtSensor.mjSENS_GYRO), int(mujoco.mjtSensor.mjSENS_ACCELEROMETER))
+_WRENCH_KINDS = (int(mujoco.mjtSensor.mjSENS_FORCE), int(mujoco.mjtSensor.mjSENS_TORQUE))
 
 
 def _add_imu(spec: mujoco.MjSpec, m: mujoco.MjModel, imu_site: str) -> bool:
@@ -468,17 +469,12 @@ def _sensor_sites(m: mujoco.MjModel) -> tuple[SensorSite | None, tuple[SensorSit
         imu = SensorSite(_name(m, mujoco.mjtObj.mjOBJ_SITE, int(m.sensor_objid[adr[0]])), columns)
     by_site: dict[int, dict[int, int]] = {}
     for k in range(m.nsensor):
-        if m.sensor_type[k] in (mujoco.mjtSensor.mjSENS_FORCE, mujoco.mjtSensor.mjSENS_TORQUE):
+        if m.sensor_type[k] in _WRENCH_KINDS:
             by_site.setdefault(int(m.sensor_objid[k]), {}).setdefault(int(m.sensor_type[k]), k)
     wrenches = tuple(
         SensorSite(
             _name(m, mujoco.mjtObj.mjOBJ_SITE, site),
-            np.concatenate(
-                [
-                    m.sensor_adr[sensors[int(kind)]] + np.arange(3)
-                    for kind in (mujoco.mjtSensor.mjSENS_FORCE, mujoco.mjtSensor.mjSENS_TORQUE)
-                ]
-            ),
+            np.concatenate([m.sensor_adr[sensors[kind]] + np.arange(3) for kind in _WRENCH_KINDS]),
         )
         for site, sensors in by_site.items()
         if len(sensors) == 2
