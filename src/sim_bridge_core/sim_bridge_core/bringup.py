@@ -118,6 +118,9 @@ class RobotConfig:
         "site of the IMU ('' = the site of the model's first gyro/accelerometer, else a floating "
         "base's body)",
     )
+    sites: dict = setting(
+        {}, "sites to add to the model, e.g. a tool centre point: {tcp: {body: hand, pos: [0, 0, 0.1]}}"
+    )
     tasks: dict = setting(
         {}, "per-task settings, e.g. reach: {ee_site: TCP, goal_low: [x, y, z], goal_high: [x, y, z]}"
     )
@@ -226,6 +229,7 @@ def check_robot_config(robot: RobotConfig, where: str) -> None:
             robot.joint_names,
             robot.home,
             robot.imu_site,
+            robot.sites,
         )
         for task, settings in robot.tasks.items():
             if task not in TASKS:
@@ -234,7 +238,9 @@ def check_robot_config(robot: RobotConfig, where: str) -> None:
     except ModelError as exc:
         key = str(exc).split(":", 1)[0]
         raise ConfigError(
-            f"{where}: {exc}" if key in ("joint_names", "home", "imu_site") else f"{where}: model: {exc}"
+            f"{where}: {exc}"
+            if key.startswith(("joint_names", "home", "imu_site", "sites"))
+            else f"{where}: model: {exc}"
         ) from exc
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
@@ -281,6 +287,7 @@ def simulator_parameters(
         "joint_names": list(robot.joint_names),
         "home": robot.home,
         "imu_site": robot.imu_site,
+        "sites": yaml.safe_dump(robot.sites, sort_keys=False) if robot.sites else "",
         "task_settings": yaml.safe_dump(robot.tasks[args.task], sort_keys=False)
         if args.task in robot.tasks
         else "",

@@ -45,6 +45,7 @@ class PolicyContract:
     model: str
     model_path: str
     home: str  # the home keyframe ('' = the model's own): the pose observations and actions are about
+    sites: dict[str, Any]  # sites the robot config added to the model (e.g. the end effector's)
     task: str
     task_settings: dict[str, Any]
     joint_names: tuple[str, ...]
@@ -69,6 +70,7 @@ class PolicyContract:
             model=robot.name,
             model_path=str(robot.path),
             home=robot.home_keyframe,
+            sites=dict(robot.added_sites),
             task=task.name,
             task_settings=dataclasses.asdict(task.settings),
             joint_names=tuple(robot.joint_names),
@@ -108,6 +110,7 @@ class PolicyContract:
             values = {key: data[key] for key in cls.__dataclass_fields__}
             values["observation"] = tuple((term["name"], int(term["size"])) for term in data["observation"])
             values["task_settings"] = dict(data["task_settings"])
+            values["sites"] = dict(data["sites"])
             unlimited = {"position_lower": -np.inf, "position_upper": np.inf, "velocity_limits": np.inf}
             for key, bound in unlimited.items():
                 values[key] = tuple(bound if v is None else float(v) for v in data[key])

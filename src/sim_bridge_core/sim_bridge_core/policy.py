@@ -157,7 +157,10 @@ def load_policy(path: str, model: str = "", device: str = "cpu") -> LoadedPolicy
     contract = read_contract(path)
     try:
         robot = load_robot(
-            model or _contract_model(contract), joint_names=contract.joint_names, home=contract.home
+            model or _contract_model(contract),
+            joint_names=contract.joint_names,
+            home=contract.home,
+            sites=contract.sites,
         )
         task = make_task(contract.task, robot, contract.task_settings)
         contract.check(task, str(source))

@@ -131,6 +131,9 @@ class SimulatorConfig:
         "",
         "site the IMU reads at ('' = the site of the first gyro/accelerometer, else a floating base's body)",
     )
+    sites: str = setting(
+        "", "sites to add to the model as YAML ({<name>: {body: <body>, pos: [x, y, z]}}), '' = none"
+    )
     task_settings: str = setting(
         "", "the task's settings as YAML (a robot config's tasks.<task>), '' = defaults"
     )
@@ -184,18 +187,29 @@ def simulated_robot(config: SimulatorConfig, section: str = "simulator") -> tupl
             config.joint_names,
             config.home,
             config.imu_site,
+            _yaml_setting(config.sites, f"{section}.sites"),
         )
     except ModelError as exc:
         raise ConfigError(f"{section}.model: {exc}") from exc
     try:
-        settings = yaml.safe_load(config.task_settings) if config.task_settings.strip() else {}
-        return robot, make_task(config.task, robot, settings)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{section}.task_settings: not valid YAML: {exc}") from exc
+        return robot, make_task(
+            config.task, robot, _yaml_setting(config.task_settings, f"{section}.task_settings")
+        )
     except ModelError as exc:
         raise ConfigError(f"{section}.task: {exc}") from exc
     except ConfigError as exc:  # a task setting (tasks.<task>.<key>) that does not fit the robot
         raise ConfigError(f"{section}.{exc}") from exc
+
+
+def _yaml_setting(text: str, key: str) -> dict:
+    """A mapping given as YAML text ('' = empty); ConfigError naming ``key`` otherwise."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key}: must be a mapping, got {text!r}")
+    return data
 
 
 def model_parameters_from_text(text: str, section: str = "simulator") -> ModelParameters:

@@ -238,6 +238,7 @@ CONTRACT = PolicyContract(
     model="arm2",
     model_path="/robots/arm2.xml",
     home="",
+    sites={"tool": {"body": "link2", "pos": [0.0, 0.0, 0.1]}},
     task="reach",
     task_settings={"ee_site": "tool", "goal_low": [0.2, -0.2, 0.1], "goal_high": [0.5, 0.2, 0.5]},
     joint_names=("a", "b"),

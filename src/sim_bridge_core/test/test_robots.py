@@ -181,3 +181,22 @@ def test_package_uris_resolve_through_the_ament_index_urdf_meshes_too(monkeypatc
     assert robot.joint_names == ("j1",) and robot.model.nmesh == 1 and robot.velocity_limits[0] == 2.0
     with pytest.raises(ModelError, match=r"no package 'elsewhere' in the ament index"):
         load_robot("package://elsewhere/toy.urdf")
+
+
+def test_a_robot_config_adds_the_sites_a_model_lacks():
+    robot = load_robot(GRIPPER_ARM, sites={"tip": {"body": "hand", "pos": [0.1, 0.0, 0.0]}})
+    task = make_task("reach", robot, {"ee_site": "tip"})
+    tcp = make_task("reach", robot, {"ee_site": "tcp"})  # 0.08 m out, the model's own
+    home = robot.home[None]
+    np.testing.assert_allclose(
+        task.kinematics(home) - tcp.kinematics(home),
+        [[0.02 * np.cos(0.5), 0, -0.02 * np.sin(0.5)]],
+        atol=1e-9,
+    )
+    for sites, message in (
+        ({"tip": {"body": "palm"}}, r"sites\.tip\.body: the model has no body 'palm'"),
+        ({"tcp": {"body": "hand"}}, r"sites\.tcp: the model has a site of that name already"),
+        ({"tip": {"body": "hand", "pos": [1, 2]}}, r"sites\.tip\.pos: must be \[x, y, z\]"),
+    ):
+        with pytest.raises(ModelError, match=message):
+            load_robot(GRIPPER_ARM, sites=sites)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -125,6 +127,7 @@ class RobotModel:
     wrenches: tuple[SensorSite, ...] = ()
     extra: ExtraAxes | None = None  # set by load_robot
     home_keyframe: str = ""  # the keyframe named as home ('': the model's "home", if any)
+    added_sites: dict = dataclasses.field(default_factory=dict)  # the ``sites`` load_robot added
     passive_joints: tuple[str, ...] = ()  # state joints no actuator drives directly
     parameters: ModelParameters = ModelParameters()  # overrides applied (and the command delay)
 
@@ -226,6 +229,7 @@ def load_robot(
     joint_names: tuple[str, ...] | list[str] = (),
     home: str = "",
     imu_site: str = "",
+    sites: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RobotModel:
     """Load a built-in name or MJCF/URDF path and make every controllable joint take position targets.
 
@@ -233,7 +237,9 @@ def load_robot(
     drives); ``home`` names the home keyframe (default: the model's ``home`` keyframe if it has
     one, else its reference pose); ``imu_site`` the site the IMU reads at (default: the site of the
     model's first gyro or accelerometer, else a floating base's root body; the loader adds the
-    orientation, gyro and accelerometer sensors it reads). ``parameters`` override the model's
+    orientation, gyro and accelerometer sensors it reads). ``sites`` adds sites the model lacks
+    (``{name: {body: <body>, pos: [x, y, z]}}``, e.g. a tool centre point for a URDF arm, in the
+    body's frame). ``parameters`` override the model's
     physical parameters (identified ones, say); an unknown name raises ConfigError naming its
     ``model_parameters`` key.
     """
@@ -253,11 +259,12 @@ def load_robot(
         _add_pd_actuators(spec, compiled)
         compiled = spec.compile()
     pd_joints = _wrap_motors_in_pd(spec, compiled, gains)
-    if _add_imu(spec, compiled, imu_site) or pd_joints:
+    added_sites = _add_sites(spec, compiled, sites or {})
+    if _add_imu(spec, compiled, imu_site) or pd_joints or added_sites:
         compiled = spec.compile()
     apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
     robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path), tuple(joint_names), home)
-    return dataclasses.replace(robot, parameters=parameters)
+    return dataclasses.replace(robot, parameters=parameters, added_sites=dict(sites or {}))
 
 
 def _add_pd_actuators(spec: mujoco.MjSpec, compiled: mujoco.MjModel) -> None:
@@ -433,6 +440,23 @@ IMU_SENSORS = (
 )
 _IMU_KINDS = (int(mujoco.mjtSensor.mjSENS_GYRO), int(mujoco.mjtSensor.mjSENS_ACCELEROMETER))
 _WRENCH_KINDS = (int(mujoco.mjtSensor.mjSENS_FORCE), int(mujoco.mjtSensor.mjSENS_TORQUE))
+
+
+def _add_sites(spec: mujoco.MjSpec, m: mujoco.MjModel, sites: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Add ``sites`` to the spec (see ``load_robot``); ModelError naming ``sites.<name>`` if one is bad."""
+    for name, site in sites.items():
+        where = f"sites.{name}"
+        if not isinstance(site, Mapping) or set(site) - {"body", "pos"} or "body" not in site:
+            raise ModelError(f"{where}: give body (and pos: [x, y, z]), got {site!r}")
+        if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, name) >= 0:
+            raise ModelError(f"{where}: the model has a site of that name already")
+        if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, str(site["body"])) < 0:
+            raise ModelError(f"{where}.body: the model has no body '{site['body']}'")
+        pos = np.asarray(site.get("pos", [0.0, 0.0, 0.0]), dtype=float)
+        if pos.shape != (3,) or not np.isfinite(pos).all():
+            raise ModelError(f"{where}.pos: must be [x, y, z], got {site.get('pos')!r}")
+        spec.body(str(site["body"])).add_site(name=name, pos=pos)
+    return bool(sites)
 
 
 def _add_imu(spec: mujoco.MjSpec, m: mujoco.MjModel, imu_site: str) -> bool:
