@@ -193,3 +193,69 @@ def test_bringup_eval_over_the_deploy_path_writes_the_deploy_success(tmp_path, s
     assert summary["deploy_episodes"] == 3 and summary["deploy_steps"] >= 3 * 25  # whole 25-step episodes
     for key in ("eval_success_rate_deploy", "eval_success_rate_nominal"):
         assert 0.0 <= summary[key] <= 1.0
+
+
+TEST_MODELS = ROOT / "src" / "sim_bridge_core" / "test" / "models"
+NEW_ROBOT = """\
+model: gripper_arm.xml
+joint_names: [shoulder, elbow]
+home: ready
+sites:
+  tip: {body: hand, pos: [0.1, 0.0, 0.0]}
+tasks:
+  reach: {ee_site: tip, goal_low: [0.3, -0.1, 0.3], goal_high: [0.5, 0.1, 0.5]}
+"""
+
+
+def test_a_robot_never_seen_runs_from_its_yaml_alone(tmp_path, start_executable, ros_client):
+    """A robot file beside its model: joint_states list the gripper's fingers too, and the gripper
+    opens by a JointTrajectory naming its actuator."""
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    (tmp_path / "gripper_arm.xml").write_text((TEST_MODELS / "gripper_arm.xml").read_text())
+    (tmp_path / "robot.yaml").write_text(NEW_ROBOT)
+    states = ros_client.collect(JointState, "/joint_states")
+    commands = ros_client.node.create_publisher(JointTrajectory, "/joint_trajectory", 10)
+    process = start_executable(
+        "sim_bridge", "bringup", "sim", f"robot:={tmp_path / 'robot.yaml'}", "task:=reach"
+    )
+    ros_client.wait_until(
+        lambda: states and commands.get_subscription_count(), timeout=30, what="bringup sim"
+    )
+    assert list(states[-1].name) == ["shoulder", "elbow", "left_finger", "right_finger"]
+    assert states[-1].position[2] == pytest.approx(0.03, abs=2e-3)  # the ready keyframe: open
+    point = JointTrajectoryPoint(positions=[0.0])
+    point.time_from_start.nanosec = 200_000_000
+    commands.publish(JointTrajectory(joint_names=["gripper"], points=[point]))
+    ros_client.wait_until(lambda: abs(states[-1].position[2]) < 2e-3, timeout=10, what="the gripper closed")
+    process.proc.send_signal(signal.SIGINT)
+    assert process.wait_exit(20) == 0, process.output()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("ee_site: tip", "ee_site: nose"),
+            "robot.yaml: tasks.reach.ee_site: model 'gripper_arm' has no site named 'nose'",
+        ),
+        (("home: ready", "home: stow"), "robot.yaml: home: no keyframe 'stow'"),
+        (
+            ("home: ready", "home: ready\nimu_site: tcp"),
+            "robot.yaml: imu_site: site 'tcp' has no gyro or accelerometer",
+        ),
+        (
+            ("model: gripper_arm.xml", "model: arms/none.xml"),
+            "robot.yaml: model: model file not found: arms/none.xml",
+        ),
+        (("body: hand", "body: palm"), "robot.yaml: sites.tip.body: the model has no body 'palm'"),
+    ],
+)
+def test_a_bad_robot_file_fails_before_anything_starts(tmp_path, edit, message):
+    from sim_bridge_core.config import ConfigError
+
+    (tmp_path / "gripper_arm.xml").write_text((TEST_MODELS / "gripper_arm.xml").read_text())
+    (tmp_path / "robot.yaml").write_text(NEW_ROBOT.replace(*edit))
+    with pytest.raises(ConfigError) as error:
+        describe("sim", {"robot": str(tmp_path / "robot.yaml"), "task": "reach"}, ROOT / "config")
+    assert message in str(error.value) and "\n" not in str(error.value)
