@@ -233,28 +233,25 @@ def load_deployment(config: PolicyConfig) -> DeployPlan:
     if not config.checkpoint:
         raise ConfigError("policy.checkpoint: required in deploy mode")
     loaded = load_policy(config.checkpoint, config.model, config.device)
-    contract, warnings = loaded.contract, []
+    contract = loaded.contract
     period_s = 1.0 / config.control_rate_hz if config.control_rate_hz else contract.control_dt
+    interface = config.command_interface or contract.command_interface
+    mismatches = []
     if not math.isclose(period_s, contract.control_dt, rel_tol=1e-6):
-        mismatch = (
+        mismatches.append(
             f"policy.control_rate_hz: {config.control_rate_hz} Hz, but the policy was trained at "
             f"{1.0 / contract.control_dt:g} Hz (control_dt {contract.control_dt} s)"
         )
-        if not config.allow_contract_mismatch:
-            raise ConfigError(f"{mismatch}; set allow_contract_mismatch to deploy anyway")
-        warnings.append(mismatch)
-    interface = config.command_interface or contract.command_interface
     if interface != contract.command_interface:
-        mismatch = (
+        mismatches.append(
             f"policy.command_interface: {interface}, but the policy was trained through "
             f"{contract.command_interface}"
         )
-        if not config.allow_contract_mismatch:
-            raise ConfigError(f"{mismatch}; set allow_contract_mismatch to deploy anyway")
-        warnings.append(mismatch)
+    if mismatches and not config.allow_contract_mismatch:
+        raise ConfigError(f"{mismatches[0]}; set allow_contract_mismatch to deploy anyway")
     safety = command_safety(config, loaded.robot, period_s, contract)
     require_bounded(safety, loaded.robot)
     deployment = Deployment(
         loaded.robot, loaded.task, loaded.policy, safety, period_s, config.state_timeout_s
     )
-    return DeployPlan(deployment, loaded.runtime, period_s, interface, tuple(warnings))
+    return DeployPlan(deployment, loaded.runtime, period_s, interface, tuple(mismatches))
