@@ -354,10 +354,6 @@ class RemoteWorlds:
         with self._cond:
             return self._current().state.positions
 
-    def measured_positions(self) -> np.ndarray:
-        """(N, J) measured joint positions of the current state (as BatchedEnv's)."""
-        return self.positions
-
     @property
     def velocities(self) -> np.ndarray:
         """(N, J) measured joint velocities of the current state."""
