@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import PolicyContract
@@ -35,7 +36,7 @@ from sim_bridge_core.learning import (
     plot_training_curve,
     train,
 )
-from sim_bridge_core.models import ModelError, PdGains, load_robot
+from sim_bridge_core.models import ModelError, PdGains, RobotModel, load_robot
 from sim_bridge_core.policy import PolicyConfig, command_safety
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
 from sim_bridge_core.simulator import Simulator, SimulatorConfig, task_signal_rows
@@ -307,6 +308,36 @@ class TrainingJob:
         return summary
 
 
+def evaluate_compare_robot(
+    policy: PolicyConfig, sim: SimulatorConfig, robot: RobotModel, model: ActorCritic
+) -> dict[str, Any]:
+    """Success on ``policy.compare_robot`` (e.g. an identified robot.yaml), nominal physics, fused
+    worlds otherwise as ``sim``: the figure to put beside ``eval_success_rate_nominal``."""
+    from sim_bridge_core.bringup import load_robot_config  # bringup imports this module's schemas
+
+    source = Path(policy.compare_robot)
+    config, path = load_robot_config(str(source), source.parent)
+    overrides = yaml.safe_dump(config.model_parameters, sort_keys=False) if config.model_parameters else ""
+    worlds = fused_simulator(
+        sim,
+        model=config.model,
+        kp=config.kp,
+        kd=config.kd,
+        model_parameters=overrides,
+        randomization="",
+        num_envs=min(sim.num_envs, policy.eval_episodes),
+    ).env
+    if worlds.task.robot.joint_names != robot.joint_names:
+        raise ConfigError(
+            f"policy.compare_robot: {path} has joints {list(worlds.task.robot.joint_names)}, "
+            f"not {list(robot.joint_names)}"
+        )
+    return {
+        "compare_robot": str(path.resolve()),
+        "eval_success_rate_compare_robot": evaluate(worlds, model, policy.eval_episodes),
+    }
+
+
 def run_evaluation(
     policy: PolicyConfig, sim: SimulatorConfig, worlds: Worlds | None = None
 ) -> dict[str, Any]:
@@ -329,6 +360,8 @@ def run_evaluation(
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
     start = time.perf_counter()
     rates = evaluate_both(worlds, model, policy.eval_episodes)
+    if policy.compare_robot:
+        rates.update(evaluate_compare_robot(policy, sim, robot, model))
     summary = {
         "checkpoint": str(Path(policy.checkpoint).resolve()),
         **describe_run(worlds, policy.transport, sim),

@@ -110,8 +110,23 @@ def load_robot(
     ``parameters`` override the model's physical parameters (identified ones, say); an unknown
     name raises ConfigError naming its ``model_parameters`` key.
     """
-    gains = gains or PdGains()
     parameters = parameters or ModelParameters()
+    path, _, compiled, pd_joints = _position_controlled(model, gains or PdGains())
+    apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
+    robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path))
+    return dataclasses.replace(robot, parameters=parameters)
+
+
+def robot_spec(model: str, gains: PdGains | None = None) -> mujoco.MjSpec:
+    """The MjSpec that ``load_robot`` compiles (PD servos in place, no overrides), for tools that
+    need the robot as a spec (system identification)."""
+    return _position_controlled(model, gains or PdGains())[1]
+
+
+def _position_controlled(
+    model: str, gains: PdGains
+) -> tuple[Path, mujoco.MjSpec, mujoco.MjModel, tuple[str, ...]]:
+    """Path, spec and compiled model of ``model`` with every controllable joint position-servoed."""
     path = resolve_model_path(model)
     try:
         spec = mujoco.MjSpec.from_file(str(path))
@@ -125,9 +140,7 @@ def load_robot(
     pd_joints = _wrap_motors_in_pd(spec, compiled, gains)
     if pd_joints:
         compiled = spec.compile()
-    apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
-    robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path))
-    return dataclasses.replace(robot, parameters=parameters)
+    return path, spec, compiled, pd_joints
 
 
 def _add_pd_actuators(spec: mujoco.MjSpec, compiled: mujoco.MjModel) -> None:
