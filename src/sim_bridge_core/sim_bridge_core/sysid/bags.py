@@ -5,9 +5,11 @@ works: ``bringup excite`` and ``bringup deploy record:=true`` write them, and so
 ``ros2 bag record /joint_states /<controller>/joint_trajectory`` on any robot. Commands are
 ``trajectory_msgs/JointTrajectory`` (a joint_trajectory_controller) or
 ``std_msgs/Float64MultiArray`` (a forward position controller, one position per joint in the
-robot config's ``joint_names`` order). Everything is on the bag's log times (the recorder's
-clock, on which states and commands were both received or sent), in seconds since the bag's
-first message; transport latency then counts as command delay, which the fit identifies.
+robot config's ``joint_names`` order). Times are in seconds since the bag's first message, on
+the recorder's clock: commands at their log times (when they were sent or received), joint
+states at their header stamps when the robot stamps them on that clock (else their log times).
+The latency from sending a command to the controller taking it counts as command delay, which
+the fit identifies.
 """
 
 from __future__ import annotations
@@ -63,6 +65,21 @@ def _pick(candidates: list[str], wanted: str, what: str, path: Path, hint: str) 
     return candidates[0]
 
 
+def _state_times(logged: np.ndarray, stamps: np.ndarray, start_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """When each state was measured, in order, and which rows those are (duplicates dropped).
+
+    A robot stamps its joint states when it reads them, which the bag's log times (when they were
+    received, after the transport and any executor delay) only approximate; the stamps are used
+    when the states are stamped (a zero stamp at most once: sim time 0) on the recorder's clock
+    (within a second of their log times), the log times otherwise.
+    """
+    measured = (stamps - start_ns) / _NS
+    if np.count_nonzero(stamps == 0) <= 1 and np.median(np.abs(logged - measured)) < 1.0:  # sim time 0 is one
+        logged = measured
+    times, order = np.unique(logged, return_index=True)
+    return times, order
+
+
 def read_run(
     path: str | Path, robot: RobotModel, state_topic: str = "", command_topic: str = ""
 ) -> RecordedRun:
@@ -104,7 +121,7 @@ def _decode(
     start_ns = messages[0][1]
     joints = robot.joint_names
     columns: dict[tuple[str, ...], np.ndarray] = {}
-    times, positions, velocities = [], [], []
+    times, stamps, positions, velocities = [], [], [], []
     command_times: list[float] = []
     commands: list[TrajectoryGoal | np.ndarray] = []
     rejected = 0
@@ -125,6 +142,7 @@ def _decode(
                 if state.velocity.size != len(state.names):
                     raise SysidInputError(f"bag {path}: {state_topic} carries no joint velocities")
                 times.append(now)
+                stamps.append(state.stamp_ns)
                 positions.append(state.position[index])
                 velocities.append(state.velocity[index])
             elif not times:
@@ -165,6 +183,7 @@ def _decode(
         raise SysidInputError(f"bag {path}: a malformed message: {exc}") from exc
     if not times:
         raise SysidInputError(f"bag {path} holds no joint states on {state_topic}")
+    times, order = _state_times(np.array(times), np.array(stamps, dtype=np.int64), start_ns)
     if not commands:
         raise SysidInputError(f"bag {path} holds no usable commands on {command_topic} after its first state")
     return RecordedRun(
@@ -172,9 +191,9 @@ def _decode(
         state_topic=state_topic,
         command_topic=command_topic,
         interface=interface,
-        times=np.array(times),
-        positions=np.array(positions),
-        velocities=np.array(velocities),
+        times=times,
+        positions=np.array(positions)[order],
+        velocities=np.array(velocities)[order],
         command_times=np.array(command_times),
         commands=tuple(commands),
         rejected=rejected,

@@ -47,7 +47,9 @@ class CommandReplay:
         as joint_trajectory_controller writes its next command); NaN before the first command."""
         times_s = np.asarray(times_s, dtype=float)
         out = np.full((len(times_s), self.robot.num_joints), np.nan)
-        segment = np.searchsorted(self.start_times, times_s, side="right") - 1
+        # A command takes effect at the update at or after it; 1 ns (ROS time's resolution) absorbs
+        # the rounding of times computed as start + k * dt.
+        segment = np.searchsorted(self.start_times, times_s + 1e-9, side="right") - 1
         for k in np.unique(segment[segment >= 0]):
             rows = np.flatnonzero(segment == k)
             command = self._segments[k]
