@@ -416,6 +416,26 @@ class Problem:
 
         return with_prior
 
+    def start_delay(self, max_delay_s: float) -> None:
+        """Start the fit at the whole-step delay that fits best with the rest nominal (one batched
+        evaluation): a delay far off makes the first steps overshoot into directions the data
+        barely sees."""
+        index = next((k for k, u in enumerate(self.unknowns) if u.joint is None), None)
+        if index is None:
+            return
+        unit, dt = self.unknowns[index].unit, self.robot.physics_dt
+        delays = np.arange(0, math.floor(max_delay_s / dt + 1e-9) + 1) * dt / unit
+        candidates = np.repeat(self.x_nominal[:, None], len(delays), axis=1)
+        candidates[index] = np.clip(
+            delays, self.unknowns[index].lower / unit, self.unknowns[index].upper / unit
+        )
+        with quiet_absl():
+            residuals, _, _ = self.residual_fn("fit", prior=False)(candidates, self.params.copy())
+        cost = sum(np.square(r).sum(axis=0) for r in residuals)
+        start = self.x_nominal.copy()
+        start[index] = candidates[index, int(np.argmin(cost))]
+        self.params.update_from_vector(start)
+
     def predictions(self, part: str, x: np.ndarray) -> list[np.ndarray]:
         """(M, 2J) predicted positions and velocities at each window's recorded samples."""
         params = self.params.copy()
@@ -507,6 +527,7 @@ def identify(
     check_data(windows, robot, config, len(unknowns))
     problem = Problem(robot, spec, unknowns, windows, history, config.velocity_weight_s, config.threads)
     fit_windows = problem.windows["fit"]
+    problem.start_delay(config.max_delay_s)
     log(
         f"fitting {len(unknowns)} parameters to {len(fit_windows)} windows of {config.window_s:g} s "
         f"({len(problem.windows['held_out'])} held out)"
