@@ -27,7 +27,7 @@ from sim_bridge_core.simulator import SimulatorConfig
 from sim_bridge_core.sysid import identify as identify_module
 from sim_bridge_core.sysid.bags import SysidInputError, read_run
 from sim_bridge_core.sysid.config import ExcitationConfig, SysidConfig
-from sim_bridge_core.sysid.excitation import Exciter, plan_excitation
+from sim_bridge_core.sysid.excitation import TRAJECTORY_LEAD_S, Exciter, plan_excitation
 from sim_bridge_core.sysid.identify import Problem, make_unknowns, make_windows, split_windows
 from sim_bridge_core.sysid.job import run_sysid
 from sim_bridge_core.sysid.simulated import record_excitation
@@ -104,24 +104,25 @@ def test_the_excitation_goes_out_as_one_trajectory_the_controller_accepts():
     assert exciter.commands(3.1) == []  # sent once
     decoded = decode_joint_trajectory(message)
     points = decoded.points
-    goal = (
-        parse_goal(  # joint_trajectory_controller's rules: all joints, increasing times, at rest at the end
-            decoded.joint_names,
-            0.0,
-            [p.time_from_start_ns / 1e9 for p in points],
-            [p.positions for p in points],
-            [p.velocities for p in points],
-            [p.accelerations for p in points],
-            robot_joints=robot.joint_names,
-            lower=robot.lower,
-            upper=robot.upper,
-            allow_partial=False,
-            now_s=3.0,
-        )
+    assert decoded.stamp_ns == round((3.0 + TRAJECTORY_LEAD_S) * 1e9)  # it starts at a time the bag records
+    # joint_trajectory_controller's rules: all joints, increasing times, at rest at the end.
+    goal = parse_goal(
+        decoded.joint_names,
+        decoded.stamp_ns / 1e9,
+        [p.time_from_start_ns / 1e9 for p in points],
+        [p.positions for p in points],
+        [p.velocities for p in points],
+        [p.accelerations for p in points],
+        robot_joints=robot.joint_names,
+        lower=robot.lower,
+        upper=robot.upper,
+        allow_partial=False,
+        now_s=3.0,
     )
     assert len(points) == math.ceil(config.duration_s * config.point_rate_hz) and not goal.clamped
     np.testing.assert_allclose(goal.positions[-1], robot.home, atol=1e-12)
-    assert exciter.finished(3.0 + config.duration_s) and not exciter.finished(3.0 + config.duration_s - 0.1)
+    end = 3.0 + TRAJECTORY_LEAD_S + config.duration_s
+    assert exciter.finished(end) and not exciter.finished(end - 0.1)
     position = Exciter(config, robot, "position", safety_filter(robot, 0.02, section="exciter"))
     position.start(0.0, robot.home)
     sent = [len(position.commands(t)) for t in np.arange(0.0, 1.0, 0.002)]
@@ -225,7 +226,9 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(tmp_path, case, mes
     elif case == "no robot joints":
         bag = write_bag(tmp_path / "bag", ["a", "b", "joint3"], rest[:, :3], hold(robot.home))
     elif case == "too short":
-        bag = record_excitation(tmp_path / "bag", simulated_robot(), ExcitationConfig(duration_s=4.0, ramp_s=0.5))
+        bag = record_excitation(
+            tmp_path / "bag", simulated_robot(), ExcitationConfig(duration_s=4.0, ramp_s=0.5)
+        )
     else:
         bag = write_bag(tmp_path / "bag", list(robot.joint_names), rest, hold(robot.home))
     output = tmp_path / "out"

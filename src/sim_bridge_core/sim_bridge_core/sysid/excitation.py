@@ -159,15 +159,23 @@ def plan_excitation(
     return dataclasses.replace(unit, amplitudes=0.995 * amplitude)
 
 
+# The excitation trajectory starts this long after it is sent (its header stamp), s.
+TRAJECTORY_LEAD_S = 0.5
+
+
 class Exciter:
     """What the exciter node does, without ROS: plan at the first joint state, then send commands.
 
-    ``trajectory``: the whole excitation as one JointTrajectory, sent at once (stamp 0, points every
+    ``trajectory``: the whole excitation as one JointTrajectory, sent at once (points every
     ``1 / point_rate_hz`` with positions, velocities and accelerations, so the controller
     interpolates it quintically): the controller then runs it to its end at rest, without a
-    command stream to keep up, and starts it from the measured state only once. ``position``:
-    one Float64MultiArray per period, the plan one period ahead (a forward controller steps to
-    it). ``hold`` is the command that stops the robot where it is.
+    command stream to keep up and without restarting from the measured state. It is stamped to
+    start ``TRAJECTORY_LEAD_S`` after it is sent, on the robot's clock: however long a large
+    message takes to arrive, the controller starts it at a time the bag records (until then it
+    holds the start pose, which is where the excitation begins), so the identified command delay
+    is the controller's and servos', not a one-off transport time. ``position``: one
+    Float64MultiArray per period, the plan one period ahead (a forward controller steps to it).
+    ``hold`` is the command that stops the robot where it is.
     """
 
     def __init__(
@@ -195,6 +203,8 @@ class Exciter:
             self.safety.velocity_limits,
         )
         self.started_s = self._next_s = now_s
+        if self.interface == "trajectory":
+            self.started_s += TRAJECTORY_LEAD_S
         return self.plan
 
     def finished(self, now_s: float) -> bool:
@@ -221,8 +231,9 @@ class Exciter:
         times = np.arange(1, count + 1) * self.period_s
         positions, velocities, accelerations = self.plan.sample(times)
         positions = np.clip(positions, self.safety.lower, self.safety.upper)
+        stamp_ns = round(self.started_s * 1e9)
         return encode_joint_trajectory(
-            self.robot.joint_names, 0, np.round(times * 1e9), positions, velocities, accelerations
+            self.robot.joint_names, stamp_ns, np.round(times * 1e9), positions, velocities, accelerations
         )
 
     def hold(self, positions: np.ndarray) -> bytes:

@@ -54,6 +54,8 @@ DELAY_UNIT_S = 1e-3
 # Confidence intervals: the residual RMS is taken as at least NOISE_FLOOR (rad); eigenvalues of J'J
 # below LAMBDA_ZERO of the largest count as zero, eigenvector parts below V_ZERO as none.
 NOISE_FLOOR = 1e-4
+# An estimate still moving by more than its half-width over this many iterations has not settled.
+SETTLE_ITERATIONS = 3
 LAMBDA_ZERO = 1e-10
 V_ZERO = 1e-3
 
@@ -105,6 +107,7 @@ class SysidResult:
     identified: dict[str, float]
     half_widths: dict[str, float]  # 95 % confidence half-widths, data alone (inf: not identifiable)
     sum_half_widths: dict[str, float]  # per joint, of damping + kv
+    moved: dict[str, float]  # each estimate's change over the last SETTLE_ITERATIONS iterations
     errors: dict[str, dict[str, Any]]  # fit / held_out -> nominal / identified -> figures
     windows: list[Window]
     runs: list[RecordedRun]
@@ -181,13 +184,13 @@ def make_unknowns(robot: RobotModel, fit: Sequence[str], max_delay_s: float) -> 
 def make_windows(
     runs: Sequence[RecordedRun], robot: RobotModel, window_s: float, history: int
 ) -> list[Window]:
-    """Windows of every run, starting where the delayed setpoints are known (after the first command)."""
+    """Windows of every run, from where the delayed setpoints are known (``CommandReplay.known_from``)."""
     dt = robot.physics_dt
     steps = max(1, round(window_s / dt))
     windows: list[Window] = []
     for index, run in enumerate(runs):
         replay = CommandReplay(run, robot)
-        earliest = run.command_times[0] + history * dt
+        earliest = replay.known_from + history * dt
         i = int(np.searchsorted(run.times, earliest - 1e-9))
         while i < len(run.times):
             start = run.times[i]
@@ -548,6 +551,11 @@ def identify(
         jacobian = np.asarray(result.jac)[: sum(r.size for r in residuals)]  # the prior's rows left out
         half_widths, sum_half_widths = confidence(sysid, unknowns, np.concatenate(residuals), jacobian)
     identified = {u.name: float(v) * u.unit for u, v in zip(unknowns, x, strict=True)}
+    candidates = result.extras.get("candidate", [])
+    earlier = (
+        np.asarray(candidates[-1 - SETTLE_ITERATIONS]) if len(candidates) > SETTLE_ITERATIONS else x + np.inf
+    )
+    moved = {u.name: float(v - w) * u.unit for u, v, w in zip(unknowns, x, earlier, strict=True)}
 
     # Errors as the simulator will reproduce them: the delay in whole physics steps.
     rounded = dict(identified)
@@ -576,6 +584,7 @@ def identify(
         identified=identified,
         half_widths=half_widths,
         sum_half_widths=sum_half_widths,
+        moved=moved,
         errors=errors,
         windows=windows,
         runs=list(runs),

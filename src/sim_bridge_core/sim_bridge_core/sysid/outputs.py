@@ -4,7 +4,9 @@
   ``model_parameters`` holding the identified values, the delay in whole physics steps as the
   simulator applies it. Every job takes it as ``robot:=S/robot.yaml``.
 * ``sysid.json``: per parameter its nominal and identified value, bounds, the 95 % half-width
-  of its confidence interval and whether the data identifies it; per joint the damping + kv
+  of its confidence interval and whether the data identifies it (a half-width within
+  ``IDENTIFIED_WITHIN`` of the value, and an estimate that settled: it moved less than its
+  half-width over the fit's last iterations); per joint the damping + kv
   sum (what a position servo's data fixes); the errors before and after on fit and held-out
   windows; the bags, windows and optimizer figures.
 * ``sysid_report.png``: recorded, nominal and identified joint positions on held-out windows.
@@ -52,7 +54,11 @@ def relative_half_width(result: SysidResult, name: str) -> float:
 
 
 def is_identified(result: SysidResult, name: str) -> bool:
-    return relative_half_width(result, name) <= IDENTIFIED_WITHIN
+    """Pinned by the data within IDENTIFIED_WITHIN, and settled there (the fit stopped moving it)."""
+    return (
+        relative_half_width(result, name) <= IDENTIFIED_WITHIN
+        and abs(result.moved[name]) <= result.half_widths[name]
+    )
 
 
 def robot_config(source: Any, result: SysidResult) -> dict[str, Any]:
@@ -94,7 +100,8 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
             "nominal": sum(parameters[f"{joint}.{kind}"]["nominal"] for kind in ("damping", "kv")),
             "identified": value,
             "uncertainty_95": half if math.isfinite(half) else None,
-            "identified_by_data": half <= IDENTIFIED_WITHIN * abs(value),
+            "identified_by_data": half <= IDENTIFIED_WITHIN * abs(value)
+            and abs(result.moved[f"{joint}.damping"] + result.moved[f"{joint}.kv"]) <= half,
         }
     return {
         "robot": str(source_path),

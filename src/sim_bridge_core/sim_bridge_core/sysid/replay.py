@@ -26,6 +26,12 @@ class CommandReplay:
     def __init__(self, run: RecordedRun, robot: RobotModel) -> None:
         self.robot = robot
         self.start_times = run.command_times
+        # From when the setpoints are known: the first command, or the start of its trajectory if
+        # stamped later (until then they depend on when the controller received it, which the bag
+        # does not say, and on what it held before).
+        first = run.commands[0]
+        start = first.start_s if not isinstance(first, np.ndarray) and first.start_s is not None else 0.0
+        self.known_from = max(float(run.command_times[0]), start)
         self._segments: list[TrajectoryFollower | np.ndarray] = []
         for time_s, command in zip(run.command_times, run.commands, strict=True):
             if isinstance(command, np.ndarray):
