@@ -163,20 +163,21 @@ class TrainingJob:
     def __post_init__(self) -> None:
         self.output_dir = prepare_output_dir(self.policy.output_dir)
         self.checkpoint_path = self.output_dir / CHECKPOINT
-        self.resume_from = self._resume_source()
+        self.resume_from, self.fine_tune = self._resume_source()
 
-    def _resume_source(self) -> Path | None:
-        """``output_dir/checkpoint.pt`` if an earlier run left one, else ``policy.checkpoint`` if given."""
+    def _resume_source(self) -> tuple[Path | None, bool]:
+        """``output_dir/checkpoint.pt`` if an earlier run left one (resumed), else ``policy.checkpoint``
+        if given (fine-tuned: its weights, this run's own counters and budget), and which it is."""
         if self.checkpoint_path.exists():
-            return self.checkpoint_path
+            return self.checkpoint_path, False
         if self.policy.checkpoint:
             source = Path(self.policy.checkpoint)
             try:
                 load_checkpoint(source)
             except CheckpointError as exc:
                 raise ConfigError(f"policy.checkpoint: {exc}") from exc
-            return source
-        return None
+            return source, True
+        return None, False
 
     def run(
         self,
@@ -241,7 +242,7 @@ class TrainingJob:
 
         self.limits = command_safety(policy, worlds.task.robot, worlds.control_dt)
         if self.resume_from is not None:
-            self.log(f"resuming from {self.resume_from}")
+            self.log(f"{'fine-tuning' if self.fine_tune else 'resuming'} from {self.resume_from}")
         try:
             result = train(
                 worlds,
@@ -255,6 +256,7 @@ class TrainingJob:
                 device=policy.device,
                 progress=self.progress,
                 limits=self.limits,
+                fine_tune=self.fine_tune,
             )
         except CheckpointError as exc:
             raise ConfigError(f"policy.checkpoint: {exc}") from exc
@@ -299,7 +301,8 @@ class TrainingJob:
             "iterations": result.learner.iteration,
             "train_success_rate": last.get("success_rate"),
             "train_mean_return": last.get("mean_return"),
-            "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "resumed_from": str(self.resume_from) if self.resume_from and not self.fine_tune else None,
+            "fine_tuned_from": str(self.resume_from) if self.fine_tune else None,
             "checkpoint": str(self.checkpoint_path),
             "exported": {kind: str(path) for kind, path in exported.items()},
             "training_curve": str(self.output_dir / CURVE),

@@ -122,6 +122,7 @@ def train(
     progress: bool = True,
     stagger_episodes: bool = True,
     limits: SafetyFilter | None = None,
+    fine_tune: bool = False,
 ) -> TrainResult:
     """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes).
 
@@ -131,6 +132,9 @@ def train(
     written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
     checkpoint's iteration count, env steps, wall time, history, optimizer, normalizer and RNG.
     ``limits`` are the deploy safety limits the checkpoints' contract records (default: the robot's).
+    With ``fine_tune``, ``resume`` is another run's checkpoint (its robot may differ, its joints may
+    not): training starts from its weights, normalizer and optimizer, with counters, curve and
+    budget of its own.
     """
     start = time.perf_counter()
     if max_env_steps is None and max_wall_s is None:
@@ -147,11 +151,17 @@ def train(
             expect_observation_size=worlds.task.observation_size,
             expect_task=worlds.task.name,
         )
-        if checkpoint.learner_state is None:
+        if checkpoint.learner_state is None and not fine_tune:
             raise ValueError(f"{resume} holds a bare policy, not a training state to resume")
-        learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
-        result.history = list(checkpoint.metadata.get("history", []))
-        earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
+        if checkpoint.learner_state is None:
+            learner.model.load_state_dict(checkpoint.model_state)
+        else:
+            learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
+        if fine_tune:
+            learner.iteration = learner.env_steps = 0
+        else:
+            result.history = list(checkpoint.metadata.get("history", []))
+            earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
 
     worlds.reset(stagger=stagger_episodes)
     tracker = EpisodeTracker(worlds.num_envs)

@@ -46,14 +46,16 @@ from sim_bridge_core.sysid.config import DELAY, JOINT_KINDS, SysidConfig
 from sim_bridge_core.sysid.replay import CommandReplay, delayed
 
 SYSID_MISSING = "the sysid extra is not installed: pip install 'mujoco[sysid]'"
-# Weight of the prior per unit of a parameter's deviation from nominal, in the residual's units
-# (rad): about an encoder's resolution, so wherever the data says anything, the data wins.
-PRIOR_WEIGHT = 1e-4
+# The measurement noise assumed at least, rad: a joint encoder and servo's, and what a noise-free
+# simulated bag is taken to have. It weighs the prior (per unit of a parameter's deviation from
+# nominal, in the residual's units: wherever the data says anything, the data wins) and floors the
+# residual RMS the confidence intervals are computed from.
+NOISE_FLOOR = 3e-4
+PRIOR_WEIGHT = NOISE_FLOOR
 FD_STEP = 1e-6  # finite-difference step, relative to max(1, |x|), x in units
 DELAY_UNIT_S = 1e-3
-# Confidence intervals: the residual RMS is taken as at least NOISE_FLOOR (rad); eigenvalues of J'J
-# below LAMBDA_ZERO of the largest count as zero, eigenvector parts below V_ZERO as none.
-NOISE_FLOOR = 1e-4
+# Confidence intervals: eigenvalues of J'J below LAMBDA_ZERO of the largest count as zero,
+# eigenvector parts below V_ZERO as none.
 # An estimate still moving by more than its half-width over this many iterations has not settled.
 SETTLE_ITERATIONS = 3
 LAMBDA_ZERO = 1e-10
