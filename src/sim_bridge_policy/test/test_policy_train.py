@@ -78,7 +78,7 @@ def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node):
         output_dir=str(tuned),
         checkpoint=str(run / "checkpoint.pt"),
         max_env_steps=2 * 512,
-        **{**SMALL_RUN, "sim.model_parameters": "{joints: {joint2: {kp: 4000.0}}, command_delay_s: 0.004}"},
+        **{**SMALL_RUN, "sim.model_parameters": "'{joints: {joint2: {kp: 4000.0}}, command_delay_s: 0.004}'"},
     )
     assert third.wait_exit() == 0, third.output()
     assert "fine-tuning from" in third.output()
