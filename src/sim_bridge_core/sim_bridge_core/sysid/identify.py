@@ -2,7 +2,8 @@
 
 The data: each run's joint states, cut into windows of ``window_s``; every window starts from
 its recorded state and is rolled out open loop under the servo setpoints its commands produced
-(``replay``), and every ``holdout_every``-th window is held out of the fit and only reported on.
+(``replay``). Every ``holdout_every``-th window is held out of the fit and only reported on, and
+so is whatever exceeds ``max_fit_s`` of the rest.
 
 The model: the robot as the simulator loads it (``load_robot``, the robot config's overrides
 included), with the unknowns written by ``apply_model_parameters`` — the very function that
@@ -16,8 +17,9 @@ optimizer (``optimizer="mujoco"``) and confidence intervals, with its documented
 ``build_model`` (the compiled model + ``apply_model_parameters``), a ``custom_rollout`` (the
 delayed setpoints into ``mujoco.rollout``) and a ``modify_residual`` (position errors, and
 velocity errors times ``velocity_weight_s``, at the recorded sample times). Unknowns are scaled
-to units of order one (their nominal value, or a typical size where that is zero), and a weak
-prior (``PRIOR_WEIGHT`` per unit) keeps directions the data cannot see at their nominal values:
+to units of order one (their nominal value, or a typical size where that is zero), the delay
+starts at the best whole-step value, and a weak prior (``PRIOR_WEIGHT`` per unit) keeps
+directions the data cannot see at their nominal values:
 joint damping and servo kv, for instance, act alike (both -c*qdot at the joint) until the servo
 saturates, so the data fixes their sum only. Uncertainties come from the data alone (the
 prior's rows left out): a parameter the data does not pin down gets a wide or infinite one.
@@ -56,10 +58,10 @@ FD_STEP = 1e-6  # finite-difference step, relative to max(1, |x|), x in units
 DELAY_UNIT_S = 1e-3
 # Confidence intervals: eigenvalues of J'J below LAMBDA_ZERO of the largest count as zero,
 # eigenvector parts below V_ZERO as none.
-# An estimate still moving by more than its half-width over this many iterations has not settled.
-SETTLE_ITERATIONS = 3
 LAMBDA_ZERO = 1e-10
 V_ZERO = 1e-3
+# An estimate still moving by more than its half-width over this many iterations has not settled.
+SETTLE_ITERATIONS = 3
 
 
 def load_sysid() -> Any:
@@ -88,7 +90,6 @@ class Unknown:
 class Window:
     """A stretch of one run rolled out open loop from its first recorded state."""
 
-    run: int
     start_s: float
     initial_positions: np.ndarray  # (J,)
     initial_velocities: np.ndarray  # (J,)
@@ -120,20 +121,21 @@ class SysidResult:
     traces: dict[str, list[np.ndarray]] = field(default_factory=dict)  # nominal / identified predictions
     log: str = ""
 
-    def parameters(self, rounded_delay: bool = True) -> ModelParameters:
-        """The identified values as model_parameters overrides (joint fields and the delay)."""
-        return parameters_from(self.unknowns, self.identified, self.physics_dt, rounded_delay)
+    def parameters(self) -> ModelParameters:
+        """The identified values as model_parameters overrides: joint fields, and the delay in
+        whole physics steps as the simulator applies it."""
+        return parameters_from(self.unknowns, self.identified, self.physics_dt)
 
 
 def parameters_from(
-    unknowns: Sequence[Unknown], values: dict[str, float], physics_dt: float, rounded_delay: bool = True
+    unknowns: Sequence[Unknown], values: dict[str, float], physics_dt: float
 ) -> ModelParameters:
     joints: dict[str, dict[str, float]] = {}
     delay = 0.0
     for unknown in unknowns:
         value = values[unknown.name]
         if unknown.joint is None:
-            delay = round(value / physics_dt) * physics_dt if rounded_delay else value
+            delay = round(value / physics_dt) * physics_dt
         else:
             joints.setdefault(unknown.joint, {})[unknown.kind] = value
     return ModelParameters(joints=joints, command_delay_s=delay)
@@ -190,7 +192,7 @@ def make_windows(
     dt = robot.physics_dt
     steps = max(1, round(window_s / dt))
     windows: list[Window] = []
-    for index, run in enumerate(runs):
+    for run in runs:
         replay = CommandReplay(run, robot)
         earliest = replay.known_from + history * dt
         i = int(np.searchsorted(run.times, earliest - 1e-9))
@@ -203,7 +205,6 @@ def make_windows(
             grid = start + (np.arange(-history, steps)) * dt
             windows.append(
                 Window(
-                    run=index,
                     start_s=float(start),
                     initial_positions=run.positions[i],
                     initial_velocities=run.velocities[i],
@@ -421,19 +422,17 @@ class Problem:
 
         return with_prior
 
-    def start_delay(self, max_delay_s: float) -> None:
+    def start_delay(self) -> None:
         """Start the fit at the whole-step delay that fits best with the rest nominal (one batched
         evaluation): a delay far off makes the first steps overshoot into directions the data
         barely sees."""
         index = next((k for k, u in enumerate(self.unknowns) if u.joint is None), None)
         if index is None:
             return
-        unit, dt = self.unknowns[index].unit, self.robot.physics_dt
-        delays = np.arange(0, math.floor(max_delay_s / dt + 1e-9) + 1) * dt / unit
-        candidates = np.repeat(self.x_nominal[:, None], len(delays), axis=1)
-        candidates[index] = np.clip(
-            delays, self.unknowns[index].lower / unit, self.unknowns[index].upper / unit
-        )
+        delay, dt = self.unknowns[index], self.robot.physics_dt
+        steps = np.arange(math.ceil(delay.lower / dt - 1e-9), math.floor(delay.upper / dt + 1e-9) + 1)
+        candidates = np.repeat(self.x_nominal[:, None], len(steps), axis=1)
+        candidates[index] = steps * dt / delay.unit
         with quiet_absl():
             residuals, _, _ = self.residual_fn("fit", prior=False)(candidates, self.params.copy())
         cost = sum(np.square(r).sum(axis=0) for r in residuals)
@@ -525,14 +524,14 @@ def identify(
     sysid = load_sysid()
     started = time.perf_counter()
     dt = robot.physics_dt
-    history = math.ceil(config.max_delay_s / dt) + 1
+    history = math.ceil(max(config.max_delay_s, robot.parameters.command_delay_s) / dt) + 1
     unknowns = make_unknowns(robot, config.fit, config.max_delay_s)
     windows = make_windows(runs, robot, config.window_s, history)
     windows = split_windows(windows, config.holdout_every, config.max_fit_s, config.window_s)
     check_data(windows, robot, config, len(unknowns))
     problem = Problem(robot, spec, unknowns, windows, history, config.velocity_weight_s, config.threads)
     fit_windows = problem.windows["fit"]
-    problem.start_delay(config.max_delay_s)
+    problem.start_delay()
     log(
         f"fitting {len(unknowns)} parameters to {len(fit_windows)} windows of {config.window_s:g} s "
         f"({len(problem.windows['held_out'])} held out)"

@@ -8,6 +8,7 @@ written.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +25,10 @@ from sim_bridge_core.sysid.outputs import write_outputs
 def output_dir_for(config: SysidConfig) -> Path:
     """The output folder (default runs/<timestamp>_sysid), checked creatable but not created."""
     path = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S_sysid")).expanduser().resolve()
-    parent = next((p for p in (path, *path.parents) if p.exists()), None)
-    if parent is None or not parent.is_dir() or not _writable(parent):
-        raise ConfigError(f"sysid.output_dir: {path} cannot be created (no writable parent)")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"sysid.output_dir: {path} cannot be created (no writable folder above it)")
     return path
-
-
-def _writable(path: Path) -> bool:
-    import os
-
-    return os.access(path, os.W_OK | os.X_OK)
 
 
 def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def robot_config(source: Any, result: SysidResult) -> dict[str, Any]:
     config = dataclasses.asdict(source)
     overrides = dict(config.get("model_parameters") or {})
     joints = {name: dict(values) for name, values in (overrides.get("joints") or {}).items()}
-    identified = result.parameters(rounded_delay=True)
+    identified = result.parameters()
     for joint, values in identified.joints.items():
         joints.setdefault(joint, {}).update(values)
     overrides["joints"] = joints
@@ -91,7 +91,7 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
             "identified_by_data": is_identified(result, unknown.name),
         }
         if unknown.kind == DELAY:
-            entry["applied"] = result.parameters(rounded_delay=True).command_delay_s
+            entry["applied"] = result.parameters().command_delay_s
         parameters[unknown.name] = entry
     sums = {}
     for joint, half in result.sum_half_widths.items():
@@ -169,7 +169,9 @@ def plot_report(result: SysidResult, path: Path) -> None:
     for w, (window, nominal, identified) in enumerate(list(traces)[:REPORT_WINDOWS]):
         for k, axis in enumerate(axes):
             first = w == 0
-            axis.plot(window.times, window.positions[:, k], "k-", lw=1.4, label="recorded" if first else None)
+            axis.plot(
+                window.times, window.positions[:, k], color="0.6", lw=3, label="recorded" if first else None
+            )
             axis.plot(
                 window.times, nominal[:, k], "--", color="tab:red", lw=1, label="nominal" if first else None
             )
