@@ -155,3 +155,17 @@ def test_the_loop_identifies_a_robot_it_is_not_told_about(tmp_path, start_execut
     assert kinds == {"dof_damping", "dof_armature", "dof_frictionloss", "actuator_kp", "actuator_kd"}
     for parameter in spec.parameters:
         assert parameter.operation == "scale" and parameter.low < 1.0 < parameter.high
+
+
+def test_excite_dry_run_prints_the_motion_and_moves_nothing(tmp_path, start_executable, ros_client):
+    from trajectory_msgs.msg import JointTrajectory
+
+    sent = ros_client.collect(JointTrajectory, "/joint_trajectory")
+    run = tmp_path / "excite"
+    process = start_executable("sim_bridge", "bringup", "excite", "dry_run:=true", f"output_dir:={run}")
+    assert process.wait_exit(60) == 0, process.output()
+    output = process.output()
+    assert "dry run: nothing was sent" in output
+    for joint in [f"joint{i}" for i in range(1, 8)]:  # its extent against its limits, per joint
+        assert f"]:   {joint} " in output, output
+    assert not run.exists() and sent == []

@@ -50,12 +50,12 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 def describe_plan(
     plan: ExcitationPlan, lower: np.ndarray, upper: np.ndarray, velocity: np.ndarray, acceleration: float
 ) -> list[str]:
-    """The excitation's extent against the limits, one line per joint."""
+    """The excitation's extent against the limits (``velocity``: the speed allowed), one line per joint."""
     extent = plan.extent()
     lines = [
         f"excitation of {plan.duration_s:g} s about the current pose "
         f"(rests {plan.rest_s:g} s, fades {plan.ramp_s:g} s):",
-        f"  {'joint':<10} {'start':>8} {'min':>8} {'max':>8} {'limits':>19} {'|v| peak':>9} {'limit':>7} "
+        f"  {'joint':<10} {'start':>8} {'min':>8} {'max':>8} {'limits':>19} {'|v| peak':>9} {'allowed':>7} "
         f"{'|a| peak':>9} {'limit':>7}  frequencies, Hz",
     ]
     for j, name in enumerate(plan.joint_names):
@@ -187,7 +187,11 @@ class ExciterNode(Node):
             return
         safety = self.exciter.safety
         for line in describe_plan(
-            plan, safety.lower, safety.upper, safety.velocity_limits, self.excitation.max_acceleration
+            plan,
+            safety.lower,
+            safety.upper,
+            self.excitation.velocity_fraction * safety.velocity_limits,
+            self.excitation.max_acceleration,
         ):
             self.get_logger().info(line)
         if self.config.dry_run:
