@@ -153,17 +153,22 @@ def test_encode_joint_trajectory_matches_rclpy():
 @pytest.mark.parametrize("interface", ["trajectory", "position"])
 def test_replayed_commands_reproduce_the_simulator_exactly(tmp_path, interface):
     """The rollout sysid fits, at the true parameters, is the simulator's own run: the commands
-    replayed from the bag as the controller executed them, delay included."""
-    bag = record_excitation(
-        tmp_path / "bag", simulated_robot(interface), ExcitationConfig(duration_s=6.0), 0.2
-    )
+    replayed from the bags (two, with different excitations) as the controller executed them,
+    delay included."""
+    robot = simulated_robot(interface)
+    bags = [
+        record_excitation(
+            tmp_path / f"bag{seed}", robot, ExcitationConfig(duration_s=5.0, ramp_s=1.0, seed=seed), 0.2
+        )
+        for seed in (0, 1)
+    ]
     nominal = load_robot("arm7")
-    run = read_run(bag, nominal)
-    assert run.interface == interface and run.rejected == 0
-    config = SysidConfig(window_s=1.0)
+    runs = [read_run(bag, nominal) for bag in bags]
+    assert all(run.interface == interface and run.rejected == 0 for run in runs)
     history = 26
-    windows = split_windows(make_windows([run], nominal, config.window_s, history), 4, 100.0, 1.0)
-    unknowns = make_unknowns(nominal, config.fit, config.max_delay_s)
+    windows = split_windows(make_windows(runs, nominal, 1.0, history), 4, 100.0, 1.0)
+    assert len(windows) >= 8  # 1 s windows of both bags
+    unknowns = make_unknowns(nominal, SysidConfig().fit, 0.05)
     problem = Problem(nominal, robot_spec("arm7"), unknowns, windows, history, 0.1, 1)
     truth = parse_model_parameters(PERTURBED)
     x_true = np.array(
