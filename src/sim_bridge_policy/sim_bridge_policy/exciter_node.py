@@ -5,10 +5,12 @@ At the first ``joint_states`` it plans the excitation about the measured pose (r
 line, a joint with no room to move) and sends it through the robot's controller: the whole
 trajectory at once on ``joint_trajectory`` (``command_interface: trajectory``) or one position
 per period on ``joint_commands`` (``position``). The robot's states, the commands and ``/clock``
-go to ``<output_dir>/rollouts/`` as deploy records them. When the excitation has run its
-course the node ends the process (exit 0). If the states stop for ``state_timeout_s`` it
-commands a hold at the last measured pose and ends with exit 1; so does Ctrl-C (the hold, exit
-0). ``dry_run`` prints the excitation's extent against the limits and moves nothing.
+go to ``<output_dir>/rollouts/`` as deploy records them. The trajectory is stamped on this
+node's clock, so the node refuses to start when the robot stamps its states on another one.
+When the excitation has run its course the node ends the process (exit 0). If the states stop
+for ``state_timeout_s`` it commands a hold at the last measured pose and ends with exit 1; so
+does Ctrl-C (the hold, exit 0). ``dry_run`` prints the excitation's extent against the limits
+and moves nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ from sim_bridge_core.training import rollouts_dir
 from sim_bridge_core.wire import JointStateDecoder, WireError
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# The robot's state stamps and this node's clock may differ by this much (transport, queues), s.
+CLOCK_TOLERANCE_S = 0.25
+# Zero-stamped states skipped before starting without the clock check (a robot that never stamps).
+UNSTAMPED_STATES = 5
 
 
 def describe_plan(
@@ -92,6 +98,7 @@ class ExciterNode(Node):
         self._columns: tuple[tuple[str, ...], np.ndarray] | None = None
         self._last_state: float | None = None
         self._last_positions: np.ndarray | None = None
+        self._unstamped = 0
         self._created = time.monotonic()
         command_type, command_topic = COMMAND_TOPICS[self.config.command_interface]
         self._publisher = self.create_publisher(command_type, command_topic, RELIABLE)
@@ -157,7 +164,12 @@ class ExciterNode(Node):
             self._last_state, self._last_positions = time.monotonic(), positions
             now = self._now()
             if self.exciter.plan is None:
-                self._start(now, positions)
+                if now <= 0.0:
+                    return  # use_sim_time, and no /clock yet: the trajectory's stamp would be wrong
+                if not state.stamp_ns and self._unstamped < UNSTAMPED_STATES:
+                    self._unstamped += 1  # sim time 0, or a robot that does not stamp: see the next
+                    return
+                self._start(now, positions, state.stamp_ns / 1e9)
                 if self.finished.is_set():
                     return
             for command in self.exciter.commands(now):
@@ -178,8 +190,19 @@ class ExciterNode(Node):
             raise ValueError("joint_states positions contain NaN or inf")
         return values
 
-    def _start(self, now: float, positions: np.ndarray) -> None:
+    def _start(self, now: float, positions: np.ndarray, stamp: float) -> None:
         try:
+            if (
+                self.config.command_interface == "trajectory"
+                and stamp
+                and abs(now - stamp) > CLOCK_TOLERANCE_S
+            ):
+                # The trajectory is stamped on this node's clock; the controller reads the stamp on
+                # its own. If they disagree it would start late, or mid-motion.
+                raise ConfigError(
+                    f"exciter: joint_states are stamped {now - stamp:+.2f} s from this node's clock; set "
+                    "use_sim_time to match the robot's clock (true for a simulated robot)"
+                )
             plan = self.exciter.start(now, positions)
         except ConfigError as exc:
             print(f"[exciter] error: {exc}", file=sys.stderr, flush=True)
