@@ -41,7 +41,7 @@ EXECUTABLES = {
     "sim_bridge_randomization": "randomization",
     "sim_bridge": "bringup",
 }
-BRINGUP_NAMES = ("training", "sim", "deploy", "eval")
+BRINGUP_NAMES = ("training", "sim", "deploy", "eval", "excite", "sysid")
 NODE_CONFIGS = {
     "simulator": (SimulatorConfig, "simulator"),
     "policy": (PolicyConfig, "policy"),

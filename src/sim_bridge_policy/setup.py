@@ -12,12 +12,15 @@ setup(
     ],
     install_requires=["setuptools"],
     zip_safe=False,
-    description="sim_bridge policy node (PPO training, evaluation, deployment) and deploy-path evaluator.",
+    description="sim_bridge policy node (PPO training, evaluation, deployment), deploy-path evaluator, "
+    "excitation and system identification.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "policy = sim_bridge_policy.policy_node:main",
             "evaluator = sim_bridge_policy.evaluator_node:main",
+            "excite = sim_bridge_policy.exciter_node:main",
+            "sysid = sim_bridge_policy.sysid_node:main",
         ],
     },
 )

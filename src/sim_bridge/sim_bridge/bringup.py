@@ -26,6 +26,8 @@ NODE_CLASSES = {
     "policy": ("sim_bridge_policy.policy_node", "PolicyNode"),
     "randomization": ("sim_bridge_randomization.randomization_node", "RandomizationNode"),
     "evaluator": ("sim_bridge_policy.evaluator_node", "EvaluatorNode"),
+    "exciter": ("sim_bridge_policy.exciter_node", "ExciterNode"),
+    "sysid": ("sim_bridge_policy.sysid_node", "SysidNode"),
 }
 
 

@@ -47,9 +47,10 @@ from sim_bridge_core.models import ModelError, PdGains, load_robot, parse_model_
 from sim_bridge_core.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.simulator import SimulatorConfig
+from sim_bridge_core.sysid.config import ExcitationConfig, ExciterConfig, SysidConfig
 from sim_bridge_core.tasks import TASKS, make_task
 
-JOBS = ("training", "sim", "deploy", "eval")
+JOBS = ("training", "sim", "deploy", "eval", "excite", "sysid")
 RANDOMIZATION_PRESETS = ("none", "default", "wide")
 # deploy (eval only): the checkpoint in a deploy-mode policy node drives one simulated robot
 BRINGUP_TRANSPORTS = (*TRANSPORTS, "deploy")
@@ -93,8 +94,15 @@ class BringupArguments:
     state_topic: str = setting("/joint_states", "deploy: the robot's JointState topic")
     command_topic: str = setting(
         "",
-        "deploy: the controller's topic, e.g. /joint_trajectory_controller/joint_trajectory or "
-        "/forward_position_controller/commands ('' = /joint_trajectory or /joint_commands)",
+        "deploy/excite: the controller's topic, e.g. /joint_trajectory_controller/joint_trajectory or "
+        "/forward_position_controller/commands ('' = /joint_trajectory or /joint_commands); sysid: "
+        "the command topic in the bags ('' = the only one)",
+    )
+    dry_run: bool = setting(False, "excite: print the excitation's extent and limits, move nothing")
+    duration_s: float = setting(30.0, "excite: length of the excitation, s", low=1.0, high=3600.0)
+    bag: list[str] = setting([], "sysid: rosbag2 folder(s) of the robot (bag:=A bag:=B, or bag:=[A, B])")
+    compare_robot: str = setting(
+        "", "eval: also evaluate on this robot (e.g. sysid's robot.yaml), nominal physics, side by side"
     )
 
 
@@ -167,26 +175,36 @@ NODES: dict[str, tuple[str, str, dict[str, type]]] = {
     "policy": ("sim_bridge_policy", "policy", {"": PolicyConfig, "sim.": SimulatorConfig, "ppo.": PpoConfig}),
     "randomization": ("sim_bridge_randomization", "randomization", {"": RandomizationNodeConfig}),
     "evaluator": ("sim_bridge_policy", "evaluator", {"": EvaluatorConfig, "sim.": SimulatorConfig}),
+    "exciter": ("sim_bridge_policy", "excite", {"": ExciterConfig, "excitation.": ExcitationConfig}),
+    "sysid": ("sim_bridge_policy", "sysid", {"": SysidConfig}),
 }
+# Arguments whose values add up when given more than once (bag:=A bag:=B).
+REPEATABLE = ("bag",)
 
 
 def runs_job(kind: str, parameters: Mapping[str, Any]) -> bool:
     """Whether a node runs its job to an end (then the launch, or the bringup process, ends with it):
-    the policy in train or eval mode, and the evaluator."""
-    return kind == "evaluator" or (kind == "policy" and parameters.get("mode") in ("train", "eval"))
+    the policy in train or eval mode, the evaluator, the exciter and sysid."""
+    return kind in ("evaluator", "exciter", "sysid") or (
+        kind == "policy" and parameters.get("mode") in ("train", "eval")
+    )
 
 
 def parse_overrides(texts: list[str]) -> dict[str, Any]:
-    """``key:=value`` strings (values parsed as YAML, as ``ros2 launch`` and ``-p`` do)."""
-    overrides = {}
+    """``key:=value`` strings (values parsed as YAML, as ``ros2 launch`` and ``-p`` do); a repeatable
+    argument given several times collects every value in a list (the last value wins otherwise)."""
+    overrides: dict[str, Any] = {}
     for text in texts:
         key, sep, value = text.partition(":=")
         if not sep or not key:
             raise ConfigError(f"argument '{text}': expected key:=value")
         try:
-            overrides[key] = yaml.safe_load(value) if value != "" else ""
+            parsed = yaml.safe_load(value) if value != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"{key}: not a valid value: {exc}") from exc
+        if key in REPEATABLE:
+            parsed = [*overrides.get(key, []), *(parsed if isinstance(parsed, list) else [parsed])]
+        overrides[key] = parsed
     return overrides
 
 
@@ -199,6 +217,8 @@ def load_arguments(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) ->
             raise ConfigError(f"{key}: unknown argument (known: {', '.join(specs)})")
         # Launch arguments arrive as text; a string setting keeps numbers-as-text as given.
         merged[key] = str(value) if specs[key].type is str and not isinstance(value, str) else value
+        if specs[key].is_list and specs[key].item_type is str and not isinstance(value, list):
+            merged[key] = [str(value)] if value != "" else []  # bag:=A (a launch argument, one bag)
     return from_mapping(BringupArguments, merged, "arguments")
 
 
@@ -303,9 +323,17 @@ def simulator_parameters(
 
 
 def argument_parameters(
-    kind: str, args: BringupArguments, robot: RobotConfig, randomization: str, interface: str
+    kind: str,
+    args: BringupArguments,
+    robot: RobotConfig,
+    randomization: str,
+    interface: str,
+    robot_path: str = "",
+    compare_robot: str = "",
 ) -> dict:
-    """Parameters of a node of ``kind`` that the arguments set (they win over the config file's)."""
+    """Parameters of a node of ``kind`` that the arguments set (they win over the config file's).
+
+    ``robot_path`` and ``compare_robot`` are the robot files the arguments name, resolved."""
     sim = simulator_parameters(args, robot, randomization, interface)
     sim_keys = {f"sim.{key}": value for key, value in sim.items()}
     common = {"use_sim_time": args.use_sim_time}
@@ -334,12 +362,32 @@ def argument_parameters(
             "position_limits": list(robot.position_limits),
             "velocity_limits": list(robot.velocity_limits),
             "max_position_step": robot.max_position_step,
+            "compare_robot": compare_robot,
         }
         if args.transport in TRANSPORTS:
             policy["transport"] = args.transport
         if args.device:
             policy["device"] = args.device
         return {**policy, **sim_keys, "ppo.seed": args.seed, **common}
+    if kind == "exciter":
+        exciter = {
+            "model": robot.model,
+            "command_interface": interface,
+            "position_limits": list(robot.position_limits),
+            "velocity_limits": list(robot.velocity_limits),
+            "output_dir": args.output_dir,
+            "dry_run": args.dry_run,
+        }
+        return {**exciter, "excitation.duration_s": args.duration_s, **common}
+    if kind == "sysid":
+        sysid = {
+            "bags": list(args.bag),
+            "robot": robot_path,
+            "output_dir": args.output_dir,
+            "state_topic": args.state_topic,
+            "command_topic": args.command_topic,
+        }
+        return {**sysid, **common}
     raise ConfigError(f"nodes.{kind}: unknown node (known: {', '.join(NODES)})")
 
 
@@ -354,7 +402,10 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
     if unknown:
         raise ConfigError(f"{path.name}: {unknown[0]}: unknown section (known: arguments, nodes, record)")
     args = load_arguments(data.get("arguments") or {}, overrides)
-    robot, _ = load_robot_config(args.robot, config_dir)
+    robot, robot_path = load_robot_config(args.robot, config_dir)
+    compare_robot = ""
+    if args.compare_robot:
+        compare_robot = str(load_robot_config(args.compare_robot, config_dir)[1].resolve())
     randomization = resolve_randomization(args.randomization, config_dir)
     interface = resolve_command_interface(args)
     nodes = []
@@ -367,13 +418,15 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         kind = str(entry.get("node", entry_name))
         package, executable, schemas = _node_kind(kind, where)
         parameters = _flatten(entry.get("parameters") or {})
-        from_arguments = argument_parameters(kind, args, robot, randomization, interface)
+        from_arguments = argument_parameters(
+            kind, args, robot, randomization, interface, str(robot_path.resolve()), compare_robot
+        )
         clash = sorted(set(parameters) & set(from_arguments))
         if clash:
             raise ConfigError(f"{where}.parameters.{clash[0]}: set by the arguments; give it under arguments")
         parameters = _validate({**parameters, **from_arguments}, schemas, where)
         remappings = [(str(a), str(b)) for a, b in (entry.get("remappings") or {}).items()]
-        if kind == "policy":
+        if kind in ("policy", "exciter"):  # the nodes that drive a robot
             remappings.append(("joint_states", args.state_topic))
             if args.command_topic:
                 remappings.append((COMMAND_TOPIC_NAMES[interface], args.command_topic))

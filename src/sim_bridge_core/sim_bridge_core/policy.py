@@ -115,6 +115,11 @@ class PolicyConfig:
         "(deploy), else the model's",
     )
     dry_run: bool = setting(False, "log commands instead of publishing them", read_only=False)
+    compare_robot: str = setting(
+        "",
+        "eval: a robot config (YAML) to evaluate on as well, nominal physics, e.g. the robot.yaml of "
+        "bringup sysid: summary.json then holds both success rates",
+    )
 
 
 def command_safety(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import PolicyContract
@@ -42,6 +43,7 @@ from sim_bridge_core.learning import (
     train,
 )
 from sim_bridge_core.learning.tensorboard_log import TensorBoardLog
+from sim_bridge_core.models import RobotModel
 from sim_bridge_core.policy import PolicyConfig, command_safety
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
 from sim_bridge_core.simulator import Simulator, SimulatorConfig, simulated_robot, task_signal_rows
@@ -175,20 +177,21 @@ class TrainingJob:
     def __post_init__(self) -> None:
         self.output_dir = prepare_output_dir(self.policy.output_dir)
         self.checkpoint_path = self.output_dir / CHECKPOINT
-        self.resume_from = self._resume_source()
+        self.resume_from, self.fine_tune = self._resume_source()
 
-    def _resume_source(self) -> Path | None:
-        """``output_dir/checkpoint.pt`` if an earlier run left one, else ``policy.checkpoint`` if given."""
+    def _resume_source(self) -> tuple[Path | None, bool]:
+        """``output_dir/checkpoint.pt`` if an earlier run left one (resumed), else ``policy.checkpoint``
+        if given (fine-tuned: its weights, this run's own counters and budget), and which it is."""
         if self.checkpoint_path.exists():
-            return self.checkpoint_path
+            return self.checkpoint_path, False
         if self.policy.checkpoint:
             source = Path(self.policy.checkpoint)
             try:
                 load_checkpoint(source)
             except CheckpointError as exc:
                 raise ConfigError(f"policy.checkpoint: {exc}") from exc
-            return source
-        return None
+            return source, True
+        return None, False
 
     def run(
         self,
@@ -257,7 +260,7 @@ class TrainingJob:
 
         self.limits = command_safety(policy, worlds.task.robot, worlds.control_dt)
         if self.resume_from is not None:
-            self.log(f"resuming from {self.resume_from}")
+            self.log(f"{'fine-tuning' if self.fine_tune else 'resuming'} from {self.resume_from}")
         with TensorBoardLog(self.output_dir) as board:
             try:
                 result = train(
@@ -274,6 +277,7 @@ class TrainingJob:
                     progress=self.progress,
                     stop=stop,
                     limits=self.limits,
+                    fine_tune=self.fine_tune,
                 )
             except CheckpointError as exc:
                 raise ConfigError(f"policy.checkpoint: {exc}") from exc
@@ -340,7 +344,8 @@ class TrainingJob:
             "iterations": result.learner.iteration,
             "train_success_rate": last.get("success_rate"),
             "train_mean_return": last.get("mean_return"),
-            "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "resumed_from": str(self.resume_from) if self.resume_from and not self.fine_tune else None,
+            "fine_tuned_from": str(self.resume_from) if self.fine_tune else None,
             "interrupted": interrupted,
             "checkpoint": str(self.checkpoint_path),
             "exported": {kind: str(path) for kind, path in exported.items()},
@@ -348,6 +353,36 @@ class TrainingJob:
         }
         write_summary(self.output_dir, summary)
         return summary
+
+
+def evaluate_compare_robot(
+    policy: PolicyConfig, sim: SimulatorConfig, robot: RobotModel, model: ActorCritic
+) -> dict[str, Any]:
+    """Success on ``policy.compare_robot`` (e.g. an identified robot.yaml), nominal physics, fused
+    worlds otherwise as ``sim``: the figure to put beside ``eval_success_rate_nominal``."""
+    from sim_bridge_core.bringup import load_robot_config  # bringup imports this module's schemas
+
+    source = Path(policy.compare_robot)
+    config, path = load_robot_config(str(source), source.parent)
+    overrides = yaml.safe_dump(config.model_parameters, sort_keys=False) if config.model_parameters else ""
+    worlds = fused_simulator(
+        sim,
+        model=config.model,
+        kp=config.kp,
+        kd=config.kd,
+        model_parameters=overrides,
+        randomization="",
+        num_envs=min(sim.num_envs, policy.eval_episodes),
+    ).env
+    if worlds.task.robot.joint_names != robot.joint_names:
+        raise ConfigError(
+            f"policy.compare_robot: {path} has joints {list(worlds.task.robot.joint_names)}, "
+            f"not {list(robot.joint_names)}"
+        )
+    return {
+        "compare_robot": str(path.resolve()),
+        "eval_success_rate_compare_robot": evaluate(worlds, model, policy.eval_episodes),
+    }
 
 
 def run_evaluation(
@@ -378,6 +413,8 @@ def run_evaluation(
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
     start = time.perf_counter()
     rates = evaluate_both(worlds, model, policy.eval_episodes, stop)
+    if policy.compare_robot:
+        rates.update(evaluate_compare_robot(policy, sim, robot, model))
     summary = {
         "checkpoint": str(Path(policy.checkpoint).resolve()),
         **describe_run(worlds, policy.transport, sim),

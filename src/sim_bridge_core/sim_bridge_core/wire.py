@@ -246,6 +246,36 @@ class JointTrajectoryEncoder:
         return self._template.image.tobytes()
 
 
+def encode_joint_trajectory(
+    names: Sequence[str],
+    stamp_ns: int,
+    times_ns: ArrayLike,
+    positions: ArrayLike,
+    velocities: ArrayLike | None = None,
+    accelerations: ArrayLike | None = None,
+) -> bytes:
+    """A multi-point trajectory_msgs/JointTrajectory: P points at ``times_ns`` (P,) with (P, J)
+    positions and, optionally, velocities and accelerations (a whole trajectory sent once)."""
+    times = np.asarray(times_ns, dtype=np.int64).reshape(-1)
+    fields = [np.asarray(positions, dtype=_F64).reshape(len(times), len(names))]
+    for values in (velocities, accelerations):
+        fields.append(None if values is None else np.asarray(values, dtype=_F64).reshape(fields[0].shape))
+    writer = _Writer()
+    stamp = writer.header()
+    _TIME.pack_into(writer.buf, stamp, *_split_ns(stamp_ns))
+    writer.raw(_encode_string_seq(names))
+    writer.u32(len(times))
+    for point, time_ns in enumerate(times):
+        for values in (*fields, None):  # positions, velocities, accelerations, effort (none)
+            count = 0 if values is None else values.shape[1]
+            writer.sequence(count, 8)
+            if count:
+                writer.buf += values[point].tobytes()
+        offset = writer.time_slot()
+        _TIME.pack_into(writer.buf, offset, *_split_ns(int(time_ns)))
+    return bytes(writer.buf)
+
+
 class MultiArrayEncoder:
     """std_msgs/Float32MultiArray or Float64MultiArray bytes with one labelled, dense dimension per axis.
 

@@ -26,6 +26,8 @@ def test_every_shipped_config_describes_valid_nodes(job):
             ("sim_bridge_sim", "simulator"),
             ("sim_bridge_policy", "policy"),
             ("sim_bridge_policy", "evaluator"),
+            ("sim_bridge_policy", "excite"),
+            ("sim_bridge_policy", "sysid"),
             ("sim_bridge_randomization", "randomization"),
         }
         # ROS cannot type an empty list: defaults that are empty lists are left to the node.
@@ -86,6 +88,48 @@ def test_deploy_remaps_the_policy_onto_a_robot_driver():
     assert forward.parameters["command_interface"] == "position"
 
 
+def test_excite_drives_the_simulator_or_a_robot_driver_by_remapping_only():
+    simulated = nodes("excite", robot="pendulum", duration_s=12.0, dry_run=True)
+    assert set(simulated) == {"simulator", "exciter"}
+    exciter = simulated["exciter"]
+    assert exciter.parameters["model"] == simulated["simulator"].parameters["model"] == "pendulum"
+    assert exciter.parameters["excitation.duration_s"] == 12.0 and exciter.parameters["dry_run"] is True
+    assert exciter.parameters["command_interface"] == simulated["simulator"].parameters["command_interface"]
+    real = nodes(
+        "excite",
+        simulate=False,
+        use_sim_time=False,
+        command_interface="position",
+        command_topic="/forward_position_controller/commands",
+    )
+    assert set(real) == {"exciter"}
+    assert dict(real["exciter"].remappings) == {
+        "joint_states": "/joint_states",
+        "joint_commands": "/forward_position_controller/commands",
+    }
+
+
+def test_sysid_takes_every_bag_given_and_the_robot_file():
+    described = describe(
+        "sysid", parse_overrides(["bag:=/data/a", "bag:=/data/b", "output_dir:=/tmp/s"]), CONFIG
+    )
+    (sysid,) = described.nodes
+    assert sysid.parameters["bags"] == ["/data/a", "/data/b"]
+    assert sysid.parameters["robot"] == str((CONFIG / "robots" / "arm7.yaml").resolve())
+    assert sysid.parameters["output_dir"] == "/tmp/s"
+    assert nodes("sysid", bag="/data/one")["sysid"].parameters["bags"] == ["/data/one"]  # a launch argument
+    assert nodes("sysid", bag=["/data/a", "/data/b"])["sysid"].parameters["bags"] == ["/data/a", "/data/b"]
+
+
+def test_eval_names_the_robot_to_compare_with(tmp_path):
+    identified = tmp_path / "robot.yaml"
+    identified.write_text("model: arm7\nmodel_parameters: {command_delay_s: 0.004}\n")
+    policy = nodes("eval", compare_robot=str(identified))["policy"]
+    assert policy.parameters["compare_robot"] == str(identified.resolve())
+    with pytest.raises(ConfigError, match="robot: no robot file"):
+        describe("eval", {"compare_robot": str(tmp_path / "missing.yaml")}, CONFIG)
+
+
 def test_overrides_parse_like_ros_arguments():
     assert parse_overrides(["num_envs:=64", "record:=true", "robot:=arm7", "mirror_envs:=[0, 3]"]) == {
         "num_envs": 64,
@@ -95,6 +139,11 @@ def test_overrides_parse_like_ros_arguments():
     }
     with pytest.raises(ConfigError, match="expected key:=value"):
         parse_overrides(["num_envs=64"])
+    # A repeatable argument collects its values; any other keeps the last.
+    assert parse_overrides(["bag:=a", "seed:=1", "bag:=[b, c]", "seed:=2"]) == {
+        "bag": ["a", "b", "c"],
+        "seed": 2,
+    }
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,23 @@ def test_train_writes_every_output_and_a_rerun_resumes(tmp_path, start_node):
     assert resumed["env_steps"] == 5 * 512 and resumed["iterations"] == 5
     assert resumed["resumed_from"].endswith("checkpoint.pt")
 
+    # checkpoint:= into a new run fine-tunes: that policy's weights, on another robot with the same
+    # joints (here arm7 with identified-style overrides), with a budget and counters of its own.
+    tuned = tmp_path / "tuned"
+    third = start_node(
+        "sim_bridge_policy",
+        "policy",
+        output_dir=str(tuned),
+        checkpoint=str(run / "checkpoint.pt"),
+        max_env_steps=2 * 512,
+        **{**SMALL_RUN, "sim.model_parameters": "'{joints: {joint2: {kp: 4000.0}}, command_delay_s: 0.004}'"},
+    )
+    assert third.wait_exit() == 0, third.output()
+    assert "fine-tuning from" in third.output()
+    fine_tuned = json.loads((tuned / "summary.json").read_text())
+    assert fine_tuned["env_steps"] == 2 * 512 and fine_tuned["iterations"] == 2
+    assert fine_tuned["fine_tuned_from"] == str(run / "checkpoint.pt") and fine_tuned["resumed_from"] is None
+
 
 def test_a_killed_run_leaves_a_checkpoint_to_resume(tmp_path, start_node, ros_client):
     run = tmp_path / "run"
@@ -152,6 +169,10 @@ def test_sigterm_stops_training_with_a_checkpoint_and_a_closed_bag_to_resume(tmp
 
 def test_eval_reports_nominal_and_randomized_success(tmp_path, start_node):
     run = tmp_path / "run"
+    identified = tmp_path / "robot.yaml"
+    identified.write_text(
+        "model: arm7\nmodel_parameters: {joints: {joint1: {damping: 2.0}}, command_delay_s: 0.004}\n"
+    )
     train = start_node("sim_bridge_policy", "policy", output_dir=str(run), max_env_steps=512, **SMALL_RUN)
     assert train.wait_exit() == 0, train.output()
     evaluation = start_node(
@@ -167,12 +188,16 @@ def test_eval_reports_nominal_and_randomized_success(tmp_path, start_node):
             "sim.episode_length_s": 1.0,
             "sim.randomization": "config/randomization/wide.yaml",
         },
+        compare_robot=str(identified),
     )
     assert evaluation.wait_exit() == 0, evaluation.output()
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["checkpoint"] == str(run / "checkpoint.pt")
     assert {"eval_success_rate_nominal", "eval_success_rate_randomized"} <= summary.keys()
     assert summary["randomization"].endswith("wide.yaml")
+    # Side by side: the same episodes' success on a second robot, e.g. sysid's robot.yaml.
+    assert summary["compare_robot"] == str(identified)
+    assert 0.0 <= summary["eval_success_rate_compare_robot"] <= 1.0
 
 
 def test_bad_training_settings_fail_at_start_naming_the_key(tmp_path, start_node):

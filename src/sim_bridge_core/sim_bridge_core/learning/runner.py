@@ -125,6 +125,7 @@ def train(
     stagger_episodes: bool = True,
     limits: SafetyFilter | None = None,
     stop: threading.Event | None = None,
+    fine_tune: bool = False,
 ) -> TrainResult:
     """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes).
 
@@ -137,6 +138,9 @@ def train(
     Setting ``stop`` (or worlds raising ``JobStoppedError``) ends training at the next step as a
     budget would, final checkpoint included, with ``interrupted`` set (the partial rollout is
     dropped, its env steps counted); before the first step, ``JobStoppedError`` propagates.
+    With ``fine_tune``, ``resume`` is another run's checkpoint (its robot may differ, its joints may
+    not): training starts from its weights, normalizer and optimizer, with counters, curve and
+    budget of its own.
     """
     start = time.perf_counter()
     if max_env_steps is None and max_wall_s is None:
@@ -153,11 +157,17 @@ def train(
             expect_observation_size=worlds.task.observation_size,
             expect_task=worlds.task.name,
         )
-        if checkpoint.learner_state is None:
+        if checkpoint.learner_state is None and not fine_tune:
             raise ValueError(f"{resume} holds a bare policy, not a training state to resume")
-        learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
-        result.history = list(checkpoint.metadata.get("history", []))
-        earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
+        if checkpoint.learner_state is None:
+            learner.model.load_state_dict(checkpoint.model_state)
+        else:
+            learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
+        if fine_tune:
+            learner.iteration = learner.env_steps = 0
+        else:
+            result.history = list(checkpoint.metadata.get("history", []))
+            earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
 
     worlds.reset(stagger=stagger_episodes)
     tracker = EpisodeTracker(worlds.num_envs)

@@ -2,7 +2,14 @@
 model-parameter overrides."""
 
 from sim_bridge_core.models.parameters import ModelParameters, parse_model_parameters
-from sim_bridge_core.models.robot import ModelError, PdGains, RobotModel, builtin_models, load_robot
+from sim_bridge_core.models.robot import (
+    ModelError,
+    PdGains,
+    RobotModel,
+    builtin_models,
+    load_robot,
+    robot_spec,
+)
 
 __all__ = [
     "ModelError",
@@ -12,4 +19,5 @@ __all__ = [
     "builtin_models",
     "load_robot",
     "parse_model_parameters",
+    "robot_spec",
 ]

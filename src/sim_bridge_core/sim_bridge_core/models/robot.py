@@ -243,8 +243,24 @@ def load_robot(
     physical parameters (identified ones, say); an unknown name raises ConfigError naming its
     ``model_parameters`` key.
     """
-    gains = gains or PdGains()
     parameters = parameters or ModelParameters()
+    path, _, compiled, pd_joints = _position_controlled(model, gains or PdGains(), imu_site, sites or {})
+    apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
+    robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path), tuple(joint_names), home)
+    return dataclasses.replace(robot, parameters=parameters, added_sites=dict(sites or {}))
+
+
+def robot_spec(model: str, gains: PdGains | None = None) -> mujoco.MjSpec:
+    """The MjSpec that ``load_robot`` compiles (PD servos in place, no overrides), for tools that
+    need the robot as a spec (system identification)."""
+    return _position_controlled(model, gains or PdGains())[1]
+
+
+def _position_controlled(
+    model: str, gains: PdGains, imu_site: str = "", sites: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[Path, mujoco.MjSpec, mujoco.MjModel, tuple[str, ...]]:
+    """Path, spec and compiled model of ``model`` with every controllable joint position-servoed,
+    the IMU's sensors and the ``sites`` added."""
     path = resolve_model_path(model)
     try:
         if path.suffix.lower() == ".urdf":
@@ -262,9 +278,7 @@ def load_robot(
     added_sites = _add_sites(spec, compiled, sites or {})
     if _add_imu(spec, compiled, imu_site) or pd_joints or added_sites:
         compiled = spec.compile()
-    apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
-    robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path), tuple(joint_names), home)
-    return dataclasses.replace(robot, parameters=parameters, added_sites=dict(sites or {}))
+    return path, spec, compiled, pd_joints
 
 
 def _add_pd_actuators(spec: mujoco.MjSpec, compiled: mujoco.MjModel) -> None:

@@ -1,0 +1,598 @@
+"""System identification of a position-controlled robot from recorded runs, with ``mujoco.sysid``.
+
+The data: each run's joint states, cut into windows of ``window_s``; every window starts from
+its recorded state and is rolled out open loop under the servo setpoints its commands produced
+(``replay``). Every ``holdout_every``-th window is held out of the fit and only reported on, and
+so is whatever exceeds ``max_fit_s`` of the rest.
+
+The model: the robot as the simulator loads it (``load_robot``, the robot config's overrides
+included), with the unknowns written by ``apply_model_parameters`` — the very function that
+applies a robot config's ``model_parameters`` in the simulator — so what is fitted is what the
+simulator will run. Unknowns per joint: damping, armature, frictionloss and the servo's kp and
+kv; and the command delay, which shifts the setpoints in time (fractional steps interpolate;
+the simulator applies whole physics steps, so the reported errors use the rounded delay).
+
+The toolbox: ``mujoco.sysid`` parameters, model sequences, residual, Levenberg-Marquardt
+optimizer (``optimizer="mujoco"``) and confidence intervals, with its documented hooks: a
+``build_model`` (the compiled model + ``apply_model_parameters``), a ``custom_rollout`` (the
+delayed setpoints into ``mujoco.rollout``) and a ``modify_residual`` (position errors, and
+velocity errors times ``velocity_weight_s``, at the recorded sample times). Unknowns are scaled
+to units of order one (their nominal value, or a typical size where that is zero), the delay
+starts at the best whole-step value, and a weak prior (``PRIOR_WEIGHT`` per unit) keeps
+directions the data cannot see at their nominal values:
+joint damping and servo kv, for instance, act alike (both -c*qdot at the joint) until the servo
+saturates, so the data fixes their sum only. Uncertainties come from the data alone (the
+prior's rows left out): a parameter the data does not pin down gets a wide or infinite one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mujoco
+import numpy as np
+from mujoco import rollout as mj_rollout
+
+from sim_bridge_core.models import ModelParameters, RobotModel
+from sim_bridge_core.models.parameters import apply_model_parameters
+from sim_bridge_core.sysid.bags import RecordedRun, SysidInputError
+from sim_bridge_core.sysid.config import DELAY, JOINT_KINDS, SysidConfig
+from sim_bridge_core.sysid.replay import CommandReplay, delayed
+
+SYSID_MISSING = "the sysid extra is not installed: pip install 'mujoco[sysid]'"
+# The measurement noise assumed at least, rad: a joint encoder and servo's, and what a noise-free
+# simulated bag is taken to have. It weighs the prior (per unit of a parameter's deviation from
+# nominal, in the residual's units: wherever the data says anything, the data wins) and floors the
+# residual RMS the confidence intervals are computed from.
+NOISE_FLOOR = 3e-4
+PRIOR_WEIGHT = NOISE_FLOOR
+FD_STEP = 1e-6  # finite-difference step, relative to max(1, |x|), x in units
+DELAY_UNIT_S = 1e-3
+# Confidence intervals: eigenvalues of J'J below LAMBDA_ZERO of the largest count as zero,
+# eigenvector parts below V_ZERO as none.
+LAMBDA_ZERO = 1e-10
+V_ZERO = 1e-3
+# An estimate still moving by more than its half-width over this many iterations has not settled.
+SETTLE_ITERATIONS = 3
+
+
+def load_sysid() -> Any:
+    """``mujoco.sysid``, or SysidInputError when its extra is missing (the module then imports empty)."""
+    from mujoco import sysid
+
+    if not hasattr(sysid, "Parameter"):
+        raise SysidInputError(SYSID_MISSING)
+    return sysid
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """One fitted parameter: ``joint.kind`` or the delay, its nominal value, bounds and unit."""
+
+    name: str
+    joint: str | None
+    kind: str
+    nominal: float
+    lower: float
+    upper: float
+    unit: float
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of one run rolled out open loop from its first recorded state."""
+
+    start_s: float
+    initial_positions: np.ndarray  # (J,)
+    initial_velocities: np.ndarray  # (J,)
+    times: np.ndarray  # (M,) recorded samples after the start
+    positions: np.ndarray  # (M, J)
+    velocities: np.ndarray  # (M, J)
+    setpoints: np.ndarray  # (history + steps, J), one per physics step from start - history steps
+    steps: int
+    held_out: bool
+
+
+@dataclass
+class SysidResult:
+    """Everything the outputs need: the unknowns, their values, and the errors before and after."""
+
+    joint_names: tuple[str, ...]
+    unknowns: list[Unknown]
+    identified: dict[str, float]
+    half_widths: dict[str, float]  # 95 % confidence half-widths, data alone (inf: not identifiable)
+    sum_half_widths: dict[str, float]  # per joint, of damping + kv
+    moved: dict[str, float]  # each estimate's change over the last SETTLE_ITERATIONS iterations
+    errors: dict[str, dict[str, Any]]  # fit / held_out -> nominal / identified -> figures
+    windows: list[Window]
+    runs: list[RecordedRun]
+    window_s: float
+    physics_dt: float
+    iterations: int
+    wall_s: float = 0.0
+    traces: dict[str, list[np.ndarray]] = field(default_factory=dict)  # nominal / identified predictions
+    log: str = ""
+
+    def parameters(self) -> ModelParameters:
+        """The identified values as model_parameters overrides: joint fields, and the delay in
+        whole physics steps as the simulator applies it."""
+        return parameters_from(self.unknowns, self.identified, self.physics_dt)
+
+
+def parameters_from(
+    unknowns: Sequence[Unknown], values: dict[str, float], physics_dt: float
+) -> ModelParameters:
+    joints: dict[str, dict[str, float]] = {}
+    delay = 0.0
+    for unknown in unknowns:
+        value = values[unknown.name]
+        if unknown.joint is None:
+            delay = round(value / physics_dt) * physics_dt
+        else:
+            joints.setdefault(unknown.joint, {})[unknown.kind] = value
+    return ModelParameters(joints=joints, command_delay_s=delay)
+
+
+def nominal_values(robot: RobotModel) -> dict[str, dict[str, float]]:
+    """Per joint, the model's damping, armature, frictionloss and servo kp / kv (overrides applied)."""
+    m = robot.model
+    values = {}
+    for j, name in enumerate(robot.joint_names):
+        dof, act = robot.dof_adr[j], robot.actuator_ids[j]
+        values[name] = {
+            "damping": float(m.dof_damping[dof]),
+            "armature": float(m.dof_armature[dof]),
+            "frictionloss": float(m.dof_frictionloss[dof]),
+            "kp": float(m.actuator_gainprm[act, 0]),
+            "kv": float(-m.actuator_biasprm[act, 2]),
+        }
+    return values
+
+
+def make_unknowns(robot: RobotModel, fit: Sequence[str], max_delay_s: float) -> list[Unknown]:
+    """The parameters to fit, scaled so that one unit is their nominal value (or a typical size)."""
+    unknowns = []
+    m = robot.model
+    for j, (joint, values) in enumerate(nominal_values(robot).items()):
+        act = robot.actuator_ids[j]
+        force = float(np.abs(m.actuator_forcerange[act]).max()) if m.actuator_forcelimited[act] else 0.0
+        typical = {
+            "damping": 0.1,
+            "armature": 0.01,
+            "frictionloss": 0.01 * force if force else 0.1,
+            "kp": values["kp"],
+            "kv": 0.05 * values["kp"],
+        }
+        for kind in JOINT_KINDS:
+            if kind not in fit:
+                continue
+            nominal = values[kind]
+            unit = nominal if nominal > 0 else typical[kind]
+            lower = 0.1 * nominal if kind == "kp" else 0.0
+            upper = 10.0 * nominal if kind == "kp" else max(10.0 * nominal, 50.0 * unit)
+            unknowns.append(Unknown(f"{joint}.{kind}", joint, kind, nominal, lower, upper, unit))
+    if DELAY in fit:
+        nominal = robot.parameters.command_delay_s
+        unknowns.append(Unknown(DELAY, None, DELAY, nominal, 0.0, max(max_delay_s, nominal), DELAY_UNIT_S))
+    return unknowns
+
+
+def make_windows(
+    runs: Sequence[RecordedRun], robot: RobotModel, window_s: float, history: int
+) -> list[Window]:
+    """Windows of every run, from where the delayed setpoints are known (``CommandReplay.known_from``)."""
+    dt = robot.physics_dt
+    steps = max(1, round(window_s / dt))
+    windows: list[Window] = []
+    for run in runs:
+        replay = CommandReplay(run, robot)
+        earliest = replay.known_from + history * dt
+        i = int(np.searchsorted(run.times, earliest - 1e-9))
+        while i < len(run.times):
+            start = run.times[i]
+            end = start + steps * dt
+            if end > run.times[-1] + 1e-9:
+                break
+            inside = slice(i + 1, int(np.searchsorted(run.times, end + 1e-9, side="right")))
+            grid = start + (np.arange(-history, steps)) * dt
+            windows.append(
+                Window(
+                    start_s=float(start),
+                    initial_positions=run.positions[i],
+                    initial_velocities=run.velocities[i],
+                    times=run.times[inside],
+                    positions=run.positions[inside],
+                    velocities=run.velocities[inside],
+                    setpoints=replay.setpoints(grid, dt),
+                    steps=steps,
+                    held_out=False,
+                )
+            )
+            i = max(inside.stop - 1, i + 1)
+    return windows
+
+
+def split_windows(
+    windows: Sequence[Window], holdout_every: int, max_fit_s: float, window_s: float
+) -> list[Window]:
+    """Every ``holdout_every``-th window held out; of the others at most ``max_fit_s`` worth, spread
+    evenly, fitted, and the rest held out as well (the fit never sees any of them)."""
+    candidates = [k for k in range(len(windows)) if k % holdout_every != holdout_every - 1]
+    count = min(len(candidates), max(1, int(max_fit_s / window_s + 1e-9)))
+    picks = np.linspace(0, len(candidates) - 1, count).round().astype(int) if candidates else []
+    chosen = {candidates[i] for i in picks}
+    return [dataclasses.replace(w, held_out=k not in chosen) for k, w in enumerate(windows)]
+
+
+def check_data(windows: Sequence[Window], robot: RobotModel, config: SysidConfig, unknowns: int) -> None:
+    """SysidInputError (one line) when the windows cannot support the fit asked for."""
+    fit = [w for w in windows if not w.held_out]
+    held_out = [w for w in windows if w.held_out]
+    samples = sum(len(w.times) for w in fit)
+    needed = unknowns * config.samples_per_parameter
+    if not held_out or samples < needed:
+        span = sum(w.steps for w in windows) * robot.physics_dt
+        raise SysidInputError(
+            f"the bags are too short: {span:.1f} s of commanded motion in {len(windows)} windows of "
+            f"{config.window_s:g} s give {samples} samples to fit; {unknowns} parameters need "
+            f"{needed} ({config.samples_per_parameter} each) and one window more to hold out"
+        )
+    positions = np.concatenate([w.positions for w in windows])
+    span = positions.max(axis=0) - positions.min(axis=0)
+    still = [
+        name for name, moved in zip(robot.joint_names, span, strict=True) if moved < config.min_motion_rad
+    ]
+    if still:
+        raise SysidInputError(
+            f"joints that never move: {', '.join(still)} (recorded positions span less than "
+            f"{config.min_motion_rad} rad); excite them, e.g. with bringup excite"
+        )
+
+
+@contextlib.contextmanager
+def quiet_absl() -> Iterator[None]:
+    """mujoco.sysid warns through absl about choices made on purpose here (no model sensors, starts
+    on a bound); keep those out of the node's output."""
+    from absl import logging as absl_logging
+
+    previous = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(previous)
+
+
+class Problem:
+    """The fit as ``mujoco.sysid`` sees it: parameters, model sequences, residual functions."""
+
+    def __init__(
+        self,
+        robot: RobotModel,
+        spec: mujoco.MjSpec,
+        unknowns: list[Unknown],
+        windows: list[Window],
+        history: int,
+        velocity_weight_s: float,
+        threads: int,
+    ) -> None:
+        self.sysid = load_sysid()
+        self.robot = robot
+        self.unknowns = unknowns
+        self.history = history
+        self.velocity_weight_s = velocity_weight_s
+        self.threads = threads or os.cpu_count() or 1
+        self.fixed_delay_s = robot.parameters.command_delay_s
+        m = robot.model
+        self._joint_actuators = {
+            mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name): int(act)
+            for name, act in zip(robot.joint_names, robot.actuator_ids, strict=True)
+        }
+        self._models: dict[bytes, mujoco.MjModel] = {}
+        self.params = self.sysid.ParameterDict()
+        for unknown in unknowns:
+            self.params.add(
+                self.sysid.Parameter(
+                    unknown.name,
+                    unknown.nominal / unknown.unit,
+                    unknown.lower / unknown.unit,
+                    unknown.upper / unknown.unit,
+                )
+            )
+        self.x_nominal = self.params.as_vector()
+        with quiet_absl():
+            self.sequences = {
+                part: self._sequences(spec, [w for w in windows if w.held_out == (part == "held_out")])
+                for part in ("fit", "held_out")
+            }
+        self.windows = {
+            part: [w for w in windows if w.held_out == (part == "held_out")] for part in self.sequences
+        }
+
+    # mujoco.sysid hooks -------------------------------------------------------------------------
+
+    def build_model(self, params: Any, spec: mujoco.MjSpec) -> mujoco.MjModel:
+        """The robot's compiled model with the candidate values written as the simulator writes them."""
+        x = params.as_vector()
+        key = x.tobytes()
+        model = self._models.get(key)
+        if model is None:
+            model = copy.deepcopy(self.robot.model)
+            values = {u.name: float(v) * u.unit for u, v in zip(self.unknowns, x, strict=True)}
+            joints = parameters_from(self.unknowns, values, self.robot.physics_dt).joints
+            apply_model_parameters(model, ModelParameters(joints=joints), self._joint_actuators)
+            if len(self._models) > 4 * len(self.unknowns) + 8:
+                self._models.clear()
+            self._models[key] = model
+        return model
+
+    def rollout(self, *, models, datas, control_signal, initial_states, param_dicts, **_: Any) -> list[Any]:
+        """Each candidate's delayed setpoints (as servo controls) rolled out from the window's start."""
+        dt = self.robot.physics_dt
+        controls = []
+        for control, params in zip(control_signal, param_dicts, strict=True):
+            delay_s = params[DELAY].value[0] * DELAY_UNIT_S if DELAY in params else self.fixed_delay_s
+            controls.append(delayed(control.data, self.history, delay_s / dt))
+        state, sensordata = mj_rollout.rollout(
+            list(models), list(datas), np.stack(initial_states), np.stack(controls)
+        )
+        trajectories = []
+        for k, model in enumerate(models):
+            times = state[k][:, 0]
+            trajectories.append(
+                self.sysid.SystemTrajectory(
+                    model=model,
+                    control=control_signal[k],
+                    sensordata=self.sysid.TimeSeries(times, sensordata[k]),
+                    initial_state=initial_states[k],
+                    state=self.sysid.TimeSeries(times, state[k]),
+                )
+            )
+        return trajectories
+
+    def residual(self, params, predicted, measured, model, return_pred_all, state=None, **_: Any):
+        """Recorded minus predicted joint positions, and velocities times ``velocity_weight_s``, at the
+        recorded sample times (the rollout's states, one per physics step, interpolated)."""
+        robot = self.robot
+        columns = np.concatenate([1 + robot.qpos_adr, 1 + model.nq + robot.dof_adr])
+        prediction = interpolate_rows(measured.times, state[:, 0], state[:, columns])
+        joints = robot.num_joints
+        weights = np.concatenate([np.ones(joints), np.full(joints, self.velocity_weight_s)])
+        residual = (measured.data - prediction) * weights
+        return residual, self.sysid.TimeSeries(measured.times, prediction, measured.signal_mapping), measured
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _sequences(self, spec: mujoco.MjSpec, windows: list[Window]) -> Any:
+        sysid, robot = self.sysid, self.robot
+        model = robot.model
+        names = [f"{j}_qpos" for j in robot.joint_names] + [f"{j}_qvel" for j in robot.joint_names]
+        states, controls, sensors = [], [], []
+        dt = robot.physics_dt
+        for w in windows:
+            qpos = model.qpos0.copy()
+            qpos[robot.qpos_adr] = w.initial_positions
+            qvel = np.zeros(model.nv)
+            qvel[robot.dof_adr] = w.initial_velocities
+            initial = sysid.create_initial_state(model, qpos, qvel)
+            initial[0] = w.start_s  # mjSTATE_FULLPHYSICS starts with the time
+            states.append(initial)
+            ctrl = np.zeros((len(w.setpoints), model.nu))
+            ctrl[:, robot.actuator_ids] = w.setpoints * robot.ctrl_per_rad
+            grid = w.start_s + np.arange(-self.history, w.steps) * dt
+            controls.append(sysid.TimeSeries(grid, ctrl))
+            data = np.hstack([w.positions, w.velocities])
+            sensors.append(sysid.TimeSeries.from_names(w.times, data, model, names))
+        return sysid.ModelSequences(
+            "robot",
+            spec,
+            [f"window{k}" for k in range(len(windows))],
+            states,
+            controls,
+            sensors,
+            allow_missing_sensors=True,
+        )
+
+    def residual_fn(self, part: str, prior: bool) -> Callable[..., Any]:
+        """sysid's residual over the windows of ``part``, with the prior rows appended if asked."""
+        inner = self.sysid.build_residual_fn(
+            models_sequences=[self.sequences[part]],
+            build_model=self.build_model,
+            custom_rollout=self.rollout,
+            modify_residual=self.residual,
+            n_threads=self.threads,
+            resample_true=False,
+        )
+        if not prior:
+            return inner
+        x0 = self.x_nominal
+
+        def with_prior(x: np.ndarray, params: Any, **kwargs: Any) -> Any:
+            residuals, predicted, measured = inner(x, params, **kwargs)
+            deviation = x - (x0 if np.ndim(x) == 1 else x0[:, None])
+            return [*residuals, PRIOR_WEIGHT * deviation], predicted, measured
+
+        return with_prior
+
+    def start_delay(self) -> None:
+        """Start the fit at the whole-step delay that fits best with the rest nominal (one batched
+        evaluation): a delay far off makes the first steps overshoot into directions the data
+        barely sees."""
+        index = next((k for k, u in enumerate(self.unknowns) if u.joint is None), None)
+        if index is None:
+            return
+        delay, dt = self.unknowns[index], self.robot.physics_dt
+        steps = np.arange(math.ceil(delay.lower / dt - 1e-9), math.floor(delay.upper / dt + 1e-9) + 1)
+        candidates = np.repeat(self.x_nominal[:, None], len(steps), axis=1)
+        candidates[index] = steps * dt / delay.unit
+        with quiet_absl():
+            residuals, _, _ = self.residual_fn("fit", prior=False)(candidates, self.params.copy())
+        cost = sum(np.square(r).sum(axis=0) for r in residuals)
+        start = self.x_nominal.copy()
+        start[index] = candidates[index, int(np.argmin(cost))]
+        self.params.update_from_vector(start)
+
+    def predictions(self, part: str, x: np.ndarray) -> list[np.ndarray]:
+        """(M, 2J) predicted positions and velocities at each window's recorded samples."""
+        params = self.params.copy()
+        params.update_from_vector(x)
+        with quiet_absl():
+            _, predicted, _ = self.residual_fn(part, prior=False)(x, params, return_pred_all=True)
+        return [p[0].data for p in predicted]  # one list per window, one entry per candidate
+
+
+def interpolate_rows(at: np.ndarray, times: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``rows`` (T, C) sampled at ``times`` (T,), linearly interpolated at ``at`` (held at the ends)."""
+    upper = np.clip(np.searchsorted(times, at), 1, len(times) - 1)
+    t0, t1 = times[upper - 1], times[upper]
+    fraction = np.clip((at - t0) / (t1 - t0), 0.0, 1.0)[:, None]
+    return rows[upper - 1] * (1.0 - fraction) + rows[upper] * fraction
+
+
+def confidence(
+    sysid: Any, unknowns: Sequence[Unknown], residual: np.ndarray, jacobian: np.ndarray
+) -> tuple[dict[str, float], dict[str, float]]:
+    """95 % half-widths of every unknown, and of each joint's damping + kv, from the data's residual
+    and Jacobian at the optimum (``sysid.calculate_intervals``).
+
+    The residual's RMS is floored at ``NOISE_FLOOR`` (a simulated, noise-free bag would otherwise
+    claim a precision no robot gives). Directions the data cannot see (eigenvalues of J'J below
+    ``LAMBDA_ZERO`` of the largest) make the parameters in them infinitely uncertain. damping
+    and kv of one joint usually form such a direction together, so their sum gets its own
+    interval, from the Jacobian with damping moved at a fixed sum.
+    """
+    count = len(unknowns)
+    rms = float(np.sqrt(residual @ residual / max(residual.size - count, 1)))
+    scale = max(1.0, NOISE_FLOOR / max(rms, 1e-300))
+    index = {u.name: k for k, u in enumerate(unknowns)}
+    pairs = [
+        (u.joint, index[u.name], index[f"{u.joint}.kv"])
+        for u in unknowns
+        if u.kind == "damping" and f"{u.joint}.kv" in index
+    ]
+    summed = jacobian.copy()
+    for _, damping, kv in pairs:
+        summed[:, damping] -= jacobian[:, kv] * (unknowns[damping].unit / unknowns[kv].unit)
+    widths = {}
+    for name, matrix in (("plain", jacobian), ("summed", summed)):
+        _, half = sysid.calculate_intervals(
+            [residual], matrix, lambda_zero_thresh=LAMBDA_ZERO, v_zero_thresh=V_ZERO
+        )
+        widths[name] = np.asarray(half) * scale
+    half_widths = {u.name: float(h) * u.unit for u, h in zip(unknowns, widths["plain"], strict=True)}
+    sums = {joint: float(widths["summed"][kv]) * unknowns[kv].unit for joint, _, kv in pairs}
+    return half_widths, sums
+
+
+def error_figures(
+    windows: Sequence[Window], predictions: Sequence[np.ndarray], joints: Sequence[str]
+) -> dict:
+    """RMS position (rad) and velocity (rad/s) errors over all samples, and per joint."""
+    recorded = np.concatenate([np.hstack([w.positions, w.velocities]) for w in windows])
+    predicted = np.concatenate(predictions)
+    error = recorded - predicted
+    count = len(joints)
+    per_joint = np.sqrt(np.mean(error[:, :count] ** 2, axis=0))
+    return {
+        "position_rms_rad": float(np.sqrt(np.mean(error[:, :count] ** 2))),
+        "velocity_rms_rad_s": float(np.sqrt(np.mean(error[:, count:] ** 2))),
+        "position_rms_rad_per_joint": {j: float(e) for j, e in zip(joints, per_joint, strict=True)},
+        "windows": len(windows),
+        "samples": len(recorded),
+    }
+
+
+def identify(
+    runs: Sequence[RecordedRun],
+    robot: RobotModel,
+    spec: mujoco.MjSpec,
+    config: SysidConfig,
+    log: Callable[[str], None] = print,
+) -> SysidResult:
+    """Fit ``config.fit`` of ``robot`` to ``runs``; SysidInputError (one line) for data it cannot use."""
+    import time
+
+    config.check()
+    sysid = load_sysid()
+    started = time.perf_counter()
+    dt = robot.physics_dt
+    history = math.ceil(max(config.max_delay_s, robot.parameters.command_delay_s) / dt) + 1
+    unknowns = make_unknowns(robot, config.fit, config.max_delay_s)
+    windows = make_windows(runs, robot, config.window_s, history)
+    windows = split_windows(windows, config.holdout_every, config.max_fit_s, config.window_s)
+    check_data(windows, robot, config, len(unknowns))
+    problem = Problem(robot, spec, unknowns, windows, history, config.velocity_weight_s, config.threads)
+    fit_windows = problem.windows["fit"]
+    problem.start_delay()
+    log(
+        f"fitting {len(unknowns)} parameters to {len(fit_windows)} windows of {config.window_s:g} s "
+        f"({len(problem.windows['held_out'])} held out)"
+    )
+    output = io.StringIO()
+    with quiet_absl():
+        optimized, result = sysid.optimize(
+            problem.params,
+            problem.residual_fn("fit", prior=True),
+            optimizer="mujoco",
+            verbose=False,
+            max_iters=config.max_iterations,
+            eps=FD_STEP,
+            output=output,
+        )
+        x = np.asarray(result.x, dtype=float).reshape(-1)
+        residuals, _, _ = problem.residual_fn("fit", prior=False)(x, optimized)
+        jacobian = np.asarray(result.jac)[: sum(r.size for r in residuals)]  # the prior's rows left out
+        half_widths, sum_half_widths = confidence(sysid, unknowns, np.concatenate(residuals), jacobian)
+    identified = {u.name: float(v) * u.unit for u, v in zip(unknowns, x, strict=True)}
+    candidates = result.extras.get("candidate", [])
+    earlier = (
+        np.asarray(candidates[-1 - SETTLE_ITERATIONS]) if len(candidates) > SETTLE_ITERATIONS else x + np.inf
+    )
+    moved = {u.name: float(v - w) * u.unit for u, v, w in zip(unknowns, x, earlier, strict=True)}
+
+    # Errors as the simulator will reproduce them: the delay in whole physics steps.
+    rounded = dict(identified)
+    if DELAY in rounded:
+        rounded[DELAY] = round(rounded[DELAY] / dt) * dt
+    x_identified = np.array([rounded[u.name] / u.unit for u in unknowns])
+    x_nominal = problem.x_nominal.copy()
+    for k, unknown in enumerate(unknowns):  # the nominal delay as the simulator applies it, too
+        if unknown.joint is None:
+            x_nominal[k] = round(unknown.nominal / dt) * dt / unknown.unit
+    errors: dict[str, dict[str, Any]] = {}
+    traces: dict[str, list[np.ndarray]] = {}
+    for part, part_windows in problem.windows.items():
+        errors[part] = {}
+        for which, point in (("nominal", x_nominal), ("identified", x_identified)):
+            predicted = problem.predictions(part, point)
+            errors[part][which] = error_figures(part_windows, predicted, robot.joint_names)
+            if part == "held_out":
+                traces[which] = predicted
+        nominal = errors[part]["nominal"]["position_rms_rad"]
+        errors[part]["ratio"] = errors[part]["identified"]["position_rms_rad"] / nominal if nominal else None
+    iterations = len(result.extras.get("objective", [])) if hasattr(result, "extras") else 0
+    return SysidResult(
+        joint_names=robot.joint_names,
+        unknowns=unknowns,
+        identified=identified,
+        half_widths=half_widths,
+        sum_half_widths=sum_half_widths,
+        moved=moved,
+        errors=errors,
+        windows=windows,
+        runs=list(runs),
+        window_s=config.window_s,
+        physics_dt=dt,
+        iterations=iterations,
+        wall_s=time.perf_counter() - started,
+        traces=traces,
+        log=output.getvalue(),
+    )
