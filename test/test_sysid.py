@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import JointState
 from sim_bridge_core.bringup import describe
 from sim_bridge_core.config import from_mapping
 from sim_bridge_core.models import load_robot, parse_model_parameters
 from sim_bridge_core.randomization import bind, load_spec
-from sim_bridge_core.simulator import Simulator, SimulatorConfig
+from sim_bridge_core.simulator import SimulatorConfig
 from sim_bridge_core.sysid.bags import read_run
 from sim_bridge_core.sysid.config import ExcitationConfig
-from sim_bridge_core.sysid.simulated import record_excitation
+from sim_bridge_core.sysid.simulated import record_excitation, replay_bag
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -56,22 +55,7 @@ def replay(sim_parameters: dict, bag: Path) -> np.ndarray:
     """A bag's commands run through a Simulator built from a bringup node description, at their
     times; its joint positions at the bag's joint-state times."""
     values = {k: v for k, v in sim_parameters.items() if k != "use_sim_time"}
-    simulator = Simulator(from_mapping(SimulatorConfig, values, "simulator"))
-    commands, states = {}, set()
-    with Reader(bag) as reader:
-        for connection, time_ns, data in reader.messages():
-            if connection.topic == "/joint_trajectory":
-                commands[time_ns] = bytes(data)
-            elif connection.topic == "/joint_states":
-                states.add(time_ns)
-    positions = []
-    while simulator.time_ns <= max(states):
-        if simulator.time_ns in commands:
-            simulator.apply_world_command(0, commands[simulator.time_ns])
-        if simulator.time_ns in states:
-            positions.append(simulator.env.measured_positions()[0].copy())
-        simulator.step()
-    return np.array(positions)
+    return replay_bag(from_mapping(SimulatorConfig, values, "simulator"), bag)
 
 
 def rms_error(sim_parameters: dict, bag: Path) -> float:

@@ -7,7 +7,8 @@ Measured in one run, alternating the contenders so that machine noise hits them 
   env/pos   BatchedEnv.step with the task (reward, success, auto-reset) on top, commands executed
             as a forward position controller (the setpoint steps: one Batch.step per period)
   env/traj  the same executed as a joint_trajectory_controller (the setpoint ramps from the
-            measured position, written at every physics step: one Batch.step per substep)
+            measured position, a new one at every physics step: one Batch.rollout call with a
+            control per physics step, then the last step)
 
 Run: python test/benchmarks/bench_core_step.py [--model arm7] [--num-envs 1024] [--repeats 5]
 """

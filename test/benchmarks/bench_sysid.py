@@ -25,15 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from rosbags.rosbag2 import Reader
 from sim_bridge_core.bringup import describe
 from sim_bridge_core.config import from_mapping
 from sim_bridge_core.models import load_robot
-from sim_bridge_core.simulator import Simulator, SimulatorConfig
+from sim_bridge_core.simulator import SimulatorConfig
 from sim_bridge_core.sysid.bags import read_run
 from sim_bridge_core.sysid.config import ExcitationConfig, SysidConfig
 from sim_bridge_core.sysid.job import run_sysid
-from sim_bridge_core.sysid.simulated import record_excitation
+from sim_bridge_core.sysid.simulated import record_excitation, replay_bag
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
@@ -62,23 +61,9 @@ def replay_error(sim_parameters: dict, bag: Path) -> float:
     """RMS joint position error of a Simulator built from a bringup node description, fed the bag's
     commands at their times, against the bag's joint states."""
     values = {k: v for k, v in sim_parameters.items() if k != "use_sim_time"}
-    simulator = Simulator(from_mapping(SimulatorConfig, values, "simulator"))
-    commands, states = {}, set()
-    with Reader(bag) as reader:
-        for connection, time_ns, data in reader.messages():
-            if connection.topic == "/joint_trajectory":
-                commands[time_ns] = bytes(data)
-            elif connection.topic == "/joint_states":
-                states.add(time_ns)
-    replayed = []
-    while simulator.time_ns <= max(states):
-        if simulator.time_ns in commands:
-            simulator.apply_world_command(0, commands[simulator.time_ns])
-        if simulator.time_ns in states:
-            replayed.append(simulator.env.measured_positions()[0].copy())
-        simulator.step()
+    replayed = replay_bag(from_mapping(SimulatorConfig, values, "simulator"), bag)
     recorded = read_run(bag, load_robot("arm7")).positions
-    return float(np.sqrt(np.mean((np.array(replayed) - recorded) ** 2)))
+    return float(np.sqrt(np.mean((replayed - recorded) ** 2)))
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 ``SensorLayout`` finds them on a ``RobotModel`` and reads every world's values into one (N, F)
 array with named columns. The simulator publishes rows of it as ``odom`` (nav_msgs/Odometry),
-``imu`` (sensor_msgs/Imu) and ``<site>/wrench`` (geometry_msgs/WrenchStamped) per world, and all
-of it as ``batch/sensors``, so training sees what deployment will.
+``imu`` (sensor_msgs/Imu; further IMUs as ``<site>/imu``) and ``<site>/wrench``
+(geometry_msgs/WrenchStamped) per world, and all of it as ``batch/sensors``, so training sees what
+deployment will.
 
 Conventions (ROS's): quaternions ``x, y, z, w``; the base's pose is the root body's in the world
 frame, its twist is expressed in the body frame (nav_msgs/Odometry's ``child_frame_id``); the IMU
@@ -29,11 +30,14 @@ BASE_FIELDS = (
     *(f"base/linear_velocity_{a}" for a in AXES),
     *(f"base/angular_velocity_{a}" for a in AXES),
 )
-IMU_FIELDS = (
-    *(f"imu/orientation_{a}" for a in QUATERNION),
-    *(f"imu/angular_velocity_{a}" for a in AXES),
-    *(f"imu/linear_acceleration_{a}" for a in AXES),
-)
+
+
+def imu_fields(block: str) -> tuple[str, ...]:
+    return (
+        *(f"{block}/orientation_{a}" for a in QUATERNION),
+        *(f"{block}/angular_velocity_{a}" for a in AXES),
+        *(f"{block}/linear_acceleration_{a}" for a in AXES),
+    )
 
 
 def wrench_fields(site: str) -> tuple[str, ...]:
@@ -46,7 +50,8 @@ class SensorLayout:
 
     robot: RobotModel
     fields: tuple[str, ...]
-    blocks: dict[str, slice]  # "base", "imu", and each force/torque site's name -> its columns
+    # "base", "imu", "<site>/imu" of each further IMU, each force/torque site's name -> its columns
+    blocks: dict[str, slice]
 
     @classmethod
     def of(cls, robot: RobotModel) -> SensorLayout:
@@ -54,7 +59,8 @@ class SensorLayout:
         if robot.base is not None:
             groups.append(("base", BASE_FIELDS))
         if robot.imu is not None:
-            groups.append(("imu", IMU_FIELDS))
+            groups.append(("imu", imu_fields("imu")))
+        groups += [(f"{site.name}/imu", imu_fields(f"{site.name}/imu")) for site in robot.further_imus]
         groups += [(site.name, wrench_fields(site.name)) for site in robot.wrenches]
         fields: list[str] = []
         blocks = {}
@@ -77,8 +83,9 @@ class SensorLayout:
             # MuJoCo: the free joint's linear velocity is in the world frame, its angular one in the body's.
             linear = rotate_into(quaternion, twist[:, :3])
             columns += [pose[:, :3], quaternion[:, [1, 2, 3, 0]], linear, twist[:, 3:6]]
-        if robot.imu is not None:
-            imu = backend.read("sensordata", robot.imu.sensordata)
+        imus = () if robot.imu is None else (robot.imu, *robot.further_imus)
+        for site in imus:
+            imu = backend.read("sensordata", site.sensordata)
             columns += [imu[:, [1, 2, 3, 0]], imu[:, 4:10]]
         for site in robot.wrenches:
             columns.append(backend.read("sensordata", site.sensordata))

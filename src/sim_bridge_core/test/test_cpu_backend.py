@@ -25,6 +25,27 @@ def test_matches_raw_batch_bit_for_bit():
     np.testing.assert_array_equal(backend.joint_positions(), qpos[:, arm.qpos_adr])
 
 
+def test_setpoints_changing_inside_the_period_reach_each_physics_step():
+    """A ramp (a setpoint per controller update) runs as one rollout call; it must be the same physics
+    as writing each update's control and stepping, with the gripper-like actuators left alone."""
+    arm = load_robot("arm7")
+    backend = CpuBackend(arm, 4, 0.02, threads=2)
+    raw = Batch(arm.model, 4, 1)
+    qpos, ctrl = raw.bind("qpos"), raw.bind("ctrl")
+    qpos[:] = arm.home
+    ctrl[:] = arm.home
+    raw.forward()
+    rng = np.random.default_rng(1)
+    for updates in (10, 5, 2, 10):
+        ramp = arm.clamp(arm.home + rng.uniform(-0.3, 0.3, (updates, 4, 7)))
+        backend.step(ramp)
+        for setpoint in ramp:
+            ctrl[:] = setpoint
+            raw.step(nstep=10 // updates)
+    np.testing.assert_array_equal(backend.joint_positions(), qpos[:, arm.qpos_adr])
+    np.testing.assert_array_equal(backend.joint_velocities(), raw.bind("qvel")[:, arm.dof_adr])
+
+
 def test_reset_touches_only_the_given_worlds():
     arm = load_robot("arm7")
     backend = CpuBackend(arm, 4, 0.02)

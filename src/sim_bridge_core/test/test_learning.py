@@ -149,6 +149,10 @@ def test_reach_observation_holds_the_forward_kinematics_of_the_joints():
     assert observation.shape == (64, env.task.observation_size) == (64, 23)
     np.testing.assert_allclose(observation[:, 17:20], ee, atol=1e-5)
     np.testing.assert_allclose(observation[:, 20:23], env.inputs - ee, atol=1e-5)
+    # One robot (deployment) takes MuJoCo's kinematics instead of the batched numpy: the same answer.
+    positions = env.measured_positions()
+    one_by_one = np.concatenate([env.task.kinematics(positions[i : i + 1]) for i in range(64)])
+    np.testing.assert_allclose(one_by_one, env.task.kinematics(positions), atol=1e-12)
 
 
 def _trained_learner() -> PpoLearner:

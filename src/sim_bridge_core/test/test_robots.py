@@ -35,6 +35,7 @@ def test_a_floating_base_at_rest_reads_like_a_real_robot():
     assert robot.base is not None and robot.base.name == "trunk"
     assert robot.state_joints.names == ("tail",)  # the free joint is not a JointState joint
     assert robot.imu is not None and robot.imu.name == "imu"  # the site of the model's IMU sensors
+    assert [site.name for site in robot.further_imus] == ["tail_imu"]  # a gyro only: read as a full IMU
     _, values = settle(robot)
     assert values["base/position_z"] == pytest.approx(0.05, abs=2e-3)  # resting on its 5 cm half-height
     assert values["base/orientation_w"] == pytest.approx(1.0, abs=1e-6)
@@ -42,6 +43,8 @@ def test_a_floating_base_at_rest_reads_like_a_real_robot():
     # An accelerometer at rest reads gravity, upward; the gyro reads nothing.
     assert values["imu/linear_acceleration_z"] == pytest.approx(9.81, abs=1e-2)
     assert np.allclose([values[f"imu/angular_velocity_{a}"] for a in "xyz"], 0.0, atol=1e-6)
+    assert values["tail_imu/imu/linear_acceleration_z"] == pytest.approx(9.81, abs=0.1)  # the tail holds level
+    assert values["tail_imu/imu/orientation_w"] == pytest.approx(1.0, abs=1e-2)
 
 
 def test_base_twist_is_in_the_body_frame():

@@ -24,22 +24,18 @@ import numpy as np
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import require_bounded, safety_filter
 from sim_bridge_core.models import ModelError, load_robot
 from sim_bridge_core.recording import RecordingError
 from sim_bridge_core.recording.bag import (
-    CLOCK_TOPIC,
-    CLOCK_TYPE,
     COMMAND_TYPES,
     JOINT_STATE_TYPE,
-    STREAM_QOS,
-    BagWriter,
 )
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config
+from sim_bridge_core.ros.recording import NodeRecorder
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.sysid.config import ExcitationConfig, ExciterConfig
 from sim_bridge_core.sysid.excitation import ExcitationPlan, Exciter
@@ -106,12 +102,7 @@ class ExciterNode(Node):
             JointState, "joint_states", self._on_state, RELIABLE, raw=True
         )
         self._state_topic = subscription.topic_name
-        self._bag: BagWriter | None = None
-        if not self.config.dry_run:
-            self._bag = self._open_bag()
-            self.create_subscription(
-                Clock, CLOCK_TOPIC, lambda data: self._record(CLOCK_TOPIC, data), RELIABLE, raw=True
-            )
+        self._recorder = None if self.config.dry_run else self._open_recorder()
         self.create_timer(0.05, self._on_watchdog)
         self.get_logger().info(
             f"exciting {self.robot.num_joints} joints of {self.robot.name} through "
@@ -119,33 +110,23 @@ class ExciterNode(Node):
             f"states from {self._state_topic}" + (" [dry run]" if self.config.dry_run else "")
         )
 
-    def _open_bag(self) -> BagWriter:
+    def _open_recorder(self) -> NodeRecorder:
         path = (
             Path(self.config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S_excite")).expanduser().resolve()
         )
+        topics = [
+            (self._state_topic, JOINT_STATE_TYPE),
+            (self._publisher.topic_name, COMMAND_TYPES[self.config.command_interface]),
+        ]
         try:
             path.mkdir(parents=True, exist_ok=True)
-            bag = BagWriter(
-                rollouts_dir(path),
-                [
-                    (self._state_topic, JOINT_STATE_TYPE, STREAM_QOS),
-                    (self._publisher.topic_name, COMMAND_TYPES[self.config.command_interface], STREAM_QOS),
-                    (CLOCK_TOPIC, CLOCK_TYPE, STREAM_QOS),
-                ],
-            )
+            return NodeRecorder(self, rollouts_dir(path), topics)
         except (OSError, RecordingError) as exc:
             raise ConfigError(f"exciter.output_dir: cannot record to {path}: {exc}") from exc
-        self.get_logger().info(f"recording to {bag.directory}")
-        return bag
 
     def _record(self, topic: str, data: bytes) -> None:
-        if self._bag is None:
-            return
-        try:
-            self._bag.write(topic, self.get_clock().now().nanoseconds, data)
-        except RecordingError as exc:
-            self.get_logger().error(f"recording stopped: {exc}")
-            self._bag = None
+        if self._recorder is not None:
+            self._recorder.record(topic, data)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds / 1e9
@@ -250,9 +231,8 @@ class ExciterNode(Node):
 
     def _finish(self, code: int) -> None:
         self.exit_code = code
-        if self._bag is not None:
-            self._bag.close()
-            self._bag = None
+        if self._recorder is not None:
+            self._recorder.close()
         self.finished.set()
 
     def stop(self) -> None:

@@ -31,7 +31,6 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
@@ -40,17 +39,14 @@ from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.policy import PolicyConfig, load_deployment
 from sim_bridge_core.recording import RecordingError
 from sim_bridge_core.recording.bag import (
-    CLOCK_TOPIC,
-    CLOCK_TYPE,
     COMMAND_TYPES,
     JOINT_STATE_TYPE,
     POINT_TYPE,
-    STREAM_QOS,
-    BagWriter,
 )
 from sim_bridge_core.ros.batch_topics import connect_remote_worlds
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
+from sim_bridge_core.ros.recording import NodeRecorder
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.simulator import SimulatorConfig
 from sim_bridge_core.training import (
@@ -98,9 +94,8 @@ class PolicyNode(Node):
                     f"deploy latency (joint_states callback -> command published): p50 {p50:.3f} ms, "
                     f"p99 {p99:.3f} ms, max {ms.max():.3f} ms over {ms.size} commands"
                 )
-            if self._bag is not None:
-                self._bag.close()
-                self._bag = None
+            if self._recorder is not None:
+                self._recorder.close()
         super().destroy_node()
 
     def start(self) -> None:
@@ -197,6 +192,10 @@ class PolicyNode(Node):
 
     def _init_deploy(self) -> None:
         plan = load_deployment(self.config)
+        if plan.runtime == "torch":
+            import torch
+
+            torch.set_num_threads(1)  # one observation per call: a thread pool only adds wake-up jitter
         for warning in plan.warnings:
             self.get_logger().warning(f"{warning} (allow_contract_mismatch)")
         self.deployment = deployment = plan.deployment
@@ -222,44 +221,33 @@ class PolicyNode(Node):
         self._states_topic, self._goal_topic = state_sub.topic_name, goal_sub.topic_name
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_timer(plan.period_s, self._on_watchdog)
-        self._bag: BagWriter | None = None
-        if self.config.record:
-            self._bag = self._open_deploy_bag(
-                self._states_topic, self._publisher.topic_name, self._goal_topic
-            )
+        self._recorder = (
+            self._open_deploy_recorder(self._states_topic, self._publisher.topic_name, self._goal_topic)
+            if self.config.record
+            else None
+        )
         self.get_logger().info(
             f"deploying {self.config.checkpoint} ({plan.runtime}; {task.name} on {robot.name}, "
             f"{robot.num_joints} joints) at {1.0 / plan.period_s:g} Hz through {self._interface} on "
             f"{self._publisher.topic_name}{' [dry run]' if self.config.dry_run else ''}"
         )
 
-    def _open_deploy_bag(self, state_topic: str, command_topic: str, goal_topic: str) -> BagWriter:
+    def _open_deploy_recorder(self, state_topic: str, command_topic: str, goal_topic: str) -> NodeRecorder:
         """rollouts/ in output_dir: what the robot said and what it was told, as `ros2 bag record` would."""
         path = rollouts_dir(prepare_output_dir(self.config.output_dir))
         topics = [
-            (state_topic, JOINT_STATE_TYPE, STREAM_QOS),
-            (command_topic, COMMAND_TYPES[self._interface], STREAM_QOS),
-            (goal_topic, POINT_TYPE, STREAM_QOS),
-            (CLOCK_TOPIC, CLOCK_TYPE, STREAM_QOS),
+            (state_topic, JOINT_STATE_TYPE),
+            (command_topic, COMMAND_TYPES[self._interface]),
+            (goal_topic, POINT_TYPE),
         ]
         try:
-            bag = BagWriter(path, topics, max_bag_size_mb=self.config.record_split_mb)
+            return NodeRecorder(self, path, topics, max_bag_size_mb=self.config.record_split_mb)
         except RecordingError as exc:
             raise ConfigError(f"policy.record: {exc}") from exc
-        self.create_subscription(
-            Clock, CLOCK_TOPIC, lambda data: self._record(CLOCK_TOPIC, data), RELIABLE, raw=True
-        )
-        self.get_logger().info(f"recording {', '.join(name for name, _, _ in topics)} to {path}")
-        return bag
 
     def _record(self, topic: str, data: bytes) -> None:
-        if self._bag is None:
-            return
-        try:
-            self._bag.write(topic, self.get_clock().now().nanoseconds, data)
-        except RecordingError as exc:
-            self.get_logger().error(f"recording stopped: {exc}")
-            self._bag = None
+        if self._recorder is not None:
+            self._recorder.record(topic, data)
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds / 1e9

@@ -46,9 +46,17 @@ MAX_LAG_PERIODS = 10
 
 
 def sensor_topics(blocks: dict[str, slice]) -> dict[str, tuple[type, str]]:
-    """Sensor block -> (message type, topic) per world (DESIGN: ``odom``, ``imu``, ``<site>/wrench``)."""
-    kinds = {"base": (Odometry, "odom"), "imu": (Imu, "imu")}
-    return {block: kinds.get(block, (WrenchStamped, f"{block}/wrench")) for block in blocks}
+    """Sensor block -> (message type, topic) per world (DESIGN: ``odom``, ``imu``, ``<site>/imu``,
+    ``<site>/wrench``)."""
+    kinds = {"base": (Odometry, "odom")}
+    return {
+        block: kinds.get(block) or ((Imu, block) if _is_imu(block) else (WrenchStamped, f"{block}/wrench"))
+        for block in blocks
+    }
+
+
+def _is_imu(block: str) -> bool:
+    return block == "imu" or block.endswith("/imu")
 
 
 def sensor_message(
@@ -63,9 +71,9 @@ def sensor_message(
         pose.position = Point(x=v[0], y=v[1], z=v[2])
         pose.orientation = Quaternion(x=v[3], y=v[4], z=v[5], w=v[6])
         twist.linear, twist.angular = Vector3(x=v[7], y=v[8], z=v[9]), Vector3(x=v[10], y=v[11], z=v[12])
-    elif block == "imu":
+    elif _is_imu(block):
         message = Imu()
-        message.header.frame_id = robot.imu.name
+        message.header.frame_id = robot.imu.name if block == "imu" else block.removesuffix("/imu")
         message.orientation = Quaternion(x=v[0], y=v[1], z=v[2], w=v[3])
         message.angular_velocity = Vector3(x=v[4], y=v[5], z=v[6])
         message.linear_acceleration = Vector3(x=v[7], y=v[8], z=v[9])

@@ -399,15 +399,20 @@ def test_a_floating_base_publishes_odometry_and_an_imu(start_node, ros_client):
     )
     odom = ros_client.collect(Odometry, "env_1/odom", RELIABLE)
     imu = ros_client.collect(Imu, "env_1/imu", RELIABLE)
+    tail_imu = ros_client.collect(Imu, "env_1/tail_imu/imu", RELIABLE)
     sensors = ros_client.collect(Float32MultiArray, "batch/sensors", RELIABLE)
     states = ros_client.collect(JointState, "env_1/joint_states", RELIABLE)
-    ros_client.wait_until(lambda: len(odom) > 60 and len(imu) > 60 and sensors and states, timeout=30)
+    ros_client.wait_until(
+        lambda: len(odom) > 60 and len(imu) > 60 and tail_imu and sensors and states, timeout=30
+    )
     last_odom, last_imu = odom[-1], imu[-1]
     assert last_odom.header.frame_id == "world" and last_odom.child_frame_id == "trunk"
     assert last_odom.pose.pose.position.z == pytest.approx(0.05, abs=3e-3)  # resting on the floor
     assert last_imu.header.frame_id == "imu"
     assert last_imu.linear_acceleration.z == pytest.approx(9.81, abs=0.05)  # gravity, as an accelerometer
     assert last_imu.orientation.w == pytest.approx(1.0, abs=1e-3)
+    assert tail_imu[-1].header.frame_id == "tail_imu"  # a further IMU site, on <site>/imu
+    assert tail_imu[-1].linear_acceleration.z == pytest.approx(9.81, abs=0.1)
     assert list(states[-1].name) == ["tail"]
     labels = [dim.label for dim in sensors[-1].layout.dim]
     assert labels[0] == "env" and "imu/linear_acceleration_z" in labels[1].split(",")

@@ -11,13 +11,18 @@ from mujoco.batch import Batch
 from sim_bridge_core.backends.base import SimBackend, setpoint_blocks
 from sim_bridge_core.models import RobotModel
 
+CTRL_STATE = int(mujoco.mjtState.mjSTATE_CTRL)
+
 
 class CpuBackend(SimBackend):
     """N worlds on ``mujoco.batch`` (threads = cores by default).
 
     The batch steps with ``stage=mjSTAGE_POS`` so kinematic outputs such as site
     positions describe the state after the step (what rewards and observations need),
-    not the state one substep earlier.
+    not the state one substep earlier. Setpoints that change inside the period (a trajectory
+    controller's ramp) go in as one ``Batch.rollout`` with a control per physics step, which
+    costs what a single ``step`` call does; a call per controller update cost ~30 % more at
+    1024 arm7 worlds.
     """
 
     def __init__(self, robot: RobotModel, num_envs: int, control_dt: float, threads: int = 0) -> None:
@@ -40,11 +45,15 @@ class CpuBackend(SimBackend):
 
     def step(self, setpoints: np.ndarray) -> None:
         blocks, hold = setpoint_blocks(setpoints, self.substeps)
-        last = len(blocks) - 1
-        for update, block in enumerate(blocks):
-            self._ctrl[:, self._ctrl_cols] = block * self._ctrl_scale
-            stage = mujoco.mjtStage.mjSTAGE_POS if update == last else mujoco.mjtStage.mjSTAGE_NONE
-            self._batch.step(nstep=hold, stage=stage)
+        if len(blocks) > 1:
+            # All physics steps but the last in one call, each with its own control; the actuators
+            # the setpoints do not drive (a gripper) keep their controls.
+            per_step = np.repeat(blocks, hold, axis=0)[:-1] * self._ctrl_scale
+            control = np.repeat(self._ctrl[:, None, :], self.substeps - 1, axis=1)
+            control[:, :, self._ctrl_cols] = per_step.transpose(1, 0, 2)
+            self._batch.rollout(nstep=self.substeps - 1, control=control, control_spec=CTRL_STATE, record=[])
+        self._ctrl[:, self._ctrl_cols] = blocks[-1] * self._ctrl_scale
+        self._batch.step(nstep=1 if len(blocks) > 1 else self.substeps, stage=mujoco.mjtStage.mjSTAGE_POS)
 
     def reset(self, ids: np.ndarray, positions: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)

@@ -124,6 +124,7 @@ class RobotModel:
     home_ctrl: np.ndarray  # every actuator's control at home (the keyframe's, else zero)
     base: FloatingBase | None = None
     imu: SensorSite | None = None
+    further_imus: tuple[SensorSite, ...] = ()  # every other site with a gyro or accelerometer
     wrenches: tuple[SensorSite, ...] = ()
     extra: ExtraAxes | None = None  # set by load_robot
     home_keyframe: str = ""  # the keyframe named as home ('': the model's "home", if any)
@@ -416,7 +417,7 @@ def _describe(
     velocity_limits = np.array([_velocity_limit(m, name, urdf_velocity_limits) for name in names])
     velocity_limits.setflags(write=False)
     state = np.flatnonzero(np.isin(m.jnt_type, _CONTROLLABLE_JOINTS))
-    imu, wrenches = _sensor_sites(m)
+    imu, further_imus, wrenches = _sensor_sites(m)
     return RobotModel(
         home_keyframe=home_keyframe,
         extra=_extra_axes(m, driven, set(joints.tolist()), home_qpos, _home_ctrl(m, home_keyframe)),
@@ -443,15 +444,17 @@ def _describe(
         home_ctrl=_home_ctrl(m, home_keyframe),
         base=_floating_base(m),
         imu=imu,
+        further_imus=further_imus,
         wrenches=wrenches,
     )
 
 
 IMU_SENSORS = (
-    (mujoco.mjtSensor.mjSENS_FRAMEQUAT, "sim_bridge_imu/orientation"),
-    (mujoco.mjtSensor.mjSENS_GYRO, "sim_bridge_imu/angular_velocity"),
-    (mujoco.mjtSensor.mjSENS_ACCELEROMETER, "sim_bridge_imu/linear_acceleration"),
+    (mujoco.mjtSensor.mjSENS_FRAMEQUAT, "orientation"),
+    (mujoco.mjtSensor.mjSENS_GYRO, "angular_velocity"),
+    (mujoco.mjtSensor.mjSENS_ACCELEROMETER, "linear_acceleration"),
 )
+IMU_PREFIX = "sim_bridge_imu"  # the IMU's sensors: <prefix>/<kind>; a further IMU's: <prefix>/<site>/<kind>
 _IMU_KINDS = (int(mujoco.mjtSensor.mjSENS_GYRO), int(mujoco.mjtSensor.mjSENS_ACCELEROMETER))
 _WRENCH_KINDS = (int(mujoco.mjtSensor.mjSENS_FORCE), int(mujoco.mjtSensor.mjSENS_TORQUE))
 
@@ -474,37 +477,59 @@ def _add_sites(spec: mujoco.MjSpec, m: mujoco.MjModel, sites: Mapping[str, Mappi
 
 
 def _add_imu(spec: mujoco.MjSpec, m: mujoco.MjModel, imu_site: str) -> bool:
-    """Add the sensors the IMU reads at its site (see ``load_robot``); False when there is no IMU."""
+    """Add the sensors each IMU reads at its site (see ``load_robot``); False when there is no IMU."""
     site_obj = mujoco.mjtObj.mjOBJ_SITE
-    imu_sites = [int(m.sensor_objid[k]) for k in range(m.nsensor) if m.sensor_type[k] in _IMU_KINDS]
+    imu_sites = list(
+        dict.fromkeys(
+            _name(m, site_obj, int(m.sensor_objid[k]))
+            for k in range(m.nsensor)
+            if m.sensor_type[k] in _IMU_KINDS
+        )
+    )
     if imu_site:
-        site = mujoco.mj_name2id(m, site_obj, imu_site)
-        if site < 0:
+        if mujoco.mj_name2id(m, site_obj, imu_site) < 0:
             raise ModelError(f"imu_site: the model has no site '{imu_site}'")
-        if site not in imu_sites:
+        if imu_site not in imu_sites:
             raise ModelError(f"imu_site: site '{imu_site}' has no gyro or accelerometer sensor")
-        name = imu_site
+        main = imu_site
     elif imu_sites:
-        name = _name(m, site_obj, imu_sites[0])
+        main = imu_sites[0]
     else:
         base = _floating_base(m)
         if base is None:
             return False
-        name = "sim_bridge_imu"
-        spec.body(base.name).add_site(name=name)
-    for kind, sensor in IMU_SENSORS:
-        spec.add_sensor(name=sensor, type=kind, objtype=site_obj, objname=name)
+        main = IMU_PREFIX
+        spec.body(base.name).add_site(name=main)
+    for site, prefix in [(main, IMU_PREFIX)] + [(s, f"{IMU_PREFIX}/{s}") for s in imu_sites if s != main]:
+        for kind, sensor in IMU_SENSORS:
+            spec.add_sensor(name=f"{prefix}/{sensor}", type=kind, objtype=site_obj, objname=site)
     return True
 
 
-def _sensor_sites(m: mujoco.MjModel) -> tuple[SensorSite | None, tuple[SensorSite, ...]]:
-    """The IMU (the sensors ``_add_imu`` added) and every site with both a force and a torque sensor."""
-    sensor_obj = mujoco.mjtObj.mjOBJ_SENSOR
-    adr = [mujoco.mj_name2id(m, sensor_obj, name) for _, name in IMU_SENSORS]
-    imu = None
-    if min(adr) >= 0:
-        columns = np.concatenate([m.sensor_adr[k] + np.arange(m.sensor_dim[k]) for k in adr])
-        imu = SensorSite(_name(m, mujoco.mjtObj.mjOBJ_SITE, int(m.sensor_objid[adr[0]])), columns)
+def _imu_at(m: mujoco.MjModel, prefix: str) -> SensorSite | None:
+    """The IMU whose sensors ``_add_imu`` named ``<prefix>/<kind>``, if there is one."""
+    adr = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SENSOR, f"{prefix}/{name}") for _, name in IMU_SENSORS]
+    if min(adr) < 0:
+        return None
+    columns = np.concatenate([m.sensor_adr[k] + np.arange(m.sensor_dim[k]) for k in adr])
+    return SensorSite(_name(m, mujoco.mjtObj.mjOBJ_SITE, int(m.sensor_objid[adr[0]])), columns)
+
+
+def _sensor_sites(
+    m: mujoco.MjModel,
+) -> tuple[SensorSite | None, tuple[SensorSite, ...], tuple[SensorSite, ...]]:
+    """The IMU, the further IMUs (the sensors ``_add_imu`` added) and every site with both a force
+    and a torque sensor."""
+    imu = _imu_at(m, IMU_PREFIX)
+    further = []
+    for k in range(m.nsensor):
+        name = _name(m, mujoco.mjtObj.mjOBJ_SENSOR, k)
+        if (
+            name.startswith(f"{IMU_PREFIX}/")
+            and name.endswith(f"/{IMU_SENSORS[0][1]}")
+            and name.count("/") > 1
+        ):
+            further.append(_imu_at(m, name.rpartition("/")[0]))
     by_site: dict[int, dict[int, int]] = {}
     for k in range(m.nsensor):
         if m.sensor_type[k] in _WRENCH_KINDS:
@@ -517,7 +542,7 @@ def _sensor_sites(m: mujoco.MjModel) -> tuple[SensorSite | None, tuple[SensorSit
         for site, sensors in by_site.items()
         if len(sensors) == 2
     )
-    return imu, wrenches
+    return imu, tuple(site for site in further if site is not None), wrenches
 
 
 def _home_qpos(m: mujoco.MjModel, keyframe: str) -> np.ndarray:

@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from rosbags.rosbag2 import Reader
 
+from sim_bridge_core.control import COMMAND_TOPIC_NAMES
 from sim_bridge_core.deploy import safety_filter
 from sim_bridge_core.recording.bag import (
     CLOCK_TOPIC,
@@ -28,7 +30,6 @@ from sim_bridge_core.sysid.config import ExcitationConfig
 from sim_bridge_core.sysid.excitation import Exciter
 
 STATE_TOPIC = "/joint_states"
-COMMAND_TOPICS = {"trajectory": "/joint_trajectory", "position": "/joint_commands"}
 
 
 def record_excitation(
@@ -43,7 +44,7 @@ def record_excitation(
     robot = simulator.robot
     interface = sim.command_interface
     exciter = Exciter(excitation, robot, interface, safety_filter(robot, sim.control_dt, section="exciter"))
-    command_topic = COMMAND_TOPICS[interface]
+    command_topic = "/" + COMMAND_TOPIC_NAMES[interface]
     topics = [
         (STATE_TOPIC, JOINT_STATE_TYPE, STREAM_QOS),
         (command_topic, COMMAND_TYPES[interface], STREAM_QOS),
@@ -63,3 +64,26 @@ def record_excitation(
                 writer.write(command_topic, now_ns, command)
             simulator.step()
     return Path(bag)
+
+
+def replay_bag(sim: SimulatorConfig, bag: str | Path) -> np.ndarray:
+    """(T, J) joint positions of the simulated robot ``sim`` (one world) fed a bag's commands at their
+    recorded times, at the bag's joint-state times: how closely a robot config reproduces a recording
+    (the bag's times must fall on the simulator's control steps, as ``record_excitation``'s do)."""
+    simulator = Simulator(sim)
+    command_topic = "/" + COMMAND_TOPIC_NAMES[sim.command_interface]
+    commands, states = {}, set()
+    with Reader(bag) as reader:
+        for connection, time_ns, data in reader.messages():
+            if connection.topic == command_topic:
+                commands[time_ns] = bytes(data)
+            elif connection.topic == STATE_TOPIC:
+                states.add(time_ns)
+    positions = []
+    while simulator.time_ns <= max(states):
+        if simulator.time_ns in commands:
+            simulator.apply_world_command(0, commands[simulator.time_ns])
+        if simulator.time_ns in states:
+            positions.append(simulator.env.measured_positions()[0].copy())
+        simulator.step()
+    return np.array(positions)
