@@ -522,8 +522,11 @@ class Simulator:
         ]
 
     def sensor_rows(self) -> np.ndarray:
-        """(N, F) sensor values of every world, columns named by ``sensors.fields``."""
-        return self.sensors.read(self.env.backend)
+        """(N, F) sensor values of every world, columns named by ``sensors.fields``; the IMU's as it
+        measures them (the randomization's IMU noise and bias)."""
+        rows = self.sensors.read(self.env.backend)
+        randomizer = self.env.randomizer
+        return rows if randomizer is None else randomizer.measure_imu(rows, self.sensors.fields)
 
     def batch_sensors(self, rows: np.ndarray) -> bytes:
         """``batch/sensors``: ``sensor_rows`` plus ``step`` (as in batch/task, to pair with the state)."""

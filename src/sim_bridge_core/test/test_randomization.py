@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.env import BatchedEnv
@@ -20,9 +22,11 @@ from sim_bridge_core.randomization import (
     spec_from_mapping,
 )
 from sim_bridge_core.randomization.plot import plot_distributions
+from sim_bridge_core.simulator import Simulator, SimulatorConfig
 from sim_bridge_core.tasks import HoldTask, make_task
 
 SPECS = Path(__file__).resolve().parents[3] / "config" / "randomization"
+FLOATER = str(Path(__file__).resolve().parent / "models" / "floating_imu.xml")
 DT = 0.02
 ARM = load_robot("arm7")
 # A weak servo (5 % of arm7's gains) lets gravity and link masses show as sag.
@@ -316,6 +320,37 @@ def test_sensor_noise_and_bias_change_observations_but_not_physics():
     np.testing.assert_allclose(np.mean(errors, axis=0), values, atol=2e-3)
 
 
+def test_imu_noise_and_bias_change_what_the_imu_reads_but_not_physics():
+    spec = {
+        "imu_angular_velocity_noise": {"distribution": "gaussian", "low": -0.06, "high": 0.06},
+        "imu_linear_acceleration_bias": {"axes": "z", "low": 0.2, "high": 0.4},
+    }
+    yaml_text = yaml.safe_dump({"randomization": spec})
+    config = SimulatorConfig(model=FLOATER, num_envs=4, task="none")
+    exact, noisy = Simulator(config), Simulator(dataclasses.replace(config, randomization=yaml_text))
+    fields = noisy.sensors.fields
+    gyro = [fields.index(f"imu/angular_velocity_{a}") for a in "xyz"]
+    vertical = fields.index("imu/linear_acceleration_z")
+    previous = None
+    for _ in range(30):
+        exact.step()
+        noisy.step()
+        true, measured = exact.sensor_rows(), noisy.sensor_rows()
+        np.testing.assert_array_equal(noisy.sensors.read(noisy.env.backend), true)  # the physics is untouched
+        error = measured - true
+        assert 0 < np.abs(error[:, gyro]).max() <= 0.06
+        assert previous is None or not np.array_equal(error[:, gyro], previous)  # drawn every step
+        previous = error[:, gyro]
+        untouched = np.delete(np.arange(len(fields)), [*gyro, vertical])
+        np.testing.assert_array_equal(error[:, untouched], 0.0)
+    values, names = noisy.env.randomizer.applied()
+    assert names == ("imu_linear_acceleration_bias_z",)
+    assert np.all((values >= 0.2) & (values <= 0.4))
+    np.testing.assert_allclose(error[:, vertical], values[:, 0], atol=1e-12)  # at rest: 9.81 + the bias
+    noisy.env.randomizer.set_enabled(False)
+    np.testing.assert_array_equal(noisy.sensor_rows(), noisy.sensors.read(noisy.env.backend))
+
+
 def test_initial_joint_offset_moves_the_reset_pose():
     env = env_with({"initial_joint_offset": {"low": -0.1, "high": 0.1}}, num_envs=16)
     values, _ = env.randomizer.applied()
@@ -541,6 +576,14 @@ GOOD = {"operation": "scale", "distribution": "uniform", "low": 0.8, "high": 1.2
         ({"body_mass": {**GOOD, "axes": "x"}}, r"randomization\.body_mass\.axes: body_mass is not a vector"),
         ({"push_velocity": {"low": 0, "high": 1}}, r"randomization\.push_velocity\.interval_s: required"),
         (
+            {"imu_angular_velocity_noise": {"low": -0.1, "high": 0.1}},
+            r"randomization\.imu_angular_velocity_noise: arm7 has no IMU",
+        ),
+        (
+            {"imu_linear_acceleration_bias": {"targets": "*", "low": 0, "high": 1}},
+            r"randomization\.imu_linear_acceleration_bias\.targets: imu_linear_acceleration_bias takes no",
+        ),
+        (
             {"push_velocity": {"low": 0, "high": 1, "interval_s": [2, 1]}},
             r"randomization\.push_velocity\.interval_s: min",
         ),
@@ -591,8 +634,9 @@ def test_shipped_specs_load_against_arm7_and_run(name):
     values, names = randomizer.applied()
     assert np.isfinite(values).all() and np.isfinite(env.observation()).all()
     assert values.shape == (4, len(names))
-    if name != "none":
-        assert set(PARAMETERS) - {p.name for p in spec.parameters} <= {"gravity"}
+    if name != "none":  # every kind but the IMU's (arm7 has none; they are in the files as comments)
+        imu = {kind for kind in PARAMETERS if kind.startswith("imu_")}
+        assert set(PARAMETERS) - {p.name for p in spec.parameters} <= {"gravity", *imu}
 
 
 def test_plot_writes_a_png_and_the_cli_runs(tmp_path):

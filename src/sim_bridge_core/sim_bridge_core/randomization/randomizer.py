@@ -9,11 +9,12 @@ and sensing pass through, ``set_enabled(True)`` puts the drawn values back in ef
 ``BatchedEnv`` drives it through four hooks: ``on_reset`` (before the backend resets
 worlds), ``actuate`` (the targets the backend steps with), ``after_step`` (after the
 backend stepped) and ``measure_positions`` / ``measure_velocities`` (what a policy or a
-JointState subscriber sees).
+JointState subscriber sees); the simulator passes its sensor rows through ``measure_imu``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import mujoco
@@ -21,8 +22,14 @@ import numpy as np
 
 from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.randomization.sampling import BoundParameter, bind
-from sim_bridge_core.randomization.spec import EPISODE, MODEL, STEP, RandomizationSpec
+from sim_bridge_core.randomization.spec import AXES, EPISODE, IMU_QUANTITIES, MODEL, STEP, RandomizationSpec
 
+# Noise drawn afresh every control step for every world.
+STEP_NOISE = (
+    "joint_position_noise",
+    "joint_velocity_noise",
+    *(f"imu_{quantity}_noise" for quantity, _ in IMU_QUANTITIES),
+)
 # Model fields that mj_setConst reads: writing them needs a set_const for derived constants.
 _SETCONST_INPUTS = frozenset(getattr(mujoco.MjModel, "_setconst_inputs", ()))
 
@@ -242,6 +249,26 @@ class Randomizer:
         self._perturb(self._by_name["joint_velocity_noise"], measured, noise)
         return measured
 
+    def measure_imu(self, rows: np.ndarray, fields: Sequence[str]) -> np.ndarray:
+        """Sensor rows (N, F), columns ``fields`` as ``sim_bridge_core.sensors`` names them, as the
+        IMU (``imu/...``) measures them: plus each world's bias and this step's noise."""
+        parameters = [p for p in self.parameters if p.name.startswith("imu_")]
+        if not self._enabled or not parameters:
+            return rows
+        measured = np.array(rows, dtype=np.float64)
+        for p in parameters:
+            quantity = p.name.removeprefix("imu_").rpartition("_")[0]
+            columns = np.array([fields.index(f"imu/{quantity}_{AXES[a]}") for a in p.columns])
+            if p.kind.stage == STEP:
+                perturbation, operation = self._noise[p.name], p.spec.operation
+            else:
+                perturbation, operation = self._values[p.name], "add"
+            if operation == "scale":
+                measured[:, columns] *= perturbation
+            else:
+                measured[:, columns] += perturbation
+        return measured
+
     # --------------------------------------------------------------- internals
     def _reported(self) -> list[BoundParameter]:
         return [p for p in self.parameters if p.kind.stage != STEP]
@@ -262,7 +289,7 @@ class Randomizer:
     def _draw_step_noise(self) -> None:
         if not self._enabled:
             return
-        for name in ("joint_position_noise", "joint_velocity_noise"):
+        for name in STEP_NOISE:
             p = self._by_name.get(name)
             if p is not None:
                 self._noise[name] = p.effect(p.draw(self._rng_noise, self.num_envs), self.fraction)

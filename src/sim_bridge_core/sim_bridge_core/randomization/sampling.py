@@ -189,6 +189,15 @@ def _bind(spec: ParameterSpec, robot: RobotModel) -> BoundParameter:
         )
     elif name == "action_delay_steps":
         bound = BoundParameter(spec, (name,), np.zeros(1))
+    elif name.startswith("imu_"):
+        if robot.imu is None:
+            raise ConfigError(
+                f"{spec.key}: {robot.name} has no IMU (a floating base, an IMU sensor or the robot "
+                "config's imu_site gives it one)"
+            )
+        identity = 1.0 if spec.operation == "scale" else 0.0
+        names = tuple(f"{name}_{AXES[a]}" for a in axes)
+        bound = BoundParameter(spec, names, np.full(axes.size, identity), columns=axes)
     elif name == "push_velocity":
         dofs, names = _dofs(m, name, ids)
         bound = BoundParameter(spec, names, np.zeros(dofs.size), dofs=dofs)

@@ -47,6 +47,8 @@ ROBOT_JOINT = "robot joint"  # a position-controlled joint of the robot
 
 
 _NOISE = ("add", "scale")
+# What an IMU's noise and bias act on (sensor_msgs/Imu fields), with their units.
+IMU_QUANTITIES = (("angular_velocity", "rad/s"), ("linear_acceleration", "m/s^2"))
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,30 @@ _CATALOGUE = (
     ParameterKind("joint_velocity_noise", ROBOT_JOINT, STEP, "noise on measured velocities", _NOISE, "add"),
     ParameterKind(
         "joint_position_bias", ROBOT_JOINT, EPISODE, "offset of measured positions", ("add",), "add"
+    ),
+    *(
+        ParameterKind(
+            f"imu_{quantity}_noise",
+            None,
+            STEP,
+            f"noise on the IMU's {quantity}, {unit}",
+            _NOISE,
+            "add",
+            axes=True,
+        )
+        for quantity, unit in IMU_QUANTITIES
+    ),
+    *(
+        ParameterKind(
+            f"imu_{quantity}_bias",
+            None,
+            EPISODE,
+            f"offset of the IMU's {quantity}, {unit}",
+            ("add",),
+            "add",
+            axes=True,
+        )
+        for quantity, unit in IMU_QUANTITIES
     ),
     ParameterKind(
         "initial_joint_offset", ROBOT_JOINT, RESET, "offset of the reset pose, rad", ("add",), "add"
