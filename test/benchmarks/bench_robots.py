@@ -100,10 +100,10 @@ def panda_gripper() -> None:
         sim.apply_world_command(
             0, serialize_message(JointTrajectory(joint_names=["actuator8"], points=[point]))
         )
-        for _ in range(150):
+        for _ in range(500):  # 1 s at the simulator's 2 ms control period
             sim.step()
         position = sim.env.backend.read("qpos", sim.robot.state_joints.qpos_adr[fingers])[0]
-        print(f"panda gripper, actuator8 -> {command:g}: fingers at {np.round(position, 4).tolist()} m")
+        print(f"panda gripper, actuator8 -> {command:g}: fingers at {np.round(position, 4).tolist()} m after 1 s")
 
 
 def train_panda(seconds: float) -> None:
