@@ -105,6 +105,43 @@ def test_eval_ends_by_itself(tmp_path, start_ros2, small_checkpoint):
     assert 0.0 <= summary["eval_success_rate_nominal"] <= 1.0
 
 
+def test_eval_over_the_deploy_path_ends_by_itself(tmp_path, start_ros2, small_checkpoint):
+    launch = start_ros2(
+        "launch",
+        "sim_bridge",
+        "eval.launch.py",  # simulator (one world, lockstep) + deploy-mode policy + evaluator
+        "transport:=deploy",
+        f"checkpoint:={small_checkpoint}",
+        f"output_dir:={tmp_path / 'parity'}",
+        "deploy_episodes:=3",
+        "episode_length_s:=1.0",
+        "num_envs:=8",
+        "eval_episodes:=8",
+    )
+    assert launch.wait_exit(180) == 0, launch.output()
+    assert_clean(launch.output(), 3)
+    summary = json.loads((tmp_path / "parity" / "summary.json").read_text())
+    assert summary["transport"] == "deploy" and summary["deploy_episodes"] == 3
+    assert 0.0 <= summary["eval_success_rate_deploy"] <= 1.0
+
+
+def test_excite_ends_by_itself_with_its_bag(tmp_path, start_ros2):
+    launch = start_ros2(
+        "launch", "sim_bridge", "excite.launch.py", "duration_s:=6.5", f"output_dir:={tmp_path / 'excite'}"
+    )
+    assert launch.wait_exit(90) == 0, launch.output()
+    assert_clean(launch.output(), 2)  # the exciter ended the launch; the simulator stopped with it
+    with AnyReader([tmp_path / "excite" / "rollouts"]) as bag:
+        counts = {c.topic: c.msgcount for c in bag.connections}
+    assert counts["/joint_trajectory"] == 1 and counts["/joint_states"] > 6.5 * 400, counts
+
+
+def test_sysid_on_a_folder_that_is_no_bag_ends_with_one_line(tmp_path, start_ros2):
+    launch = start_ros2("launch", "sim_bridge", "sysid.launch.py", f"bag:=[{tmp_path}]")
+    assert launch.wait_exit(90) == 1, launch.output()
+    assert "is not a rosbag2" in launch.output() and "Traceback" not in launch.output()
+
+
 def test_a_failing_job_ends_the_launch_with_an_error(tmp_path, start_ros2):
     launch = start_ros2(
         "launch", "sim_bridge", "eval.launch.py", f"checkpoint:={tmp_path / 'none.pt'}", "num_envs:=4"
