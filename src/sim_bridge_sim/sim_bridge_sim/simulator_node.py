@@ -48,11 +48,13 @@ MAX_LAG_PERIODS = 10
 def sensor_topics(blocks: dict[str, slice]) -> dict[str, tuple[type, str]]:
     """Sensor block -> (message type, topic) per world (DESIGN: ``odom``, ``imu``, ``<site>/imu``,
     ``<site>/wrench``)."""
-    kinds = {"base": (Odometry, "odom")}
-    return {
-        block: kinds.get(block) or ((Imu, block) if _is_imu(block) else (WrenchStamped, f"{block}/wrench"))
-        for block in blocks
-    }
+
+    def topic(block: str) -> tuple[type, str]:
+        if block == "base":
+            return Odometry, "odom"
+        return (Imu, block) if _is_imu(block) else (WrenchStamped, f"{block}/wrench")
+
+    return {block: topic(block) for block in blocks}
 
 
 def _is_imu(block: str) -> bool:

@@ -479,13 +479,8 @@ def _add_sites(spec: mujoco.MjSpec, m: mujoco.MjModel, sites: Mapping[str, Mappi
 def _add_imu(spec: mujoco.MjSpec, m: mujoco.MjModel, imu_site: str) -> bool:
     """Add the sensors each IMU reads at its site (see ``load_robot``); False when there is no IMU."""
     site_obj = mujoco.mjtObj.mjOBJ_SITE
-    imu_sites = list(
-        dict.fromkeys(
-            _name(m, site_obj, int(m.sensor_objid[k]))
-            for k in range(m.nsensor)
-            if m.sensor_type[k] in _IMU_KINDS
-        )
-    )
+    sensed = [int(m.sensor_objid[k]) for k in range(m.nsensor) if m.sensor_type[k] in _IMU_KINDS]
+    imu_sites = list(dict.fromkeys(_name(m, site_obj, site) for site in sensed))  # in order, once each
     if imu_site:
         if mujoco.mj_name2id(m, site_obj, imu_site) < 0:
             raise ModelError(f"imu_site: the model has no site '{imu_site}'")
@@ -523,13 +518,9 @@ def _sensor_sites(
     imu = _imu_at(m, IMU_PREFIX)
     further = []
     for k in range(m.nsensor):
-        name = _name(m, mujoco.mjtObj.mjOBJ_SENSOR, k)
-        if (
-            name.startswith(f"{IMU_PREFIX}/")
-            and name.endswith(f"/{IMU_SENSORS[0][1]}")
-            and name.count("/") > 1
-        ):
-            further.append(_imu_at(m, name.rpartition("/")[0]))
+        prefix, _, kind = _name(m, mujoco.mjtObj.mjOBJ_SENSOR, k).rpartition("/")
+        if prefix.startswith(f"{IMU_PREFIX}/") and kind == IMU_SENSORS[0][1]:
+            further.append(_imu_at(m, prefix))
     by_site: dict[int, dict[int, int]] = {}
     for k in range(m.nsensor):
         if m.sensor_type[k] in _WRENCH_KINDS:
