@@ -103,7 +103,8 @@ def panda_gripper() -> None:
         for _ in range(500):  # 1 s at the simulator's 2 ms control period
             sim.step()
         position = sim.env.backend.read("qpos", sim.robot.state_joints.qpos_adr[fingers])[0]
-        print(f"panda gripper, actuator8 -> {command:g}: fingers at {np.round(position, 4).tolist()} m after 1 s")
+        fingers_m = np.round(position, 4).tolist()
+        print(f"panda gripper, actuator8 -> {command:g}: fingers at {fingers_m} m after 1 s")
 
 
 def train_panda(seconds: float) -> None:
