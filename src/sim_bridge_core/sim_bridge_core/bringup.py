@@ -289,13 +289,33 @@ def resolve_command_interface(args: BringupArguments) -> str:
     return COMMAND_INTERFACES[0]
 
 
+def robot_simulator_parameters(robot: RobotConfig, task: str) -> dict[str, Any]:
+    """The simulator settings a robot file decides (for ``task``): the one mapping from a robot
+    config to ``SimulatorConfig``, also used to evaluate on a second robot (``compare_robot``)."""
+    return {
+        "model": robot.model,
+        "joint_names": list(robot.joint_names),
+        "home": robot.home,
+        "imu_site": robot.imu_site,
+        "sites": _yaml_text(robot.sites),
+        "task_settings": _yaml_text(robot.tasks.get(task, {})),
+        "kp": robot.kp,
+        "kd": robot.kd,
+        "model_parameters": _yaml_text(robot.model_parameters),
+    }
+
+
+def _yaml_text(mapping: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(mapping), sort_keys=False) if mapping else ""
+
+
 def simulator_parameters(
     args: BringupArguments, robot: RobotConfig, randomization: str, interface: str
 ) -> dict[str, Any]:
     """The simulator settings the arguments and the robot file decide."""
     deployed = args.transport == "deploy"  # one simulated robot, driven through its own topics
     return {
-        "model": robot.model,
+        **robot_simulator_parameters(robot, args.task),
         "num_envs": 1 if deployed else args.num_envs,
         "command_interface": interface,
         "backend": args.backend,
@@ -304,18 +324,6 @@ def simulator_parameters(
         "task": args.task,
         "episode_length_s": args.episode_length_s,
         "seed": args.seed,
-        "joint_names": list(robot.joint_names),
-        "home": robot.home,
-        "imu_site": robot.imu_site,
-        "sites": yaml.safe_dump(robot.sites, sort_keys=False) if robot.sites else "",
-        "task_settings": yaml.safe_dump(robot.tasks[args.task], sort_keys=False)
-        if args.task in robot.tasks
-        else "",
-        "kp": robot.kp,
-        "kd": robot.kd,
-        "model_parameters": yaml.safe_dump(robot.model_parameters, sort_keys=False)
-        if robot.model_parameters
-        else "",
         "mirror_envs": [0] if deployed else list(args.mirror_envs),
         # The deploy path is measured against fused worlds with the same (nominal) physics.
         "randomization": "" if deployed else randomization,

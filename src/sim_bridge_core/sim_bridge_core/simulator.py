@@ -28,7 +28,6 @@ from sim_bridge_core.control import COMMAND_INTERFACES
 from sim_bridge_core.env import BatchedEnv, StepResult
 from sim_bridge_core.models import (
     ModelError,
-    ModelParameters,
     PdGains,
     RobotModel,
     load_robot,
@@ -183,7 +182,10 @@ def simulated_robot(config: SimulatorConfig, section: str = "simulator") -> tupl
         robot = load_robot(
             config.model,
             PdGains(config.kp, config.kd),
-            model_parameters_from_text(config.model_parameters, section),
+            parse_model_parameters(
+                _yaml_setting(config.model_parameters, f"{section}.model_parameters"),
+                f"{section}.model_parameters",
+            ),
             config.joint_names,
             config.home,
             config.imu_site,
@@ -210,15 +212,6 @@ def _yaml_setting(text: str, key: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{key}: must be a mapping, got {text!r}")
     return data
-
-
-def model_parameters_from_text(text: str, section: str = "simulator") -> ModelParameters:
-    """The simulator's ``model_parameters`` setting (YAML text) parsed and checked."""
-    try:
-        data = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{section}.model_parameters: not valid YAML: {exc}") from exc
-    return parse_model_parameters(data, f"{section}.model_parameters")
 
 
 def _parse_spec(source: str) -> RandomizationSpec | None:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import PolicyContract
@@ -360,17 +359,14 @@ def evaluate_compare_robot(
 ) -> dict[str, Any]:
     """Success on ``policy.compare_robot`` (e.g. an identified robot.yaml), nominal physics, fused
     worlds otherwise as ``sim``: the figure to put beside ``eval_success_rate_nominal``."""
-    from sim_bridge_core.bringup import load_robot_config  # bringup imports this module's schemas
+    # bringup imports this module's schemas
+    from sim_bridge_core.bringup import load_robot_config, robot_simulator_parameters
 
     source = Path(policy.compare_robot)
     config, path = load_robot_config(str(source), source.parent)
-    overrides = yaml.safe_dump(config.model_parameters, sort_keys=False) if config.model_parameters else ""
     worlds = fused_simulator(
         sim,
-        model=config.model,
-        kp=config.kp,
-        kd=config.kd,
-        model_parameters=overrides,
+        **robot_simulator_parameters(config, sim.task),
         randomization="",
         num_envs=min(sim.num_envs, policy.eval_episodes),
     ).env

@@ -37,6 +37,8 @@ class CpuBackend(SimBackend):
         self._site_xpos = self._batch.bind("site_xpos")
         self._ctrl_cols = robot.actuator_ids
         self._ctrl_scale = robot.ctrl_per_rad
+        # Controls of the physics steps before a period's last, when the setpoint changes within it.
+        self._control = np.zeros((num_envs, max(self.substeps - 1, 0), robot.model.nu))
         self.reset(np.arange(num_envs), np.broadcast_to(robot.home, (num_envs, robot.num_joints)))
 
     @property
@@ -49,7 +51,8 @@ class CpuBackend(SimBackend):
             # All physics steps but the last in one call, each with its own control; the actuators
             # the setpoints do not drive (a gripper) keep their controls.
             per_step = np.repeat(blocks, hold, axis=0)[:-1] * self._ctrl_scale
-            control = np.repeat(self._ctrl[:, None, :], self.substeps - 1, axis=1)
+            control = self._control
+            control[:] = self._ctrl[:, None, :]
             control[:, :, self._ctrl_cols] = per_step.transpose(1, 0, 2)
             self._batch.rollout(nstep=self.substeps - 1, control=control, control_spec=CTRL_STATE, record=[])
         self._ctrl[:, self._ctrl_cols] = blocks[-1] * self._ctrl_scale
