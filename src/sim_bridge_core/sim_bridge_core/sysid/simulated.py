@@ -79,8 +79,8 @@ def replay_bag(sim: SimulatorConfig, bag: str | Path) -> np.ndarray:
                 commands[time_ns] = bytes(data)
             elif connection.topic == STATE_TOPIC:
                 states.add(time_ns)
-    positions = []
-    while simulator.time_ns <= max(states):
+    positions, last = [], max(states)
+    while simulator.time_ns <= last:
         if simulator.time_ns in commands:
             simulator.apply_world_command(0, commands[simulator.time_ns])
         if simulator.time_ns in states:
