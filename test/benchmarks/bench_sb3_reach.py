@@ -54,9 +54,7 @@ class BatchedVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         self.returns += result.reward
         if done.any():
-            final = self.env.task.observation(
-                result.final_positions, result.final_velocities, result.final_inputs
-            )
+            final = result.final_observations
             for row, world in enumerate(np.flatnonzero(done)):
                 infos[world] = {
                     "terminal_observation": final[row],

@@ -406,10 +406,16 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         raise ConfigError(f"bringup: unknown config '{job}' (choose from {', '.join(JOBS)})")
     path = config_dir / f"{job}.yaml"
     data = _read_yaml(path)
-    unknown = sorted(set(data) - {"arguments", "nodes", "record"})
+    sections = ("arguments", "task_arguments", "nodes", "record")
+    unknown = sorted(set(data) - set(sections))
     if unknown:
-        raise ConfigError(f"{path.name}: {unknown[0]}: unknown section (known: arguments, nodes, record)")
-    args = load_arguments(data.get("arguments") or {}, overrides)
+        raise ConfigError(f"{path.name}: {unknown[0]}: unknown section (known: {', '.join(sections)})")
+    args = load_arguments(_task_defaults(data, overrides, path.name), overrides)
+    if args.transport == "ros" and TASKS[args.task].uses_imu:
+        raise ConfigError(
+            f"transport: task {args.task} observes the IMU, which the batch/* lockstep does not carry "
+            "(use transport:=fused)"
+        )
     robot, robot_path = load_robot_config(args.robot, config_dir)
     compare_robot = ""
     if args.compare_robot:
@@ -444,6 +450,21 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
     if not nodes:
         raise ConfigError(f"{path.name}: no node runs with these arguments")
     return Bringup(job, args, robot, nodes)
+
+
+def _task_defaults(data: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The config's argument defaults, with its ``task_arguments.<task>`` over them (a task's own
+    budget, episode length, worlds) for the task the overrides or the defaults name."""
+    defaults = dict(data.get("arguments") or {})
+    by_task = data.get("task_arguments") or {}
+    task = str(overrides.get("task", defaults.get("task", BringupArguments.task)))
+    for name, values in by_task.items():
+        if name not in TASKS:
+            raise ConfigError(f"{where}: task_arguments.{name}: unknown task (known: {', '.join(TASKS)})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: task_arguments.{name}: must be a mapping of arguments")
+    defaults.update(by_task.get(task) or {})
+    return defaults
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

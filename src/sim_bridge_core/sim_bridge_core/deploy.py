@@ -1,10 +1,10 @@
 """Deployment without ROS: JointState in, safe joint targets out, one control cycle at a time.
 
-The policy node feeds every JointState and goal into ``Deployment`` and asks ``tick`` for
-the command of each control period. The observation is built by the task's own builder
-(the one training used) and actions become targets by the task's own mapping, through the
-same ``SafetyFilter`` that training applied, so the policy meets on the robot what it met in
-training. The filter stands between the policy and the robot:
+The policy node feeds every JointState, IMU reading (tasks that observe it) and goal or velocity
+command into ``Deployment`` and asks ``tick`` for the command of each control period. The
+observation is built by the task's own builder (the one training used) and actions become targets by
+the task's own mapping, through the same ``SafetyFilter`` that training applied, so the policy meets
+on the robot what it met in training. The filter stands between the policy and the robot:
 
 * joints are mapped by name (any order, extra joints ignored; a missing joint means no command);
 * a state with NaN/inf, mismatched lengths, no velocities or a position more than
@@ -14,11 +14,12 @@ training. The filter stands between the policy and the robot:
   from the measured position: the step limit wins, so even with limits that exclude the current
   pose no command moves the robot further than that;
 * a non-finite policy output gives no command and one hold;
-* a state older than ``state_timeout_s`` (or ``enable = False``) stops commands, after one
-  hold command: the measured position itself.
+* a state or IMU reading older than ``state_timeout_s`` (or ``enable = False``) stops commands,
+  after one hold command: the measured position itself; an IMU reading with NaN/inf or without
+  a unit orientation quaternion is refused.
 
-Time is the caller's clock (ROS time: sim time under ``use_sim_time``). A state's age is taken
-from its ``header.stamp`` when the robot stamps its states, else from its arrival.
+Time is the caller's clock (ROS time: sim time under ``use_sim_time``). A state's age is taken from
+its ``header.stamp`` when the robot stamps its states, else from its arrival.
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def require_bounded(safety: SafetyFilter, robot: RobotModel, section: str = "pol
 
 
 class Deployment:
-    """Turns the latest JointState and goal into one safe command per control period."""
+    """Turns the latest JointState (and IMU), and the goal or velocity command, into one safe
+    command per control period."""
 
     def __init__(
         self,
@@ -185,6 +187,12 @@ class Deployment:
         self.velocities = np.zeros(robot.num_joints)
         self.state_time = -np.inf
         self.inputs: np.ndarray | None = None if task.input_names else np.zeros(0)
+        # sensor_msgs/Imu as the observation takes it (orientation x, y, z, w, angular velocity,
+        # linear acceleration), for tasks that observe the IMU.
+        self.imu: np.ndarray | None = None if task.uses_imu else np.zeros(10)
+        self.imu_time = np.inf if not task.uses_imu else -np.inf
+        # What the policy asked for last period (before the safety filter), as in training.
+        self.previous_targets = robot.home.copy()
         self._holding = False
         self._next_due = -np.inf
 
@@ -232,12 +240,30 @@ class Deployment:
         return self.state_time >= self._next_due - 0.1 * self.period_s
 
     def on_goal(self, goal: Sequence[float]) -> np.ndarray:
-        """Set the task input from a goal point; returns the input in effect (clamped by the task)."""
+        """Set the task input from a goal point or velocity command (``Task.input_message``);
+        returns the input in effect (clamped by the task)."""
         goal = np.asarray(goal, float)
         if not np.isfinite(goal).all():
-            raise StateError("goal contains NaN or inf")
+            raise StateError(f"{self.task.input_message} contains NaN or inf")
         self.inputs = self.task.inputs_from_goal(goal)
         return self.inputs
+
+    def on_imu(
+        self,
+        arrival_s: float,
+        stamp_s: float,
+        orientation: Sequence[float],
+        angular_velocity: Sequence[float],
+        linear_acceleration: Sequence[float],
+    ) -> None:
+        """Take an IMU reading (orientation x, y, z, w); StateError leaves the last one in place."""
+        reading = np.concatenate([orientation, angular_velocity, linear_acceleration]).astype(float)
+        if reading.shape != (10,) or not np.isfinite(reading).all():
+            raise StateError("imu contains NaN or inf")
+        if not 0.5 < np.linalg.norm(reading[:4]) < 1.5:
+            raise StateError("imu orientation is not a unit quaternion (no orientation estimate?)")
+        self.imu = reading
+        self.imu_time = stamp_s if stamp_s > 0 else arrival_s
 
     def set_enabled(self, enabled: bool) -> Command | None:
         """Enable or disable; disabling returns the one hold command to send."""
@@ -248,8 +274,9 @@ class Deployment:
         return self._hold()
 
     def stale(self, now_s: float) -> bool:
-        """Whether the last state is older than ``state_timeout_s`` (or none came)."""
-        return now_s - self.state_time > self.state_timeout_s
+        """Whether the last state (or IMU reading, for tasks that observe it) is older than
+        ``state_timeout_s`` (or none came)."""
+        return now_s - min(self.state_time, self.imu_time) > self.state_timeout_s
 
     def tick(self, now_s: float) -> tuple[Command | None, str]:
         """The command for this control period, or None and the reason there is none."""
@@ -257,15 +284,24 @@ class Deployment:
             return None, "disabled"
         if self.positions is None:
             return None, "no joint_states received yet"
+        if self.imu is None:
+            return None, "no imu received yet"
         if self.stale(now_s):
-            age = now_s - self.state_time
+            topic = "joint_states" if self.state_time <= self.imu_time else "imu"
+            age = now_s - min(self.state_time, self.imu_time)
             hint = (
                 " (stamped on another clock? use_sim_time must match the robot's)" if abs(age) > 3600 else ""
             )
-            return self._hold(), f"joint_states older than {self.state_timeout_s} s{hint}"
+            return self._hold(), f"{topic} older than {self.state_timeout_s} s{hint}"
         if self.inputs is None:
-            return None, "no goal received yet"
-        observation = self.task.observation(self.positions[None], self.velocities[None], self.inputs[None])
+            return None, f"no {self.task.input_message} received yet"
+        observation = self.task.observation(
+            self.positions[None],
+            self.velocities[None],
+            self.inputs[None],
+            imu=self.imu[None],
+            previous_targets=self.previous_targets[None],
+        )
         actions = np.asarray(self.policy(observation), dtype=np.float64)
         if not np.isfinite(actions).all():
             return self._hold(), NON_FINITE_OUTPUT
@@ -275,6 +311,7 @@ class Deployment:
         if self._next_due <= self.state_time:
             self._next_due = self.state_time + self.period_s
         targets = self.task.action_to_targets(actions)[0]
+        self.previous_targets = targets
         return Command(self.safety(targets, self.positions)), ""
 
     def _hold(self) -> Command | None:

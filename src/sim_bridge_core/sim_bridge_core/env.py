@@ -3,9 +3,9 @@
 With a ``Randomizer`` the env also randomizes: model parameters are redrawn by its
 schedule (the reset schedule redraws exactly the worlds that reset, here in ``reset``),
 targets go through the per-world action delay and action noise, reset poses get the
-initial joint offset, and ``measured_positions`` / ``measured_velocities`` (what the
-observation and any JointState publisher read) carry sensor bias and noise, drawn once
-per step. Without one, everything is as the backend and task make it.
+initial joint offset, and ``measured_positions`` / ``measured_velocities`` /
+``measured_sensors`` (what the observation and the simulator's publishers read) carry sensor
+bias and noise, drawn once per step. Without one, everything is as the backend and task make it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.control import CommandExecution, updates_per_period
+from sim_bridge_core.sensors import SensorLayout
 from sim_bridge_core.tasks import Task
 
 if TYPE_CHECKING:
@@ -29,17 +30,15 @@ class StepResult:
     """What one control step did to every world.
 
     Worlds that finished (``terminated | truncated``) were already reset: the env's
-    state and inputs are those of their next episode, and ``final_positions`` /
-    ``final_velocities`` hold the last (measured) state of the episode that ended.
+    state and inputs are those of their next episode, and ``final_observations`` holds the
+    observation of the last (measured) state of each episode that ended, in world order.
     """
 
     reward: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
     success: np.ndarray
-    final_positions: np.ndarray
-    final_velocities: np.ndarray
-    final_inputs: np.ndarray
+    final_observations: np.ndarray
 
     @property
     def done(self) -> np.ndarray:
@@ -107,6 +106,9 @@ class BatchedEnv:
         self.episode_steps = max(1, round(episode_length_s / backend.control_dt))
         self.rng = np.random.default_rng(seed)
         self.inputs = np.zeros((self.num_envs, len(task.input_names)))
+        self.sensors = SensorLayout.of(robot)
+        # What each world's policy commanded last period (observed by tasks that use it).
+        self.previous_targets = np.tile(robot.home, (self.num_envs, 1))
         self.episode_step = np.zeros(self.num_envs, dtype=np.int64)
         self.steps = 0
         self.reset()
@@ -143,6 +145,8 @@ class BatchedEnv:
         self.backend.reset(ids, positions)
         self.commands.hold(ids, self.backend.joint_positions()[ids])
         self.inputs[ids] = inputs
+        self.previous_targets[ids] = self.backend.robot.home
+        self.task.reset_episodes(ids, self.num_envs)
         self.episode_step[ids] = self.rng.integers(0, self.episode_steps, ids.size) if stagger else 0
 
     def set_randomization_enabled(self, enabled: bool) -> None:
@@ -165,9 +169,14 @@ class BatchedEnv:
         multi-point trajectory their (U, J) setpoints for the period instead.
         """
         randomizer = self.randomizer
+        worlds = None if commanded is None else np.flatnonzero(commanded)
+        if worlds is None:
+            self.previous_targets[:] = targets
+        else:
+            self.previous_targets[worlds] = targets[worlds]
+        commanded_targets = self.previous_targets.copy()
         if randomizer is not None:
             targets = randomizer.actuate(targets)
-        worlds = None if commanded is None else np.flatnonzero(commanded)
         if worlds is None or worlds.size:
             self.commands.command(targets, self.measured_positions(), worlds)
         setpoints = self.commands.setpoints(delay=not followed)
@@ -183,21 +192,17 @@ class BatchedEnv:
         self.episode_step += 1
         if randomizer is not None:
             randomizer.after_step()
-        outcome = self.task.evaluate(self.backend, self.inputs)
+        outcome = self.task.evaluate(self.backend, self.inputs, commanded_targets)
         truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated & self.task.episodic
         done_ids = np.flatnonzero(outcome.terminated | truncated)
-        final_positions = self.measured_positions()[done_ids]
-        final_velocities = self.measured_velocities()[done_ids]
-        final_inputs = self.inputs[done_ids]
+        final_observations = self.observation(done_ids)
         self.reset(done_ids)
         return StepResult(
             reward=outcome.reward,
             terminated=outcome.terminated,
             truncated=truncated,
             success=outcome.success,
-            final_positions=final_positions,
-            final_velocities=final_velocities,
-            final_inputs=final_inputs,
+            final_observations=final_observations,
         )
 
     def measured_positions(self) -> np.ndarray:
@@ -210,6 +215,20 @@ class BatchedEnv:
         velocities = self.backend.joint_velocities()
         return velocities if self.randomizer is None else self.randomizer.measure_velocities(velocities)
 
-    def observation(self) -> np.ndarray:
-        """The task's observation of every world's current (measured) state."""
-        return self.task.observation(self.measured_positions(), self.measured_velocities(), self.inputs)
+    def measured_sensors(self) -> np.ndarray:
+        """(N, F) sensor values, columns named by ``sensors.fields``; the IMU's as it measures them
+        (with the randomization's IMU noise and bias)."""
+        rows = self.sensors.read(self.backend)
+        return rows if self.randomizer is None else self.randomizer.measure_imu(rows, self.sensors.fields)
+
+    def observation(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """The task's observation of the current (measured) state of worlds ``ids`` (default all)."""
+        rows = slice(None) if ids is None else ids
+        imu = self.measured_sensors()[rows, self.sensors.blocks["imu"]] if self.task.uses_imu else None
+        return self.task.observation(
+            self.measured_positions()[rows],
+            self.measured_velocities()[rows],
+            self.inputs[rows],
+            imu=imu,
+            previous_targets=self.previous_targets[rows],
+        )

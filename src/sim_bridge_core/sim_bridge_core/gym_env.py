@@ -75,10 +75,7 @@ class SimBridgeVectorEnv(VectorEnv):
         done = result.done
         if done.any():
             final = np.empty(self.num_envs, dtype=object)
-            final_obs = self.env.task.observation(
-                result.final_positions, result.final_velocities, result.final_inputs
-            )
-            for world, obs in zip(np.flatnonzero(done), final_obs, strict=True):
+            for world, obs in zip(np.flatnonzero(done), result.final_observations, strict=True):
                 final[world] = obs
             info["final_obs"], info["_final_obs"] = final, done
         return self.env.observation(), result.reward, result.terminated, result.truncated, info
@@ -105,9 +102,7 @@ class SimBridgeEnv(gym.Env):
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         observation = self.env.observation()[0]
         if terminated or truncated:
-            observation = self.env.task.observation(
-                result.final_positions, result.final_velocities, result.final_inputs
-            )[0]
+            observation = result.final_observations[0]
         return (
             observation,
             float(result.reward[0]),

@@ -82,6 +82,11 @@ class RemoteWorlds:
         on_error: Callable[[str, str], None] | None = None,
         command_interface: str = "trajectory",
     ) -> None:
+        if task.uses_imu:
+            raise ValueError(
+                f"task {task.name} observes the IMU, which the batch/* lockstep does not carry: "
+                "train it with transport:=fused"
+            )
         self.task = task
         self.command_interface = command_interface  # the simulator's: how it executes our commands
         self.robot = task.robot
@@ -272,7 +277,7 @@ class RemoteWorlds:
         """Send position targets (N, J) answering the current state; return what the next step did.
 
         Worlds that finished were reset by the simulator in the same step, so the new state and
-        inputs are those of their next episode; ``final_*`` are empty (not on the wire).
+        inputs are those of their next episode; ``final_observations`` is empty (not on the wire).
         """
         targets = np.asarray(targets, dtype=np.float64)
         if targets.shape != self._shape:
@@ -312,15 +317,12 @@ class RemoteWorlds:
             return self._result(self._pair.signals.rows)
 
     def _result(self, rows: np.ndarray) -> StepResult:
-        joints, inputs = self._shape[1], len(self.task.input_names)
         return StepResult(
             reward=rows[:, 0].astype(np.float64),
             terminated=rows[:, 1] != 0,
             truncated=rows[:, 2] != 0,
             success=rows[:, -2] != 0,
-            final_positions=np.empty((0, joints)),
-            final_velocities=np.empty((0, joints)),
-            final_inputs=np.empty((0, inputs)),
+            final_observations=np.empty((0, self.task.observation_size), dtype=np.float32),
         )
 
     def reset(self, *, stagger: bool = False) -> None:

@@ -100,3 +100,11 @@ def rotate_into(quaternion: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     # v' = R^T v for R = rot(q): rotate by the conjugate (w, -xyz).
     t = 2.0 * np.cross(-xyz, vectors)
     return vectors + w * t + np.cross(-xyz, t)
+
+
+def imu_gravity(imu: np.ndarray) -> np.ndarray:
+    """(N, 3) unit gravity direction in the IMU's frame, from IMU rows (N, 10) as ``imu_fields``
+    orders them (orientation x, y, z, w first), as a sensor_msgs/Imu message carries them."""
+    quaternion = imu[:, [3, 0, 1, 2]]
+    quaternion = quaternion / np.linalg.norm(quaternion, axis=1, keepdims=True)
+    return rotate_into(quaternion, np.broadcast_to([0.0, 0.0, -1.0], (len(imu), 3)))

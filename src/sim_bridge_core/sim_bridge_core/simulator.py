@@ -17,6 +17,7 @@ ends their trajectories (the newest command wins).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,6 @@ from sim_bridge_core.models import (
     parse_model_parameters,
 )
 from sim_bridge_core.randomization import RandomizationSpec, Randomizer, bind, load_spec
-from sim_bridge_core.sensors import SensorLayout
 from sim_bridge_core.tasks import TASKS, Task, make_task
 from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, TrajectoryGoal, parse_goal
 from sim_bridge_core.wire import (
@@ -298,7 +298,7 @@ class Simulator:
         self._world_state = JointStateEncoder(state.names)
         # Where the controlled joints sit among the state joints (their values are the measured ones).
         self._controlled_in_state = np.array([state.names.index(name) for name in joints], dtype=np.int64)
-        self.sensors = SensorLayout.of(self.robot)
+        self.sensors = self.env.sensors
         self._sensor_fields = (*self.sensors.fields, "step")
         self._batch_sensors = MultiArrayEncoder(np.float32, ("env", ",".join(self._sensor_fields)))
         self.task_fields = (*TASK_SIGNALS, *task.input_names, *TASK_PAIRING)
@@ -514,12 +514,18 @@ class Simulator:
             for i in range(len(rows))
         ]
 
+    def set_task_inputs(self, world: int, values: Sequence[float]) -> None:
+        """Set one world's task inputs from an operator's goal or velocity command (clamped by the
+        task into what it trains on); CommandError, and nothing changes, if a value is not finite."""
+        values = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise CommandError(f"{self.env.task.input_message} contains NaN or inf")
+        self.env.inputs[world] = self.env.task.inputs_from_goal(values)
+
     def sensor_rows(self) -> np.ndarray:
         """(N, F) sensor values of every world, columns named by ``sensors.fields``; the IMU's as it
         measures them (the randomization's IMU noise and bias)."""
-        rows = self.sensors.read(self.env.backend)
-        randomizer = self.env.randomizer
-        return rows if randomizer is None else randomizer.measure_imu(rows, self.sensors.fields)
+        return self.env.measured_sensors()
 
     def batch_sensors(self, rows: np.ndarray) -> bytes:
         """``batch/sensors``: ``sensor_rows`` plus ``step`` (as in batch/task, to pair with the state)."""

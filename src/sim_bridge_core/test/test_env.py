@@ -43,7 +43,9 @@ def test_truncation_resets_only_finished_worlds_and_time_runs_on():
     env.reset(np.array([2]))  # restarts world 2's episode clock only
     results = [env.step(targets) for _ in range(3)]
     assert results[-1].truncated.tolist() == [True, True, False]
-    assert results[-1].final_positions.shape == (2, 7)
+    final = results[-1].final_observations
+    assert final.shape == (2, env.task.observation_size)
+    assert not np.allclose(final, env.observation()[:2])  # the episode that ended, not the next one
     assert env.episode_step.tolist() == [0, 0, 3]
     assert env.time_ns == 5 * 20_000_000
 

@@ -92,7 +92,7 @@ def test_observation_and_steps_match_an_in_process_simulator():
         np.testing.assert_allclose(result.reward, expected_result.reward, rtol=1e-6)
         np.testing.assert_array_equal(result.truncated, expected_result.truncated)
         np.testing.assert_array_equal(result.success, expected_result.success)
-        assert result.final_positions.shape == (0, 7)
+        assert result.final_observations.shape == (0, worlds.task.observation_size)
         assert worlds.time_ns == ref.time_ns == (k + 1) * 20_000_000
     assert result.truncated.dtype == bool and not result.truncated.any()
     np.testing.assert_allclose(worlds.inputs, ref.env.inputs, rtol=1e-6)

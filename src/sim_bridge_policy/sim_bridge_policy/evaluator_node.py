@@ -2,10 +2,11 @@
 transport:=deploy``).
 
 It plays operator and referee for one simulated robot driven by a deploy-mode policy node: it
-publishes each episode's goal on ``goal`` and reads each episode's outcome from the simulator's
-``batch/task`` (see ``sim_bridge_core.evaluation``). After ``episodes`` episodes it pauses the
-simulator, evaluates the same checkpoint on fused worlds with the same physics, and writes
-``summary.json`` with ``eval_success_rate_deploy`` beside the fused figure; then the process ends.
+publishes each episode's goal on ``goal`` (a velocity command on ``cmd_vel`` for locomotion) and
+reads each episode's outcome from the simulator's ``batch/task`` (see
+``sim_bridge_core.evaluation``). After ``episodes`` episodes it pauses the simulator, evaluates the
+same checkpoint on fused worlds with the same physics, and writes ``summary.json`` with
+``eval_success_rate_deploy`` beside the fused figure; then the process ends.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import sys
 import threading
 import time
 
-from geometry_msgs.msg import PointStamped
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -26,6 +26,7 @@ from sim_bridge_core.policy import PolicyConfig, read_contract
 from sim_bridge_core.ros.batch_topics import BATCH_QOS, call_service
 from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.ros.run import run_node
+from sim_bridge_core.ros.task_inputs import input_message, input_topic
 from sim_bridge_core.simulator import SimulatorConfig
 from sim_bridge_core.training import make_task_for, prepare_output_dir, run_evaluation, write_summary
 from std_msgs.msg import Float32MultiArray
@@ -51,7 +52,8 @@ class EvaluatorNode(Node):
         self._goal = None
         self._episodes_done = threading.Event()
         self._stop = threading.Event()
-        self._goals = self.create_publisher(PointStamped, "goal", RELIABLE)
+        goal_type, goal_topic, _ = input_topic(self.episodes.task)
+        self._goals = self.create_publisher(goal_type, goal_topic, RELIABLE)
         self.create_subscription(Float32MultiArray, "batch/task", self._on_task, BATCH_QOS, raw=True)
         self._pause = self.create_client(SetBool, "/simulator/pause")
         self._thread = threading.Thread(target=self._run, name="evaluation", daemon=True)
@@ -87,10 +89,8 @@ class EvaluatorNode(Node):
             self._episodes_done.set()
         elif self._goal is not None:
             # Also on a lockstep resend: the simulator waits, perhaps for a goal that was lost.
-            message = PointStamped()
-            message.header.stamp = self.get_clock().now().to_msg()
-            message.point.x, message.point.y, message.point.z = (float(v) for v in self._goal)
-            self._goals.publish(message)
+            stamp = self.get_clock().now().to_msg()
+            self._goals.publish(input_message(self.episodes.task, self._goal, stamp))
 
     def _run(self) -> None:
         try:

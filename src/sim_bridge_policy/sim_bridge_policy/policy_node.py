@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from geometry_msgs.msg import PointStamped
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
 from sim_bridge_core.env import JobStoppedError
@@ -40,14 +39,15 @@ from sim_bridge_core.policy import PolicyConfig, load_deployment
 from sim_bridge_core.recording import RecordingError
 from sim_bridge_core.recording.bag import (
     COMMAND_TYPES,
+    IMU_TYPE,
     JOINT_STATE_TYPE,
-    POINT_TYPE,
 )
 from sim_bridge_core.ros.batch_topics import connect_remote_worlds
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.recording import NodeRecorder
 from sim_bridge_core.ros.run import run_node
+from sim_bridge_core.ros.task_inputs import input_topic, input_values
 from sim_bridge_core.simulator import SimulatorConfig
 from sim_bridge_core.training import (
     TrainingJob,
@@ -217,29 +217,33 @@ class PolicyNode(Node):
         state_sub = self.create_subscription(
             JointState, "joint_states", self._on_joint_state, RELIABLE, raw=True
         )
-        goal_sub = self.create_subscription(PointStamped, "goal", self._on_goal, RELIABLE, raw=True)
+        goal_type, goal_topic, goal_bag_type = input_topic(task)
+        self._goal_type = goal_type
+        goal_sub = self.create_subscription(goal_type, goal_topic, self._on_goal, RELIABLE, raw=True)
         self._states_topic, self._goal_topic = state_sub.topic_name, goal_sub.topic_name
+        recorded = [
+            (self._states_topic, JOINT_STATE_TYPE),
+            (self._publisher.topic_name, COMMAND_TYPES[self._interface]),
+            (self._goal_topic, goal_bag_type),
+        ]
+        self._imu_topic = ""
+        if task.uses_imu:
+            self._imu_topic = self.create_subscription(
+                Imu, "imu", self._on_imu, RELIABLE, raw=True
+            ).topic_name
+            recorded.append((self._imu_topic, IMU_TYPE))
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_timer(plan.period_s, self._on_watchdog)
-        self._recorder = (
-            self._open_deploy_recorder(self._states_topic, self._publisher.topic_name, self._goal_topic)
-            if self.config.record
-            else None
-        )
+        self._recorder = self._open_deploy_recorder(recorded) if self.config.record else None
         self.get_logger().info(
             f"deploying {self.config.checkpoint} ({plan.runtime}; {task.name} on {robot.name}, "
             f"{robot.num_joints} joints) at {1.0 / plan.period_s:g} Hz through {self._interface} on "
             f"{self._publisher.topic_name}{' [dry run]' if self.config.dry_run else ''}"
         )
 
-    def _open_deploy_recorder(self, state_topic: str, command_topic: str, goal_topic: str) -> NodeRecorder:
+    def _open_deploy_recorder(self, topics: list[tuple[str, str]]) -> NodeRecorder:
         """rollouts/ in output_dir: what the robot said and what it was told, as `ros2 bag record` would."""
         path = rollouts_dir(prepare_output_dir(self.config.output_dir))
-        topics = [
-            (state_topic, JOINT_STATE_TYPE),
-            (command_topic, COMMAND_TYPES[self._interface]),
-            (goal_topic, POINT_TYPE),
-        ]
         try:
             return NodeRecorder(self, path, topics, max_bag_size_mb=self.config.record_split_mb)
         except RecordingError as exc:
@@ -284,15 +288,27 @@ class PolicyNode(Node):
 
     def _on_goal(self, data: bytes) -> None:
         self._record(self._goal_topic, data)
-        point = deserialize_message(data, PointStamped).point
+        kind = self.deployment.task.input_message
         before = self.deployment.inputs
         try:
-            inputs = self.deployment.on_goal((point.x, point.y, point.z))
+            inputs = self.deployment.on_goal(input_values(deserialize_message(data, self._goal_type)))
         except StateError as exc:
-            self.get_logger().warning(f"rejected goal: {exc}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"rejected {kind}: {exc}", throttle_duration_sec=1.0)
             return
         if before is None or not np.array_equal(before, inputs):
-            self.get_logger().info(f"goal in effect: {[round(float(v), 4) for v in inputs]}")
+            self.get_logger().info(f"{kind} in effect: {[round(float(v), 4) for v in inputs]}")
+
+    def _on_imu(self, data: bytes) -> None:
+        self._record(self._imu_topic, data)
+        imu = deserialize_message(data, Imu)
+        stamp = imu.header.stamp.sec + imu.header.stamp.nanosec * 1e-9
+        o, w, a = imu.orientation, imu.angular_velocity, imu.linear_acceleration
+        try:
+            self.deployment.on_imu(
+                self._now_s(), stamp, (o.x, o.y, o.z, o.w), (w.x, w.y, w.z), (a.x, a.y, a.z)
+            )
+        except StateError as exc:
+            self.get_logger().warning(f"rejected imu: {exc}", throttle_duration_sec=1.0)
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         hold = self.deployment.set_enabled(request.data)

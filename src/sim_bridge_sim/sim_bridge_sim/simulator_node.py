@@ -18,7 +18,7 @@ import time
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Quaternion, Vector3, WrenchStamped
+from geometry_msgs.msg import Point, Quaternion, Twist, Vector3, WrenchStamped
 from nav_msgs.msg import Odometry
 from rclpy.executors import Executor
 from rclpy.node import Node
@@ -30,6 +30,7 @@ from sim_bridge_core.models import RobotModel
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
+from sim_bridge_core.ros.task_inputs import input_values
 from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -137,6 +138,10 @@ class SimulatorNode(Node):
                 RELIABLE,
                 raw=True,
             )
+            if self.sim.env.task.input_message == "cmd_vel":
+                self.create_subscription(
+                    Twist, f"{ns}cmd_vel", lambda data, world=world: self._on_cmd_vel(world, data), RELIABLE
+                )
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/pause", self._on_pause)
         self.create_service(Trigger, "~/step", self._on_step)
@@ -255,6 +260,14 @@ class SimulatorNode(Node):
             self.get_logger().warning(
                 f"{topic}: positions outside the joint limits were clamped", throttle_duration_sec=1.0
             )
+
+    def _on_cmd_vel(self, world: int, message: Twist) -> None:
+        """A velocity command: the world's task input until its episode ends (the next one draws its own)."""
+        try:
+            with self._lock:
+                self.sim.set_task_inputs(world, input_values(message))
+        except CommandError as exc:
+            self._reject("cmd_vel", exc)
 
     def _reject(self, topic: str, exc: CommandError) -> None:
         if exc.stale:

@@ -9,12 +9,16 @@ replaces physical parameters of the model, so the simulator reproduces an identi
       bodies:
         link3: {mass: 3.1}
       command_delay_s: 0.004
+      options: {timestep: 0.004, cone: pyramidal, impratio: 1}
 
 Per joint: ``damping`` (N·m·s/rad), ``armature`` (kg·m²), ``frictionloss`` (N·m), and the gains of
 the position servo driving it, ``kp`` and ``kv`` (a torque motor's PD gains once wrapped). Per
 body: ``mass`` (kg; the inertia scales with it). ``command_delay_s``: how long a command takes to
-reach the servos (rounded to whole physics steps). Values are checked here (finite, in range) and
-against the model when it is loaded (every name must exist), each error naming its key.
+reach the servos (rounded to whole physics steps). ``options``: the solver's ``timestep`` (s),
+``iterations``, ``ls_iterations``, ``cone`` (pyramidal or elliptic) and ``impratio``, for a model
+whose defaults cost more than training needs (a legged robot's elliptic cones at 2 ms). Values
+are checked here (finite, in range) and against the model when it is loaded (every name must
+exist), each error naming its key.
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ from sim_bridge_core.config import ConfigError
 
 JOINT_FIELDS = ("damping", "armature", "frictionloss", "kp", "kv")
 BODY_FIELDS = ("mass",)
+CONES = {"pyramidal": int(mujoco.mjtCone.mjCONE_PYRAMIDAL), "elliptic": int(mujoco.mjtCone.mjCONE_ELLIPTIC)}
+# option: (lowest value, whether it is a whole number)
+OPTION_FIELDS = {
+    "timestep": (1e-5, False),
+    "iterations": (1, True),
+    "ls_iterations": (1, True),
+    "impratio": (1.0, False),
+}
 SECTION = "model_parameters"
 
 
@@ -39,10 +51,11 @@ class ModelParameters:
     joints: dict[str, dict[str, float]] = field(default_factory=dict)
     bodies: dict[str, dict[str, float]] = field(default_factory=dict)
     command_delay_s: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not self.joints and not self.bodies and self.command_delay_s == 0.0
+        return not self.joints and not self.bodies and self.command_delay_s == 0.0 and not self.options
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain values, as a robot config holds them (empty parts left out)."""
@@ -53,6 +66,8 @@ class ModelParameters:
             data["bodies"] = {name: dict(values) for name, values in self.bodies.items()}
         if self.command_delay_s:
             data["command_delay_s"] = self.command_delay_s
+        if self.options:
+            data["options"] = dict(self.options)
         return data
 
 
@@ -62,15 +77,41 @@ def parse_model_parameters(data: Any, section: str = SECTION) -> ModelParameters
         return ModelParameters()
     if not isinstance(data, Mapping):
         raise ConfigError(f"{section}: must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"joints", "bodies", "command_delay_s"})
+    unknown = sorted(set(data) - {"joints", "bodies", "command_delay_s", "options"})
     if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}: unknown key (known: joints, bodies, command_delay_s)")
+        raise ConfigError(
+            f"{section}.{unknown[0]}: unknown key (known: joints, bodies, command_delay_s, options)"
+        )
     delay = _number(data.get("command_delay_s", 0.0), f"{section}.command_delay_s", low=0.0, high=1.0)
     return ModelParameters(
         joints=_named(data.get("joints"), JOINT_FIELDS, f"{section}.joints"),
         bodies=_named(data.get("bodies"), BODY_FIELDS, f"{section}.bodies"),
         command_delay_s=delay,
+        options=_options(data.get("options"), f"{section}.options"),
     )
+
+
+def _options(data: Any, section: str) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{section}: must be a mapping of solver options")
+    known = (*OPTION_FIELDS, "cone")
+    options: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{section}.{key}: unknown option (known: {', '.join(known)})")
+        if key == "cone":
+            if value not in CONES:
+                raise ConfigError(f"{section}.cone: must be one of {', '.join(CONES)}, got {value!r}")
+            options[key] = value
+            continue
+        low, whole = OPTION_FIELDS[key]
+        number = _number(value, f"{section}.{key}", low=low, strict=key == "timestep")
+        if whole and number != int(number):
+            raise ConfigError(f"{section}.{key}: must be a whole number, got {value!r}")
+        options[key] = int(number) if whole else number
+    return options
 
 
 def _named(data: Any, fields: tuple[str, ...], section: str) -> dict[str, dict[str, float]]:
@@ -144,5 +185,7 @@ def apply_model_parameters(
         scale = values["mass"] / model.body_mass[body]
         model.body_mass[body] = values["mass"]
         model.body_inertia[body] = np.asarray(model.body_inertia[body]) * scale
+    for key, value in parameters.options.items():
+        setattr(model.opt, key, CONES[value] if key == "cone" else value)
     if parameters.joints or parameters.bodies:
         mujoco.mj_setConst(model, mujoco.MjData(model))

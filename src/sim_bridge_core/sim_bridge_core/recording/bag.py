@@ -67,7 +67,7 @@ JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 TASK_TYPE = "std_msgs/msg/Float32MultiArray"
 APPLIED_TYPE = "std_msgs/msg/Float64MultiArray"
-POINT_TYPE = "geometry_msgs/msg/PointStamped"
+IMU_TYPE = "sensor_msgs/msg/Imu"
 # command_interface -> the type of its command messages
 COMMAND_TYPES = {"trajectory": TRAJECTORY_TYPE, "position": "std_msgs/msg/Float64MultiArray"}
 

@@ -8,10 +8,11 @@ from typing import Any
 from sim_bridge_core.config import from_mapping
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.tasks.base import HoldTask, Task, TaskOutcome
+from sim_bridge_core.tasks.locomotion import LocomotionTask
 from sim_bridge_core.tasks.pendulum import PendulumTask
 from sim_bridge_core.tasks.reach import ReachTask
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (HoldTask, ReachTask, PendulumTask)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (HoldTask, ReachTask, PendulumTask, LocomotionTask)}
 
 
 def make_task(name: str, robot: RobotModel, settings: Mapping[str, Any] | None = None) -> Task:
@@ -23,4 +24,13 @@ def make_task(name: str, robot: RobotModel, settings: Mapping[str, Any] | None =
     return cls(robot, from_mapping(cls.Settings, settings or {}, f"tasks.{name}"))
 
 
-__all__ = ["TASKS", "HoldTask", "PendulumTask", "ReachTask", "Task", "TaskOutcome", "make_task"]
+__all__ = [
+    "TASKS",
+    "HoldTask",
+    "LocomotionTask",
+    "PendulumTask",
+    "ReachTask",
+    "Task",
+    "TaskOutcome",
+    "make_task",
+]

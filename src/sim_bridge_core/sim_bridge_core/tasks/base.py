@@ -1,8 +1,9 @@
 """What a task is: reset distribution, inputs, observation, reward, termination, action mapping.
 
 All methods work on whole batches ((N, ...) arrays). The observation builder takes only
-what a real robot exposes (joint positions and velocities from JointState) plus the
-task inputs (e.g. a goal), so the same function serves training and deployment.
+what a real robot exposes (joint positions and velocities from JointState, the IMU for tasks
+that use it) plus the task inputs (a goal, a velocity command) and the policy's own previous
+targets, so the same function serves training and deployment.
 """
 
 from __future__ import annotations
@@ -35,10 +36,15 @@ class Task(ABC):
     """A task on one robot; ``input_names`` are the per-world inputs JointState lacks.
 
     ``Settings`` is the task's config schema: what a robot config's ``tasks.<name>`` may set.
+    ``input_message`` is how an operator sends the inputs: ``goal`` (geometry_msgs/PointStamped)
+    or ``cmd_vel`` (geometry_msgs/Twist: linear x, y and angular z). ``uses_imu``: the
+    observation reads the IMU (sensor_msgs/Imu) besides JointState.
     """
 
     name: ClassVar[str]
     input_names: ClassVar[tuple[str, ...]] = ()
+    input_message: ClassVar[str] = "goal"
+    uses_imu: ClassVar[bool] = False
     action_scale: ClassVar[float] = 0.5
     # False: worlds run on without episodes (no truncation, no auto-reset), like a real robot.
     episodic: ClassVar[bool] = True
@@ -66,12 +72,27 @@ class Task(ABC):
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Initial joint positions (count, J) and task inputs (count, K) for worlds being reset."""
 
-    @abstractmethod
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
-        """Reward, termination and success of every world at the backend's current state."""
+    def reset_episodes(self, ids: np.ndarray, num_envs: int) -> None:
+        """New episodes begin in worlds ``ids`` of ``num_envs``: clear what a task keeps per episode."""
+        return  # most tasks keep nothing per episode
 
-    def observation(self, positions: np.ndarray, velocities: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-        """(N, observation_size) float32: joint positions about home, velocities, task inputs."""
+    @abstractmethod
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
+        """Reward, termination and success of every world at the backend's current state, after
+        the period that executed ``targets`` (N, J)."""
+
+    def observation(
+        self,
+        positions: np.ndarray,
+        velocities: np.ndarray,
+        inputs: np.ndarray,
+        imu: np.ndarray | None = None,
+        previous_targets: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(N, observation_size) float32: joint positions about home, velocities, task inputs.
+
+        ``imu`` (N, 10: orientation x, y, z, w, angular velocity, linear acceleration) and the
+        previous period's targets (N, J) serve the tasks that observe them."""
         return np.concatenate([positions - self.robot.home, velocities, inputs], axis=-1, dtype=np.float32)
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
@@ -96,6 +117,6 @@ class HoldTask(Task):
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         return np.tile(self.robot.home, (count, 1)), np.zeros((count, 0))
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
         zeros = np.zeros(backend.num_envs, dtype=bool)
         return TaskOutcome(reward=np.zeros(backend.num_envs), terminated=zeros, success=zeros)

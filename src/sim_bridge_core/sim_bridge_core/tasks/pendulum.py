@@ -42,7 +42,7 @@ class PendulumTask(Task):
     def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
         return np.array([float(inputs[0]), 0.0, 0.0])
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
         error = np.abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
         speed = np.abs(backend.joint_velocities()[:, 0])
         return TaskOutcome(

@@ -145,7 +145,14 @@ class ReachTask(Task):
     def observation_terms(self) -> tuple[tuple[str, int], ...]:
         return (*super().observation_terms, ("end_effector_position", 3), ("goal_minus_end_effector", 3))
 
-    def observation(self, positions: np.ndarray, velocities: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    def observation(
+        self,
+        positions: np.ndarray,
+        velocities: np.ndarray,
+        inputs: np.ndarray,
+        imu: np.ndarray | None = None,
+        previous_targets: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Joint positions about home, velocities, goal, then end-effector position and goal error."""
         ee = self.kinematics(positions)
         return np.concatenate(
@@ -157,7 +164,7 @@ class ReachTask(Task):
         goals = rng.uniform(self.goal_low, self.goal_high, (count, 3))
         return self.robot.clamp(self.robot.home + noise), goals
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
         distance = np.linalg.norm(backend.site_positions(self.ee_site) - inputs, axis=1)
         # Dense shaping plus a sharp bonus near the goal, so the last centimetres still pay.
         reward = -distance + np.exp(-distance / 0.02)

@@ -1,0 +1,227 @@
+"""Locomotion: a legged robot tracks a velocity command (forward, lateral, yaw rate) on flat ground.
+
+The observation holds only what a real robot's drivers give over ROS: joint states, the IMU
+(gravity direction from its orientation, and its angular velocity), the velocity command
+(``cmd_vel``) and the policy's previous action. The base's velocity, height and the feet's
+contacts feed the reward and the success test only (the simulator knows them; a robot need not).
+
+Rewards follow the established velocity-tracking recipes (legged_gym / Isaac Lab / MuJoCo
+Playground joystick): exponential tracking of planar velocity and yaw rate, penalties on
+vertical and roll/pitch motion, tilt, torque, action rate and straying from the default pose,
+and a bonus for feet that swing long enough; the sum is clipped at zero. A fall (base below half
+its nominal height, or tilted past 60 degrees) ends the episode. Success: the episode ends
+without a fall and the mean planar velocity error and mean yaw-rate error stay within their
+tolerances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim_bridge_core.backends import SimBackend
+from sim_bridge_core.config import ConfigError, setting
+from sim_bridge_core.models import ModelError, RobotModel
+from sim_bridge_core.sensors import imu_gravity, rotate_into
+from sim_bridge_core.tasks.base import Task, TaskOutcome
+
+FALL_HEIGHT_FRACTION = 0.5
+FALL_TILT_COS = np.cos(np.radians(60.0))
+INITIAL_JOINT_NOISE_RAD = 0.1
+# Below this command speed (m/s and rad/s together) the robot should stand: no air-time bonus.
+STANDING_COMMAND = 0.1
+AIR_TIME_TARGET_S = 0.1
+TRACKING_SIGMA = 0.25
+WEIGHTS = {
+    "track_linear": 1.0,
+    "track_yaw": 0.5,
+    "vertical_velocity": -2.0,
+    "roll_pitch_rate": -0.05,
+    "tilt": -5.0,
+    "torque": -2e-4,
+    "action_rate": -0.01,
+    "pose": -0.1,
+    "feet_air_time": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class LocomotionSettings:
+    """``tasks.locomotion`` of a robot config; the default pose is the robot's ``home`` keyframe."""
+
+    feet: list[str] = setting([], "the foot sites (at the centre of each foot's contact sphere)")
+    nominal_height: float = setting(0.3, "the base's height when standing, m", low=0.01)
+    contact_height: float = setting(
+        0.03, "a foot below this height (its site's z, m) is on the ground", low=0.0
+    )
+    command_low: list[float] = setting(
+        [-0.5, -0.3, -0.8], "lowest velocity command (forward m/s, lateral m/s, yaw rate rad/s)"
+    )
+    command_high: list[float] = setting(
+        [0.8, 0.3, 0.8], "highest velocity command (forward m/s, lateral m/s, yaw rate rad/s)"
+    )
+    tracking_tolerance: float = setting(
+        0.25, "success: mean planar velocity error over the episode at most this, m/s", low=0.0
+    )
+    yaw_rate_tolerance: float = setting(
+        0.5, "success: mean yaw-rate error over the episode at most this, rad/s", low=0.0
+    )
+
+
+class LocomotionTask(Task):
+    name = "locomotion"
+    input_names = ("cmd_linear_x", "cmd_linear_y", "cmd_angular_z")
+    input_message = "cmd_vel"
+    uses_imu = True
+    action_scale = 0.5
+
+    Settings = LocomotionSettings
+
+    def __init__(self, robot: RobotModel, settings: LocomotionSettings | None = None) -> None:
+        super().__init__(robot, settings)
+        settings = self.settings
+        if robot.base is None:
+            raise ModelError(f"task locomotion needs a floating base; '{robot.name}' has none")
+        if robot.imu is None:
+            raise ModelError(f"task locomotion needs an IMU; '{robot.name}' has none")
+        low, high = np.asarray(settings.command_low, float), np.asarray(settings.command_high, float)
+        if low.shape != (3,) or high.shape != (3,) or np.any(low > high):
+            raise ConfigError(
+                "tasks.locomotion.command_low/command_high: need forward, lateral, yaw rate each, "
+                f"low <= high; got {list(low)}, {list(high)}"
+            )
+        self.command_low, self.command_high = low, high
+        if not settings.feet:
+            raise ConfigError("tasks.locomotion.feet: name the robot's foot sites")
+        try:
+            self.feet = [robot.site_id(foot) for foot in settings.feet]
+        except ModelError as exc:
+            raise ConfigError(f"tasks.locomotion.feet: {exc}") from exc
+        self._episodes: _EpisodeState | None = None
+
+    @property
+    def observation_terms(self) -> tuple[tuple[str, int], ...]:
+        joints = self.robot.num_joints
+        return (
+            ("imu_gravity", 3),
+            ("imu_angular_velocity", 3),
+            ("joint_position_minus_home", joints),
+            ("joint_velocity", joints),
+            *((name, 1) for name in self.input_names),
+            ("previous_action", joints),
+        )
+
+    def observation(
+        self,
+        positions: np.ndarray,
+        velocities: np.ndarray,
+        inputs: np.ndarray,
+        imu: np.ndarray | None = None,
+        previous_targets: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Gravity in the IMU's frame and its angular velocity, joints about home, the command,
+        and the previous action (the previous targets about home, in action units)."""
+        if imu is None or previous_targets is None:
+            raise ValueError("the locomotion observation needs the IMU and the previous targets")
+        previous_action = (previous_targets - self.robot.home) / self.action_scale
+        return np.concatenate(
+            [imu_gravity(imu), imu[:, 4:7], positions - self.robot.home, velocities, inputs, previous_action],
+            axis=-1,
+            dtype=np.float32,
+        )
+
+    def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+        noise = rng.uniform(-INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, (count, self.robot.num_joints))
+        commands = rng.uniform(self.command_low, self.command_high, (count, 3))
+        # A fifth of the episodes ask the robot to stand still: it must learn that too.
+        commands[rng.random(count) < 0.2] = 0.0
+        return self.robot.clamp(self.robot.home + noise), commands
+
+    def reset_episodes(self, ids: np.ndarray, num_envs: int) -> None:
+        if self._episodes is None or self._episodes.targets.shape[0] != num_envs:
+            self._episodes = _EpisodeState.empty(num_envs, len(self.feet), self.robot.home)
+        self._episodes.clear(ids, self.robot.home)
+
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
+        if self._episodes is None:
+            self.reset_episodes(np.arange(backend.num_envs), backend.num_envs)
+        state = self._episodes
+        base = self.robot.base
+        pose = backend.read("qpos", base.qpos_adr + np.arange(7))
+        twist = backend.read("qvel", base.dof_adr + np.arange(6))
+        linear = rotate_into(pose[:, 3:7], twist[:, :3])  # the base's frame
+        angular = twist[:, 3:6]  # MuJoCo: a free joint's angular velocity is in the body frame
+        gravity = rotate_into(pose[:, 3:7], np.broadcast_to([0.0, 0.0, -1.0], linear.shape))
+
+        planar_error = np.linalg.norm(linear[:, :2] - inputs[:, :2], axis=1)
+        yaw_error = np.abs(angular[:, 2] - inputs[:, 2])
+        heights = np.stack([backend.site_positions(foot)[:, 2] for foot in self.feet], axis=1)
+        contact = heights < self.settings.contact_height
+        first_contact = contact & (state.air_time > 0.0)
+        state.air_time += backend.control_dt
+        moving = np.linalg.norm(inputs, axis=1) > STANDING_COMMAND
+        air_bonus = np.sum((state.air_time - AIR_TIME_TARGET_S) * first_contact, axis=1) * moving
+        state.air_time[contact] = 0.0
+
+        terms = {
+            "track_linear": np.exp(-(planar_error**2) / TRACKING_SIGMA),
+            "track_yaw": np.exp(-(yaw_error**2) / TRACKING_SIGMA),
+            "vertical_velocity": linear[:, 2] ** 2,
+            "roll_pitch_rate": np.sum(angular[:, :2] ** 2, axis=1),
+            "tilt": np.sum(gravity[:, :2] ** 2, axis=1),
+            "torque": np.sum(backend.joint_efforts() ** 2, axis=1),
+            "action_rate": np.sum(((targets - state.targets) / self.action_scale) ** 2, axis=1),
+            "pose": np.sum((backend.joint_positions() - self.robot.home) ** 2, axis=1),
+            "feet_air_time": air_bonus,
+        }
+        # Clipped at zero (legged_gym's only_positive_rewards): early on the penalties outweigh the
+        # rest, and a negative reward per step would teach the robot to fall sooner.
+        reward = np.maximum(sum(WEIGHTS[name] * value for name, value in terms.items()), 0.0)
+        state.targets[:] = targets
+
+        fallen = (pose[:, 2] < FALL_HEIGHT_FRACTION * self.settings.nominal_height) | (
+            -gravity[:, 2] < FALL_TILT_COS
+        )
+        state.steps += 1
+        state.planar_error += planar_error
+        state.yaw_error += yaw_error
+        tracking = (state.planar_error / state.steps <= self.settings.tracking_tolerance) & (
+            state.yaw_error / state.steps <= self.settings.yaw_rate_tolerance
+        )
+        return TaskOutcome(reward=reward, terminated=fallen, success=tracking & ~fallen)
+
+    def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
+        """A velocity command (forward, lateral, yaw rate), clamped into the range trained on."""
+        return np.clip(np.asarray(goal, float)[:3], self.command_low, self.command_high)
+
+    def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(inputs, float)[:3]
+
+
+@dataclass
+class _EpisodeState:
+    """Per-world running sums of the episode so far, and what the next step compares against."""
+
+    steps: np.ndarray
+    planar_error: np.ndarray
+    yaw_error: np.ndarray
+    air_time: np.ndarray
+    targets: np.ndarray
+
+    @classmethod
+    def empty(cls, num_envs: int, feet: int, home: np.ndarray) -> _EpisodeState:
+        return cls(
+            steps=np.zeros(num_envs),
+            planar_error=np.zeros(num_envs),
+            yaw_error=np.zeros(num_envs),
+            air_time=np.zeros((num_envs, feet)),
+            targets=np.tile(home, (num_envs, 1)),
+        )
+
+    def clear(self, ids: np.ndarray, home: np.ndarray) -> None:
+        self.steps[ids] = 0.0
+        self.planar_error[ids] = 0.0
+        self.yaw_error[ids] = 0.0
+        self.air_time[ids] = 0.0
+        self.targets[ids] = home
