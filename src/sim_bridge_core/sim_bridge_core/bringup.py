@@ -51,7 +51,6 @@ from sim_bridge_core.sysid.config import ExcitationConfig, ExciterConfig, SysidC
 from sim_bridge_core.tasks import TASKS, make_task
 
 JOBS = ("training", "sim", "deploy", "eval", "excite", "sysid")
-RANDOMIZATION_PRESETS = ("none", "default", "wide")
 # deploy (eval only): the checkpoint in a deploy-mode policy node drives one simulated robot
 BRINGUP_TRANSPORTS = (*TRANSPORTS, "deploy")
 
@@ -77,7 +76,9 @@ class BringupArguments:
         "a forward position controller); '' = the checkpoint's, else trajectory",
         choices=("", *COMMAND_INTERFACES),
     )
-    randomization: str = setting("none", "none | default | wide (config/randomization/), or a spec path")
+    randomization: str = setting(
+        "none", "none, a preset of config/randomization/ (default, wide, go1), or a spec path"
+    )
     record: bool = setting(False, "training: record the mirrored worlds to <output_dir>/rollouts (MCAP)")
     output_dir: str = setting("", "run folder (default runs/<timestamp>)")
     seed: int = setting(0, "seed of worlds, randomization and learner", low=0, high=(1 << 31) - 1)
@@ -267,12 +268,14 @@ def check_robot_config(robot: RobotConfig, where: str) -> None:
 
 
 def resolve_randomization(value: str, config_dir: Path) -> str:
-    """A preset name or a spec path as the path the nodes load ('' for none)."""
+    """A preset name (config/randomization/<name>.yaml) or a spec path as the path the nodes load
+    ('' for none)."""
     if value in ("", "none"):
         return ""
-    path = config_dir / "randomization" / f"{value}.yaml" if value in RANDOMIZATION_PRESETS else Path(value)
+    preset = config_dir / "randomization" / f"{value}.yaml"
+    path = preset if "/" not in value and preset.is_file() else Path(value)
     if not path.is_file():
-        presets = ", ".join(RANDOMIZATION_PRESETS)
+        presets = ", ".join(sorted(p.stem for p in (config_dir / "randomization").glob("*.yaml")))
         raise ConfigError(f"randomization: '{value}' is neither a preset ({presets}) nor a file")
     return str(path.resolve())
 

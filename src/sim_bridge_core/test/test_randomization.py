@@ -258,6 +258,41 @@ def test_kp_and_kd_change_tracking_and_keep_the_servo_consistent():
     assert not np.allclose(kp, ARM.model.actuator_gainprm[ARM.actuator_ids, 0])
 
 
+def test_motor_strength_scales_kp_kd_and_the_torque_limit_together():
+    weak = _step_response({"actuator_strength": fixed(0.1, "scale")})
+    assert abs(0.3 - weak[2, 0]) > abs(0.3 - _step_response({})[2, 0]) + 0.05
+    randomizer = randomized({"actuator_strength": {"low": 0.5, "high": 1.5}})
+    actuators = ARM.actuator_ids
+    factor, names = randomizer.applied()
+    assert names == tuple(f"actuator_strength/{j}" for j in ARM.joint_names)
+    field = randomizer.backend.model_field
+    np.testing.assert_allclose(
+        field("actuator_gainprm")[:, actuators, 0], factor * ARM.model.actuator_gainprm[actuators, 0]
+    )
+    np.testing.assert_allclose(
+        field("actuator_biasprm")[:, actuators, 2], factor * ARM.model.actuator_biasprm[actuators, 2]
+    )
+    np.testing.assert_allclose(
+        field("actuator_forcerange")[:, actuators],
+        factor[..., None] * ARM.model.actuator_forcerange[actuators],
+    )
+
+
+def test_motor_strength_and_servo_gains_together_are_refused():
+    with pytest.raises(ConfigError, match="randomization.actuator_strength: it sets the kp and kd"):
+        randomized({"actuator_strength": {"low": 0.9, "high": 1.1}, "actuator_kd": {"low": 0.9, "high": 1.1}})
+
+
+def test_a_floating_base_is_pushed_through_its_free_joint_named_by_its_body():
+    robot = load_robot(FLOATER)
+    spec = {"push_velocity": {"targets": "trunk", "low": 0.5, "high": 0.5, "interval_s": 0.02}}
+    randomizer = randomized(spec, robot=robot)
+    base = robot.base.dof_adr + np.arange(6)
+    randomizer.after_step()
+    np.testing.assert_allclose(randomizer.backend.read("qvel", base), 0.5)
+    assert randomizer.applied()[1][:2] == ("push_velocity_x/trunk", "push_velocity_y/trunk")
+
+
 def test_action_delay_shifts_the_response_by_the_delay():
     delay = 2
     prompt = env_with(NO_GRAVITY)
@@ -635,8 +670,10 @@ def test_shipped_specs_load_against_arm7_and_run(name):
     assert np.isfinite(values).all() and np.isfinite(env.observation()).all()
     assert values.shape == (4, len(names))
     if name != "none":  # every kind but the IMU's (arm7 has none; they are in the files as comments)
+        # and motor strength, which sets what actuator_kp/kd set (config/randomization/go1.yaml has it)
         imu = {kind for kind in PARAMETERS if kind.startswith("imu_")}
-        assert set(PARAMETERS) - {p.name for p in spec.parameters} <= {"gravity", *imu}
+        left_out = {"gravity", "actuator_strength", *imu}
+        assert set(PARAMETERS) - {p.name for p in spec.parameters} <= left_out
 
 
 def test_plot_writes_a_png_and_the_cli_runs(tmp_path):

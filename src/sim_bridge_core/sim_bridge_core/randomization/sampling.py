@@ -31,6 +31,7 @@ from sim_bridge_core.randomization.spec import (
     JOINT,
     MODEL,
     ROBOT_JOINT,
+    SECTION,
     ParameterKind,
     ParameterSpec,
     RandomizationSpec,
@@ -125,6 +126,12 @@ def draw(spec: ParameterSpec, rng: np.random.Generator, shape: tuple[int, ...]) 
 
 def bind(spec: RandomizationSpec, robot: RobotModel) -> tuple[BoundParameter, ...]:
     """Every parameter of ``spec`` resolved against ``robot``; a mismatch raises ConfigError."""
+    names = {p.name for p in spec.parameters}
+    if "actuator_strength" in names and names & {"actuator_kp", "actuator_kd"}:
+        raise ConfigError(
+            f"{SECTION}.actuator_strength: it sets the kp and kd that actuator_kp/actuator_kd set; "
+            "give one or the other"
+        )
     return tuple(_bind(p, robot) for p in spec.parameters)
 
 
@@ -182,6 +189,20 @@ def _bind(spec: ParameterSpec, robot: RobotModel) -> BoundParameter:
             writes = (FieldWrite("actuator_biasprm", (actuators, np.full_like(actuators, 2)), _negate),)
         names = tuple(f"{name}/{robot.joint_names[j]}" for j in ids)
         bound = _with(BoundParameter(spec, names, nominal.copy(), columns=ids), *writes)
+    elif name == "actuator_strength":
+        actuators = robot.actuator_ids[ids]
+        kp, kd = m.actuator_gainprm[actuators, 0].copy(), -m.actuator_biasprm[actuators, 2]
+        low, high = m.actuator_forcerange[actuators].T.copy()
+        zeros = np.zeros_like(actuators)
+        writes = (
+            FieldWrite("actuator_gainprm", (actuators, zeros), lambda factor: factor * kp),
+            FieldWrite("actuator_biasprm", (actuators, zeros + 1), lambda factor: -factor * kp),
+            FieldWrite("actuator_biasprm", (actuators, zeros + 2), lambda factor: -factor * kd),
+            FieldWrite("actuator_forcerange", (actuators, zeros), lambda factor: factor * low),
+            FieldWrite("actuator_forcerange", (actuators, zeros + 1), lambda factor: factor * high),
+        )
+        names = tuple(f"{name}/{robot.joint_names[j]}" for j in ids)
+        bound = _with(BoundParameter(spec, names, np.ones(ids.size), columns=ids), *writes)
     elif name == "gravity":
         names = tuple(f"{name}_{AXES[a]}" for a in axes)
         bound = _with(
@@ -301,4 +322,8 @@ def _resolve_targets(spec: ParameterSpec, robot: RobotModel) -> np.ndarray:
 
 
 def _name(m: mujoco.MjModel, target: str, index: int) -> str:
-    return mujoco.mj_id2name(m, _OBJ[target], int(index)) or f"{target}{int(index)}"
+    """An object's name; an unnamed free joint goes by its body's (a floating base's root body)."""
+    name = mujoco.mj_id2name(m, _OBJ[target], int(index))
+    if not name and target == JOINT and m.jnt_type[index] == mujoco.mjtJoint.mjJNT_FREE:
+        name = mujoco.mj_id2name(m, _OBJ[BODY], int(m.jnt_bodyid[index]))
+    return name or f"{target}{int(index)}"

@@ -85,6 +85,13 @@ _CATALOGUE = (
     ParameterKind("dof_frictionloss", JOINT, MODEL, "joint dry friction", **_at_least_zero("frictionloss")),
     ParameterKind("actuator_kp", ROBOT_JOINT, MODEL, "servo stiffness", **_at_least_zero("kp", True)),
     ParameterKind("actuator_kd", ROBOT_JOINT, MODEL, "servo damping", **_at_least_zero("kd")),
+    ParameterKind(
+        "actuator_strength",
+        ROBOT_JOINT,
+        MODEL,
+        "motor strength: a factor on the servo's kp, kd and torque limit (nominal 1)",
+        **_at_least_zero("strength", True),
+    ),
     ParameterKind("gravity", None, MODEL, "gravity vector, m/s^2", default_operation="add", axes=True),
     ParameterKind(
         "action_delay_steps",
