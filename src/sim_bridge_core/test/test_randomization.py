@@ -279,7 +279,7 @@ def test_motor_strength_scales_kp_kd_and_the_torque_limit_together():
 
 
 def test_motor_strength_and_servo_gains_together_are_refused():
-    with pytest.raises(ConfigError, match="randomization.actuator_strength: it sets the kp and kd"):
+    with pytest.raises(ConfigError, match=r"randomization\.actuator_strength: it sets the kp and kd"):
         randomized({"actuator_strength": {"low": 0.9, "high": 1.1}, "actuator_kd": {"low": 0.9, "high": 1.1}})
 
 
