@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from geometry_msgs.msg import PointStamped
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
@@ -125,6 +127,72 @@ def test_eval_over_the_deploy_path_ends_by_itself(tmp_path, start_ros2, small_ch
     assert_clean(launch.output(), 3)
     summary = json.loads((tmp_path / "parity" / "summary.json").read_text())
     assert summary["transport"] == "deploy" and summary["deploy_episodes"] == 3
+    assert 0.0 <= summary["eval_success_rate_deploy"] <= 1.0
+
+
+QUADRUPED = (
+    Path(__file__).resolve().parents[1] / "src" / "sim_bridge_core" / "test" / "models" / "quadruped.xml"
+)
+WALK = {"feet": ["fl_foot", "fr_foot", "rl_foot", "rr_foot"], "nominal_height": 0.21}
+
+
+@pytest.fixture(scope="module")
+def quadruped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The test quadruped's robot file and a locomotion policy trained on it in seconds (not a good one)."""
+    from sim_bridge_core.learning import PpoConfig
+    from sim_bridge_core.policy import PolicyConfig
+    from sim_bridge_core.simulator import SimulatorConfig
+    from sim_bridge_core.training import TrainingJob
+
+    run = tmp_path_factory.mktemp("quadruped")
+    robot = run / "quadruped.yaml"
+    robot.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(QUADRUPED),
+                "home": "home",
+                "tasks": {"locomotion": WALK},
+                "velocity_limits": [20.0],
+            }
+        )
+    )
+    policy = PolicyConfig(mode="train", output_dir=str(run), max_env_steps=512, eval_episodes=8)
+    sim = SimulatorConfig(
+        model=str(QUADRUPED),
+        home="home",
+        task="locomotion",
+        task_settings=yaml.safe_dump(WALK),
+        command_interface="position",
+        num_envs=32,
+        episode_length_s=1.0,
+    )
+    TrainingJob(policy, PpoConfig(num_steps=8), sim, progress=False).run()
+    return robot, run / "checkpoint.pt"
+
+
+def test_locomotion_over_the_deploy_path_takes_imu_and_cmd_vel(tmp_path, start_ros2, quadruped):
+    """The lockstep simulator steps only when the deployed policy answers, and the policy answers only
+    with a joint state, an IMU reading and a velocity command: episodes that end prove all three."""
+    robot, checkpoint = quadruped
+    launch = start_ros2(
+        "launch",
+        "sim_bridge",
+        "eval.launch.py",
+        "transport:=deploy",
+        f"robot:={robot}",
+        "task:=locomotion",
+        f"checkpoint:={checkpoint}",
+        f"output_dir:={tmp_path / 'walk'}",
+        "deploy_episodes:=3",
+        "episode_length_s:=1.0",
+        "num_envs:=8",
+        "eval_episodes:=8",
+    )
+    assert launch.wait_exit(180) == 0, launch.output()
+    assert_clean(launch.output(), 3)
+    assert "cmd_vel in effect" in launch.output()
+    summary = json.loads((tmp_path / "walk" / "summary.json").read_text())
+    assert summary["task"] == "locomotion" and summary["deploy_episodes"] == 3
     assert 0.0 <= summary["eval_success_rate_deploy"] <= 1.0
 
 
