@@ -110,24 +110,32 @@ def test_eval_ends_by_itself(tmp_path, start_ros2, small_checkpoint):
     assert 0.0 <= summary["eval_success_rate_nominal"] <= 1.0
 
 
-def test_eval_over_the_deploy_path_ends_by_itself(tmp_path, start_ros2, small_checkpoint):
+def eval_over_the_deploy_path(start_ros2, checkpoint: Path, output: Path, *arguments: str) -> str:
+    """`ros2 launch` of eval.launch.py transport:=deploy for 3 short episodes: its output, once it
+    ended by itself with the summary a deploy-path evaluation writes."""
     launch = start_ros2(
         "launch",
         "sim_bridge",
         "eval.launch.py",  # simulator (one world, lockstep) + deploy-mode policy + evaluator
         "transport:=deploy",
-        f"checkpoint:={small_checkpoint}",
-        f"output_dir:={tmp_path / 'parity'}",
+        f"checkpoint:={checkpoint}",
+        f"output_dir:={output}",
         "deploy_episodes:=3",
         "episode_length_s:=1.0",
         "num_envs:=8",
         "eval_episodes:=8",
+        *arguments,
     )
     assert launch.wait_exit(180) == 0, launch.output()
     assert_clean(launch.output(), 3)
-    summary = json.loads((tmp_path / "parity" / "summary.json").read_text())
+    summary = json.loads((output / "summary.json").read_text())
     assert summary["transport"] == "deploy" and summary["deploy_episodes"] == 3
     assert 0.0 <= summary["eval_success_rate_deploy"] <= 1.0
+    return launch.output()
+
+
+def test_eval_over_the_deploy_path_ends_by_itself(tmp_path, start_ros2, small_checkpoint):
+    eval_over_the_deploy_path(start_ros2, small_checkpoint, tmp_path / "parity")
 
 
 QUADRUPED = (
@@ -174,26 +182,11 @@ def test_locomotion_over_the_deploy_path_takes_imu_and_cmd_vel(tmp_path, start_r
     """The lockstep simulator steps only when the deployed policy answers, and the policy answers only
     with a joint state, an IMU reading and a velocity command: episodes that end prove all three."""
     robot, checkpoint = quadruped
-    launch = start_ros2(
-        "launch",
-        "sim_bridge",
-        "eval.launch.py",
-        "transport:=deploy",
-        f"robot:={robot}",
-        "task:=locomotion",
-        f"checkpoint:={checkpoint}",
-        f"output_dir:={tmp_path / 'walk'}",
-        "deploy_episodes:=3",
-        "episode_length_s:=1.0",
-        "num_envs:=8",
-        "eval_episodes:=8",
+    output = eval_over_the_deploy_path(
+        start_ros2, checkpoint, tmp_path / "walk", f"robot:={robot}", "task:=locomotion"
     )
-    assert launch.wait_exit(180) == 0, launch.output()
-    assert_clean(launch.output(), 3)
-    assert "cmd_vel in effect" in launch.output()
-    summary = json.loads((tmp_path / "walk" / "summary.json").read_text())
-    assert summary["task"] == "locomotion" and summary["deploy_episodes"] == 3
-    assert 0.0 <= summary["eval_success_rate_deploy"] <= 1.0
+    assert "cmd_vel in effect" in output
+    assert json.loads((tmp_path / "walk" / "summary.json").read_text())["task"] == "locomotion"
 
 
 def test_excite_ends_by_itself_with_its_bag(tmp_path, start_ros2):

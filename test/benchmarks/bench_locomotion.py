@@ -159,15 +159,17 @@ def main() -> None:
     parser.add_argument("--train-s", type=float, default=1200.0)
     parser.add_argument("--checkpoint", default="", help="skip training: use this checkpoint.pt")
     parser.add_argument("--deploy-episodes", type=int, default=50)
+    parser.add_argument("--output-dir", default="", help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
     os.environ["SIM_BRIDGE_MODEL_PATH"] = str(menagerie(args.menagerie))
     isolate_dds(None)
     stepping(args.num_envs)
     with tempfile.TemporaryDirectory(prefix="bench_locomotion_") as tmp:
-        checkpoint = Path(args.checkpoint) if args.checkpoint else train(Path(tmp, "train"), args.train_s)
-        deploy_parity(checkpoint, Path(tmp, "parity"), args.deploy_episodes)
+        runs = Path(args.output_dir or tmp)
+        checkpoint = Path(args.checkpoint) if args.checkpoint else train(runs / "train", args.train_s)
+        deploy_parity(checkpoint, runs / "parity", args.deploy_episodes)
         print("go1 walking through bringup deploy, commanded over /cmd_vel:")
-        walk_on_command(checkpoint, Path(tmp, "deploy.log"))
+        walk_on_command(checkpoint, runs / "deploy.log")
 
 
 if __name__ == "__main__":
