@@ -43,7 +43,7 @@ from sim_bridge_core.config import (
 from sim_bridge_core.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
 from sim_bridge_core.evaluation import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.models import ModelError, PdGains, load_robot, parse_model_parameters
+from sim_bridge_core.models import ModelError, PdGains, RobotModel, load_robot, parse_model_parameters
 from sim_bridge_core.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.simulator import SimulatorConfig
@@ -237,21 +237,27 @@ def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path]:
     return robot_config, path
 
 
+def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
+    """The robot a robot file describes, loaded as the simulator loads it; ModelError or ConfigError
+    (a bad model-parameter section) on a bad name."""
+    parameters = parse_model_parameters(robot.model_parameters, f"{where}: model_parameters")
+    return load_robot(
+        robot.model,
+        PdGains(robot.kp, robot.kd),
+        parameters,
+        robot.joint_names,
+        robot.home,
+        robot.imu_site,
+        robot.sites,
+    )
+
+
 def check_robot_config(robot: RobotConfig, where: str) -> None:
     """Load the robot as the simulator will and build each configured task: every name in the file
     (model, joints, keyframe, IMU site, task sites, model parameters) is checked before anything
     starts, and a bad one fails with one line naming the file and the key."""
-    parameters = parse_model_parameters(robot.model_parameters, f"{where}: model_parameters")
     try:
-        model = load_robot(
-            robot.model,
-            PdGains(robot.kp, robot.kd),
-            parameters,
-            robot.joint_names,
-            robot.home,
-            robot.imu_site,
-            robot.sites,
-        )
+        model = robot_from_config(robot, where)
         for task, settings in robot.tasks.items():
             if task not in TASKS:
                 raise ConfigError(f"tasks.{task}: unknown task (known: {', '.join(TASKS)})")

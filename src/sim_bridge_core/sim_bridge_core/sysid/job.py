@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.models import ModelError, PdGains, load_robot, parse_model_parameters, robot_spec
+from sim_bridge_core.models import ModelError, PdGains, robot_spec
 from sim_bridge_core.sysid.bags import read_run
 from sim_bridge_core.sysid.config import SysidConfig
 from sim_bridge_core.sysid.identify import identify, load_sysid
@@ -33,7 +33,10 @@ def output_dir_for(config: SysidConfig) -> Path:
 
 def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Identify the robot of ``config.robot`` from ``config.bags``; the paths written and the figures."""
-    from sim_bridge_core.bringup import load_robot_config  # bringup registers this job's schema
+    from sim_bridge_core.bringup import (  # bringup registers this job's schema
+        load_robot_config,
+        robot_from_config,
+    )
 
     config.check()
     if not config.bags:
@@ -43,11 +46,9 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
     output_dir = output_dir_for(config)
     load_sysid()
     source, source_path = load_robot_config(config.robot, Path(config.robot).expanduser().parent)
-    gains = PdGains(source.kp, source.kd)
     try:
-        parameters = parse_model_parameters(source.model_parameters, f"{source_path.name}: model_parameters")
-        robot = load_robot(source.model, gains, parameters)
-        spec = robot_spec(source.model, gains)
+        robot = robot_from_config(source, source_path.name)
+        spec = robot_spec(source.model, PdGains(source.kp, source.kd))
     except ModelError as exc:
         raise ConfigError(f"{source_path.name}: model: {exc}") from exc
     runs = [read_run(bag, robot, config.state_topic, config.command_topic) for bag in config.bags]
