@@ -31,7 +31,7 @@ import numpy as np
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import RobotModel
-from sim_bridge_core.tasks import Task
+from sim_bridge_core.tasks import PolicyMemory, Task
 
 Policy = Callable[[np.ndarray], np.ndarray]
 # A measured position this far outside the joint's range (rad or m) is a sensor fault, not a pose.
@@ -191,8 +191,10 @@ class Deployment:
         # linear acceleration), for tasks that observe the IMU.
         self.imu: np.ndarray | None = None if task.uses_imu else np.zeros(10)
         self.imu_time = np.inf if not task.uses_imu else -np.inf
-        # What the policy asked for last period (before the safety filter), as in training.
+        # What the policy asked for last period (before the safety filter), as in training, and
+        # the periods it has commanded (its clock).
         self.previous_targets = robot.home.copy()
+        self.periods = 0
         self._holding = False
         self._next_due = -np.inf
 
@@ -300,7 +302,7 @@ class Deployment:
             self.velocities[None],
             self.inputs[None],
             imu=self.imu[None],
-            previous_targets=self.previous_targets[None],
+            memory=PolicyMemory(self.previous_targets[None], np.array([self.periods * self.period_s])),
         )
         actions = np.asarray(self.policy(observation), dtype=np.float64)
         if not np.isfinite(actions).all():
@@ -312,6 +314,7 @@ class Deployment:
             self._next_due = self.state_time + self.period_s
         targets = self.task.action_to_targets(actions)[0]
         self.previous_targets = targets
+        self.periods += 1
         return Command(self.safety(targets, self.positions)), ""
 
     def _hold(self) -> Command | None:

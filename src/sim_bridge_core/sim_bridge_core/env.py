@@ -19,7 +19,7 @@ import numpy as np
 from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.control import CommandExecution, updates_per_period
 from sim_bridge_core.sensors import SensorLayout
-from sim_bridge_core.tasks import Task
+from sim_bridge_core.tasks import PolicyMemory, Task
 
 if TYPE_CHECKING:
     from sim_bridge_core.randomization import Randomizer
@@ -174,7 +174,6 @@ class BatchedEnv:
             self.previous_targets[:] = targets
         else:
             self.previous_targets[worlds] = targets[worlds]
-        commanded_targets = self.previous_targets.copy()
         if randomizer is not None:
             targets = randomizer.actuate(targets)
         if worlds is None or worlds.size:
@@ -192,7 +191,7 @@ class BatchedEnv:
         self.episode_step += 1
         if randomizer is not None:
             randomizer.after_step()
-        outcome = self.task.evaluate(self.backend, self.inputs, commanded_targets)
+        outcome = self.task.evaluate(self.backend, self.inputs, self.memory())
         truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated & self.task.episodic
         done_ids = np.flatnonzero(outcome.terminated | truncated)
         final_observations = self.observation(done_ids)
@@ -221,6 +220,12 @@ class BatchedEnv:
         rows = self.sensors.read(self.backend)
         return rows if self.randomizer is None else self.randomizer.measure_imu(rows, self.sensors.fields)
 
+    def memory(self, rows: np.ndarray | slice = slice(None)) -> PolicyMemory:
+        """What each world's policy keeps: its last targets and the time into its episode."""
+        return PolicyMemory(
+            self.previous_targets[rows].copy(), self.episode_step[rows] * self.backend.control_dt
+        )
+
     def observation(self, ids: np.ndarray | None = None) -> np.ndarray:
         """The task's observation of the current (measured) state of worlds ``ids`` (default all)."""
         rows = slice(None) if ids is None else ids
@@ -230,5 +235,5 @@ class BatchedEnv:
             self.measured_velocities()[rows],
             self.inputs[rows],
             imu=imu,
-            previous_targets=self.previous_targets[rows],
+            memory=self.memory(rows),
         )

@@ -81,6 +81,7 @@ def test_the_observation_holds_the_imu_command_and_previous_action():
         "cmd_linear_y",
         "cmd_angular_z",
         "previous_action",
+        "gait_clock",
     ]
     env.inputs[:] = [[0.3, -0.1, 0.2]]
     action = np.linspace(-0.5, 0.5, ROBOT.num_joints)[None]
@@ -89,7 +90,9 @@ def test_the_observation_holds_the_imu_command_and_previous_action():
     assert observation.shape == (task.observation_size,)
     np.testing.assert_allclose(observation[:3], [0.0, 0.0, -1.0], atol=0.1)
     np.testing.assert_allclose(observation[6 + 2 * 8 : 9 + 2 * 8], [0.3, -0.1, 0.2], atol=1e-6)
-    np.testing.assert_allclose(observation[-8:], action[0], atol=1e-6)
+    np.testing.assert_allclose(observation[-10:-2], action[0], atol=1e-6)
+    phase = 2 * np.pi * 2.0 * CONTROL_DT  # one period into the episode of a 2 Hz gait clock
+    np.testing.assert_allclose(observation[-2:], [np.sin(phase), np.cos(phase)], atol=1e-6)
 
 
 def test_deployment_observes_exactly_what_training_observed():
@@ -109,6 +112,7 @@ def test_deployment_observes_exactly_what_training_observed():
     safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
     deployment = Deployment(ROBOT, make_task("locomotion", ROBOT, SETTINGS), policy, safety, CONTROL_DT, 1.0)
     deployment.previous_targets = env.previous_targets[0].copy()
+    deployment.periods = int(env.episode_step[0])  # the policy's clock: periods since it began
     deployment.on_joint_state(
         0.0, 0.0, ROBOT.joint_names, env.measured_positions()[0], env.measured_velocities()[0]
     )
@@ -146,12 +150,26 @@ def test_velocity_commands_are_clamped_to_what_was_trained():
     np.testing.assert_allclose(task.inputs_from_goal(np.array([5.0, -5.0, 0.1])), [0.8, -0.3, 0.1])
 
 
+def test_feet_that_step_to_the_gait_clock_earn_the_gait_reward(monkeypatch):
+    """Standing when asked to walk keeps two of four feet off their schedule; asked to stand, all
+    four are on it."""
+    import sim_bridge_core.tasks.locomotion as locomotion
+
+    monkeypatch.setattr(locomotion, "WEIGHTS", {name: float(name == "gait") for name in locomotion.WEIGHTS})
+    env = locomotion_env(2)
+    env.inputs[:] = [[0.0, 0.0, 0.0], [0.6, 0.0, 0.0]]
+    rewards = np.array([stand(env).reward for _ in range(20)])
+    np.testing.assert_allclose(rewards[5:, 0], 1.0)
+    np.testing.assert_allclose(rewards[5:, 1], 0.5)
+
+
 @pytest.mark.parametrize(
     ("settings", "key"),
     [
         ({"feet": []}, "tasks.locomotion.feet"),
         ({"feet": ["fl_foot", "paw"]}, "tasks.locomotion.feet"),
         ({**SETTINGS, "command_low": [1.0, 0.0, 0.0]}, "tasks.locomotion.command_low"),
+        ({**SETTINGS, "gait_offsets": [0.0, 0.5]}, "tasks.locomotion.gait_offsets"),
     ],
 )
 def test_bad_locomotion_settings_name_the_key(settings, key):

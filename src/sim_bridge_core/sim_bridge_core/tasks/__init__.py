@@ -7,7 +7,7 @@ from typing import Any
 
 from sim_bridge_core.config import from_mapping
 from sim_bridge_core.models import ModelError, RobotModel
-from sim_bridge_core.tasks.base import HoldTask, Task, TaskOutcome
+from sim_bridge_core.tasks.base import HoldTask, PolicyMemory, Task, TaskOutcome
 from sim_bridge_core.tasks.locomotion import LocomotionTask
 from sim_bridge_core.tasks.pendulum import PendulumTask
 from sim_bridge_core.tasks.reach import ReachTask
@@ -29,6 +29,7 @@ __all__ = [
     "HoldTask",
     "LocomotionTask",
     "PendulumTask",
+    "PolicyMemory",
     "ReachTask",
     "Task",
     "TaskOutcome",

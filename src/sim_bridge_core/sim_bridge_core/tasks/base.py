@@ -28,6 +28,16 @@ class TaskOutcome:
 
 
 @dataclass(frozen=True)
+class PolicyMemory:
+    """What a policy keeps of its own per world, in training and in deployment alike: the targets
+    it commanded last period (N, J) and the time since its episode began (N,), seconds (deployed:
+    since it began commanding)."""
+
+    previous_targets: np.ndarray
+    elapsed_s: np.ndarray
+
+
+@dataclass(frozen=True)
 class NoSettings:
     """A task without settings of its own."""
 
@@ -77,9 +87,10 @@ class Task(ABC):
         return  # most tasks keep nothing per episode
 
     @abstractmethod
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
         """Reward, termination and success of every world at the backend's current state, after
-        the period that executed ``targets`` (N, J)."""
+        the period that executed ``memory.previous_targets`` (N, J), ``memory.elapsed_s`` into
+        each world's episode."""
 
     def observation(
         self,
@@ -87,12 +98,12 @@ class Task(ABC):
         velocities: np.ndarray,
         inputs: np.ndarray,
         imu: np.ndarray | None = None,
-        previous_targets: np.ndarray | None = None,
+        memory: PolicyMemory | None = None,
     ) -> np.ndarray:
         """(N, observation_size) float32: joint positions about home, velocities, task inputs.
 
         ``imu`` (N, 10: orientation x, y, z, w, angular velocity, linear acceleration) and the
-        previous period's targets (N, J) serve the tasks that observe them."""
+        policy's ``memory`` serve the tasks that observe them."""
         return np.concatenate([positions - self.robot.home, velocities, inputs], axis=-1, dtype=np.float32)
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
@@ -117,6 +128,6 @@ class HoldTask(Task):
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         return np.tile(self.robot.home, (count, 1)), np.zeros((count, 0))
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
         zeros = np.zeros(backend.num_envs, dtype=bool)
         return TaskOutcome(reward=np.zeros(backend.num_envs), terminated=zeros, success=zeros)

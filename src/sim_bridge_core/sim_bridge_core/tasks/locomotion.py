@@ -2,13 +2,20 @@
 
 The observation holds only what a real robot's drivers give over ROS: joint states, the IMU
 (gravity direction from its orientation, and its angular velocity), the velocity command
-(``cmd_vel``) and the policy's previous action. The base's velocity, height and the feet's
-contacts feed the reward and the success test only (the simulator knows them; a robot need not).
+(``cmd_vel``), plus what the policy keeps of its own: its previous action and a gait clock (the
+time since it began, as a phase). The base's velocity, height and the feet's contacts feed the
+reward and the success test only (the simulator knows them; a robot need not).
+
+Why a clock: without one (and without the base's velocity, which a robot does not measure) the
+policy learned to walk only with its exploration noise: sampled, 100 % success; its mean, the
+deployed action, stood still on half the commands (41 %). A phase to step to, rewarded when the
+feet's contacts follow it, gives the deterministic policy a rhythm of its own.
 
 Rewards follow the established velocity-tracking recipes (legged_gym / Isaac Lab / MuJoCo
 Playground joystick): exponential tracking of planar velocity and yaw rate, penalties on
 vertical and roll/pitch motion, tilt, torque, action rate and straying from the default pose,
-and a bonus for feet that swing long enough; the sum is clipped at zero. A fall (base below half
+a bonus for feet that swing long enough and one for contacts that follow the gait clock (stance
+in the first half of each foot's cycle); the sum is clipped at zero. A fall (base below half
 its nominal height, or tilted past 60 degrees) ends the episode. Success: the episode ends
 without a fall and the mean planar velocity error and mean yaw-rate error stay within their
 tolerances.
@@ -24,7 +31,7 @@ from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sensors import imu_gravity, rotate_into
-from sim_bridge_core.tasks.base import Task, TaskOutcome
+from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
 
 FALL_HEIGHT_FRACTION = 0.5
 FALL_TILT_COS = np.cos(np.radians(60.0))
@@ -43,6 +50,7 @@ WEIGHTS = {
     "action_rate": -0.01,
     "pose": -0.1,
     "feet_air_time": 1.0,
+    "gait": 0.5,
 }
 
 
@@ -66,6 +74,12 @@ class LocomotionSettings:
     )
     yaw_rate_tolerance: float = setting(
         0.5, "success: mean yaw-rate error over the episode at most this, rad/s", low=0.0
+    )
+    gait_frequency_hz: float = setting(2.0, "steps per second of each foot (the gait clock)", low=0.1)
+    gait_offsets: list[float] = setting(
+        [],
+        "each foot's phase offset, a fraction of the cycle ([] = 0, 0.5, 0, 0.5, ... along feet; "
+        "a trot of feet [FR, FL, RR, RL] is [0, 0.5, 0.5, 0])",
     )
 
 
@@ -98,6 +112,12 @@ class LocomotionTask(Task):
             self.feet = [robot.site_id(foot) for foot in settings.feet]
         except ModelError as exc:
             raise ConfigError(f"tasks.locomotion.feet: {exc}") from exc
+        offsets = settings.gait_offsets or [0.5 * (i % 2) for i in range(len(self.feet))]
+        if len(offsets) != len(self.feet):
+            raise ConfigError(
+                f"tasks.locomotion.gait_offsets: one per foot ({len(self.feet)}), got {len(offsets)}"
+            )
+        self.gait_offsets = np.asarray(offsets, float)
         self._episodes: _EpisodeState | None = None
 
     @property
@@ -110,6 +130,7 @@ class LocomotionTask(Task):
             ("joint_velocity", joints),
             *((name, 1) for name in self.input_names),
             ("previous_action", joints),
+            ("gait_clock", 2),
         )
 
     def observation(
@@ -118,15 +139,25 @@ class LocomotionTask(Task):
         velocities: np.ndarray,
         inputs: np.ndarray,
         imu: np.ndarray | None = None,
-        previous_targets: np.ndarray | None = None,
+        memory: PolicyMemory | None = None,
     ) -> np.ndarray:
-        """Gravity in the IMU's frame and its angular velocity, joints about home, the command,
-        and the previous action (the previous targets about home, in action units)."""
-        if imu is None or previous_targets is None:
-            raise ValueError("the locomotion observation needs the IMU and the previous targets")
-        previous_action = (previous_targets - self.robot.home) / self.action_scale
+        """Gravity in the IMU's frame and its angular velocity, joints about home, the command, the
+        previous action (the previous targets about home, in action units) and the gait clock."""
+        if imu is None or memory is None:
+            raise ValueError("the locomotion observation needs the IMU and the policy's memory")
+        previous_action = (memory.previous_targets - self.robot.home) / self.action_scale
+        phase = 2.0 * np.pi * self.settings.gait_frequency_hz * memory.elapsed_s
         return np.concatenate(
-            [imu_gravity(imu), imu[:, 4:7], positions - self.robot.home, velocities, inputs, previous_action],
+            [
+                imu_gravity(imu),
+                imu[:, 4:7],
+                positions - self.robot.home,
+                velocities,
+                inputs,
+                previous_action,
+                np.sin(phase)[:, None],
+                np.cos(phase)[:, None],
+            ],
             axis=-1,
             dtype=np.float32,
         )
@@ -143,7 +174,7 @@ class LocomotionTask(Task):
             self._episodes = _EpisodeState.empty(num_envs, len(self.feet), self.robot.home)
         self._episodes.clear(ids, self.robot.home)
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
         if self._episodes is None:
             self.reset_episodes(np.arange(backend.num_envs), backend.num_envs)
         state = self._episodes
@@ -163,6 +194,10 @@ class LocomotionTask(Task):
         moving = np.linalg.norm(inputs, axis=1) > STANDING_COMMAND
         air_bonus = np.sum((state.air_time - AIR_TIME_TARGET_S) * first_contact, axis=1) * moving
         state.air_time[contact] = 0.0
+        # Each foot stands in the first half of its cycle; asked to stand, every foot stands.
+        cycle = (self.settings.gait_frequency_hz * memory.elapsed_s[:, None] + self.gait_offsets) % 1.0
+        stance = (cycle < 0.5) | ~moving[:, None]
+        gait = np.mean(contact == stance, axis=1)
 
         terms = {
             "track_linear": np.exp(-(planar_error**2) / TRACKING_SIGMA),
@@ -171,14 +206,17 @@ class LocomotionTask(Task):
             "roll_pitch_rate": np.sum(angular[:, :2] ** 2, axis=1),
             "tilt": np.sum(gravity[:, :2] ** 2, axis=1),
             "torque": np.sum(backend.joint_efforts() ** 2, axis=1),
-            "action_rate": np.sum(((targets - state.targets) / self.action_scale) ** 2, axis=1),
+            "action_rate": np.sum(
+                ((memory.previous_targets - state.targets) / self.action_scale) ** 2, axis=1
+            ),
             "pose": np.sum((backend.joint_positions() - self.robot.home) ** 2, axis=1),
             "feet_air_time": air_bonus,
+            "gait": gait,
         }
         # Clipped at zero (legged_gym's only_positive_rewards): early on the penalties outweigh the
         # rest, and a negative reward per step would teach the robot to fall sooner.
         reward = np.maximum(sum(WEIGHTS[name] * value for name, value in terms.items()), 0.0)
-        state.targets[:] = targets
+        state.targets[:] = memory.previous_targets
 
         fallen = (pose[:, 2] < FALL_HEIGHT_FRACTION * self.settings.nominal_height) | (
             -gravity[:, 2] < FALL_TILT_COS

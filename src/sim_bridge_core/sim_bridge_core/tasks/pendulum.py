@@ -8,7 +8,7 @@ import numpy as np
 
 from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.models import ModelError, RobotModel
-from sim_bridge_core.tasks.base import Task, TaskOutcome
+from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
 
 SUCCESS_ANGLE_RAD = 0.05
 SUCCESS_SPEED_RAD_S = 0.5
@@ -42,7 +42,7 @@ class PendulumTask(Task):
     def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
         return np.array([float(inputs[0]), 0.0, 0.0])
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
         error = np.abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
         speed = np.abs(backend.joint_velocities()[:, 0])
         return TaskOutcome(

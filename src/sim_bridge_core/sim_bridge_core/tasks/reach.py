@@ -17,7 +17,7 @@ import numpy as np
 from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
-from sim_bridge_core.tasks.base import Task, TaskOutcome
+from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
 
 SUCCESS_RADIUS_M = 0.02
 INITIAL_JOINT_NOISE_RAD = 0.1
@@ -151,7 +151,7 @@ class ReachTask(Task):
         velocities: np.ndarray,
         inputs: np.ndarray,
         imu: np.ndarray | None = None,
-        previous_targets: np.ndarray | None = None,
+        memory: PolicyMemory | None = None,
     ) -> np.ndarray:
         """Joint positions about home, velocities, goal, then end-effector position and goal error."""
         ee = self.kinematics(positions)
@@ -164,7 +164,7 @@ class ReachTask(Task):
         goals = rng.uniform(self.goal_low, self.goal_high, (count, 3))
         return self.robot.clamp(self.robot.home + noise), goals
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, targets: np.ndarray) -> TaskOutcome:
+    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
         distance = np.linalg.norm(backend.site_positions(self.ee_site) - inputs, axis=1)
         # Dense shaping plus a sharp bonus near the goal, so the last centimetres still pay.
         reward = -distance + np.exp(-distance / 0.02)
