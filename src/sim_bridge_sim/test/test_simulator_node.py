@@ -429,3 +429,42 @@ def test_the_gripper_opens_by_a_ros_command_naming_its_actuator(start_node, ros_
     wait_at(ros_client, states, ["left_finger", "right_finger"], [0.03, 0.03], 0.003)
     commands.publish(trajectory(["gripper"], [(0.3, [0.0], None)]))  # the gripper alone
     wait_at(ros_client, states, ["left_finger", "right_finger"], [0.0, 0.0], 0.003)
+
+
+def test_cmd_vel_sets_a_worlds_velocity_command(start_node, ros_client):
+    """Locomotion: a Twist on env_1/cmd_vel becomes world 1's task inputs (clamped into the range the
+    task trains on); world 0 keeps its own."""
+    from geometry_msgs.msg import Twist
+
+    settings = "'{feet: [fl_foot, fr_foot, rl_foot, rr_foot], nominal_height: 0.21}'"  # YAML text
+    start_node(
+        "sim_bridge_sim",
+        "simulator",
+        model=str(TEST_MODELS / "quadruped.xml"),
+        home="home",
+        task="locomotion",
+        task_settings=settings,
+        num_envs=2,
+        mirror_envs=[1],
+        episode_length_s=1000.0,
+        mode="realtime",
+    )
+    tasks = ros_client.collect(Float32MultiArray, "batch/task", QoSProfile(depth=100))
+    command = ros_client.node.create_publisher(Twist, "env_1/cmd_vel", RELIABLE)
+    ros_client.wait_until(lambda: tasks, what="batch/task")
+    fields = [dim.label for dim in tasks[-1].layout.dim][1].split(",")
+    columns = [fields.index(name) for name in ("cmd_linear_x", "cmd_linear_y", "cmd_angular_z")]
+
+    def commands() -> np.ndarray:
+        return np.array(tasks[-1].data).reshape(2, len(fields))[:, columns]
+
+    drawn = commands()
+    twist = Twist()
+    twist.linear.x, twist.linear.y, twist.angular.z = 0.4, -2.0, 0.3
+
+    def taken() -> bool:
+        command.publish(twist)  # until discovery matched
+        return np.allclose(commands()[1], [0.4, -0.3, 0.3], atol=1e-6)
+
+    ros_client.wait_until(taken, timeout=30, what="the command in batch/task")
+    np.testing.assert_allclose(commands()[0], drawn[0], atol=1e-6)
