@@ -41,7 +41,7 @@ HOLD_S, SETTLE_S = 6.0, 4.0
 
 
 def stepping(num_envs: int) -> None:
-    sim = simulator("go1", task="locomotion", num_envs=num_envs)
+    sim = simulator("go1", task="locomotion", num_envs=num_envs, control_dt=0.02)
     env, model = sim.env, sim.robot.model
     batch = Batch(model, num_envs, os.cpu_count() or 1)
     batch.bind("qpos")[:] = sim.robot.home_qpos

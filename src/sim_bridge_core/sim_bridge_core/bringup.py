@@ -87,7 +87,9 @@ class BringupArguments:
     eval_episodes: int = setting(1024, "episodes per evaluation", low=1, high=1 << 30)
     deploy_episodes: int = setting(100, "eval transport:=deploy: episodes through the deploy path", low=1)
     checkpoint: str = setting("", "deploy/eval: checkpoint.pt; training: start from it")
-    control_dt: float = setting(0.02, "control period, s", low=1e-5, high=10.0)
+    control_dt: float = setting(
+        0.02, "control period, s (0 = one physics step of the robot's model)", low=0.0, high=10.0
+    )
     episode_length_s: float = setting(3.0, "episode length, s", low=1e-3, high=1e9)
     mirror_envs: list[int] = setting([0], "worlds with their own env_<i>/ topics (and recorded)", low=0)
     use_sim_time: bool = setting(False, "nodes take time from /clock")
@@ -426,6 +428,9 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
             "(use transport:=fused)"
         )
     robot, robot_path = load_robot_config(args.robot, config_dir)
+    if args.control_dt == 0.0:
+        physics_dt = robot_from_config(robot, robot_path.name).physics_dt
+        args = dataclasses.replace(args, control_dt=physics_dt)
     compare_robot = ""
     if args.compare_robot:
         compare_robot = str(load_robot_config(args.compare_robot, config_dir)[1].resolve())

@@ -238,8 +238,11 @@ class Deployment:
     @property
     def due(self) -> bool:
         """Whether the latest state should be answered: once per control period, on a fixed schedule
-        (a state up to a tenth of a period early counts, for stamp jitter)."""
-        return self.state_time >= self._next_due - 0.1 * self.period_s
+        (a state up to a tenth of a period early counts, for stamp jitter), and for a task that
+        observes the IMU once a reading as recent as the state has come too (within half a period:
+        the policy sees the IMU of the state's instant, as in training, whichever arrives last)."""
+        imu_ready = self.imu_time >= self.state_time - 0.5 * self.period_s
+        return imu_ready and self.state_time >= self._next_due - 0.1 * self.period_s
 
     def on_goal(self, goal: Sequence[float]) -> np.ndarray:
         """Set the task input from a goal point or velocity command (``Task.input_message``);

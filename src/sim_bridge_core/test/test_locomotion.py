@@ -145,6 +145,17 @@ def test_deployment_refuses_a_bad_imu_and_holds_when_it_goes_stale():
     assert command.hold and reason.startswith("imu older than")
 
 
+def test_a_state_waits_for_the_imu_reading_of_its_instant():
+    safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
+    task = make_task("locomotion", ROBOT, SETTINGS)
+    deployment = Deployment(ROBOT, task, lambda o: np.zeros((1, 8)), safety, CONTROL_DT, 1.0)
+    deployment.on_joint_state(0.0, 1.0, ROBOT.joint_names, ROBOT.home, np.zeros(8))
+    deployment.on_imu(0.0, 1.0 - CONTROL_DT, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])  # a period old
+    assert not deployment.due
+    deployment.on_imu(0.0, 1.0, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
+    assert deployment.due
+
+
 def test_velocity_commands_are_clamped_to_what_was_trained():
     task = make_task("locomotion", ROBOT, SETTINGS)
     np.testing.assert_allclose(task.inputs_from_goal(np.array([5.0, -5.0, 0.1])), [0.8, -0.3, 0.1])

@@ -309,6 +309,9 @@ class PolicyNode(Node):
             )
         except StateError as exc:
             self.get_logger().warning(f"rejected imu: {exc}", throttle_duration_sec=1.0)
+            return
+        if self.deployment.due:  # the state came first and waited for this reading
+            self._command(self._now_s())
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         hold = self.deployment.set_enabled(request.data)

@@ -212,12 +212,14 @@ class SimulatorNode(Node):
             self._clock_pub.publish(
                 Clock(clock=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000))
             )
+        # Sensors first: a client that acts on a world's joint_states (a deployed policy) finds the
+        # same instant's IMU already there.
+        if self._sensors_pub is not None:
+            self._publish_sensors(stamp)
         self._batch_state_pub.publish(self.sim.batch_joint_states())
         self._task_pub.publish(self.sim.task_signals())
         for publisher, data in zip(self._world_state_pubs, self.sim.joint_states(), strict=True):
             publisher.publish(data)
-        if self._sensors_pub is not None:
-            self._publish_sensors(stamp)
         self._publish_applied()
 
     def _publish_sensors(self, stamp_ns: int) -> None:
