@@ -90,7 +90,16 @@ def test_simulator_commands_do_what_the_readme_says(shell, start_executable, ros
     assert "Set parameter successful" in changed
 
     assert "success=True, message='paused'" in shell.run(readme_command("ros2 service call /simulator/pause"))
-    time.sleep(0.2)  # the last /clock sent before the pause is in
+    # The /clock sent before the pause may still be on its way on a loaded machine: wait until it
+    # has all come (a simulator that still stepped would send one every 2 ms and never fall silent).
+    seen = [len(clock), time.monotonic()]
+
+    def silent() -> bool:
+        if len(clock) != seen[0]:
+            seen[:] = [len(clock), time.monotonic()]
+        return time.monotonic() - seen[1] > 0.3
+
+    ros_client.wait_until(silent, timeout=10, what="/clock to stop after the pause")
     paused_at, count = clock[-1].clock, len(clock)
     time.sleep(0.5)
     assert len(clock) == count, "/clock went on while paused"
