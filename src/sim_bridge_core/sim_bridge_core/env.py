@@ -194,7 +194,12 @@ class BatchedEnv:
         outcome = self.task.evaluate(self.backend, self.inputs, self.memory())
         truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated & self.task.episodic
         done_ids = np.flatnonzero(outcome.terminated | truncated)
-        final_observations = self.observation(done_ids)
+        # Most steps end no episode: no second read of every world's state then.
+        final_observations = (
+            self.observation(done_ids)
+            if done_ids.size
+            else np.zeros((0, self.task.observation_size), dtype=np.float32)
+        )
         self.reset(done_ids)
         return StepResult(
             reward=outcome.reward,
