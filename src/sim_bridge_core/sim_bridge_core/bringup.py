@@ -225,8 +225,9 @@ def load_arguments(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) ->
     return from_mapping(BringupArguments, merged, "arguments")
 
 
-def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path]:
-    """The robot file named by the ``robot`` argument; its model path resolved against the file."""
+def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path, RobotModel]:
+    """The robot file named by the ``robot`` argument (its model path resolved against the file),
+    its path, and the robot it describes, loaded and checked as the simulator loads it."""
     path = Path(robot) if robot.endswith((".yaml", ".yml")) else config_dir / "robots" / f"{robot}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (config_dir / "robots").glob("*.yaml"))
@@ -235,8 +236,7 @@ def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path]:
     beside = path.parent / robot_config.model
     if not Path(robot_config.model).is_absolute() and beside.is_file():
         robot_config = dataclasses.replace(robot_config, model=str(beside.resolve()))
-    check_robot_config(robot_config, path.name)
-    return robot_config, path
+    return robot_config, path, check_robot_config(robot_config, path.name)
 
 
 def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
@@ -254,7 +254,7 @@ def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
     )
 
 
-def check_robot_config(robot: RobotConfig, where: str) -> None:
+def check_robot_config(robot: RobotConfig, where: str) -> RobotModel:
     """Load the robot as the simulator will and build each configured task: every name in the file
     (model, joints, keyframe, IMU site, task sites, model parameters) is checked before anything
     starts, and a bad one fails with one line naming the file and the key."""
@@ -273,6 +273,7 @@ def check_robot_config(robot: RobotConfig, where: str) -> None:
         ) from exc
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    return model
 
 
 def resolve_randomization(value: str, config_dir: Path) -> str:
@@ -427,10 +428,9 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
             f"transport: task {args.task} observes the IMU, which the batch/* lockstep does not carry "
             "(use transport:=fused)"
         )
-    robot, robot_path = load_robot_config(args.robot, config_dir)
+    robot, robot_path, model = load_robot_config(args.robot, config_dir)
     if args.control_dt == 0.0:
-        physics_dt = robot_from_config(robot, robot_path.name).physics_dt
-        args = dataclasses.replace(args, control_dt=physics_dt)
+        args = dataclasses.replace(args, control_dt=model.physics_dt)
     compare_robot = ""
     if args.compare_robot:
         compare_robot = str(load_robot_config(args.compare_robot, config_dir)[1].resolve())

@@ -363,7 +363,7 @@ def evaluate_compare_robot(
     from sim_bridge_core.bringup import load_robot_config, robot_simulator_parameters
 
     source = Path(policy.compare_robot)
-    config, path = load_robot_config(str(source), source.parent)
+    config, path, _ = load_robot_config(str(source), source.parent)
     worlds = fused_simulator(
         sim,
         **robot_simulator_parameters(config, sim.task),

@@ -33,10 +33,7 @@ def output_dir_for(config: SysidConfig) -> Path:
 
 def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Identify the robot of ``config.robot`` from ``config.bags``; the paths written and the figures."""
-    from sim_bridge_core.bringup import (  # bringup registers this job's schema
-        load_robot_config,
-        robot_from_config,
-    )
+    from sim_bridge_core.bringup import load_robot_config  # bringup registers this job's schema
 
     config.check()
     if not config.bags:
@@ -45,9 +42,8 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
         raise ConfigError("sysid.robot: no robot config given")
     output_dir = output_dir_for(config)
     load_sysid()
-    source, source_path = load_robot_config(config.robot, Path(config.robot).expanduser().parent)
+    source, source_path, robot = load_robot_config(config.robot, Path(config.robot).expanduser().parent)
     try:
-        robot = robot_from_config(source, source_path.name)
         spec = robot_spec(source.model, PdGains(source.kp, source.kd))
     except ModelError as exc:
         raise ConfigError(f"{source_path.name}: model: {exc}") from exc
