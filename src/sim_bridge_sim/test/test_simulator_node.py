@@ -102,7 +102,7 @@ def test_malformed_trajectories_change_nothing(start_node, ros_client):
         publisher.publish(message)
     sim.wait_for_output("rejected joint_trajectory")
     count_before = len(states)
-    ros_client.wait_until(lambda: len(states) > count_before + 50, what="more joint_states")
+    ros_client.wait_until(lambda: len(states) > count_before + 50, timeout=30.0, what="more joint_states")
     assert np.allclose([positions_by_name(states[-1])[n] for n in names], held, atol=1e-3)
     assert sim.alive()
     # Throttled: one line per second at most, not one per bad message.
@@ -304,7 +304,7 @@ def test_parameters_have_descriptors_and_validated_runtime_changes(start_node, r
     start = positions_by_name(states[-1])["joint1"]
     publisher.publish(trajectory(["joint1"], [(0.3, [start + 0.4], None)]))  # partial: refused
     count = len(states)
-    ros_client.wait_until(lambda: len(states) > count + 100, what="joint_states")
+    ros_client.wait_until(lambda: len(states) > count + 100, timeout=30.0, what="joint_states")
     assert abs(positions_by_name(states[-1])["joint1"] - start) < 0.01
     sim.wait_for_output("allow_partial_joints_goal is false")
     assert set_parameter("allow_partial_joints_goal", True).successful
