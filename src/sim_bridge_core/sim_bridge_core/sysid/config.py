@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.control import COMMAND_INTERFACES
+from sim_bridge_core.models.parameters import JOINT_FIELDS
 
 SECTION = "excitation"
-# What can be fitted: per joint (model_parameters.joints fields), and the command delay.
-JOINT_KINDS = ("damping", "armature", "frictionloss", "kp", "kv")
+# What can be fitted: every per-joint field model_parameters can write, and the command delay.
 DELAY = "command_delay_s"
-FIT_KINDS = (*JOINT_KINDS, DELAY)
+FIT_KINDS = (*JOINT_FIELDS, DELAY)
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,9 @@ import numpy as np
 from mujoco import rollout as mj_rollout
 
 from sim_bridge_core.models import ModelParameters, RobotModel
-from sim_bridge_core.models.parameters import apply_model_parameters
+from sim_bridge_core.models.parameters import JOINT_FIELDS, apply_model_parameters
 from sim_bridge_core.sysid.bags import RecordedRun, SysidInputError
-from sim_bridge_core.sysid.config import DELAY, JOINT_KINDS, SysidConfig
+from sim_bridge_core.sysid.config import DELAY, SysidConfig
 from sim_bridge_core.sysid.replay import CommandReplay, delayed
 
 SYSID_MISSING = "the sysid extra is not installed: pip install 'mujoco[sysid]'"
@@ -171,7 +171,7 @@ def make_unknowns(robot: RobotModel, fit: Sequence[str], max_delay_s: float) -> 
             "kp": values["kp"],
             "kv": 0.05 * values["kp"],
         }
-        for kind in JOINT_KINDS:
+        for kind in JOINT_FIELDS:
             if kind not in fit:
                 continue
             nominal = values[kind]
