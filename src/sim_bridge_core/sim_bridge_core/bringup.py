@@ -392,9 +392,11 @@ def argument_parameters(
     if kind == "exciter":
         exciter = {
             "model": robot.model,
+            "joint_names": list(robot.joint_names),
             "command_interface": interface,
             "position_limits": list(robot.position_limits),
             "velocity_limits": list(robot.velocity_limits),
+            "max_position_step": robot.max_position_step,
             "output_dir": args.output_dir,
             "dry_run": args.dry_run,
         }

@@ -95,6 +95,7 @@ def test_excite_drives_the_simulator_or_a_robot_driver_by_remapping_only():
     assert exciter.parameters["model"] == simulated["simulator"].parameters["model"] == "pendulum"
     assert exciter.parameters["excitation.duration_s"] == 12.0 and exciter.parameters["dry_run"] is True
     assert exciter.parameters["command_interface"] == simulated["simulator"].parameters["command_interface"]
+    assert exciter.parameters["joint_names"] == ["hinge"]  # the robot config's joints, as the simulator's
     real = nodes(
         "excite",
         simulate=False,
@@ -107,6 +108,16 @@ def test_excite_drives_the_simulator_or_a_robot_driver_by_remapping_only():
         "joint_states": "/joint_states",
         "joint_commands": "/forward_position_controller/commands",
     }
+
+
+def test_excite_keeps_to_the_robot_safety_limits(tmp_path):
+    robot = tmp_path / "capped.yaml"
+    robot.write_text(
+        "model: arm7\njoint_names: [joint2, joint4]\nvelocity_limits: [1.5]\nmax_position_step: 0.01\n"
+    )
+    exciter = nodes("excite", robot=str(robot))["exciter"].parameters
+    assert exciter["joint_names"] == ["joint2", "joint4"]
+    assert exciter["velocity_limits"] == [1.5] and exciter["max_position_step"] == 0.01
 
 
 def test_sysid_takes_every_bag_given_and_the_robot_file():

@@ -32,7 +32,12 @@ from sim_bridge_core.sysid.identify import Problem, make_unknowns, make_windows,
 from sim_bridge_core.sysid.job import run_sysid
 from sim_bridge_core.sysid.simulated import record_excitation
 from sim_bridge_core.trajectory import parse_goal
-from sim_bridge_core.wire import JointStateEncoder, decode_joint_trajectory, encode_joint_trajectory
+from sim_bridge_core.wire import (
+    JointStateEncoder,
+    decode_joint_trajectory,
+    decode_multi_array,
+    encode_joint_trajectory,
+)
 
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 ARM7 = str(CONFIG / "robots" / "arm7.yaml")
@@ -127,6 +132,27 @@ def test_the_excitation_goes_out_as_one_trajectory_the_controller_accepts():
     position.start(0.0, robot.home)
     sent = [len(position.commands(t)) for t in np.arange(0.0, 1.0, 0.002)]
     assert sum(sent) == 50  # one per 1 / point_rate_hz
+
+
+def test_the_excitation_keeps_within_the_robot_step_cap():
+    robot = load_robot("arm7")
+    config = ExcitationConfig(duration_s=8.0)
+    free = Exciter(config, robot, "position", safety_filter(robot, 0.02, section="exciter"))
+    capped = Exciter(
+        config, robot, "position", safety_filter(robot, 0.02, max_position_step=0.002, section="exciter")
+    )
+    free.start(0.0, robot.home)
+    capped.start(0.0, robot.home)
+    period = 1.0 / config.point_rate_hz
+    times = np.arange(0.0, config.duration_s, 1e-3)
+    free_steps = np.abs(free.plan.sample(times)[1]) * period
+    steps = np.abs(capped.plan.sample(times)[1]) * period
+    assert free_steps.max() > 0.002  # the cap binds: without it the excitation steps further
+    assert steps.max() <= config.velocity_fraction * 0.002 + 1e-12
+    sent = [capped.commands(t) for t in np.arange(0.0, config.duration_s, period)]
+    positions = np.array([decode_multi_array(m[0], np.float64)[1] for m in sent if m])
+    assert len(positions) > 300
+    assert np.abs(np.diff(positions, axis=0)).max() <= 0.002
 
 
 def test_encode_joint_trajectory_matches_rclpy():

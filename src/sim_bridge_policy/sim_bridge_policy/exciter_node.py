@@ -78,12 +78,17 @@ class ExciterNode(Node):
         self.excitation = declare_config(self, ExcitationConfig, "excitation", prefix="excitation.")
         self.excitation.check()
         try:
-            self.robot = load_robot(self.config.model)
+            self.robot = load_robot(self.config.model, joint_names=self.config.joint_names)
         except ModelError as exc:
             raise ConfigError(f"exciter.model: {exc}") from exc
         period = 1.0 / self.excitation.point_rate_hz
         safety = safety_filter(
-            self.robot, period, self.config.position_limits, self.config.velocity_limits, section="exciter"
+            self.robot,
+            period,
+            self.config.position_limits,
+            self.config.velocity_limits,
+            self.config.max_position_step,
+            section="exciter",
         )
         require_bounded(safety, self.robot, "exciter")
         self.exciter = Exciter(self.excitation, self.robot, self.config.command_interface, safety)
@@ -194,7 +199,7 @@ class ExciterNode(Node):
             plan,
             safety.lower,
             safety.upper,
-            self.excitation.velocity_fraction * safety.velocity_limits,
+            self.excitation.velocity_fraction * self.exciter.speed_limits,
             self.excitation.max_acceleration,
         ):
             self.get_logger().info(line)

@@ -64,6 +64,9 @@ class ExcitationConfig:
 @dataclass(frozen=True)
 class ExciterConfig:
     model: str = setting("arm7", "robot model (built-in name or MJCF/URDF path)")
+    joint_names: list[str] = setting(
+        [], "the joints to excite, as the robot config names them ([] = every joint an actuator drives)"
+    )
     command_interface: str = setting(
         "trajectory",
         "trajectory: the whole excitation as one JointTrajectory (joint_trajectory); position: one "
@@ -73,6 +76,9 @@ class ExciterConfig:
     position_limits: list[float] = setting([], "lower, upper per joint ([] = the model's ranges)")
     velocity_limits: list[float] = setting(
         [], "rad/s, one per joint or one for all ([] = the model's)", low=0.0
+    )
+    max_position_step: float = setting(
+        0.0, "an extra cap on the step per 1 / point_rate_hz, rad (0 = velocity limit only)", low=0.0
     )
     output_dir: str = setting("", "the run folder: rollouts/ is written there (default runs/<timestamp>)")
     dry_run: bool = setting(False, "print the excitation's extent and limits, move nothing, record nothing")

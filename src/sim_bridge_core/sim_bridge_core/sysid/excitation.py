@@ -200,12 +200,19 @@ class Exciter:
             positions,
             self.safety.lower,
             self.safety.upper,
-            self.safety.velocity_limits,
+            self.speed_limits,
         )
         self.started_s = self._next_s = now_s
         if self.interface == "trajectory":
             self.started_s += TRAJECTORY_LEAD_S
         return self.plan
+
+    @property
+    def speed_limits(self) -> np.ndarray:
+        """(J,) the velocity limits, within the filter's step cap per ``1 / point_rate_hz`` if it has one."""
+        if self.safety.max_position_step > 0:
+            return np.minimum(self.safety.velocity_limits, self.safety.max_position_step / self.period_s)
+        return self.safety.velocity_limits
 
     def finished(self, now_s: float) -> bool:
         return self.plan is not None and now_s - self.started_s >= self.plan.duration_s
