@@ -192,9 +192,9 @@ class Deployment:
         self.imu: np.ndarray | None = None if task.uses_imu else np.zeros(10)
         self.imu_time = np.inf if not task.uses_imu else -np.inf
         # What the policy asked for last period (before the safety filter), as in training, and
-        # the periods it has commanded (its clock).
+        # when it began commanding (its clock: the time of that state), as an episode begins.
         self.previous_targets = robot.home.copy()
-        self.periods = 0
+        self.clock_start: float | None = None
         self._holding = False
         self._next_due = -np.inf
 
@@ -271,12 +271,27 @@ class Deployment:
         self.imu_time = stamp_s if stamp_s > 0 else arrival_s
 
     def set_enabled(self, enabled: bool) -> Command | None:
-        """Enable or disable; disabling returns the one hold command to send."""
+        """Enable or disable; disabling returns the one hold command to send. Enabling after a
+        hold starts afresh, as an episode does in training: previous targets at home, clock at 0."""
+        if enabled and not self.enabled:
+            self.previous_targets = self.robot.home.copy()
+            self.clock_start = None
         self.enabled = enabled
         if enabled:
             self._holding = False
             return None
         return self._hold()
+
+    def waiting_for_imu(self) -> str:
+        """Why the latest state waits for longer than the IMU's usual arrival just after it ('' if it
+        does not): readings that keep trailing the states would otherwise stall it in silence."""
+        lag = self.state_time - self.imu_time
+        if not (np.isfinite(lag) and lag > 1.5 * self.period_s):
+            return ""
+        return (
+            f"the latest imu is {lag * 1e3:.0f} ms older than joint_states; waiting for a reading of "
+            "the state's instant (are both stamped on one clock?)"
+        )
 
     def stale(self, now_s: float) -> bool:
         """Whether the last state (or IMU reading, for tasks that observe it) is older than
@@ -300,12 +315,14 @@ class Deployment:
             return self._hold(), f"{topic} older than {self.state_timeout_s} s{hint}"
         if self.inputs is None:
             return None, f"no {self.task.input_message} received yet"
+        if self.clock_start is None:
+            self.clock_start = self.state_time
         observation = self.task.observation(
             self.positions[None],
             self.velocities[None],
             self.inputs[None],
             imu=self.imu[None],
-            memory=PolicyMemory(self.previous_targets[None], np.array([self.periods * self.period_s])),
+            memory=PolicyMemory(self.previous_targets[None], np.array([self.state_time - self.clock_start])),
         )
         actions = np.asarray(self.policy(observation), dtype=np.float64)
         if not np.isfinite(actions).all():
@@ -317,7 +334,6 @@ class Deployment:
             self._next_due = self.state_time + self.period_s
         targets = self.task.action_to_targets(actions)[0]
         self.previous_targets = targets
-        self.periods += 1
         return Command(self.safety(targets, self.positions)), ""
 
     def _hold(self) -> Command | None:

@@ -9,8 +9,14 @@ deployment will.
 Conventions (ROS's): quaternions ``x, y, z, w``; the base's pose is the root body's in the world
 frame, its twist is expressed in the body frame (nav_msgs/Odometry's ``child_frame_id``); the IMU
 reads in its site's frame: orientation of the site in the world, angular velocity (gyro) and linear
-acceleration as an accelerometer reads it (gravity included: +9.81 m/s² up at rest). Sensor values
-are those MuJoCo computed in the last physics step of the control period.
+acceleration as an accelerometer reads it (gravity included: +9.81 m/s² up at rest).
+
+When: odometry comes from the state at the end of the control period. MuJoCo computes sensor
+values at the start of each physics step, so the IMU's gyro and accelerometer are those of the
+state one physics step earlier (Go1: 4 ms). The CPU backend recomputes position-stage sensors
+after its last step, so its IMU orientation is current. The Warp backend does not (only
+kinematics), so there the orientation is one physics step old too, except on a step with a
+reset, when every world's sensors are recomputed.
 """
 
 from __future__ import annotations

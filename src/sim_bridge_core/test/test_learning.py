@@ -28,6 +28,7 @@ from sim_bridge_core.learning import (
     train,
 )
 from sim_bridge_core.tasks import ReachTask
+from sim_bridge_core.tasks.base import TaskOutcome
 
 SMALL = PpoConfig(num_steps=8, num_minibatches=2, actor_hidden=[32, 32], critic_hidden=[32, 32], threads=1)
 
@@ -137,6 +138,24 @@ def test_evaluate_counts_success_at_episode_end(bias, expected):
         model.actor[-1].weight.zero_()
         model.actor[-1].bias.fill_(bias)
     assert evaluate(env, model, episodes=40) == expected
+
+
+class _EvenWorldsFailAtOnce(ReachTask):
+    """Even worlds fail at every first step; odd worlds last their episode and succeed."""
+
+    def evaluate(self, backend, inputs, memory):
+        odd = np.arange(backend.num_envs) % 2 == 1
+        return TaskOutcome(reward=np.zeros(backend.num_envs), terminated=~odd, success=odd)
+
+
+@pytest.mark.parametrize(("episodes", "expected"), [(16, 0.5), (40, 0.5), (5, 0.4)])
+def test_evaluate_does_not_favour_the_episodes_that_end_first(episodes, expected):
+    """Half the worlds fail at once, again and again, while the others run to success: counting
+    the first episodes to end would report 0 %."""
+    env = make_batched_env(num_envs=16, episode_length_s=0.2, seed=0)
+    env.task = _EvenWorldsFailAtOnce(env.backend.robot)
+    model = ActorCritic(env.task.observation_size, 7)
+    assert evaluate(env, model, episodes=episodes) == pytest.approx(expected)
 
 
 def test_reach_observation_holds_the_forward_kinematics_of_the_joints():
@@ -309,9 +328,7 @@ def test_resume_continues_iterations_env_steps_and_optimizer(tmp_path):
         "wall_s": pytest.approx(first.wall_s, abs=0.5),
     }
 
-    second = train(
-        env(), SMALL, max_env_steps=7 * 256, resume=path, checkpoint_path=path, progress=False
-    )
+    second = train(env(), SMALL, max_env_steps=7 * 256, resume=path, checkpoint_path=path, progress=False)
     assert [r["iteration"] for r in second.history] == [1, 2, 3, 4, 5, 6, 7]  # the curve spans the resume
     assert second.env_steps == 7 * 256 and second.run_env_steps == 3 * 256
     assert second.wall_s > first.wall_s

@@ -112,7 +112,8 @@ def test_deployment_observes_exactly_what_training_observed():
     safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
     deployment = Deployment(ROBOT, make_task("locomotion", ROBOT, SETTINGS), policy, safety, CONTROL_DT, 1.0)
     deployment.previous_targets = env.previous_targets[0].copy()
-    deployment.periods = int(env.episode_step[0])  # the policy's clock: periods since it began
+    # The policy's clock: it began commanding when the episode did, that long before this state.
+    deployment.clock_start = -env.episode_step[0] * CONTROL_DT
     deployment.on_joint_state(
         0.0, 0.0, ROBOT.joint_names, env.measured_positions()[0], env.measured_velocities()[0]
     )
@@ -151,14 +152,53 @@ def test_a_state_waits_for_the_imu_reading_of_its_instant():
     deployment = Deployment(ROBOT, task, lambda o: np.zeros((1, 8)), safety, CONTROL_DT, 1.0)
     deployment.on_joint_state(0.0, 1.0, ROBOT.joint_names, ROBOT.home, np.zeros(8))
     deployment.on_imu(0.0, 1.0 - CONTROL_DT, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])  # a period old
-    assert not deployment.due
+    assert not deployment.due and deployment.waiting_for_imu() == ""  # its reading is on its way
     deployment.on_imu(0.0, 1.0, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
     assert deployment.due
+    # An IMU that keeps trailing (another clock, a slow driver) is said, not waited on in silence.
+    deployment.on_imu(0.0, 1.0 - 3 * CONTROL_DT, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
+    assert not deployment.due
+    assert deployment.waiting_for_imu().startswith("the latest imu is 60 ms older than joint_states")
+
+
+def test_the_deployed_clock_keeps_time_and_starts_again_when_re_enabled():
+    """The gait clock is the state's time since the policy began commanding, so a missed state
+    does not put it behind the robot; enabling after a hold starts afresh, as an episode does."""
+    safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
+    seen = []
+
+    def policy(observation: np.ndarray) -> np.ndarray:
+        seen.append(observation[0])
+        return np.full((1, 8), 0.5)
+
+    deployment = Deployment(ROBOT, make_task("locomotion", ROBOT, SETTINGS), policy, safety, CONTROL_DT, 1.0)
+    deployment.on_goal([0.4, 0.0, 0.0])
+
+    def command_at(t: float) -> None:
+        deployment.on_joint_state(t, t, ROBOT.joint_names, ROBOT.home, np.zeros(8))
+        deployment.on_imu(t, t, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
+        assert deployment.due and deployment.tick(t)[1] == ""
+
+    def clock() -> float:
+        return float(np.arctan2(seen[-1][-2], seen[-1][-1]) / (2 * np.pi * 2.0))  # seconds, 2 Hz gait
+
+    for t in (10.0, 10.02, 10.06):  # the state of 10.04 never came
+        command_at(t)
+    assert clock() == pytest.approx(0.06)
+    np.testing.assert_allclose(seen[-1][-10:-2], 0.5)  # the previous action
+    deployment.set_enabled(False)
+    deployment.set_enabled(True)
+    command_at(11.0)
+    assert clock() == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(seen[-1][-10:-2], 0.0)  # home again
 
 
 def test_velocity_commands_are_clamped_to_what_was_trained():
     task = make_task("locomotion", ROBOT, SETTINGS)
     np.testing.assert_allclose(task.inputs_from_goal(np.array([5.0, -5.0, 0.1])), [0.8, -0.3, 0.1])
+    forward_only = make_task("locomotion", ROBOT, {**SETTINGS, "command_low": [0.2, 0.0, 0.0]})
+    np.testing.assert_allclose(forward_only.inputs_from_goal(np.array([0.1, 0.0, 0.0])), [0.2, 0.0, 0.0])
+    np.testing.assert_allclose(forward_only.inputs_from_goal(np.zeros(3)), 0.0)  # stand: trained too
 
 
 def test_feet_that_step_to_the_gait_clock_earn_the_gait_reward(monkeypatch):

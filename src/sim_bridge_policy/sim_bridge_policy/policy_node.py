@@ -270,6 +270,8 @@ class PolicyNode(Node):
         if self.deployment.due:
             self._command(self._now_s())
             self._latencies.append(time.perf_counter() - start)
+        elif waiting := self.deployment.waiting_for_imu():
+            self.get_logger().warning(f"no command: {waiting}", throttle_duration_sec=2.0)
 
     def _on_watchdog(self) -> None:
         """States stopped coming: let tick decide (one hold command, then silence)."""

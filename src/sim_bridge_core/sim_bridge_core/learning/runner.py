@@ -264,24 +264,29 @@ def projected_env_steps(
 def evaluate(worlds: Worlds, model: ActorCritic, episodes: int, stop: threading.Event | None = None) -> float:
     """Success rate of the deterministic policy over at least ``episodes`` fresh episodes.
 
-    Every world starts a new episode; the first ``episodes`` episodes to end are counted
-    (ties at the same step all count), success as the task reports it at the last step.
-    Setting ``stop`` raises ``JobStoppedError`` at the next step.
+    Every world starts a new episode, and each counted world counts the same number of its
+    episodes (the first ``ceil(episodes / num_envs)``; with fewer episodes than worlds, one each
+    in the first ``episodes`` worlds). Counting whichever episodes end first instead would favour
+    short ones: falls, or goals reached early. Success is as the task reports it at the last
+    step. Setting ``stop`` raises ``JobStoppedError`` at the next step.
     """
     model.eval()
     device = next(model.parameters()).device
     worlds.reset()
-    ended = successes = 0
-    while ended < episodes:
+    wanted = np.zeros(worlds.num_envs, dtype=int)
+    wanted[: min(episodes, worlds.num_envs)] = -(-episodes // worlds.num_envs)
+    counted = np.zeros(worlds.num_envs, dtype=int)
+    successes = 0
+    while np.any(counted < wanted):
         if stop is not None and stop.is_set():
             raise JobStoppedError("evaluation stopped on request")
         observations = torch.as_tensor(worlds.observation(), device=device)
         actions = model.act_inference(observations).cpu().numpy()
         step = worlds.step(worlds.task.action_to_targets(actions))
-        done = step.done
-        ended += int(done.sum())
+        done = step.done & (counted < wanted)
+        counted += done
         successes += int(step.success[done].sum())
-    return successes / ended
+    return successes / int(counted.sum())
 
 
 def plot_training_curve(history: list[dict[str, float]], png_path: str | os.PathLike) -> Path:

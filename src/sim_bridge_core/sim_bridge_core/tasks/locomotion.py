@@ -230,8 +230,12 @@ class LocomotionTask(Task):
         return TaskOutcome(reward=reward, terminated=fallen, success=tracking & ~fallen)
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
-        """A velocity command (forward, lateral, yaw rate), clamped into the range trained on."""
-        return np.clip(np.asarray(goal, float)[:3], self.command_low, self.command_high)
+        """A velocity command (forward, lateral, yaw rate), clamped into the range trained on;
+        all zeros stays a command to stand, which training asks for whatever the range."""
+        command = np.asarray(goal, float)[:3]
+        if not command.any():
+            return np.zeros(3)
+        return np.clip(command, self.command_low, self.command_high)
 
     def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
         return np.asarray(inputs, float)[:3]
