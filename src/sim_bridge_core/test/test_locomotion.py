@@ -283,6 +283,11 @@ def test_training_takes_the_tasks_own_defaults_and_the_command_line_wins(tmp_pat
     assert (reach.num_envs, reach.episode_length_s) != (walk.num_envs, walk.episode_length_s)
     given = describe("training", {"robot": robot, "task": "locomotion", "num_envs": 8}, CONFIG).arguments
     assert given.num_envs == 8
+    # eval's default transport (ros) cannot carry the IMU: locomotion evaluates fused unless told.
+    assert describe("eval", {}, CONFIG).arguments.transport == "ros"
+    assert describe("eval", {"robot": robot, "task": "locomotion"}, CONFIG).arguments.transport == "fused"
+    deploy = describe("eval", {"robot": robot, "task": "locomotion", "transport": "deploy"}, CONFIG)
+    assert deploy.arguments.transport == "deploy"
 
 
 def test_locomotion_over_the_ros_transport_is_refused_at_start(tmp_path):
