@@ -223,6 +223,8 @@ def _parse_spec(source: str) -> RandomizationSpec | None:
             data = yaml.safe_load(source)
         except yaml.YAMLError as exc:
             raise ConfigError(f"simulator.randomization: not valid YAML: {exc}") from exc
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"simulator.randomization: must be a mapping or a file path, got {source!r}")
         return load_spec(data or {})
     return load_spec(source)
 
@@ -314,7 +316,7 @@ class Simulator:
         current = self.env.randomizer
         if source == self._randomization_source:
             if current is not None:
-                current.set_enabled(enabled)
+                current.set_enabled(enabled and current.spec.enabled)  # a spec may switch itself off
             return
         spec = _parse_spec(source)
         if spec is not None:

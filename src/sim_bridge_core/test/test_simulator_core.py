@@ -164,3 +164,19 @@ def test_switching_randomization_off_restores_nominal_physics():
     np.testing.assert_array_equal(sim.env.backend.model_field("body_mass"), nominal)
     labels, values = decode_multi_array(sim.randomization_applied(), np.float64)
     assert labels == ("env", "") and values.shape == (2, 0)
+
+
+def test_a_spec_that_switches_itself_off_stays_off_when_parameters_change():
+    switched_off = "enabled: false\nbody_mass: {targets: [link3], low: 0.5, high: 2.0}\n"
+    sim = Simulator(SimulatorConfig(num_envs=2, task="reach", randomization=switched_off))
+    nominal = sim.env.backend.model_field("body_mass").copy()
+    assert not sim.env.randomizer.enabled
+    sim.set_randomization(switched_off, True)  # what the node does on any parameter change
+    assert not sim.env.randomizer.enabled
+    sim.randomize()
+    np.testing.assert_array_equal(sim.env.backend.model_field("body_mass"), nominal)
+
+
+def test_a_randomization_that_is_not_a_mapping_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"^simulator\.randomization: must be a mapping"):
+        Simulator(SimulatorConfig(num_envs=1, task="reach", randomization="- a\n- b\n"))

@@ -293,6 +293,7 @@ class SimulatorNode(Node):
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self.sim.reset()
+            self._answered = False  # lockstep: the reset state waits for its own answer
             self._publish()
         response.success, response.message = True, f"all {self.config.num_envs} worlds reset"
         return response
@@ -317,6 +318,7 @@ class SimulatorNode(Node):
                 response.success, response.message = False, "not paused: call ~/pause true first"
                 return response
             self.sim.step()
+            self._answered = False  # an answer to the state before the step does not answer this one
             self._publish()
             response.success, response.message = True, f"t = {self.sim.time_ns / 1e9:.6f} s"
         return response

@@ -218,6 +218,28 @@ def test_pause_step_reset(start_node, ros_client):
     assert np.all(np.diff(stamps) >= 0), "sim time went backwards across reset"
 
 
+def test_in_lockstep_a_step_while_paused_waits_for_its_own_answer(start_node, ros_client):
+    """An answer to the state before a ``~/step`` does not answer the stepped one: after the
+    pause, the simulator waits for it instead of stepping on with old targets."""
+    control_dt = 0.02
+    start_node("sim_bridge_sim", "simulator", model="arm7", mode="lockstep", control_dt=control_dt)
+    states = ros_client.collect(JointState, "batch/joint_states", QoSProfile(depth=100))
+    commands = ros_client.node.create_publisher(JointTrajectory, "batch/joint_trajectory", RELIABLE)
+    ros_client.wait_until(lambda: states and commands.get_subscription_count() > 0, what="first batch state")
+    assert ros_client.call(SetBool, "/simulator/pause", SetBool.Request(data=True)).success
+    first = states[-1]
+    commands.publish(trajectory(list(first.name), [(0.0, ARM.home, None)], stamp=first.header.stamp))
+    time.sleep(0.5)  # the answer is in while paused
+    assert ros_client.call(Trigger, "/simulator/step", Trigger.Request()).success
+    assert ros_client.call(SetBool, "/simulator/pause", SetBool.Request(data=False)).success
+    time.sleep(1.0)
+
+    def stamp_s(state: JointState) -> float:
+        return state.header.stamp.sec + state.header.stamp.nanosec * 1e-9
+
+    assert max(stamp_s(s) for s in states) == pytest.approx(stamp_s(first) + control_dt, abs=1e-9)
+
+
 def test_any_mjcf_by_path(tmp_path, start_node, ros_client):
     """A user model with a torque-driven slide joint takes position targets through PD."""
     model = tmp_path / "cart.xml"
