@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -76,6 +76,10 @@ class Worlds(Protocol):
     def step(self, targets: np.ndarray) -> StepResult: ...
 
     def set_randomization_enabled(self, enabled: bool) -> None: ...
+
+    def random_state(self) -> dict[str, Any]: ...
+
+    def restore_random_state(self, state: dict[str, Any]) -> None: ...
 
 
 class BatchedEnv:
@@ -153,6 +157,21 @@ class BatchedEnv:
         """Randomized or nominal physics from now on (no-op without a randomizer)."""
         if self.randomizer is not None:
             self.randomizer.set_enabled(enabled)
+
+    def random_state(self) -> dict[str, Any]:
+        """What a training checkpoint keeps to resume the same draws (plain data): the reset
+        distribution's stream, and the randomizer's streams and curriculum step."""
+        state: dict[str, Any] = {"reset": self.rng.bit_generator.state}
+        if self.randomizer is not None:
+            state["randomizer"] = self.randomizer.state()
+        return state
+
+    def restore_random_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``random_state()`` (parts this env lacks or the state lacks are skipped)."""
+        if "reset" in state:
+            self.rng.bit_generator.state = state["reset"]
+        if "randomizer" in state and self.randomizer is not None:
+            self.randomizer.restore(state["randomizer"])
 
     def step(
         self,

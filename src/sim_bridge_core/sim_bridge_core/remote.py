@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -341,6 +342,13 @@ class RemoteWorlds:
     def set_randomization_enabled(self, enabled: bool) -> None:
         """Randomized (True) or nominal (False) physics in the simulator from its next step."""
         self._set_randomization_call(bool(enabled))
+
+    def random_state(self) -> dict[str, Any]:
+        """Nothing: the draws happen in the simulator node, which keeps its own streams."""
+        return {}
+
+    def restore_random_state(self, state: dict[str, Any]) -> None:
+        return  # the simulator node's streams are its own
 
     # The current state, for the training job and the recorder -------------------------------------
 

@@ -316,7 +316,7 @@ class Simulator:
         current = self.env.randomizer
         if source == self._randomization_source:
             if current is not None:
-                current.set_enabled(enabled and current.spec.enabled)  # a spec may switch itself off
+                current.set_enabled(enabled)
             return
         spec = _parse_spec(source)
         if spec is not None:
@@ -325,7 +325,7 @@ class Simulator:
             current.set_enabled(False)  # nominal fields back before the next one captures them
         randomizer = None if spec is None else Randomizer(spec, self.env.backend)
         if randomizer is not None:
-            randomizer.set_enabled(enabled and spec.enabled)
+            randomizer.set_enabled(enabled)
         self.env.randomizer = randomizer
         self._randomization_source = source
         self._randomizers_built += 1

@@ -29,7 +29,7 @@ import numpy as np
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import PolicyContract
-from sim_bridge_core.env import JobStoppedError, StepResult, Worlds
+from sim_bridge_core.env import BatchedEnv, JobStoppedError, StepResult, Worlds
 from sim_bridge_core.learning import (
     ActorCritic,
     CheckpointError,
@@ -75,6 +75,15 @@ def make_task_for(sim: SimulatorConfig) -> Task:
 def fused_simulator(sim: SimulatorConfig, **changes: Any) -> Simulator:
     """Worlds in this process, exactly as the simulator node would build them from ``sim``."""
     return Simulator(dataclasses.replace(sim, **changes))
+
+
+def evaluation_worlds(sim: SimulatorConfig, episodes: int, **changes: Any) -> BatchedEnv:
+    """Fresh fused worlds for an evaluation of ``episodes`` episodes, under the randomization
+    spec's full ranges (fresh worlds would start at the first stage of its curriculum)."""
+    env = fused_simulator(sim, num_envs=min(sim.num_envs, episodes), **changes).env
+    if env.randomizer is not None:
+        env.randomizer.complete_curriculum()
+    return env
 
 
 def evaluate_both(
@@ -236,9 +245,7 @@ class TrainingJob:
             read_applied = read_fused_applied
             read_applied()  # what is in effect from the start
             # Evaluation gets fresh worlds with their own seed, not the training worlds' state.
-            eval_worlds = fused_simulator(
-                self.sim, num_envs=min(self.sim.num_envs, policy.eval_episodes), seed=self.sim.seed + 1
-            ).env
+            eval_worlds = evaluation_worlds(self.sim, policy.eval_episodes, seed=self.sim.seed + 1)
         else:
             task_fields = worlds.task_fields
 
@@ -364,12 +371,9 @@ def evaluate_compare_robot(
 
     source = Path(policy.compare_robot)
     config, path, _ = load_robot_config(str(source), source.parent)
-    worlds = fused_simulator(
-        sim,
-        **robot_simulator_parameters(config, sim.task),
-        randomization="",
-        num_envs=min(sim.num_envs, policy.eval_episodes),
-    ).env
+    worlds = evaluation_worlds(
+        sim, policy.eval_episodes, **robot_simulator_parameters(config, sim.task), randomization=""
+    )
     if worlds.task.robot.joint_names != robot.joint_names:
         raise ConfigError(
             f"policy.compare_robot: {path} has joints {list(worlds.task.robot.joint_names)}, "
@@ -395,7 +399,7 @@ def run_evaluation(
         raise ConfigError("policy.checkpoint: required in eval mode")
     output_dir = prepare_output_dir(policy.output_dir)
     if worlds is None:
-        worlds = fused_simulator(sim, num_envs=min(sim.num_envs, policy.eval_episodes)).env
+        worlds = evaluation_worlds(sim, policy.eval_episodes)
     robot = worlds.task.robot
     try:
         checkpoint = load_checkpoint(

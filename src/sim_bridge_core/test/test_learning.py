@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import PolicyContract
+from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.gym_env import make_batched_env
 from sim_bridge_core.learning import (
     ActorCritic,
@@ -27,6 +29,7 @@ from sim_bridge_core.learning import (
     save_checkpoint,
     train,
 )
+from sim_bridge_core.simulator import Simulator, SimulatorConfig
 from sim_bridge_core.tasks import ReachTask
 from sim_bridge_core.tasks.base import TaskOutcome
 
@@ -326,6 +329,7 @@ def test_resume_continues_iterations_env_steps_and_optimizer(tmp_path):
         **policy_metadata(env(), first.learner),
         "history": first.history,
         "wall_s": pytest.approx(first.wall_s, abs=0.5),
+        "worlds_random_state": {"reset": saved.metadata["worlds_random_state"]["reset"]},
     }
 
     second = train(env(), SMALL, max_env_steps=7 * 256, resume=path, checkpoint_path=path, progress=False)
@@ -335,3 +339,49 @@ def test_resume_continues_iterations_env_steps_and_optimizer(tmp_path):
     optimizer_steps = second.learner.optimizer.state_dict()["state"][0]["step"].item()
     assert optimizer_steps == 7 * SMALL.num_epochs * SMALL.num_minibatches
     assert load_checkpoint(path).metadata["iteration"] == 7
+
+
+def _curriculum_env() -> BatchedEnv:
+    spec = (
+        "curriculum: {start_fraction: 0.3, steps: 100000}\n"
+        "body_mass: {targets: [link3], low: 0.5, high: 1.5}\n"
+    )
+    return Simulator(SimulatorConfig(num_envs=16, task="reach", randomization=spec)).env
+
+
+def test_resume_continues_the_randomization_curriculum_and_the_reset_draws(tmp_path):
+    """A run resumed from its checkpoint goes on where its curriculum was, not back to its start."""
+    path = tmp_path / "checkpoint.pt"
+    first_env = _curriculum_env()
+    train(first_env, SMALL, max_env_steps=3 * 8 * 16, checkpoint_path=path, progress=False)
+    saved = load_checkpoint(path).metadata["worlds_random_state"]
+    assert saved["randomizer"]["step_count"] == first_env.randomizer.step_count == 3 * 8
+    resumed_env = _curriculum_env()
+    train(resumed_env, SMALL, max_env_steps=4 * 8 * 16, resume=path, checkpoint_path=path, progress=False)
+    assert resumed_env.randomizer.step_count == 4 * 8  # 24 before the resume, 8 after
+    fresh = _curriculum_env()
+    fresh.restore_random_state(saved)
+    np.testing.assert_array_equal(fresh.rng.integers(0, 1 << 30, 4), first_env.rng.integers(0, 1 << 30, 4))
+
+
+def test_fine_tuning_starts_at_the_configured_learning_rate_and_a_network_that_does_not_fit_is_one_line(
+    tmp_path,
+):
+    path = tmp_path / "checkpoint.pt"
+    env = make_batched_env("pendulum", "pendulum", num_envs=16, episode_length_s=0.5, seed=0)
+    train(env, SMALL, max_env_steps=8 * 16, checkpoint_path=path, progress=False)
+    slow = dataclasses.replace(SMALL, learning_rate=1e-5, schedule="fixed")
+    tuned = train(env, slow, max_env_steps=8 * 16, resume=path, fine_tune=True, progress=False)
+    assert tuned.learner.learning_rate == 1e-5
+    assert tuned.learner.optimizer.param_groups[0]["lr"] == 1e-5
+    wider = dataclasses.replace(SMALL, actor_hidden=[64, 64])
+    with pytest.raises(CheckpointError, match=r"does not fit ppo\.actor_hidden \[64, 64\]") as error:
+        train(env, wider, max_env_steps=8 * 16, resume=path, progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_more_minibatches_than_samples_is_refused_naming_the_key():
+    env = make_batched_env("pendulum", "pendulum", num_envs=2, seed=0)
+    many = dataclasses.replace(SMALL, num_steps=4, num_minibatches=16)
+    with pytest.raises(ConfigError, match=r"^ppo\.num_minibatches: 16 is more than the 8 samples"):
+        train(env, many, max_env_steps=100, progress=False)

@@ -24,6 +24,7 @@ from sim_bridge_core.randomization import (
 from sim_bridge_core.randomization.plot import plot_distributions
 from sim_bridge_core.simulator import Simulator, SimulatorConfig
 from sim_bridge_core.tasks import HoldTask, make_task
+from sim_bridge_core.training import evaluation_worlds
 
 SPECS = Path(__file__).resolve().parents[3] / "config" / "randomization"
 FLOATER = str(Path(__file__).resolve().parent / "models" / "floating_imu.xml")
@@ -743,3 +744,32 @@ def test_state_resumes_the_draws_and_the_curriculum():
     b.resample()
     assert b.fraction == a.fraction < 1.0
     np.testing.assert_array_equal(b.applied()[0], a.applied()[0])
+
+
+def test_a_spec_that_switches_itself_off_stays_off_when_enabled():
+    switched_off = "enabled: false\nbody_mass: {targets: [link3], low: 0.5, high: 1.5}\n"
+    env = Simulator(SimulatorConfig(num_envs=2, task="reach", randomization=switched_off)).env
+    env.set_randomization_enabled(True)  # what the randomized evaluation asks
+    assert not env.randomizer.enabled
+
+
+def test_evaluation_worlds_draw_from_the_full_ranges_whatever_the_curriculum():
+    spec = (
+        "curriculum: {start_fraction: 0.1, steps: 100000}\n"
+        "body_mass: {targets: [link3], low: 0.5, high: 1.5}\n"
+    )
+    sim = SimulatorConfig(num_envs=256, task="reach", randomization=spec)
+    nominal = Simulator(SimulatorConfig(num_envs=1, task="reach")).env.backend.model_field("body_mass")[0]
+    link = ARM.model.body("link3").id
+
+    def spread(env: BatchedEnv) -> float:
+        return float(np.max(np.abs(env.backend.model_field("body_mass")[:, link] / nominal[link] - 1.0)))
+
+    assert spread(Simulator(sim).env) <= 0.05 + 1e-9  # a tenth of the +-50 % range
+    assert spread(evaluation_worlds(sim, 256)) > 0.4
+    assert evaluation_worlds(sim, 256).randomizer.fraction == 1.0
+
+
+def test_a_curriculum_on_the_startup_schedule_is_refused():
+    with pytest.raises(ConfigError, match=r"randomization\.curriculum: the startup schedule"):
+        load_spec({"schedule": "startup", "curriculum": {"start_fraction": 0.3, "steps": 10}})

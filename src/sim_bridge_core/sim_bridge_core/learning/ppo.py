@@ -173,9 +173,12 @@ class PpoLearner:
 
     def _adapt_learning_rate(self, kl: float) -> None:
         if kl > 2.0 * self.config.desired_kl:
-            self.learning_rate = max(MIN_LEARNING_RATE, self.learning_rate / 1.5)
+            self.set_learning_rate(max(MIN_LEARNING_RATE, self.learning_rate / 1.5))
         elif 0.0 < kl < 0.5 * self.config.desired_kl:
-            self.learning_rate = min(self.config.max_learning_rate, self.learning_rate * 1.5)
+            self.set_learning_rate(min(self.config.max_learning_rate, self.learning_rate * 1.5))
+
+    def set_learning_rate(self, rate: float) -> None:
+        self.learning_rate = float(rate)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate
 
@@ -194,9 +197,7 @@ class PpoLearner:
         """Continue from ``state_dict()``; the current rollout is dropped."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.learning_rate = float(state["learning_rate"])
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate
+        self.set_learning_rate(state["learning_rate"])
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.generator.set_state(state["generator"])

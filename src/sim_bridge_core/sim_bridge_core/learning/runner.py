@@ -32,10 +32,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import PolicyContract
 from sim_bridge_core.deploy import SafetyFilter, safety_filter
 from sim_bridge_core.env import JobStoppedError, StepResult, Worlds
-from sim_bridge_core.learning.checkpoint import load_checkpoint, save_checkpoint
+from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic
 from sim_bridge_core.learning.ppo import PpoLearner
@@ -133,7 +134,8 @@ def train(
     and the learner after its update, and may return True to stop; ``on_step(targets, result)``
     sees every control step (e.g. to record it). With ``checkpoint_path``, a checkpoint is
     written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
-    checkpoint's iteration count, env steps, wall time, history, optimizer, normalizer and RNG.
+    checkpoint's iteration count, env steps, wall time, history, optimizer, normalizer, RNG and
+    the worlds' random state (reset draws, randomization streams and curriculum, where fused).
     ``limits`` are the deploy safety limits the checkpoints' contract records (default: the robot's).
     Setting ``stop`` (or worlds raising ``JobStoppedError``) ends training at the next step as a
     budget would, final checkpoint included, with ``interrupted`` set (the partial rollout is
@@ -146,6 +148,12 @@ def train(
     if max_env_steps is None and max_wall_s is None:
         raise ValueError("give max_env_steps or max_wall_s, or training never ends")
     ppo = ppo or PpoConfig()
+    samples = ppo.num_steps * worlds.num_envs
+    if ppo.num_minibatches > samples:
+        raise ConfigError(
+            f"ppo.num_minibatches: {ppo.num_minibatches} is more than the {samples} samples of a rollout "
+            "(num_steps x num_envs)"
+        )
     robot = worlds.task.robot
     learner = PpoLearner(worlds.task.observation_size, robot.num_joints, worlds.num_envs, ppo, device)
     result = TrainResult(learner)
@@ -159,15 +167,25 @@ def train(
         )
         if checkpoint.learner_state is None and not fine_tune:
             raise ValueError(f"{resume} holds a bare policy, not a training state to resume")
-        if checkpoint.learner_state is None:
-            learner.model.load_state_dict(checkpoint.model_state)
-        else:
-            learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
+        try:
+            if checkpoint.learner_state is None:
+                learner.model.load_state_dict(checkpoint.model_state)
+            else:
+                learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
+        except RuntimeError as exc:  # torch: missing keys or shapes that differ
+            raise CheckpointError(
+                f"{resume}: its network does not fit ppo.actor_hidden {ppo.actor_hidden} / "
+                f"critic_hidden {ppo.critic_hidden} ({str(exc).splitlines()[0]})"
+            ) from exc
+        if fine_tune or ppo.schedule == "fixed":
+            # A new run (or a fixed rate) starts at the configured rate, not the checkpoint's.
+            learner.set_learning_rate(ppo.learning_rate)
         if fine_tune:
             learner.iteration = learner.env_steps = 0
         else:
             result.history = list(checkpoint.metadata.get("history", []))
             earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
+            worlds.restore_random_state(checkpoint.metadata.get("worlds_random_state", {}))
 
     worlds.reset(stagger=stagger_episodes)
     tracker = EpisodeTracker(worlds.num_envs)
@@ -183,7 +201,11 @@ def train(
 
     def save() -> None:
         metadata = policy_metadata(worlds, learner, limits)
-        metadata.update(history=result.history, wall_s=earlier_wall_s + time.perf_counter() - start)
+        metadata.update(
+            history=result.history,
+            wall_s=earlier_wall_s + time.perf_counter() - start,
+            worlds_random_state=worlds.random_state(),
+        )
         save_checkpoint(checkpoint_path, learner, ppo, metadata)
 
     observations = worlds.observation()

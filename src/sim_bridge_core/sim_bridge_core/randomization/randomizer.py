@@ -120,8 +120,9 @@ class Randomizer:
             generator.bit_generator.state = saved
 
     def set_enabled(self, enabled: bool) -> None:
-        """False: nominal physics (exactly the captured fields), no delay, noise, bias, offsets or pushes."""
-        enabled = bool(enabled)
+        """False: nominal physics (exactly the captured fields), no delay, noise, bias, offsets or pushes.
+        A spec that says ``enabled: false`` stays off."""
+        enabled = bool(enabled) and self.spec.enabled
         if enabled == self._enabled:
             return
         self._enabled = enabled
@@ -135,6 +136,12 @@ class Randomizer:
             if self._set_const is not None:
                 self._set_const()
             self._noise.clear()
+
+    def complete_curriculum(self) -> None:
+        """The spec's full ranges from now on, drawn again: an evaluation under the spec, not under
+        the early stage of its curriculum that fresh worlds would start at."""
+        self.step_count = max(self.step_count, self.spec.curriculum.steps)
+        self.resample()
 
     def resample(self, ids: np.ndarray | None = None) -> None:
         """New model parameters and per-world constants (delay, bias) for worlds ``ids`` (all by default)."""

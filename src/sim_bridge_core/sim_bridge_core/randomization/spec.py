@@ -264,6 +264,11 @@ def spec_from_mapping(data: Mapping[str, Any]) -> RandomizationSpec:
     curriculum = from_mapping(CurriculumSpec, curriculum_data, f"{SECTION}.curriculum")
     if curriculum.start_fraction < 1.0 and curriculum.steps == 0:
         raise ConfigError(f"{SECTION}.curriculum.steps: must be > 0 when start_fraction is below 1")
+    if curriculum.start_fraction < 1.0 and settings.schedule == "startup":
+        raise ConfigError(
+            f"{SECTION}.curriculum: the startup schedule draws model parameters once, so their ranges "
+            "could never widen: use schedule reset or interval with a curriculum"
+        )
     parameters = tuple(
         _parameter(name, data[name]) for name in PARAMETERS if name in data and data[name] is not None
     )
