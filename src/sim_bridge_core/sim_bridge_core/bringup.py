@@ -101,7 +101,11 @@ class BringupArguments:
         "/forward_position_controller/commands ('' = /joint_trajectory or /joint_commands); sysid: "
         "the command topic in the bags ('' = the only one)",
     )
-    dry_run: bool = setting(False, "excite: print the excitation's extent and limits, move nothing")
+    dry_run: bool = setting(
+        False,
+        "excite: print the excitation's extent and limits, move nothing; deploy: log the commands "
+        "instead of publishing them",
+    )
     duration_s: float = setting(30.0, "excite: length of the excitation, s", low=1.0, high=3600.0)
     bag: list[str] = setting([], "sysid: rosbag2 folder(s) of the robot (bag:=A bag:=B, or bag:=[A, B])")
     compare_robot: str = setting(
@@ -383,6 +387,7 @@ def argument_parameters(
             "velocity_limits": list(robot.velocity_limits),
             "max_position_step": robot.max_position_step,
             "compare_robot": compare_robot,
+            "dry_run": args.dry_run,
         }
         if args.transport in TRANSPORTS:
             policy["transport"] = args.transport
@@ -456,7 +461,9 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
             raise ConfigError(f"{where}.parameters.{clash[0]}: set by the arguments; give it under arguments")
         parameters = _validate({**parameters, **from_arguments}, schemas, where)
         remappings = [(str(a), str(b)) for a, b in (entry.get("remappings") or {}).items()]
-        if kind in ("policy", "exciter"):  # the nodes that drive a robot
+        # The robot's topics, on both ends: the nodes that drive a robot, and the simulator that
+        # stands in for it (its world's topics; the batched ones are its own).
+        if kind in ("policy", "exciter", "simulator"):
             remappings.append(("joint_states", args.state_topic))
             if args.command_topic:
                 remappings.append((COMMAND_TOPIC_NAMES[interface], args.command_topic))

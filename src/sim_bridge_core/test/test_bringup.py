@@ -110,6 +110,17 @@ def test_excite_drives_the_simulator_or_a_robot_driver_by_remapping_only():
     }
 
 
+def test_deploy_dry_run_reaches_the_policy_and_a_simulated_robot_takes_the_given_topics():
+    deploy = nodes("deploy", dry_run=True, state_topic="/robot/joint_states", command_topic="/robot/command")
+    assert deploy["policy"].parameters["dry_run"] is True
+    assert not nodes("deploy")["policy"].parameters["dry_run"]
+    for node in ("policy", "simulator"):  # the simulator stands in for the robot on its topics
+        assert dict(deploy[node].remappings) == {
+            "joint_states": "/robot/joint_states",
+            "joint_trajectory": "/robot/command",
+        }
+
+
 def test_excite_keeps_to_the_robot_safety_limits(tmp_path):
     robot = tmp_path / "capped.yaml"
     robot.write_text(
