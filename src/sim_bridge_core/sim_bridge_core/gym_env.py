@@ -71,13 +71,17 @@ class SimBridgeVectorEnv(VectorEnv):
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         result = self.env.step(self.env.task.action_to_targets(actions))
-        info: dict[str, Any] = {"success": result.success}
+        every = np.ones(self.num_envs, dtype=bool)
+        info: dict[str, Any] = {"success": result.success, "_success": every}
         done = result.done
         if done.any():
             final = np.empty(self.num_envs, dtype=object)
             for world, obs in zip(np.flatnonzero(done), result.final_observations, strict=True):
                 final[world] = obs
+            # As Gymnasium's own vector envs: the ended episodes' last observation and info, masked.
             info["final_obs"], info["_final_obs"] = final, done
+            info["final_info"] = {"success": result.success, "_success": done}
+            info["_final_info"] = done
         return self.env.observation(), result.reward, result.terminated, result.truncated, info
 
 

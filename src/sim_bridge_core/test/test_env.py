@@ -69,7 +69,8 @@ def test_vector_env_same_step_autoreset():
     for _ in range(3):
         observations, rewards, _, truncated, info = envs.step(envs.action_space.sample())
         assert rewards.shape == (4,) and observations.dtype == np.float32
-    assert truncated.all() and info["_final_obs"].all()
+    assert truncated.all() and info["_final_obs"].all() and info["_final_info"].all()
+    assert info["final_info"]["_success"].all() and info["final_info"]["success"].dtype == bool
     assert info["final_obs"][0].shape == envs.single_observation_space.shape
     assert not np.array_equal(info["final_obs"][0], observations[0])
 
