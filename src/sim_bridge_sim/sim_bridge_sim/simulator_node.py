@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import rclpy
@@ -185,8 +186,7 @@ class SimulatorNode(Node):
             with self._lock:
                 if not self._wait_for_turn():
                     return
-                self.sim.step()
-                self._publish()
+                self._advance(self.sim.step)
 
     def _wait_for_turn(self) -> bool:
         """Block (lock held) until the mode allows the next step; False when stopping."""
@@ -196,13 +196,19 @@ class SimulatorNode(Node):
                 self._lock.wait(timeout=0.1)
                 continue
             if self.config.mode != "lockstep" or self._answered:
-                self._answered = False
                 return True
             self._lock.wait(timeout=max(0.0, resend_at - time.monotonic()))
             if not self._answered and time.monotonic() >= resend_at:
                 self._publish()
                 resend_at = time.monotonic() + self.config.lockstep_resend_s
         return False
+
+    def _advance(self, change: Callable[[], object]) -> None:
+        """Step or reset the worlds (``change``) and publish the new state, which in lockstep waits
+        for an answer of its own (lock held)."""
+        change()
+        self._answered = False
+        self._publish()
 
     def _publish(self) -> None:
         if not rclpy.ok():
@@ -292,9 +298,7 @@ class SimulatorNode(Node):
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
-            self.sim.reset()
-            self._answered = False  # lockstep: the reset state waits for its own answer
-            self._publish()
+            self._advance(self.sim.reset)
         response.success, response.message = True, f"all {self.config.num_envs} worlds reset"
         return response
 
@@ -317,9 +321,7 @@ class SimulatorNode(Node):
             if not self._paused:
                 response.success, response.message = False, "not paused: call ~/pause true first"
                 return response
-            self.sim.step()
-            self._answered = False  # an answer to the state before the step does not answer this one
-            self._publish()
+            self._advance(self.sim.step)
             response.success, response.message = True, f"t = {self.sim.time_ns / 1e9:.6f} s"
         return response
 
