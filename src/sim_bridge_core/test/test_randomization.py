@@ -598,6 +598,10 @@ GOOD = {"operation": "scale", "distribution": "uniform", "low": 0.8, "high": 1.2
             r"randomization\.action_delay_steps\.low: delay must stay >= 0",
         ),
         (
+            {"action_delay_steps": {"low": 0, "high": 1e7}},
+            r"randomization\.action_delay_steps\.high: delay must stay <= 50, got 1e\+07$",
+        ),
+        (
             {"action_noise": {"operation": "abs", "low": 0, "high": 1}},
             r"randomization\.action_noise\.operation: must be one of add, scale",
         ),

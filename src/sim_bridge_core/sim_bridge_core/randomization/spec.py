@@ -47,6 +47,9 @@ ROBOT_JOINT = "robot joint"  # a position-controlled joint of the robot
 
 
 _NOISE = ("add", "scale")
+# The longest action delay: each step of it is a (worlds, joints) row of a ring buffer, and
+# a delay of a second or more at the usual 50 Hz control rate is no robot's latency.
+MAX_ACTION_DELAY_STEPS = 50
 # What an IMU's noise and bias act on (sensor_msgs/Imu fields), with their units.
 IMU_QUANTITIES = (("angular_velocity", "rad/s"), ("linear_acceleration", "m/s^2"))
 
@@ -64,6 +67,7 @@ class ParameterKind:
     axes: bool = False
     minimum: float | None = None  # bound on the value in effect
     strict: bool = False  # the value must stay > minimum (else >= minimum)
+    maximum: float | None = None  # upper bound of an abs range (sizes a buffer per step of it)
     integer: bool = False
     quantity: str = ""  # what the bound protects, for messages
 
@@ -101,6 +105,7 @@ _CATALOGUE = (
         ("abs",),
         "abs",
         integer=True,
+        maximum=MAX_ACTION_DELAY_STEPS,
         **_at_least_zero("delay"),
     ),
     ParameterKind("action_noise", ROBOT_JOINT, STEP, "noise on targets, rad", _NOISE, "add"),
@@ -332,6 +337,8 @@ def _parameter(name: str, values: Any) -> ParameterSpec:
         if bad:
             relation = ">" if kind.strict else ">="
             raise ConfigError(f"{key}.low: {kind.quantity} must stay {relation} {kind.minimum:g}, got {low}")
+    if kind.maximum is not None and high > kind.maximum:
+        raise ConfigError(f"{key}.high: {kind.quantity} must stay <= {kind.maximum:g}, got {high:g}")
     if operation == "scale" and kind.minimum == 0.0:
         # Nominal values of these quantities are >= 0, so a factor below 0 (or of 0 for the
         # strictly positive ones) makes some world's value negative (or zero).
