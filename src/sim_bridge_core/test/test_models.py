@@ -6,7 +6,10 @@ import mujoco
 import numpy as np
 import pytest
 from sim_bridge_core.backends.cpu import CpuBackend
+from sim_bridge_core.bringup import load_robot_config
+from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import ModelError, PdGains, builtin_models, load_robot
+from sim_bridge_core.simulator import SimulatorConfig, simulated_robot
 
 
 def test_builtin_arm7_is_a_seven_joint_position_controlled_arm():
@@ -153,3 +156,15 @@ def test_model_parameters_for_unknown_names_are_refused_at_load():
         load_robot("arm7", parameters=parse_model_parameters({"joints": {"joint9": {"damping": 1.0}}}))
     with pytest.raises(ConfigError, match=r"model_parameters\.bodies\.hand: the model has no such body"):
         load_robot("arm7", parameters=parse_model_parameters({"bodies": {"hand": {"mass": 1.0}}}))
+
+
+def test_a_joint_listed_twice_is_refused_naming_it(tmp_path):
+    twice = ["joint1", "joint2", "joint1"]
+    with pytest.raises(ModelError, match=r"^joint_names: 'joint1' is listed twice"):
+        load_robot("arm7", joint_names=twice)
+    with pytest.raises(ConfigError, match=r"^simulator\.model: joint_names: 'joint1' is listed twice"):
+        simulated_robot(SimulatorConfig(joint_names=twice))
+    robot_file = tmp_path / "twice.yaml"
+    robot_file.write_text(f"model: arm7\njoint_names: {twice}\n")
+    with pytest.raises(ConfigError, match=r"^twice\.yaml: joint_names: 'joint1' is listed twice"):
+        load_robot_config(str(robot_file), tmp_path)

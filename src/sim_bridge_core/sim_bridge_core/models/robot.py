@@ -402,6 +402,9 @@ def _describe(
                 f"joint_names: '{unknown[0]}' is not a joint an actuator drives "
                 f"(those are: {', '.join(by_name)})"
             )
+        repeated = next((name for k, name in enumerate(joint_names) if name in joint_names[:k]), None)
+        if repeated is not None:
+            raise ModelError(f"joint_names: '{repeated}' is listed twice (each joint is one action)")
         joints = np.array([by_name[name] for name in joint_names], dtype=np.int64)
     else:
         joints = np.fromiter(driven.keys(), dtype=np.int64)
