@@ -305,6 +305,28 @@ def test_exported_policies_match_act_inference_and_carry_the_contract(tmp_path):
     assert PolicyContract.from_dict(sidecar, "json") == CONTRACT
 
 
+def test_an_export_replaces_every_file_or_none(tmp_path):
+    model = _trained_learner().model
+    directory = tmp_path / "export"
+    first = export_policy(model, directory, CONTRACT)
+    before = {key: path.read_bytes() for key, path in first.items()}
+
+    # A contract that cannot be written fails the export: the previous files stay as they were.
+    unwritable = dataclasses.replace(CONTRACT, task_settings={"goal": object()})
+    with pytest.raises(TypeError):
+        export_policy(model, directory, unwritable)
+    assert {key: path.read_bytes() for key, path in first.items()} == before
+    assert sorted(p.name for p in directory.iterdir()) == ["policy.json", "policy.onnx", "policy.pt"]
+
+    # A new export replaces the ONNX file and policy.json together.
+    renamed = dataclasses.replace(CONTRACT, control_dt=0.01)
+    paths = export_policy(model, directory, renamed)
+    props = {prop.key: prop.value for prop in onnx.load(str(paths["onnx"])).metadata_props}
+    assert PolicyContract.from_json(props["sim_bridge_contract"], "onnx") == renamed
+    assert PolicyContract.from_json(paths["contract"].read_text(), "json") == renamed
+    assert sorted(p.name for p in directory.iterdir()) == ["policy.json", "policy.onnx", "policy.pt"]
+
+
 def test_weights_with_nan_are_refused(tmp_path):
     learner = _trained_learner()
     with torch.no_grad():

@@ -15,7 +15,9 @@ was trained for another robot, observation size or task; building the network re
 weights with NaN or inf (what a diverged run leaves).
 
 ``export_policy`` writes the deterministic policy as TorchScript and ONNX, with the contract in
-``policy.json`` and in the ONNX file's metadata (``sim_bridge_contract``).
+``policy.json`` and in the ONNX file's metadata (``sim_bridge_contract``). Every file is written in
+full beside its final name before any is renamed into place, so a failed or killed export leaves
+the previous files, and a ``policy.onnx`` always carries its own contract.
 """
 
 from __future__ import annotations
@@ -120,17 +122,24 @@ def save_checkpoint(
         contents["model"] = learner.state_dict()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(contents, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    os.replace(_staged(path, lambda temporary: torch.save(contents, temporary)), path)
     return path
+
+
+def _staged(path: Path, write: Callable[[Path], object]) -> Path:
+    """A temporary file beside ``path`` that ``write`` filled, flushed to disk, for the caller to
+    rename over ``path`` (a rename in one folder is atomic; a failed write leaves nothing behind)."""
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        with temporary.open("rb") as file:
+            os.fsync(file.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
 
 
 def load_checkpoint(
@@ -203,28 +212,49 @@ def export_policy(
     policy = InferencePolicy(model).eval()
     example = torch.zeros(1, model.observation_size)
 
-    script_path, onnx_path = directory / "policy.pt", directory / "policy.onnx"
-    contract_path = directory / "policy.json"
-    with warnings.catch_warnings():
-        # torch 2.13 marks TorchScript and its ONNX exporter deprecated; both still work and
-        # need no extra package (the torch.export-based ONNX exporter needs onnxscript).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(policy).save(str(script_path))
+    text = contract.to_json()
+
+    def write_onnx(path: Path) -> None:
         torch.onnx.export(
             policy,
             (example,),
-            str(onnx_path),
+            str(path),
             dynamo=False,
             input_names=["observations"],
             output_names=["actions"],
             dynamic_axes={"observations": {0: "batch"}, "actions": {0: "batch"}},
             opset_version=17,
         )
-    exported = onnx.load(str(onnx_path))
-    onnx.helper.set_model_props(exported, {METADATA_KEY: contract.to_json()})
-    onnx.save(exported, str(onnx_path))
-    contract_path.write_text(contract.to_json())
-    return {"torchscript": script_path, "onnx": onnx_path, "contract": contract_path}
+        exported = onnx.load(str(path))
+        onnx.helper.set_model_props(exported, {METADATA_KEY: text})
+        onnx.save(exported, str(path))
+
+    paths = {
+        "torchscript": directory / "policy.pt",
+        "onnx": directory / "policy.onnx",
+        "contract": directory / "policy.json",
+    }
+    writers: dict[str, Callable[[Path], object]] = {
+        "torchscript": lambda path: torch.jit.script(policy).save(str(path)),
+        "onnx": write_onnx,
+        "contract": lambda path: path.write_text(text),
+    }
+    staged: dict[str, Path] = {}
+    try:
+        with warnings.catch_warnings():
+            # torch 2.13 marks TorchScript and its ONNX exporter deprecated; both still work and
+            # need no extra package (the torch.export-based ONNX exporter needs onnxscript).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for key, write in writers.items():
+                staged[key] = _staged(paths[key], write)
+    except BaseException:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
+        raise
+    # Only renames from here: the files change together, policy.json right after policy.onnx.
+    for key, temporary in staged.items():
+        os.replace(temporary, paths[key])
+    return paths
 
 
 def _first_line(exc: BaseException) -> str:
