@@ -155,6 +155,52 @@ def test_the_excitation_keeps_within_the_robot_step_cap():
     assert np.abs(np.diff(positions, axis=0)).max() <= 0.002
 
 
+@pytest.mark.parametrize("interface", ["position", "trajectory"])
+def test_no_command_steps_past_the_cap_even_after_a_stall(interface):
+    """The exciter's commands are answers to joint states: when the states stop for 0.45 s (an
+    executor stall) the plan moves on meanwhile. No command may then jump to it: every position
+    sent is within one step (the cap, 0.01 rad per 1 / point_rate_hz) of the one before, the first
+    of the start pose; the position stream catches up at that speed and ends at the start pose, and
+    a trajectory sent late is stamped to start after it is sent (not mid-way)."""
+    robot = load_robot("arm7")
+    config = ExcitationConfig(duration_s=8.0, ramp_s=1.0, velocity_fraction=1.0)
+    cap = 0.01
+    period = 1.0 / config.point_rate_hz
+    # A filter made for another period (the simulator's): the exciter steps per its own period.
+    exciter = Exciter(
+        config, robot, interface, safety_filter(robot, 0.002, max_position_step=cap, section="exciter")
+    )
+    stall = 0.45
+    # A trajectory goes out once, at the first state: its stall is between planning and sending.
+    exciter.start(-(TRAJECTORY_LEAD_S + stall) if interface == "trajectory" else 0.0, robot.home)
+    times = [k * period for k in range(int(3.0 / period))]  # states every period, then none for 0.45 s
+    times += [times[-1] + stall + k * period for k in range(int(8.0 / period))]
+    sent = []
+    for now in times:
+        for message in exciter.commands(now):
+            sent.append((now, message))
+        if exciter.finished(now):
+            break
+    assert exciter.finished(times[-1])
+    if interface == "trajectory":
+        ((now, message),) = sent
+        decoded = decode_joint_trajectory(message)
+        positions = np.array([p.positions for p in decoded.points])
+        assert decoded.stamp_ns >= round(now * 1e9)  # never stamped in the past: it starts from the top
+    else:
+        positions = np.array([decode_multi_array(m, np.float64)[1] for _, m in sent])
+        sent_s = np.array([t for t, _ in sent])
+        planned, _, _ = exciter.plan.sample(sent_s + period)
+        resumed = int(np.searchsorted(sent_s, 3.0))
+        assert np.abs(planned[resumed] - positions[resumed - 1]).max() > 2 * cap  # the stall left it behind
+        on_plan = np.all(np.abs(positions - planned) < 1e-12, axis=1)
+        assert not on_plan[resumed] and on_plan[resumed:].any()
+        assert sent_s[resumed + np.argmax(on_plan[resumed:])] < 3.0 + stall + 1.0  # back on it within 1 s
+    steps = np.abs(np.diff(np.vstack([robot.home, positions]), axis=0))
+    assert steps.max() <= cap + 1e-12, steps.max()
+    np.testing.assert_allclose(positions[-1], robot.home, atol=1e-12)
+
+
 def test_encode_joint_trajectory_matches_rclpy():
     from rclpy.serialization import deserialize_message
     from trajectory_msgs.msg import JointTrajectory

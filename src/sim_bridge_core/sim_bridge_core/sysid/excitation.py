@@ -173,9 +173,13 @@ class Exciter:
     start ``TRAJECTORY_LEAD_S`` after it is sent, on the robot's clock: however long a large
     message takes to arrive, the controller starts it at a time the bag records (until then it
     holds the start pose, which is where the excitation begins), so the identified command delay
-    is the controller's and servos', not a one-off transport time. ``position``: one
-    Float64MultiArray per period, the plan one period ahead (a forward controller steps to it).
-    ``hold`` is the command that stops the robot where it is.
+    is the controller's and servos', not a one-off transport time; the stamp is taken when it is
+    sent, so a stall between planning and sending cannot start it mid-way. ``position``: one
+    Float64MultiArray per period, the plan one period ahead (a forward controller steps to it),
+    each within the filter's step (``max_step``) of the one before, the first of the start pose:
+    after a stall (no state, so no command, for a while) the commands catch up with the plan at
+    that speed instead of jumping to it, and the excitation is finished only once they are back
+    at the start pose. ``hold`` is the command that stops the robot where it is.
     """
 
     def __init__(
@@ -184,12 +188,16 @@ class Exciter:
         self.config = config
         self.robot = robot
         self.interface = interface
-        self.safety = safety
         self.period_s = 1.0 / config.point_rate_hz
+        # ``safety``'s limits with its step per this exciter's period, whatever period it was made for.
+        self.safety = SafetyFilter(
+            safety.lower, safety.upper, safety.velocity_limits, self.period_s, safety.max_position_step
+        )
         self.plan: ExcitationPlan | None = None
         self.started_s = 0.0
         self._next_s = 0.0
         self._sent = False
+        self._commanded: np.ndarray | None = None  # position: the last command (the start pose at first)
         self._positions = MultiArrayEncoder(np.float64, ("joint",))
 
     def start(self, now_s: float, positions: np.ndarray) -> ExcitationPlan:
@@ -203,6 +211,7 @@ class Exciter:
             self.speed_limits,
         )
         self.started_s = self._next_s = now_s
+        self._commanded = self.plan.start
         if self.interface == "trajectory":
             self.started_s += TRAJECTORY_LEAD_S
         return self.plan
@@ -210,12 +219,13 @@ class Exciter:
     @property
     def speed_limits(self) -> np.ndarray:
         """(J,) the velocity limits, within the filter's step cap per ``1 / point_rate_hz`` if it has one."""
-        if self.safety.max_position_step > 0:
-            return np.minimum(self.safety.velocity_limits, self.safety.max_position_step / self.period_s)
-        return self.safety.velocity_limits
+        return self.safety.max_step / self.period_s
 
     def finished(self, now_s: float) -> bool:
-        return self.plan is not None and now_s - self.started_s >= self.plan.duration_s
+        """The plan has run its course and (position) the last command is back at the start pose."""
+        if self.plan is None or now_s - self.started_s < self.plan.duration_s:
+            return False
+        return self.interface == "trajectory" or np.array_equal(self._commanded, self.plan.start)
 
     def commands(self, now_s: float) -> list[bytes]:
         """The commands due at ``now_s`` (after ``start``)."""
@@ -225,13 +235,15 @@ class Exciter:
             if self._sent:
                 return []
             self._sent = True
+            self.started_s = now_s + TRAJECTORY_LEAD_S
             return [self._trajectory()]
         if now_s < self._next_s - 0.1 * self.period_s:  # a state up to a tenth of a period early counts
             return []
         while self._next_s <= now_s + 0.1 * self.period_s:
             self._next_s += self.period_s
         positions, _, _ = self.plan.sample(np.array([now_s - self.started_s + self.period_s]))
-        return [self._positions.encode(np.clip(positions[0], self.safety.lower, self.safety.upper))]
+        self._commanded = self.safety(positions[0], self._commanded)
+        return [self._positions.encode(self._commanded)]
 
     def _trajectory(self) -> bytes:
         count = int(np.ceil(self.plan.duration_s / self.period_s))
