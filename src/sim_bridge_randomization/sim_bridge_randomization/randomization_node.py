@@ -4,11 +4,17 @@ It sends the spec to the simulator as its ``randomization`` parameter (and
 ``randomization_enabled``), through the simulator's standard parameter service, and
 forwards ``~/randomize`` to the simulator's ``~/randomize``. The simulator applies every
 draw per world and publishes the values in effect on ``randomization/applied``.
+
+A range change (``<parameter>.low`` / ``.high``) is answered only once the simulator has
+answered: the node takes the change when the simulator took it, and a refusal (the
+simulator's reason) leaves the node's ranges and spec exactly as they were. Changes are
+handled one at a time.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, ParameterValue, SetParametersResult
@@ -44,6 +50,7 @@ class RandomizationNode(Node):
         if not self.config.config:
             raise ConfigError("randomization.config: a spec YAML path is required")
         self.spec = compose(apply_settings(read_spec_file(self.config.config), self.config), {})
+        self._spec_lock = threading.Lock()  # one change (and its simulator round trip) at a time
         for name, value in ranges(self.spec).items():
             self.declare_parameter(name, value, ParameterDescriptor(description=f"range bound of {name}"))
         self.add_on_set_parameters_callback(self._on_set_ranges)
@@ -58,7 +65,11 @@ class RandomizationNode(Node):
 
     def push(self, enabled: bool | None = None) -> SetParametersResult:
         """Send the spec (and the enabled flag) to the simulator; its answer says whether it took it."""
-        values = [_string("randomization", to_yaml(self.spec))]
+        with self._spec_lock:
+            return self._send(self.spec, enabled)
+
+    def _send(self, spec: dict, enabled: bool | None = None) -> SetParametersResult:
+        values = [_string("randomization", to_yaml(spec))]
         if enabled is not None:
             values.append(_bool("randomization_enabled", enabled))
         results = self._call(self._set_parameters, SetParameters.Request(parameters=values)).results
@@ -66,25 +77,22 @@ class RandomizationNode(Node):
         return refused[0] if refused else results[0]
 
     def _on_set_ranges(self, parameters: list[Parameter]) -> SetParametersResult:
-        changed = {p.name: p.value for p in parameters if p.name in ranges(self.spec)}
-        if not changed:
+        """Take new ranges only if the simulator takes the spec they make (the answer waits for it)."""
+        with self._spec_lock:
+            changed = {p.name: p.value for p in parameters if p.name in ranges(self.spec)}
+            if not changed:
+                return SetParametersResult(successful=True)
+            try:
+                updated = compose(self.spec, {name: float(value) for name, value in changed.items()})
+                result = self._send(updated)
+            except (ConfigError, TypeError, ValueError, SimulatorUnavailableError) as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            if not result.successful:
+                reason = f"the simulator refused the new ranges: {result.reason}"
+                self.get_logger().error(reason)
+                return SetParametersResult(successful=False, reason=reason)
+            self.spec = updated
             return SetParametersResult(successful=True)
-        try:
-            updated = compose(self.spec, {name: float(value) for name, value in changed.items()})
-        except (ConfigError, TypeError, ValueError) as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        previous, self.spec = self.spec, updated
-        # Sent without waiting: the executor's threads stay free for the services.
-        request = SetParameters.Request(parameters=[_string("randomization", to_yaml(updated))])
-        pushed = self._set_parameters.call_async(request)
-        pushed.add_done_callback(lambda future: self._check_pushed(future, previous))
-        return SetParametersResult(successful=True)
-
-    def _check_pushed(self, future, previous: dict) -> None:
-        result = future.result().results[0]
-        if not result.successful:
-            self.spec = previous
-            self.get_logger().error(f"simulator refused the new ranges: {result.reason}")
 
     def _on_randomize(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:

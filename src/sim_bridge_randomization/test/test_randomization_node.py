@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -60,6 +60,37 @@ def test_randomization_service_drives_the_simulator(start_node, ros_client):
     ros_client.wait_until(
         lambda: np.allclose(column(applied[-1], "body_mass/link3"), nominal_mass), what="nominal masses"
     )
+    assert sim.alive() and randomizer.alive()
+
+
+def test_a_range_the_simulator_refuses_is_refused_and_changes_nothing(start_node, ros_client, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("seed: 0\nbody_mass: {targets: [link3], operation: add, low: -0.1, high: 0.1}\n")
+    sim = start_node("sim_bridge_sim", "simulator", model="arm7", task="reach", num_envs=8, mode="fast")
+    randomizer = start_node("sim_bridge_randomization", "randomization", config=str(spec))
+    applied = ros_client.collect(Float64MultiArray, "randomization/applied", LATCHED)
+    ros_client.wait_until(lambda: applied, timeout=30, what="randomized values on randomization/applied")
+
+    # The spec is valid on its own, but a mass of 3 - 10 kg is not: the simulator's refusal is the answer.
+    refused = set_range(ros_client, "body_mass.low", -10.0)
+    assert not refused.successful
+    assert "simulator refused" in refused.reason and "randomization.body_mass.low" in refused.reason
+    bounds = ros_client.call(
+        GetParameters,
+        "/randomization/get_parameters",
+        GetParameters.Request(names=["body_mass.low", "body_mass.high"]),
+    )
+    assert [value.double_value for value in bounds.values] == [-0.1, 0.1]
+    masses = np.concatenate([column(message, "body_mass/link3") for message in applied])
+    assert np.all(np.abs(masses - 3.0) <= 0.1 + 1e-9)  # the simulator kept what it had
+
+    # The next change starts from the ranges in effect, not from the refused one.
+    assert set_range(ros_client, "body_mass.high", 1.0).successful
+    ros_client.wait_until(
+        lambda: column(applied[-1], "body_mass/link3").max() > 3.1, what="the widened range in effect"
+    )
+    masses = column(applied[-1], "body_mass/link3")
+    assert np.all((masses >= 2.9 - 1e-9) & (masses <= 4.0 + 1e-9))
     assert sim.alive() and randomizer.alive()
 
 
