@@ -27,7 +27,7 @@ from sim_bridge_core.sysid.simulated import record_excitation, replay_bag
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
 sys.path.insert(0, str(ROOT / "src" / "sim_bridge_core" / "test"))
-from test_sysid import PERTURBED, simulated_robot  # noqa: E402
+from test_sysid import PERTURBED, corrupt_chunk, hold, simulated_robot, write_bag  # noqa: E402
 
 # What an arm7 excitation identifies for sure (sysid.json: identified_by_data), within 3 %: the servo
 # stiffness and velocity damping (damping + kv) of the gravity-loaded joints. Anything else the fit
@@ -153,3 +153,18 @@ def test_excite_dry_run_prints_the_motion_and_moves_nothing(tmp_path, start_exec
     for joint in [f"joint{i}" for i in range(1, 8)]:  # its extent against its limits, per joint
         assert f"]:   {joint} " in output, output
     assert not run.exists() and sent == []
+
+
+def test_sysid_refuses_a_corrupt_bag_in_one_line(tmp_path, start_executable):
+    """A bag whose MCAP chunk is damaged (a torn write) ends `bringup sysid` with exit 2 and one line
+    naming the bag, whatever the reader raised; nothing is written."""
+    robot = load_robot("arm7")
+    rest = np.tile(robot.home, (600, 1))
+    bag = corrupt_chunk(write_bag(tmp_path / "bag", list(robot.joint_names), rest, hold(robot.home)))
+    out = tmp_path / "sysid"
+    sysid = start_executable("sim_bridge", "bringup", "sysid", f"bag:={bag}", f"output_dir:={out}")
+    assert sysid.wait_exit(60) == 2, sysid.output()
+    errors = [line for line in sysid.output().splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"[sysid] error: bag {bag} cannot be read: OverflowError: "), errors
+    assert "Traceback" not in sysid.output() and not out.exists()

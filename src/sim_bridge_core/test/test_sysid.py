@@ -6,12 +6,16 @@ is tested end to end through `bringup sysid` in test/test_sysid.py.
 
 from __future__ import annotations
 
+import json
 import math
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from rosbags.rosbag2 import Reader
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import safety_filter
 from sim_bridge_core.models import load_robot, parse_model_parameters, robot_spec
@@ -273,6 +277,103 @@ def write_bag(path: Path, names: list[str], positions: np.ndarray, command: byte
     return path
 
 
+def corrupt_chunk(bag: Path) -> Path:
+    """Damage ``bag`` as a torn write does: the first record in the first chunk of its largest MCAP
+    file gets an absurd length (every byte 0xff)."""
+    mcap = max(bag.glob("*.mcap"), key=lambda f: f.stat().st_size)
+    data = bytearray(mcap.read_bytes())
+    offset = 8  # past the magic: records of opcode (1 byte), length (u64), content
+    while data[offset] != 0x06:  # a chunk
+        offset += 9 + struct.unpack_from("<Q", data, offset + 1)[0]
+    # Chunk content: start, end, uncompressed size (u64 each), crc (u32), compression (string),
+    # then the records' length (u64) and the records, each again opcode and length.
+    compression = struct.unpack_from("<I", data, offset + 9 + 28)[0]
+    first = offset + 9 + 32 + compression + 8
+    data[first + 1 : first + 9] = b"\xff" * 8
+    mcap.write_bytes(bytes(data))
+    return bag
+
+
+def with_states(
+    source: Path, bag: Path, states: Callable[[int, int, bytes], list[tuple[int, bytes]]]
+) -> Path:
+    """``source`` copied to ``bag``, its k-th joint state (at time_ns, bytes data) replaced by the
+    (time_ns, bytes) list ``states(k, time_ns, data)`` returns."""
+    with Reader(source) as reader:
+        topics = [(c.topic, c.msgtype, STREAM_QOS) for c in reader.connections]
+        messages = [(c.topic, t, bytes(data)) for c, t, data in reader.messages()]
+    count = 0
+    with BagWriter(bag, topics) as writer:
+        for topic, time_ns, data in sorted(messages, key=lambda m: m[1]):
+            if topic != "/joint_states":
+                writer.write(topic, time_ns, data)
+                continue
+            for at_ns, message in states(count, time_ns, data):
+                writer.write(topic, at_ns, message)
+            count += 1
+    return bag
+
+
+def test_a_fit_skips_states_of_other_joints_and_bad_samples(tmp_path):
+    """A bag as common robots record it: a gripper driver publishes its own joints on /joint_states
+    too (between the arm's states), one arm state holds NaN, one has no positions, one an infinite
+    velocity. The reader skips and counts those, keeps every other state as it was, and the fit
+    runs on them: the command delay, the robot's only difference from nominal, comes out right."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    robot = load_robot("arm7")
+    clean = record_excitation(
+        tmp_path / "clean",
+        simulated_robot(parameters={"command_delay_s": 0.006}),
+        ExcitationConfig(duration_s=6.0, ramp_s=1.0),
+        0.2,
+    )
+    gripper = JointStateEncoder(["gripper_left", "gripper_right"])
+    nan, positionless, infinite = 500, 1000, 1500
+
+    def states(k: int, time_ns: int, data: bytes) -> list[tuple[int, bytes]]:
+        if k in (nan, infinite):
+            position, velocity = robot.home.copy(), np.zeros(robot.num_joints)
+            (position if k == nan else velocity)[2] = np.nan if k == nan else np.inf
+            data = JointStateEncoder(robot.joint_names).encode(time_ns, position, velocity, velocity)
+        elif k == positionless:
+            message = JointState(name=list(robot.joint_names), velocity=[0.0] * robot.num_joints)
+            message.header.stamp.sec, message.header.stamp.nanosec = divmod(time_ns, 1_000_000_000)
+            data = serialize_message(message)
+        half = time_ns + 1_000_000  # half a control period later
+        return [(time_ns, data), (half, gripper.encode(half, [0.01, 0.01], [0.0, 0.0], [0.0, 0.0]))]
+
+    bag = with_states(clean, tmp_path / "bag", states)
+    expected = read_run(clean, robot)
+    run = read_run(bag, robot)
+    assert (run.foreign, run.invalid) == (len(expected.times), 3)
+    kept = np.delete(np.arange(len(expected.times)), [nan, positionless, infinite])
+    np.testing.assert_array_equal(run.times, expected.times[kept])
+    np.testing.assert_array_equal(run.positions, expected.positions[kept])
+    np.testing.assert_array_equal(run.velocities, expected.velocities[kept])
+
+    lines: list[str] = []
+    output = tmp_path / "out"
+    config = SysidConfig(
+        bags=[str(bag)],
+        robot=ARM7,
+        output_dir=str(output),
+        fit=["command_delay_s"],
+        window_s=0.5,
+        max_iterations=5,
+    )
+    run_sysid(config, log=lines.append)
+    assert (
+        f"skipped {len(expected.times)} states without the robot's joints (another publisher on the "
+        "topic), 3 states with missing or non-finite positions or velocities" in lines[0]
+    ), lines
+    summary = json.loads((output / "sysid.json").read_text())
+    assert summary["bags"][0]["states_skipped"] == {"without_robot_joints": len(expected.times), "invalid": 3}
+    delay = summary["parameters"]["command_delay_s"]["identified"]
+    assert abs(delay - 0.006) < summary["physics_dt"] / 2, delay
+
+
 def hold(positions: np.ndarray) -> bytes:
     robot = load_robot("arm7")
     return encode_joint_trajectory(robot.joint_names, 0, [100_000_000], [positions])
@@ -285,6 +386,8 @@ def hold(positions: np.ndarray) -> bytes:
         ("no bag", r"bag .*missing does not exist"),
         ("no commands", r"bag .* holds no commands \(no trajectory_msgs/msg/JointTrajectory or std_msgs"),
         ("no robot joints", r"bag .*: /joint_states lacks the robot's joints joint1, joint2"),
+        ("no finite states", r"bag .*: none of the 6000 states on /joint_states with the robot's joints has"),
+        ("a corrupt chunk", r"bag .*bag cannot be read: OverflowError: "),
         ("too short", r"the bags are too short: .* 36 parameters need 3600"),
         ("still", r"joints that never move: joint1, joint2, joint3, joint4, joint5, joint6, joint7"),
     ],
@@ -302,6 +405,11 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(tmp_path, case, mes
         bag = write_bag(tmp_path / "bag", list(robot.joint_names), rest, None)
     elif case == "no robot joints":
         bag = write_bag(tmp_path / "bag", ["a", "b", "joint3"], rest[:, :3], hold(robot.home))
+    elif case == "no finite states":
+        rest[:, 4] = np.nan  # joint5's encoder is gone
+        bag = write_bag(tmp_path / "bag", list(robot.joint_names), rest, hold(robot.home))
+    elif case == "a corrupt chunk":
+        bag = corrupt_chunk(write_bag(tmp_path / "bag", list(robot.joint_names), rest, hold(robot.home)))
     elif case == "too short":
         bag = record_excitation(
             tmp_path / "bag", simulated_robot(), ExcitationConfig(duration_s=4.0, ramp_s=0.5)

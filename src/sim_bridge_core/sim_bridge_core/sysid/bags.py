@@ -10,6 +10,12 @@ the recorder's clock: commands at their log times (when they were sent or receiv
 states at their header stamps when the robot stamps them on that clock (else their log times).
 The latency from sending a command to the controller taking it counts as command delay, which
 the fit identifies.
+
+Joint states that cannot be used are skipped and counted, not fatal: a message without the
+robot's joints (another driver, a gripper's say, publishing its own joints on the same topic) and
+one with a missing, short or non-finite position or velocity of the robot's joints (a few bad
+samples must not poison, nor refuse, a fit). A bag none of whose states is usable is refused, as
+is one that cannot be read at all: one line, whatever the reader raised.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.rosbag2 import Reader
 
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.recording.bag import APPLIED_TOPIC, COMMAND_TYPES, JOINT_STATE_TYPE
@@ -47,6 +53,8 @@ class RecordedRun:
     command_times: np.ndarray  # (C,)
     commands: tuple[TrajectoryGoal | np.ndarray, ...]  # a goal, or (J,) positions
     rejected: int  # commands the controller would have refused (skipped)
+    foreign: int  # joint states without the robot's joints (another publisher; skipped)
+    invalid: int  # joint states with missing or non-finite values for the robot's joints (skipped)
 
     @property
     def duration_s(self) -> float:
@@ -102,8 +110,11 @@ def read_run(
             command_topic = _pick(commands, command_topic, "command", path, "command_topic:=")
             connections = [c for c in reader.connections if c.topic in (state_topic, command_topic)]
             messages = [(c.topic, t, bytes(data)) for c, t, data in reader.messages(connections=connections)]
-    except (ReaderError, OSError) as exc:
-        raise SysidInputError(f"bag {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+    except SysidInputError:
+        raise
+    except Exception as exc:  # a damaged file makes the reader raise anything (OverflowError, ...)
+        reason = (str(exc).splitlines() or [""])[0]
+        raise SysidInputError(f"bag {path} cannot be read: {type(exc).__name__}: {reason}") from exc
     return _decode(path, robot, state_topic, command_topic, INTERFACES[topics[command_topic]], messages)
 
 
@@ -124,7 +135,8 @@ def _decode(
     times, stamps, positions, velocities = [], [], [], []
     command_times: list[float] = []
     commands: list[TrajectoryGoal | np.ndarray] = []
-    rejected = 0
+    rejected = foreign = invalid = 0
+    foreign_names: tuple[str, ...] = ()
     try:
         for topic, time_ns, data in messages:
             now = (time_ns - start_ns) / _NS
@@ -132,19 +144,23 @@ def _decode(
                 state = decode_joint_state(data)
                 index = columns.get(state.names)
                 if index is None:
-                    missing = [j for j in joints if j not in state.names]
-                    if missing:
-                        raise SysidInputError(
-                            f"bag {path}: {state_topic} lacks the robot's joints {', '.join(missing)} "
-                            f"(it has {', '.join(state.names) or 'none'})"
-                        )
+                    if not set(joints) <= set(state.names):
+                        foreign += 1
+                        foreign_names = foreign_names or state.names
+                        continue
                     index = columns[state.names] = np.array([state.names.index(j) for j in joints])
-                if state.velocity.size != len(state.names):
-                    raise SysidInputError(f"bag {path}: {state_topic} carries no joint velocities")
+                names = len(state.names)
+                if state.position.size != names or state.velocity.size != names:
+                    invalid += 1
+                    continue
+                position, velocity = state.position[index], state.velocity[index]
+                if not (np.isfinite(position).all() and np.isfinite(velocity).all()):
+                    invalid += 1
+                    continue
                 times.append(now)
                 stamps.append(state.stamp_ns)
-                positions.append(state.position[index])
-                velocities.append(state.velocity[index])
+                positions.append(position)
+                velocities.append(velocity)
             elif not times:
                 continue  # a command before any state answers nothing we know
             elif interface == "position":
@@ -182,6 +198,17 @@ def _decode(
     except WireError as exc:
         raise SysidInputError(f"bag {path}: a malformed message: {exc}") from exc
     if not times:
+        if invalid:
+            raise SysidInputError(
+                f"bag {path}: none of the {invalid} states on {state_topic} with the robot's joints has "
+                "a finite position and velocity for each of them"
+            )
+        if foreign:
+            missing = [j for j in joints if j not in foreign_names]
+            raise SysidInputError(
+                f"bag {path}: {state_topic} lacks the robot's joints {', '.join(missing)} "
+                f"(it has {', '.join(foreign_names) or 'none'})"
+            )
         raise SysidInputError(f"bag {path} holds no joint states on {state_topic}")
     times, order = _state_times(np.array(times), np.array(stamps, dtype=np.int64), start_ns)
     if not commands:
@@ -197,4 +224,6 @@ def _decode(
         command_times=np.array(command_times),
         commands=tuple(commands),
         rejected=rejected,
+        foreign=foreign,
+        invalid=invalid,
     )

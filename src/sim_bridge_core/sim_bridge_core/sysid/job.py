@@ -1,9 +1,9 @@
 """``bringup sysid``'s job, start to outputs: check everything, fit, then write (nothing before).
 
-Every problem with the input — a folder that is not a bag, a bag without commands or without the
-robot's joints, too little data for the parameters asked, joints that never move, the sysid
-extra missing — raises ``SysidInputError`` or ``ConfigError`` with one line, before anything is
-written.
+Every problem with the input — a folder that is not a bag or cannot be read, a bag without
+commands or without the robot's joints, too little data for the parameters asked, joints that
+never move, the sysid extra missing — raises ``SysidInputError`` or ``ConfigError`` with one
+line, before anything is written. Messages a bag's reader skipped are counted in the log.
 """
 
 from __future__ import annotations
@@ -49,9 +49,19 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
         raise ConfigError(f"{source_path.name}: model: {exc}") from exc
     runs = [read_run(bag, robot, config.state_topic, config.command_topic) for bag in config.bags]
     for run in runs:
+        skipped = [
+            f"{count} {what}"
+            for count, what in (
+                (run.foreign, "states without the robot's joints (another publisher on the topic)"),
+                (run.invalid, "states with missing or non-finite positions or velocities"),
+                (run.rejected, "commands the controller would refuse"),
+            )
+            if count
+        ]
         log(
             f"{run.path}: {len(run.times)} states on {run.state_topic}, {len(run.commands)} commands on "
             f"{run.command_topic} ({run.interface}) over {run.duration_s:.1f} s"
+            + (f"; skipped {', '.join(skipped)}" if skipped else "")
         )
     result = identify(runs, robot, spec, config, log=log)
     paths = write_outputs(result, source, source_path, robot.path, output_dir)

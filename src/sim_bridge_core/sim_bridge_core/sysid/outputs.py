@@ -116,6 +116,7 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
                 "states": len(run.times),
                 "commands": len(run.commands),
                 "commands_skipped": run.rejected,
+                "states_skipped": {"without_robot_joints": run.foreign, "invalid": run.invalid},
             }
             for run in result.runs
         ],
