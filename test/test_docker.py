@@ -55,6 +55,8 @@ NODE_TOPICS = {
     | {"batch/joint_trajectory"},
     "randomization": set(),
 }
+# Parameters every rclpy node has besides its own settings, with their types.
+ROS_PARAMETERS = {"use_sim_time": bool}
 ROS_SERVICES = ("simulator", "policy", "recorder")
 BAG_OPTIONS_WITH_VALUE = {"-s", "--storage", "-o", "--output", "--max-bag-size", "--max-bag-duration"}
 
@@ -247,8 +249,11 @@ def check_ros_command(argv: list[str]) -> RosCommand:
             f"{command.package} does not install {command.target}"
         )
         cls, section = NODE_CONFIGS[command.target]
+        own = {key: value for key, value in command.parameters.items() if key not in ROS_PARAMETERS}
+        for key in command.parameters.keys() & ROS_PARAMETERS.keys():
+            assert isinstance(command.parameters[key], ROS_PARAMETERS[key]), f"{argv}: {key} is not a bool"
         try:
-            from_mapping(cls, command.parameters, section)
+            from_mapping(cls, own, section)
         except ConfigError as exc:
             raise AssertionError(f"{argv}: {exc}") from exc
         unknown = set(command.remaps) - NODE_TOPICS[command.target]
@@ -375,6 +380,14 @@ def test_compose_policy_deploys_a_mounted_checkpoint_on_the_simulator_topics(ser
     assert checkpoint and is_mounted(services["policy"], checkpoint), f"{checkpoint} is on no volume"
     for topic in ("joint_states", "joint_trajectory"):
         assert resolve(topic, policy.remaps) == resolve(topic, simulator.remaps) == f"/{topic}", policy.remaps
+
+
+def test_compose_policy_runs_on_the_simulators_clock_and_commands_from_the_start(services):
+    """The simulator stamps states with sim time (it publishes /clock), so a policy on wall time
+    would never command; the demo has no operator to call ~/enable, so the policy starts enabled."""
+    policy = parse_ros_command(command_of(services, "policy"))
+    assert policy.parameters.get("use_sim_time") is True, policy.parameters
+    assert policy.parameters.get("start_enabled") is True, policy.parameters
 
 
 def test_compose_recorder_writes_mcap_of_the_simulator_topics_into_a_volume(services):
