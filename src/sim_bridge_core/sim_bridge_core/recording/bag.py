@@ -16,7 +16,9 @@ storage writer lays out the files; this module adds what rosbags' ``Writer`` lac
   step. ``<name>_0.mcap`` holds only the message definitions, written at open, so even a run
   killed before its first flush leaves a self-describing (empty) bag.
 
-Flushes happen inside the ``record_*`` calls (no thread), and ``flush()`` forces one. A failed
+Flushes happen inside the ``record_*`` calls (no thread), and ``flush()`` forces one; a node's
+own recording (``sim_bridge_core.ros.recording``) calls its ``BagWriter`` from a writer thread,
+so its callbacks never wait for them. A failed
 write raises ``RecordingError``, closes the recorder and removes the unlisted files (their space
 is worth more to the rest of the run); the bag stays as at its last flush.
 """
