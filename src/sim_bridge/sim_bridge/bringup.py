@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             getattr(module, class_name),
             parameter_overrides=parameter_overrides(description.parameters, NODES[description.name][2]),
             cli_args=["--ros-args", *remaps] if remaps else None,
+            namespace=description.namespace or None,
         )
         nodes.append((make_node, module.prepare))
     # Composed nodes hand every lockstep step between threads (simulation, executor, job) many

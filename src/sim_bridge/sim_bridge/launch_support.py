@@ -34,6 +34,7 @@ def node_arguments(job: str, launch_configurations: dict[str, str]) -> list[dict
             "package": node.package,
             "executable": node.executable,
             "name": node.name,
+            "namespace": node.namespace,
             "output": "screen",
             "parameters": [node.parameters],
             "remappings": node.remappings,

@@ -24,6 +24,7 @@ fails before any node starts, with one line.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,15 @@ from sim_bridge_core.config import (
 from sim_bridge_core.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
 from sim_bridge_core.evaluation import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.models import ModelError, PdGains, RobotModel, load_robot, parse_model_parameters
+from sim_bridge_core.models import (
+    ModelError,
+    RobotConfig,
+    RobotModel,
+    driver_joint_names,
+    read_robot_config,
+    robot_config_path,
+    robot_from_config,
+)
 from sim_bridge_core.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.simulator import SimulatorConfig
@@ -51,6 +60,9 @@ from sim_bridge_core.sysid.config import ExcitationConfig, ExciterConfig, SysidC
 from sim_bridge_core.tasks import TASKS, make_task
 
 JOBS = ("training", "sim", "deploy", "eval", "excite", "sysid")
+# Arguments that, unless given, take simulate's value in jobs that drive a robot (deploy, excite).
+FOLLOW_SIMULATE = ("use_sim_time", "start_enabled")
+NAMESPACE = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 # deploy (eval only): the checkpoint in a deploy-mode policy node drives one simulated robot
 BRINGUP_TRANSPORTS = (*TRANSPORTS, "deploy")
 
@@ -92,9 +104,17 @@ class BringupArguments:
     )
     episode_length_s: float = setting(3.0, "episode length, s", low=1e-3, high=1e9)
     mirror_envs: list[int] = setting([0], "worlds with their own env_<i>/ topics (and recorded)", low=0)
-    use_sim_time: bool = setting(False, "nodes take time from /clock")
+    use_sim_time: bool = setting(
+        False, "nodes take time from /clock (deploy, excite: default simulate's value)"
+    )
     simulate: bool = setting(True, "deploy: run the simulator as the robot; false = a real robot's driver")
-    state_topic: str = setting("/joint_states", "deploy: the robot's JointState topic")
+    namespace: str = setting(
+        "", "every node's namespace: topics and services resolve in it (two robots side by side)"
+    )
+    state_topic: str = setting("joint_states", "deploy/excite: the robot's JointState topic")
+    imu_topic: str = setting("imu", "deploy: the robot's sensor_msgs/Imu topic (tasks that observe it)")
+    cmd_vel_topic: str = setting("cmd_vel", "deploy: the velocity command topic (locomotion)")
+    goal_topic: str = setting("goal", "deploy: the goal topic (reach)")
     command_topic: str = setting(
         "",
         "deploy/excite: the controller's topic, e.g. /joint_trajectory_controller/joint_trajectory or "
@@ -106,54 +126,27 @@ class BringupArguments:
         "excite: print the excitation's extent and limits, move nothing; deploy: log the commands "
         "instead of publishing them",
     )
+    start_enabled: bool = setting(
+        False, "deploy: command once states arrive, without ~/enable (default: simulate's value)"
+    )
+    home_ramp_s: float = setting(
+        2.0,
+        "deploy: on enable, ramp from the measured pose to home over at least this long, s (0 = no ramp)",
+        low=0.0,
+        high=600.0,
+    )
+    cmd_vel_timeout_s: float = setting(
+        0.5, "deploy: a velocity command older than this is a command to stand", low=0.01, high=3600.0
+    )
+    cmd_vel_stamped: bool = setting(False, "deploy: cmd_vel is geometry_msgs/TwistStamped, not Twist")
+    command_joint_names: list[str] = setting(
+        [],
+        "deploy: the position interface's array order in the drivers' names ([] = the robot's joint order)",
+    )
     duration_s: float = setting(30.0, "excite: length of the excitation, s", low=1.0, high=3600.0)
     bag: list[str] = setting([], "sysid: rosbag2 folder(s) of the robot (bag:=A bag:=B, or bag:=[A, B])")
     compare_robot: str = setting(
         "", "eval: also evaluate on this robot (e.g. sysid's robot.yaml), nominal physics, side by side"
-    )
-
-
-@dataclass(frozen=True)
-class RobotConfig:
-    """config/robots/<name>.yaml: what is specific to one robot."""
-
-    model: str = setting(
-        "arm7",
-        "built-in model name, MJCF/URDF path (relative to the robot file, or to a folder of "
-        "SIM_BRIDGE_MODEL_PATH), or package://<package>/<path>",
-    )
-    joint_names: list[str] = setting(
-        [], "the controlled joints, in the policy's order ([] = every joint an actuator drives)"
-    )
-    home: str = setting(
-        "", "the home pose's keyframe ('' = the model's 'home' keyframe, else its reference pose)"
-    )
-    imu_site: str = setting(
-        "",
-        "site of the IMU ('' = the site of the model's first gyro/accelerometer, else a floating "
-        "base's body)",
-    )
-    sites: dict = setting(
-        {}, "sites to add to the model, e.g. a tool centre point: {tcp: {body: hand, pos: [0, 0, 0.1]}}"
-    )
-    tasks: dict = setting(
-        {}, "per-task settings, e.g. reach: {ee_site: TCP, goal_low: [x, y, z], goal_high: [x, y, z]}"
-    )
-    kp: float = setting(100.0, "PD stiffness for torque-driven joints", low=0.0)
-    kd: float = setting(10.0, "PD damping for torque-driven joints", low=0.0)
-    position_limits: list[float] = setting(
-        [], "safety position limits, lower/upper per joint ([] = the model's), in training and deploy"
-    )
-    velocity_limits: list[float] = setting(
-        [], "safety velocity limits, rad/s, one per joint or one for all ([] = the model's)", low=0.0
-    )
-    max_position_step: float = setting(
-        0.0, "an extra cap on the target step per control period, rad (0 = velocity limit only)", low=0.0
-    )
-    model_parameters: dict = setting(
-        {},
-        "model-parameter overrides (joints: {<joint>: {damping, armature, frictionloss, kp, kv}}, "
-        "bodies: {<body>: {mass}}, command_delay_s), e.g. written by bringup sysid",
     )
 
 
@@ -166,6 +159,7 @@ class NodeDescription:
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: list[tuple[str, str]] = field(default_factory=list)
+    namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -232,30 +226,9 @@ def load_arguments(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) ->
 def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path, RobotModel]:
     """The robot file named by the ``robot`` argument (its model path resolved against the file),
     its path, and the robot it describes, loaded and checked as the simulator loads it."""
-    path = Path(robot) if robot.endswith((".yaml", ".yml")) else config_dir / "robots" / f"{robot}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (config_dir / "robots").glob("*.yaml"))
-        raise ConfigError(f"robot: no robot file {path} (robots: {', '.join(known)})")
-    robot_config = from_mapping(RobotConfig, _read_yaml(path), path.name)
-    beside = path.parent / robot_config.model
-    if not Path(robot_config.model).is_absolute() and beside.is_file():
-        robot_config = dataclasses.replace(robot_config, model=str(beside.resolve()))
+    path = robot_config_path(robot, config_dir)
+    robot_config = read_robot_config(path)
     return robot_config, path, check_robot_config(robot_config, path.name)
-
-
-def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
-    """The robot a robot file describes, loaded as the simulator loads it; ModelError or ConfigError
-    (a bad model-parameter section) on a bad name."""
-    parameters = parse_model_parameters(robot.model_parameters, f"{where}: model_parameters")
-    return load_robot(
-        robot.model,
-        PdGains(robot.kp, robot.kd),
-        parameters,
-        robot.joint_names,
-        robot.home,
-        robot.imu_site,
-        robot.sites,
-    )
 
 
 def check_robot_config(robot: RobotConfig, where: str) -> RobotModel:
@@ -354,10 +327,12 @@ def argument_parameters(
     interface: str,
     robot_path: str = "",
     compare_robot: str = "",
+    driver_names: tuple[str, ...] = (),
 ) -> dict:
     """Parameters of a node of ``kind`` that the arguments set (they win over the config file's).
 
-    ``robot_path`` and ``compare_robot`` are the robot files the arguments name, resolved."""
+    ``robot_path`` and ``compare_robot`` are the robot files the arguments name, resolved;
+    ``driver_names`` the robot's joints as its drivers name them."""
     sim = simulator_parameters(args, robot, randomization, interface)
     sim_keys = {f"sim.{key}": value for key, value in sim.items()}
     common = {"use_sim_time": args.use_sim_time}
@@ -388,6 +363,12 @@ def argument_parameters(
             "max_position_step": robot.max_position_step,
             "compare_robot": compare_robot,
             "dry_run": args.dry_run,
+            "robot": robot_path,
+            "start_enabled": args.start_enabled,
+            "home_ramp_s": args.home_ramp_s,
+            "cmd_vel_timeout_s": args.cmd_vel_timeout_s,
+            "cmd_vel_stamped": args.cmd_vel_stamped,
+            "command_joint_names": list(args.command_joint_names),
         }
         if args.transport in TRANSPORTS:
             policy["transport"] = args.transport
@@ -402,6 +383,7 @@ def argument_parameters(
             "position_limits": list(robot.position_limits),
             "velocity_limits": list(robot.velocity_limits),
             "max_position_step": robot.max_position_step,
+            "driver_joint_names": list(driver_names),
             "output_dir": args.output_dir,
             "dry_run": args.dry_run,
         }
@@ -429,7 +411,18 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise ConfigError(f"{path.name}: {unknown[0]}: unknown section (known: {', '.join(sections)})")
-    args = load_arguments(_task_defaults(data, overrides, path.name), overrides)
+    defaults = _task_defaults(data, overrides, path.name)
+    args = load_arguments(defaults, overrides)
+    if "simulate" in defaults:  # a job that drives a robot, simulated or not
+        # Sim time and starting enabled are right for the simulator, wrong for a real robot.
+        follow = {
+            key: args.simulate for key in FOLLOW_SIMULATE if key not in defaults and key not in overrides
+        }
+        args = dataclasses.replace(args, **follow)
+    if args.namespace and not NAMESPACE.fullmatch(args.namespace):
+        raise ConfigError(
+            f"namespace: '{args.namespace}' is not a ROS namespace (e.g. robot1 or /lab/robot1)"
+        )
     if args.transport == "ros" and TASKS[args.task].uses_imu:
         raise ConfigError(
             f"transport: task {args.task} observes the IMU, which the batch/* lockstep does not carry "
@@ -443,6 +436,7 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         compare_robot = str(load_robot_config(args.compare_robot, config_dir)[1].resolve())
     randomization = resolve_randomization(args.randomization, config_dir)
     interface = resolve_command_interface(args)
+    driver_names = driver_joint_names(robot, model.joint_names, robot_path.name)
     nodes = []
     for entry_name, entry in (data.get("nodes") or {}).items():
         entry = entry or {}
@@ -454,25 +448,47 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         package, executable, schemas = _node_kind(kind, where)
         parameters = _flatten(entry.get("parameters") or {})
         from_arguments = argument_parameters(
-            kind, args, robot, randomization, interface, str(robot_path.resolve()), compare_robot
+            kind,
+            args,
+            robot,
+            randomization,
+            interface,
+            str(robot_path.resolve()),
+            compare_robot,
+            driver_names,
         )
         clash = sorted(set(parameters) & set(from_arguments))
         if clash:
             raise ConfigError(f"{where}.parameters.{clash[0]}: set by the arguments; give it under arguments")
         parameters = _validate({**parameters, **from_arguments}, schemas, where)
         remappings = [(str(a), str(b)) for a, b in (entry.get("remappings") or {}).items()]
-        # The robot's topics, on both ends: the nodes that drive a robot, and the simulator that
-        # stands in for it (its world's topics; the batched ones are its own).
-        if kind in ("policy", "exciter", "simulator"):
-            remappings.append(("joint_states", args.state_topic))
-            if args.command_topic:
-                remappings.append((COMMAND_TOPIC_NAMES[interface], args.command_topic))
+        remappings += robot_remappings(kind, args, interface)
         if any(node.name == kind for node in nodes):
             raise ConfigError(f"{where}: a second {kind} node runs with these arguments")
-        nodes.append(NodeDescription(package, executable, kind, parameters, remappings))
+        nodes.append(NodeDescription(package, executable, kind, parameters, remappings, args.namespace))
     if not nodes:
         raise ConfigError(f"{path.name}: no node runs with these arguments")
     return Bringup(job, args, robot, nodes)
+
+
+def robot_remappings(kind: str, args: BringupArguments, interface: str) -> list[tuple[str, str]]:
+    """The robot's topics, on both ends: the nodes that drive a robot, the evaluator that sends it
+    goals, and the simulator that stands in for it (its world's topics; the batched ones are its
+    own). In a namespace, a simulated robot's /clock is the namespace's own, so two simulated
+    robots side by side each keep their time."""
+    if kind not in ("policy", "exciter", "simulator", "evaluator"):
+        return []
+    remappings = [
+        ("joint_states", args.state_topic),
+        ("imu", args.imu_topic),
+        ("cmd_vel", args.cmd_vel_topic),
+        ("goal", args.goal_topic),
+    ]
+    if args.command_topic:
+        remappings.append((COMMAND_TOPIC_NAMES[interface], args.command_topic))
+    if args.namespace and args.simulate:
+        remappings.append(("/clock", "clock"))
+    return [(name, topic) for name, topic in remappings if name != topic]
 
 
 def _task_defaults(data: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:

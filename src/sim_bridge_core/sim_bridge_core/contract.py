@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sim_bridge_core.control import COMMAND_INTERFACES
+
 if TYPE_CHECKING:
     from sim_bridge_core.deploy import SafetyFilter
     from sim_bridge_core.tasks import Task
@@ -116,16 +118,31 @@ class PolicyContract:
                 values[key] = tuple(bound if v is None else float(v) for v in data[key])
             for key in ("joint_names", "input_names", "action_offset"):
                 values[key] = tuple(data[key])
-            return cls(**values)
+            contract = cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"{source}: malformed policy contract ({type(exc).__name__}: {exc})") from exc
+        contract._check_sane(source)
+        return contract
 
-    @classmethod
-    def from_json(cls, text: str, source: str) -> PolicyContract:
-        try:
-            return cls.from_dict(json.loads(text), source)
-        except json.JSONDecodeError as exc:
-            raise ContractError(f"{source}: policy contract is not JSON: {exc}") from exc
+    def _check_sane(self, source: str) -> None:
+        """ContractError for values no runtime can act on: a contract edited by hand, or damaged."""
+        joints = len(self.joint_names)
+        problem = ""
+        if len(set(self.joint_names)) != joints:
+            problem = f"names a joint twice: {list(self.joint_names)}"
+        elif not (math.isfinite(self.action_scale) and self.action_scale > 0):
+            problem = f"action_scale {self.action_scale} is not positive"
+        elif not (math.isfinite(self.control_dt) and 0 < self.control_dt <= 10):
+            problem = f"control_dt {self.control_dt} s is not in (0, 10]"
+        elif self.command_interface not in COMMAND_INTERFACES:
+            problem = f"command_interface '{self.command_interface}' is not one of {COMMAND_INTERFACES}"
+        elif not (math.isfinite(self.max_position_step) and self.max_position_step >= 0):
+            problem = f"max_position_step {self.max_position_step} is not >= 0"
+        for key in ("action_offset", "position_lower", "position_upper", "velocity_limits"):
+            if not problem and len(getattr(self, key)) != joints:
+                problem = f"{key} has not one value per joint ({joints})"
+        if problem:
+            raise ContractError(f"{source}: the policy contract's {problem}")
 
     def check(self, task: Task, source: str) -> None:
         """ContractError unless ``task`` (on its robot) builds what the policy expects."""
@@ -134,6 +151,11 @@ class PolicyContract:
             raise ContractError(
                 f"{source} was trained for joints {list(self.joint_names)}, "
                 f"the robot has {list(robot.joint_names)}"
+            )
+        if not math.isclose(task.action_scale, self.action_scale, rel_tol=1e-9):
+            raise ContractError(
+                f"{source} was trained with action_scale {self.action_scale}, "
+                f"this task uses {task.action_scale}"
             )
         if task.name != self.task:
             raise ContractError(f"{source} was trained for task '{self.task}', not '{task.name}'")

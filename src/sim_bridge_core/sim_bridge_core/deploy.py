@@ -6,17 +6,29 @@ observation is built by the task's own builder (the one training used) and actio
 the task's own mapping, through the same ``SafetyFilter`` that training applied, so the policy meets
 on the robot what it met in training. The filter stands between the policy and the robot:
 
-* joints are mapped by name (any order, extra joints ignored; a missing joint means no command);
+* joints are mapped by name (any order, extra joints ignored; a missing joint means no command),
+  through the driver's names when they differ from the model's (``driver_names``);
 * a state with NaN/inf, mismatched lengths, no velocities or a position more than
   ``STATE_MARGIN`` outside its joint's range is refused and changes nothing (velocities are not
-  estimated: finite differences of a real encoder are not what training saw);
+  estimated: finite differences of a real encoder are not what training saw); so is a state or
+  IMU reading stamped further ahead of this node's clock than ``max_clock_skew_s`` (clocks that
+  are not synchronised would otherwise stop every command until the future arrives);
 * targets are clipped to the position limits, then to one control period at the velocity limit
   from the measured position: the step limit wins, so even with limits that exclude the current
   pose no command moves the robot further than that;
-* a non-finite policy output gives no command and one hold;
+* a policy output of the wrong shape or with NaN/inf gives no command and one hold;
 * a state or IMU reading older than ``state_timeout_s`` (or ``enable = False``) stops commands,
   after one hold command: the measured position itself; an IMU reading with NaN/inf or without
-  a unit orientation quaternion is refused.
+  a unit orientation quaternion is refused;
+* a velocity command older than ``cmd_vel_timeout_s`` (or none yet) is a command to stand, so a
+  dead teleop stops a walking robot;
+* on enable (and at start when enabled) the robot first ramps from where it is to the home pose
+  within its velocity limit, over at least ``home_ramp_s``, then the policy takes over, starting
+  where its episodes started in training.
+
+Drivers publish joint states and IMU readings at their own rates (often far above the policy's):
+the last readings of each are kept, and each control period the policy answers the newest pair
+whose stamps lie within half a period of each other, as training observed both at one instant.
 
 Time is the caller's clock (ROS time: sim time under ``use_sim_time``). A state's age is taken from
 its ``header.stamp`` when the robot stamps its states, else from its arrival.
@@ -24,6 +36,7 @@ its ``header.stamp`` when the robot stamps its states, else from its arrival.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +50,14 @@ Policy = Callable[[np.ndarray], np.ndarray]
 # A measured position this far outside the joint's range (rad or m) is a sensor fault, not a pose.
 STATE_MARGIN = 0.5
 NON_FINITE_OUTPUT = "the policy output NaN or inf"
+# Readings kept to pair joint states with IMU readings by stamp: a second of a 1 kHz driver would
+# be more than enough; these cover the lag of a loaded node at 50 Hz control.
+STATE_HISTORY = 64
+IMU_HISTORY = 16
+# A pose this close to home (rad or m, every joint) needs no ramp to it on enable.
+RAMP_TOLERANCE = 0.02
+# States arrive but no command went out for this many periods: say why.
+IDLE_PERIODS = 10
 
 
 class StateError(ValueError):
@@ -52,7 +73,10 @@ class Command:
 
 
 class JointNameMap:
-    """Maps a JointState's names onto the robot's joints, cached per name list."""
+    """Maps a JointState's names onto the robot's joints, cached per name list.
+
+    ``joint_names`` are the names on the wire, in the robot's joint order (a driver's names where
+    they differ from the model's)."""
 
     def __init__(self, joint_names: Sequence[str]) -> None:
         self.joint_names = tuple(joint_names)
@@ -115,8 +139,9 @@ def safety_filter(
     """The filter for ``robot`` commanded every ``period_s``; ConfigError naming the bad key.
 
     ``position_limits`` (lower, upper per joint, flattened) narrow the model's; ``velocity_limits``
-    (rad/s or m/s, one per joint or one for all) replace the model's; a joint left without one
-    is unbounded here (``require_bounded`` refuses that before deployment).
+    (rad/s or m/s, one per joint or one for all) narrow the model's too (a limit never loosens
+    what the model gives); a joint left without one is unbounded here (``require_bounded``
+    refuses that before deployment).
     """
     joints = robot.num_joints
     lower, upper = robot.lower, robot.upper
@@ -149,10 +174,28 @@ def safety_filter(
                 f"{section}.velocity_limits: needs one value or one per joint ({joints}), "
                 f"got {len(velocity_limits)}"
             )
-        velocity = np.broadcast_to(np.asarray(velocity_limits, float), (joints,))
-        if not (np.all(velocity > 0) and np.all(np.isfinite(velocity))):
-            raise ConfigError(f"{section}.velocity_limits: must be positive and finite, got {list(velocity)}")
+        given = np.broadcast_to(np.asarray(velocity_limits, float), (joints,))
+        if not (np.all(given > 0) and np.all(np.isfinite(given))):
+            raise ConfigError(f"{section}.velocity_limits: must be positive and finite, got {list(given)}")
+        velocity = np.minimum(velocity, given)
     return SafetyFilter(lower, upper, velocity, period_s, max_position_step)
+
+
+def tightest(robot: RobotModel, filters: Sequence[SafetyFilter], period_s: float) -> SafetyFilter:
+    """One filter as tight as all of ``filters`` together (each already within the model's limits);
+    ConfigError when their position ranges leave a joint nowhere to be."""
+    lower = np.max([f.lower for f in filters], axis=0)
+    upper = np.min([f.upper for f in filters], axis=0)
+    empty = np.flatnonzero(lower > upper)
+    if empty.size:
+        j = empty[0]
+        raise ConfigError(
+            f"position_limits: the robot's, the node's and the policy's limits leave joint "
+            f"'{robot.joint_names[j]}' no position (lower {lower[j]:.4g} > upper {upper[j]:.4g})"
+        )
+    velocity = np.min([f.velocity_limits for f in filters], axis=0)
+    steps = [f.max_position_step for f in filters if f.max_position_step > 0]
+    return SafetyFilter(lower, upper, velocity, period_s, min(steps, default=0.0))
 
 
 def require_bounded(safety: SafetyFilter, robot: RobotModel, section: str = "policy") -> None:
@@ -165,6 +208,45 @@ def require_bounded(safety: SafetyFilter, robot: RobotModel, section: str = "pol
         )
 
 
+@dataclass(frozen=True)
+class DeploySettings:
+    """How a deployment keeps time: its period, when inputs expire, and how it arms.
+
+    ``max_clock_skew_s`` is how far ahead of this node's clock a stamp may be (clocks of two
+    machines, or a /clock message that trails the state it stamped); ``home_ramp_s`` 0 skips the
+    ramp to home on enable."""
+
+    period_s: float
+    state_timeout_s: float
+    cmd_vel_timeout_s: float = 0.5
+    max_clock_skew_s: float = 0.25
+    home_ramp_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Reading:
+    time: float
+    values: np.ndarray
+    velocities: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class HomeRamp:
+    """A straight line from the pose at enable to home, slow enough for every joint's limit."""
+
+    start: np.ndarray
+    home: np.ndarray
+    begin_s: float
+    duration_s: float
+
+    def targets(self, time_s: float) -> np.ndarray:
+        fraction = np.clip((time_s - self.begin_s) / self.duration_s, 0.0, 1.0)
+        return self.start + fraction * (self.home - self.start)
+
+    def done(self, time_s: float) -> bool:
+        return time_s >= self.begin_s + self.duration_s
+
+
 class Deployment:
     """Turns the latest JointState (and IMU), and the goal or velocity command, into one safe
     command per control period."""
@@ -175,18 +257,24 @@ class Deployment:
         task: Task,
         policy: Policy,
         safety: SafetyFilter,
-        period_s: float,
-        state_timeout_s: float,
+        settings: DeploySettings,
+        driver_names: Sequence[str] = (),
+        enabled: bool = True,
     ) -> None:
         self.robot, self.task, self.policy, self.safety = robot, task, policy, safety
-        self.period_s = period_s
-        self.names = JointNameMap(robot.joint_names)
-        self.state_timeout_s = state_timeout_s
-        self.enabled = True
+        self.settings = settings
+        self.period_s = settings.period_s
+        self.names = JointNameMap(driver_names or robot.joint_names)
+        self.enabled = enabled
         self.positions: np.ndarray | None = None
         self.velocities = np.zeros(robot.num_joints)
         self.state_time = -np.inf
+        self._states: collections.deque[_Reading] = collections.deque(maxlen=STATE_HISTORY)
+        self._imus: collections.deque[_Reading] = collections.deque(maxlen=IMU_HISTORY)
+        # Velocity commands expire (a dead teleop must stop the robot); goals stay until replaced.
+        self.expires = task.input_message == "cmd_vel"
         self.inputs: np.ndarray | None = None if task.input_names else np.zeros(0)
+        self.inputs_time = -np.inf
         # sensor_msgs/Imu as the observation takes it (orientation x, y, z, w, angular velocity,
         # linear acceleration), for tasks that observe the IMU.
         self.imu: np.ndarray | None = None if task.uses_imu else np.zeros(10)
@@ -195,8 +283,11 @@ class Deployment:
         # when it began commanding (its clock: the time of that state), as an episode begins.
         self.previous_targets = robot.home.copy()
         self.clock_start: float | None = None
+        self.ramp: HomeRamp | None = None
+        self._ramp_pending = enabled and settings.home_ramp_s > 0
         self._holding = False
         self._next_due = -np.inf
+        self._last_command_time = -np.inf
 
     def on_joint_state(
         self,
@@ -232,25 +323,47 @@ class Deployment:
                 f"joint_states puts '{self.robot.joint_names[j]}' at {q[j]:.4g}, more than {STATE_MARGIN} "
                 f"outside its range [{self.robot.lower[j]:.4g}, {self.robot.upper[j]:.4g}]"
             )
+        time = self._reading_time("joint_states", arrival_s, stamp_s)
+        if time < self.state_time - self.period_s:
+            self.on_clock_jump()  # the robot's clock went back: a new timeline, a new schedule
         self.positions, self.velocities = q, qd
-        self.state_time = stamp_s if stamp_s > 0 else arrival_s
+        self.state_time = time
+        self._states.append(_Reading(time, q, qd))
+        if not np.isfinite(self._last_command_time):
+            self._last_command_time = time  # idle is counted from the first state
 
-    @property
-    def due(self) -> bool:
-        """Whether the latest state should be answered: once per control period, on a fixed schedule
-        (a state up to a tenth of a period early counts, for stamp jitter), and for a task that
-        observes the IMU once a reading as recent as the state has come too (within half a period:
-        the policy sees the IMU of the state's instant, as in training, whichever arrives last)."""
-        imu_ready = self.imu_time >= self.state_time - 0.5 * self.period_s
-        return imu_ready and self.state_time >= self._next_due - 0.1 * self.period_s
+    def _reading_time(self, topic: str, arrival_s: float, stamp_s: float) -> float:
+        """The instant a reading is from; StateError for one stamped ahead of this node's clock."""
+        if stamp_s <= 0:
+            return arrival_s
+        ahead = stamp_s - arrival_s
+        if ahead > self.settings.max_clock_skew_s:
+            raise StateError(
+                f"{topic} stamped {ahead:.3f} s ahead of this node's clock (more than max_clock_skew_s "
+                f"{self.settings.max_clock_skew_s} s): are the robot's and this computer's clocks "
+                "synchronised, and use_sim_time right?"
+            )
+        return stamp_s
 
-    def on_goal(self, goal: Sequence[float]) -> np.ndarray:
-        """Set the task input from a goal point or velocity command (``Task.input_message``);
-        returns the input in effect (clamped by the task)."""
+    def on_clock_jump(self) -> None:
+        """Time went backwards (this node's clock or the robot's): what was measured on the old
+        timeline is dropped (the robot holds until fresh readings come) and the schedule restarts."""
+        self._states.clear()
+        self._imus.clear()
+        self.state_time = -np.inf
+        if self.task.uses_imu:
+            self.imu_time = -np.inf
+        self.inputs_time = -np.inf  # a velocity command from the old timeline has expired
+        self._next_due = self._last_command_time = -np.inf
+
+    def on_goal(self, goal: Sequence[float], arrival_s: float) -> np.ndarray:
+        """Set the task input from a goal point or velocity command (``Task.input_message``) that
+        arrived at ``arrival_s``; returns the input in effect (clamped by the task)."""
         goal = np.asarray(goal, float)
         if not np.isfinite(goal).all():
             raise StateError(f"{self.task.input_message} contains NaN or inf")
         self.inputs = self.task.inputs_from_goal(goal)
+        self.inputs_time = arrival_s
         return self.inputs
 
     def on_imu(
@@ -267,39 +380,84 @@ class Deployment:
             raise StateError("imu contains NaN or inf")
         if not 0.5 < np.linalg.norm(reading[:4]) < 1.5:
             raise StateError("imu orientation is not a unit quaternion (no orientation estimate?)")
+        time = self._reading_time("imu", arrival_s, stamp_s)
         self.imu = reading
-        self.imu_time = stamp_s if stamp_s > 0 else arrival_s
+        self.imu_time = time
+        self._imus.append(_Reading(time, reading))
 
     def set_enabled(self, enabled: bool) -> Command | None:
         """Enable or disable; disabling returns the one hold command to send. Enabling after a
-        hold starts afresh, as an episode does in training: previous targets at home, clock at 0."""
+        hold starts afresh, as an episode does in training: first the ramp to home (when
+        ``home_ramp_s``), then the policy with previous targets at home and its clock at 0."""
         if enabled and not self.enabled:
             self.previous_targets = self.robot.home.copy()
             self.clock_start = None
+            self._ramp_pending = self.settings.home_ramp_s > 0
+            self._last_command_time = -np.inf
         self.enabled = enabled
         if enabled:
             self._holding = False
             return None
+        self.ramp, self._ramp_pending = None, False
         return self._hold()
 
-    def waiting_for_imu(self) -> str:
-        """Why the latest state waits for longer than the IMU's usual arrival just after it ('' if it
-        does not): readings that keep trailing the states would otherwise stall it in silence."""
-        lag = self.state_time - self.imu_time
-        if not (np.isfinite(lag) and lag > 1.5 * self.period_s):
+    def _pair(self) -> tuple[_Reading, np.ndarray] | None:
+        """The newest state and the IMU reading within half a period of it (as training observed
+        both at one instant); the state alone for tasks without an IMU."""
+        if not self._states:
+            return None
+        if not self.task.uses_imu:
+            return self._states[-1], self.imu
+        tolerance = 0.5 * self.period_s
+        for imu in reversed(self._imus):
+            best: _Reading | None = None
+            for state in reversed(self._states):
+                if state.time < imu.time - tolerance:
+                    break
+                if abs(state.time - imu.time) <= tolerance and (
+                    best is None or abs(state.time - imu.time) < abs(best.time - imu.time)
+                ):
+                    best = state
+            if best is not None:
+                return best, imu.values
+        return None
+
+    @property
+    def due(self) -> bool:
+        """Whether a command is due: once per control period, on a fixed schedule (a state up to a
+        tenth of a period early counts, for stamp jitter), answering the newest state that has a
+        reading of every sensor the policy observes from its instant."""
+        if not self._states or self._states[-1].time < self._next_due - 0.1 * self.period_s:
+            return False  # cheap: no state is due, so no pair can be (drivers at 1 kHz call this)
+        pair = self._pair()
+        return pair is not None and pair[0].time >= self._next_due - 0.1 * self.period_s
+
+    def idle_reason(self) -> str:
+        """Why states keep arriving and no command has been due for ``IDLE_PERIODS`` periods ('' if
+        commands flow, or nothing arrives): a deployment must never stall in silence."""
+        if not self.enabled or self.positions is None:
             return ""
-        return (
-            f"the latest imu is {lag * 1e3:.0f} ms older than joint_states; waiting for a reading of "
-            "the state's instant (are both stamped on one clock?)"
-        )
+        if self.state_time - self._last_command_time < IDLE_PERIODS * self.period_s:
+            return ""
+        lag = self.state_time - self.imu_time
+        if self.imu is not None and np.isfinite(lag) and lag > 0.5 * self.period_s:
+            return (
+                f"no command for {IDLE_PERIODS}+ periods: the latest imu is {lag * 1e3:.0f} ms older than "
+                "joint_states and no reading lies within half a period of a state (are both stamped "
+                "on one clock?)"
+            )
+        if self.imu is None:
+            return f"no command for {IDLE_PERIODS}+ periods: no imu received yet"
+        return f"no command for {IDLE_PERIODS}+ periods although joint_states arrive"
 
     def stale(self, now_s: float) -> bool:
         """Whether the last state (or IMU reading, for tasks that observe it) is older than
         ``state_timeout_s`` (or none came)."""
-        return now_s - min(self.state_time, self.imu_time) > self.state_timeout_s
+        return now_s - min(self.state_time, self.imu_time) > self.settings.state_timeout_s
 
     def tick(self, now_s: float) -> tuple[Command | None, str]:
-        """The command for this control period, or None and the reason there is none."""
+        """The command for this control period, or None and the reason there is none (a command
+        may come with a notice, e.g. that an expired velocity command made it stand)."""
         if not self.enabled:
             return None, "disabled"
         if self.positions is None:
@@ -312,29 +470,78 @@ class Deployment:
             hint = (
                 " (stamped on another clock? use_sim_time must match the robot's)" if abs(age) > 3600 else ""
             )
-            return self._hold(), f"{topic} older than {self.state_timeout_s} s{hint}"
-        if self.inputs is None:
-            return None, f"no {self.task.input_message} received yet"
+            return self._hold(), f"{topic} older than {self.settings.state_timeout_s} s{hint}"
+        pair = self._pair()
+        if pair is None:
+            return None, "no imu reading within half a period of a joint state"
+        state, imu = pair
+        if self._ramp_pending:
+            self._ramp_pending = False
+            self.ramp = self._home_ramp(state)
+        if self.ramp is not None:
+            return self._ramp_command(state), ""
+        inputs, notice = self._inputs_now(now_s)
+        if inputs is None:
+            return None, notice
         if self.clock_start is None:
-            self.clock_start = self.state_time
+            self.clock_start = state.time
         observation = self.task.observation(
-            self.positions[None],
-            self.velocities[None],
-            self.inputs[None],
-            imu=self.imu[None],
-            memory=PolicyMemory(self.previous_targets[None], np.array([self.state_time - self.clock_start])),
+            state.values[None],
+            state.velocities[None],
+            inputs[None],
+            imu=imu[None],
+            memory=PolicyMemory(self.previous_targets[None], np.array([state.time - self.clock_start])),
         )
         actions = np.asarray(self.policy(observation), dtype=np.float64)
+        if actions.shape != (1, self.robot.num_joints):
+            return self._hold(), (
+                f"the policy output shape {actions.shape}, not (1, {self.robot.num_joints}): holding"
+            )
         if not np.isfinite(actions).all():
             return self._hold(), NON_FINITE_OUTPUT
-        self._holding = False
-        # The schedule moves on by a period; one left behind (no states for a while) restarts here.
-        self._next_due += self.period_s
-        if self._next_due <= self.state_time:
-            self._next_due = self.state_time + self.period_s
+        self._advance_schedule(state.time)
         targets = self.task.action_to_targets(actions)[0]
         self.previous_targets = targets
-        return Command(self.safety(targets, self.positions)), ""
+        return Command(self.safety(targets, state.values)), notice
+
+    def _inputs_now(self, now_s: float) -> tuple[np.ndarray | None, str]:
+        """The task inputs in effect, and a notice: a velocity command older than
+        ``cmd_vel_timeout_s`` (or none yet) is a command to stand."""
+        if self.expires and now_s - self.inputs_time > self.settings.cmd_vel_timeout_s:
+            stand = self.task.inputs_from_goal(np.zeros(3))
+            timeout = self.settings.cmd_vel_timeout_s
+            why = "none received yet" if self.inputs is None else f"the last is older than {timeout} s"
+            return stand, f"cmd_vel: {why}; standing"
+        if self.inputs is None:
+            return None, f"no {self.task.input_message} received yet"
+        return self.inputs, ""
+
+    def _home_ramp(self, state: _Reading) -> HomeRamp | None:
+        """The ramp from the measured pose to home, or None when the robot is there already."""
+        distance = np.abs(self.robot.home - state.values)
+        if distance.max() < RAMP_TOLERANCE:
+            return None
+        slowest = float(np.max(distance / self.safety.velocity_limits))
+        duration = max(self.settings.home_ramp_s, slowest)
+        return HomeRamp(state.values.copy(), self.robot.home.copy(), state.time, duration)
+
+    def _ramp_command(self, state: _Reading) -> Command:
+        """This period's point on the ramp (one period ahead, as a policy's target is); the policy
+        takes over, at home, from the period after the ramp ends."""
+        ahead = state.time + self.period_s
+        self._advance_schedule(state.time)
+        targets = self.ramp.targets(ahead)
+        if self.ramp.done(ahead):
+            self.ramp = None
+        return Command(self.safety(targets, state.values))
+
+    def _advance_schedule(self, time_s: float) -> None:
+        """The schedule moves on by a period; one left behind (no states for a while) restarts here."""
+        self._holding = False
+        self._last_command_time = time_s
+        self._next_due += self.period_s
+        if self._next_due <= time_s:
+            self._next_due = time_s + self.period_s
 
     def _hold(self) -> Command | None:
         """Hold where the robot is, once; nothing more until commands resume."""
@@ -342,3 +549,8 @@ class Deployment:
             return None
         self._holding = True
         return Command(self.positions.copy(), hold=True)
+
+    def fail(self) -> Command | None:
+        """Something in the deploy path failed: disable, returning the one hold to send; only an
+        ``enable`` resumes."""
+        return self.set_enabled(False)

@@ -12,9 +12,25 @@ import numpy as np
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.contract import METADATA_KEY, ContractError, PolicyContract
 from sim_bridge_core.control import COMMAND_INTERFACES
-from sim_bridge_core.deploy import Deployment, Policy, SafetyFilter, require_bounded, safety_filter
+from sim_bridge_core.deploy import (
+    Deployment,
+    DeploySettings,
+    Policy,
+    SafetyFilter,
+    require_bounded,
+    safety_filter,
+    tightest,
+)
 from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint
-from sim_bridge_core.models import ModelError, RobotModel, load_robot
+from sim_bridge_core.models import (
+    ModelError,
+    RobotConfig,
+    RobotModel,
+    driver_joint_names,
+    load_robot,
+    read_robot_config,
+    robot_from_config,
+)
 from sim_bridge_core.tasks import Task, make_task
 
 MODES = ("deploy", "train", "eval")
@@ -34,6 +50,11 @@ class PolicyConfig:
         "policy.onnx (run with onnxruntime, its contract read from the file)",
     )
     model: str = setting("", "deploy: robot model (name or MJCF/URDF path); default: the policy's")
+    robot: str = setting(
+        "",
+        "deploy: the robot config (YAML) of the robot driven: the policy is checked against it, its "
+        "limits apply and its drivers' joint names are used ('' = the model the policy was trained on)",
+    )
     device: str = setting("cpu", "torch device for inference and training")
     control_rate_hz: float = setting(
         0.0,
@@ -64,7 +85,9 @@ class PolicyConfig:
         "ros = the simulator node's worlds over the lockstep batch/* topics",
         choices=TRANSPORTS,
     )
-    simulator: str = setting("/simulator", "ros transport: the simulator node's name")
+    simulator: str = setting(
+        "simulator", "ros transport: the simulator node's name (relative: in this node's namespace)"
+    )
     max_env_steps: int = setting(
         50_000_000, "train: stop after this many env steps (over resumes)", low=1, high=(1 << 62)
     )
@@ -114,6 +137,44 @@ class PolicyConfig:
         "safety: lower, upper per joint, flattened in the model's joint order; [] = the policy's "
         "(deploy), else the model's",
     )
+    allow_looser_limits: bool = setting(
+        False,
+        "deploy: the node's position_limits/velocity_limits/max_position_step replace the policy's "
+        "instead of tightening them (the robot model's and robot config's still bound them)",
+    )
+    start_enabled: bool = setting(
+        False,
+        "deploy: command as soon as states arrive; false = wait for ~/enable (the safe default in "
+        "front of a real robot)",
+    )
+    home_ramp_s: float = setting(
+        2.0,
+        "deploy: on enable, first move from the measured pose to the home pose over at least this "
+        "long (within the velocity limits), then hand over to the policy; 0 = no ramp",
+        low=0.0,
+        high=600.0,
+    )
+    cmd_vel_timeout_s: float = setting(
+        0.5, "deploy: a velocity command older than this is a command to stand (zero)", low=0.01, high=3600.0
+    )
+    cmd_vel_stamped: bool = setting(
+        False, "deploy: cmd_vel is geometry_msgs/TwistStamped (Jazzy's controllers) instead of Twist"
+    )
+    max_clock_skew_s: float = setting(
+        0.25,
+        "deploy: joint_states/imu stamped further ahead of this node's clock are refused (clocks not "
+        "synchronised)",
+        low=0.0,
+        high=60.0,
+    )
+    clock_timeout_s: float = setting(
+        10.0, "deploy: with use_sim_time, give up when no /clock has come within this long", low=0.1
+    )
+    command_joint_names: list[str] = setting(
+        [],
+        "deploy: the order of the position interface's array, in the drivers' joint names (the "
+        "forward position controller's joints); [] = the robot's joint order",
+    )
     dry_run: bool = setting(False, "log commands instead of publishing them", read_only=False)
     compare_robot: str = setting(
         "",
@@ -123,16 +184,24 @@ class PolicyConfig:
 
 
 def command_safety(
-    config: PolicyConfig, robot: RobotModel, period_s: float, contract: PolicyContract | None = None
+    config: PolicyConfig,
+    robot: RobotModel,
+    period_s: float,
+    contract: PolicyContract | None = None,
+    robot_config: RobotConfig | None = None,
 ) -> SafetyFilter:
-    """The policy node's safety filter: its own limits where set, else the contract's, else the model's."""
-    return safety_filter(
-        robot,
-        period_s,
-        config.position_limits or (contract.position_limits if contract else ()),
-        config.velocity_limits or (contract.velocity_limits if contract else ()),
-        config.max_position_step or (contract.max_position_step if contract else 0.0),
-    )
+    """The policy node's safety filter: the tightest of the robot model, the robot config, the
+    node's own limits and the contract's (``allow_looser_limits``: the node's replace the
+    contract's)."""
+    sources = [(config.position_limits, config.velocity_limits, config.max_position_step, "policy")]
+    if robot_config is not None:
+        limits = (robot_config.position_limits, robot_config.velocity_limits, robot_config.max_position_step)
+        sources.append((*limits, "robot"))
+    if contract is not None and not config.allow_looser_limits:
+        limits = (contract.position_limits, contract.velocity_limits, contract.max_position_step)
+        sources.append((*limits, "policy.checkpoint"))
+    filters = [safety_filter(robot, period_s, *limits, section=section) for *limits, section in sources]
+    return tightest(robot, filters, period_s)
 
 
 @dataclass(frozen=True)
@@ -155,27 +224,54 @@ def read_contract(path: str) -> PolicyContract:
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
 
 
-def load_policy(path: str, model: str = "", device: str = "cpu") -> LoadedPolicy:
+def load_policy(
+    path: str, model: str = "", device: str = "cpu", robot: RobotModel | None = None
+) -> LoadedPolicy:
     """A checkpoint.pt (torch) or policy.onnx (onnxruntime) with its contract, checked against the
-    task this code builds; ConfigError naming ``policy.checkpoint`` otherwise."""
+    task this code builds on ``robot`` (default: the model the policy was trained on) and probed
+    with one zero observation; ConfigError naming ``policy.checkpoint`` (or ``policy.robot``, for
+    a robot the policy does not fit) otherwise."""
     source = Path(path)
     contract = read_contract(path)
+    key = "policy.robot" if robot is not None else "policy.checkpoint"
     try:
-        robot = load_robot(
-            model or _contract_model(contract),
-            joint_names=contract.joint_names,
-            home=contract.home,
-            sites=contract.sites,
-        )
+        if robot is None:
+            robot = load_robot(
+                model or _contract_model(contract),
+                joint_names=contract.joint_names,
+                home=contract.home,
+                sites=contract.sites,
+            )
         task = make_task(contract.task, robot, contract.task_settings)
         contract.check(task, str(source))
+    except (ContractError, ModelError, ConfigError) as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+    try:
         if source.suffix == ".onnx":
             policy, runtime = _onnx_policy(source), "onnxruntime"
         else:
             policy, runtime = load_checkpoint(source).policy(device), "torch"
-    except (CheckpointError, ContractError, ModelError) as exc:
+        _probe(policy, task, str(source))
+    except (CheckpointError, ContractError) as exc:
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
     return LoadedPolicy(policy, contract, robot, task, runtime)
+
+
+def _probe(policy: Policy, task: Task, source: str) -> None:
+    """One forward pass on a zero observation: the network must give (1, joints) finite actions,
+    or it would drive joints with actions meant for others (ContractError)."""
+    size, joints = task.observation_size, task.robot.num_joints
+    try:
+        actions = np.asarray(policy(np.zeros((1, size), dtype=np.float32)))
+    except Exception as exc:  # onnxruntime and torch raise their own kinds for a wrong input
+        raise ContractError(f"{source}: the network fails on a (1, {size}) observation: {exc}") from exc
+    if actions.shape != (1, joints):
+        raise ContractError(
+            f"{source}: the network maps a (1, {size}) observation to shape {actions.shape}, "
+            f"not (1, {joints}) actions"
+        )
+    if not np.isfinite(actions).all():
+        raise ContractError(f"{source}: the network outputs NaN or inf for a zero observation")
 
 
 def _contract_model(contract: PolicyContract) -> str:
@@ -224,21 +320,33 @@ def _onnx_policy(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 @dataclass(frozen=True)
 class DeployPlan:
-    """What deploy mode runs: the deployment, its period and command interface, and any warning."""
+    """What deploy mode runs: the deployment, its period and command interface, the drivers' joint
+    names (robot order) and the position interface's array order, and any warning."""
 
     deployment: Deployment
     runtime: str
     period_s: float
     command_interface: str
+    driver_names: tuple[str, ...]
+    command_joint_names: tuple[str, ...]
     warnings: tuple[str, ...]
+
+    def command_order(self) -> np.ndarray:
+        """Index into the robot's joints of each entry of the position interface's array."""
+        return np.array([self.driver_names.index(name) for name in self.command_joint_names])
 
 
 def load_deployment(config: PolicyConfig) -> DeployPlan:
-    """The policy behind its safety filter at the policy's rate and interface; ConfigError otherwise."""
+    """The policy bound to the robot it drives, behind its safety filter, at the policy's rate and
+    interface; ConfigError (one line naming the key) for anything that does not fit."""
     if not config.checkpoint:
         raise ConfigError("policy.checkpoint: required in deploy mode")
-    loaded = load_policy(config.checkpoint, config.model, config.device)
+    robot, robot_config, driver_names = None, None, ()
+    if config.robot:
+        robot, robot_config, driver_names = _bound_robot(config.robot)
+    loaded = load_policy(config.checkpoint, config.model, config.device, robot)
     contract = loaded.contract
+    driver_names = driver_names or loaded.robot.joint_names
     period_s = 1.0 / config.control_rate_hz if config.control_rate_hz else contract.control_dt
     interface = config.command_interface or contract.command_interface
     mismatches = []
@@ -254,9 +362,37 @@ def load_deployment(config: PolicyConfig) -> DeployPlan:
         )
     if mismatches and not config.allow_contract_mismatch:
         raise ConfigError(f"{mismatches[0]}; set allow_contract_mismatch to deploy anyway")
-    safety = command_safety(config, loaded.robot, period_s, contract)
+    command_names = tuple(config.command_joint_names) or tuple(driver_names)
+    if sorted(command_names) != sorted(driver_names):
+        raise ConfigError(
+            f"policy.command_joint_names: {list(command_names)} is not an order of the robot's joints "
+            f"{list(driver_names)}"
+        )
+    safety = command_safety(config, loaded.robot, period_s, contract, robot_config)
     require_bounded(safety, loaded.robot)
-    deployment = Deployment(
-        loaded.robot, loaded.task, loaded.policy, safety, period_s, config.state_timeout_s
+    settings = DeploySettings(
+        period_s=period_s,
+        state_timeout_s=config.state_timeout_s,
+        cmd_vel_timeout_s=config.cmd_vel_timeout_s,
+        max_clock_skew_s=config.max_clock_skew_s,
+        home_ramp_s=config.home_ramp_s,
     )
-    return DeployPlan(deployment, loaded.runtime, period_s, interface, tuple(mismatches))
+    deployment = Deployment(
+        loaded.robot, loaded.task, loaded.policy, safety, settings, driver_names, config.start_enabled
+    )
+    return DeployPlan(
+        deployment, loaded.runtime, period_s, interface, tuple(driver_names), command_names, tuple(mismatches)
+    )
+
+
+def _bound_robot(path_text: str) -> tuple[RobotModel, RobotConfig, tuple[str, ...]]:
+    """The robot config deploy binds to, the robot it describes and its drivers' joint names."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"policy.robot: no robot file {path}")
+    try:
+        robot_config = read_robot_config(path)
+        robot = robot_from_config(robot_config, path.name)
+        return robot, robot_config, driver_joint_names(robot_config, robot.joint_names, path.name)
+    except (ConfigError, ModelError) as exc:
+        raise ConfigError(f"policy.robot: {exc}") from exc

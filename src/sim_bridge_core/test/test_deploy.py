@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy import Deployment, StateError, require_bounded, safety_filter
+from sim_bridge_core.deploy import (
+    Deployment,
+    DeploySettings,
+    StateError,
+    require_bounded,
+    safety_filter,
+    tightest,
+)
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.tasks import make_task
 
@@ -20,12 +27,12 @@ def deployment(
     task = make_task("reach", ARM)
     safety = safety_filter(ARM, PERIOD, limits, velocity)
     policy = policy or (lambda obs: np.full((len(obs), 7), action))
-    return Deployment(ARM, task, policy, safety, PERIOD, timeout)
+    return Deployment(ARM, task, policy, safety, DeploySettings(PERIOD, timeout))
 
 
 def commanding(d: Deployment, positions=ARM.home, time_s: float = 0.0) -> None:
     d.on_joint_state(time_s, 0.0, ARM.joint_names, positions, ZERO)
-    d.on_goal([0.5, 0.0, 0.4])
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
 
 
 def test_names_in_any_order_with_extra_joints():
@@ -129,7 +136,7 @@ def test_non_finite_policy_output_holds_once_and_commands_nothing():
 
 def test_staleness_comes_from_the_stamp_when_the_robot_stamps():
     d = deployment(timeout=0.1)
-    d.on_goal([0.5, 0.0, 0.4])
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
     d.on_joint_state(10.0, 9.5, ARM.joint_names, ARM.home, ZERO)  # arrived now, measured 0.5 s ago
     hold, reason = d.tick(10.0)
     assert hold.hold and "older than" in reason
@@ -160,13 +167,13 @@ def answered(d: Deployment, times) -> list[bool]:
 
 def test_commands_are_due_once_per_period_on_the_state_schedule():
     d = deployment()
-    d.on_goal([0.5, 0.0, 0.4])
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
     # States at 500 Hz for 0.4 s: 20 commands, about every tenth state (the schedule keeps the rate).
     due = answered(d, np.arange(1, 201) * 0.002)
     assert sum(due) == 20 and set(np.diff(np.flatnonzero(due))) <= {9, 10, 11}
     # States at the control rate, exactly on time (sim time): every one is answered.
     d = deployment()
-    d.on_goal([0.5, 0.0, 0.4])
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
     assert all(answered(d, np.arange(1, 50) * PERIOD))
 
 
@@ -174,7 +181,7 @@ def test_a_state_without_a_command_keeps_the_schedule():
     """No goal yet: the state is due but unanswered, so it stays due (a lockstep simulator resends it)."""
     d = deployment()
     assert answered(d, [0.0]) == [False] and d.due
-    d.on_goal([0.5, 0.0, 0.4])
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
     assert answered(d, [0.0]) == [True] and not d.due
 
 
@@ -190,8 +197,116 @@ def test_disable_holds_once_and_enable_resumes():
 
 def test_goal_outside_the_workspace_is_clamped_and_nan_refused():
     d = deployment()
-    inputs = d.on_goal([5.0, -5.0, 0.4])
+    inputs = d.on_goal([5.0, -5.0, 0.4], 0.0)
     assert np.all(np.abs(inputs) < 1.0)
     with pytest.raises(StateError, match="NaN"):
-        d.on_goal([np.nan, 0, 0])
+        d.on_goal([np.nan, 0, 0], 0.0)
     np.testing.assert_array_equal(d.inputs, inputs)
+
+
+def test_limits_from_a_config_or_contract_never_loosen_the_model():
+    """A contract that says 100 rad/s must not give 2 rad per 20 ms period on a 5 rad/s arm."""
+    loose = safety_filter(ARM, PERIOD, velocity_limits=[100.0])
+    np.testing.assert_allclose(loose.max_step, ARM.velocity_limits * PERIOD)
+    tight = safety_filter(ARM, PERIOD, np.column_stack([ARM.home - 0.3, ARM.home + 0.3]).ravel(), [1.0])
+    both = tightest(ARM, [loose, tight, safety_filter(ARM, PERIOD, max_position_step=0.01)], PERIOD)
+    np.testing.assert_allclose(both.lower, np.maximum(ARM.lower, ARM.home - 0.3))
+    np.testing.assert_allclose(both.max_step, 0.01)
+    with pytest.raises(ConfigError, match="leave joint 'joint1' no position"):
+        apart = safety_filter(ARM, PERIOD, np.column_stack([ARM.home + 0.5, ARM.home + 0.6]).ravel())
+        tightest(ARM, [tight, apart], PERIOD)
+
+
+def test_a_state_stamped_in_the_future_is_refused_and_the_robot_holds():
+    """One state stamped 1000 s ahead used to stop every command for 1000 s, silently."""
+    d = deployment(timeout=0.1)
+    commanding(d)
+    assert d.tick(0.0)[0] is not None
+    with pytest.raises(StateError, match=r"stamped 1000\.000 s ahead of this node's clock"):
+        d.on_joint_state(0.02, 1000.02, ARM.joint_names, ARM.home + 0.1, ZERO)
+    np.testing.assert_array_equal(d.positions, ARM.home)
+    hold, reason = d.tick(0.2)  # nothing fresh came: a hold at the last good pose, and why
+    assert hold.hold and "older than" in reason
+    d.on_joint_state(0.3, 0.3, ARM.joint_names, ARM.home, ZERO)
+    assert d.due and d.tick(0.3)[0] is not None
+
+
+def test_a_clock_that_jumps_back_restarts_the_schedule():
+    """Stamps 10 s back (a robot computer's clock stepped by NTP): commands resume at once instead
+    of waiting 10 s for the old schedule."""
+    d = deployment()
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
+    assert all(answered(d, 20.0 + np.arange(5) * PERIOD))
+    assert all(answered(d, 10.0 + np.arange(1, 6) * PERIOD))
+
+
+def test_this_nodes_clock_jumping_back_holds_until_fresh_states():
+    d = deployment()
+    commanding(d, time_s=50.0)
+    assert d.tick(50.0)[0] is not None
+    d.on_clock_jump()
+    hold, _ = d.tick(1.0)
+    assert hold.hold
+    assert answered(d, [1.0]) == [True]
+
+
+def test_a_policy_output_of_the_wrong_shape_holds():
+    d = deployment(policy=lambda obs: np.zeros((1, 6)))
+    commanding(d, ARM.home + 0.05)
+    hold, reason = d.tick(0.0)
+    assert hold.hold and "shape (1, 6), not (1, 7)" in reason
+    np.testing.assert_array_equal(hold.positions, ARM.home + 0.05)
+
+
+def test_a_failure_holds_once_and_disables_until_enabled():
+    d = deployment()
+    commanding(d, ARM.home + 0.05)
+    hold = d.fail()
+    assert hold.hold and not d.enabled and d.tick(0.02) == (None, "disabled")
+    d.set_enabled(True)
+    assert answered(d, [0.04]) == [True]
+
+
+def test_enable_ramps_to_home_within_the_velocity_limit_then_hands_over():
+    """Started disabled, away from home: enable drives the arm home at most one step per period,
+    over at least home_ramp_s, before the policy's first command."""
+    task = make_task("reach", ARM)
+    settings = DeploySettings(PERIOD, 0.5, home_ramp_s=0.5)
+    d = Deployment(
+        ARM, task, lambda obs: np.ones((1, 7)), safety_filter(ARM, PERIOD, (), [2.5]), settings, enabled=False
+    )
+    start = ARM.home + np.array([0.6, -0.3, 0, 0, 0, 0, 0.1])
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
+    d.on_joint_state(0.0, 0.0, ARM.joint_names, start, ZERO)
+    assert d.tick(0.0) == (None, "disabled")
+    d.set_enabled(True)
+    pose, targets, t = start.copy(), [], 0.0
+    while d.ramp is not None or not targets:
+        d.on_joint_state(t, t, ARM.joint_names, pose, ZERO)
+        assert d.due
+        command, _ = d.tick(t)
+        assert np.all(np.abs(command.positions - pose) <= 2.5 * PERIOD + 1e-12)
+        targets.append(command.positions)
+        pose, t = command.positions, t + PERIOD
+    np.testing.assert_allclose(targets[-1], ARM.home)
+    assert t >= 0.5 - 1e-9  # the ramp took at least home_ramp_s (0.6 rad at 2.5 rad/s would take 0.24 s)
+    d.on_joint_state(t, t, ARM.joint_names, pose, ZERO)
+    command, _ = d.tick(t)  # the policy's own action now: home + action_scale toward +1
+    assert np.all(command.positions > ARM.home)
+
+
+def test_a_driver_that_prefixes_joint_names_is_understood():
+    task = make_task("reach", ARM)
+    names = [f"fr3_{name}" for name in ARM.joint_names]
+    d = Deployment(
+        ARM,
+        task,
+        lambda obs: np.zeros((1, 7)),
+        safety_filter(ARM, PERIOD),
+        DeploySettings(PERIOD, 0.5),
+        names,
+    )
+    d.on_joint_state(0.0, 0.0, list(reversed(names)), list(reversed(ARM.home + 0.01)), ZERO)
+    np.testing.assert_allclose(d.positions, ARM.home + 0.01)
+    with pytest.raises(StateError, match="lacks required joints fr3_joint1"):
+        d.on_joint_state(0.0, 0.0, ARM.joint_names, ARM.home, ZERO)

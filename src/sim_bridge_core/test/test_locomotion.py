@@ -12,7 +12,7 @@ import yaml
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.bringup import describe
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy import Deployment, StateError, safety_filter
+from sim_bridge_core.deploy import Deployment, DeploySettings, StateError, safety_filter
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.models import ModelError, load_robot, parse_model_parameters
 from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
@@ -110,7 +110,9 @@ def test_deployment_observes_exactly_what_training_observed():
         return np.zeros((1, ROBOT.num_joints))
 
     safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
-    deployment = Deployment(ROBOT, make_task("locomotion", ROBOT, SETTINGS), policy, safety, CONTROL_DT, 1.0)
+    deployment = Deployment(
+        ROBOT, make_task("locomotion", ROBOT, SETTINGS), policy, safety, DeploySettings(CONTROL_DT, 1.0)
+    )
     deployment.previous_targets = env.previous_targets[0].copy()
     # The policy's clock: it began commanding when the episode did, that long before this state.
     deployment.clock_start = -env.episode_step[0] * CONTROL_DT
@@ -120,8 +122,7 @@ def test_deployment_observes_exactly_what_training_observed():
     assert deployment.tick(0.0) == (None, "no imu received yet")
     imu = env.measured_sensors()[0, env.sensors.blocks["imu"]]
     deployment.on_imu(0.0, 0.0, imu[:4], imu[4:7], imu[7:10])
-    assert deployment.tick(0.0) == (None, "no cmd_vel received yet")
-    deployment.on_goal([0.4, 0.1, -0.3])
+    deployment.on_goal([0.4, 0.1, -0.3], 0.0)
     command, reason = deployment.tick(0.0)
     assert command is not None and reason == ""
     np.testing.assert_allclose(seen[0], env.observation(), rtol=1e-6, atol=1e-6)
@@ -131,7 +132,7 @@ def test_deployment_refuses_a_bad_imu_and_holds_when_it_goes_stale():
     safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
     task = make_task("locomotion", ROBOT, SETTINGS)
     policy = lambda observation: np.zeros((1, ROBOT.num_joints))  # noqa: E731
-    deployment = Deployment(ROBOT, task, policy, safety, CONTROL_DT, 0.1)
+    deployment = Deployment(ROBOT, task, policy, safety, DeploySettings(CONTROL_DT, 0.1))
     deployment.on_joint_state(0.0, 0.0, ROBOT.joint_names, ROBOT.home, np.zeros(8))
     with pytest.raises(StateError, match="unit quaternion"):
         deployment.on_imu(0.0, 0.0, [0, 0, 0, 0], [0, 0, 0], [0, 0, 9.81])
@@ -139,7 +140,7 @@ def test_deployment_refuses_a_bad_imu_and_holds_when_it_goes_stale():
         deployment.on_imu(0.0, 0.0, [0, 0, 0, 1], [np.nan, 0, 0], [0, 0, 9.81])
     assert deployment.imu is None
     deployment.on_imu(0.0, 0.0, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
-    deployment.on_goal([0.2, 0.0, 0.0])
+    deployment.on_goal([0.2, 0.0, 0.0], 0.0)
     assert deployment.tick(0.0)[0] is not None
     deployment.on_joint_state(0.5, 0.0, ROBOT.joint_names, ROBOT.home, np.zeros(8))  # IMU now 0.5 s old
     command, reason = deployment.tick(0.5)
@@ -149,16 +150,55 @@ def test_deployment_refuses_a_bad_imu_and_holds_when_it_goes_stale():
 def test_a_state_waits_for_the_imu_reading_of_its_instant():
     safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
     task = make_task("locomotion", ROBOT, SETTINGS)
-    deployment = Deployment(ROBOT, task, lambda o: np.zeros((1, 8)), safety, CONTROL_DT, 1.0)
-    deployment.on_joint_state(0.0, 1.0, ROBOT.joint_names, ROBOT.home, np.zeros(8))
-    deployment.on_imu(0.0, 1.0 - CONTROL_DT, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])  # a period old
-    assert not deployment.due and deployment.waiting_for_imu() == ""  # its reading is on its way
-    deployment.on_imu(0.0, 1.0, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
+    deployment = Deployment(ROBOT, task, lambda o: np.zeros((1, 8)), safety, DeploySettings(CONTROL_DT, 1.0))
+    deployment.on_joint_state(1.0, 1.0, ROBOT.joint_names, ROBOT.home, np.zeros(8))
+    deployment.on_imu(1.0, 1.0 - CONTROL_DT, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])  # a period old
+    assert not deployment.due and deployment.idle_reason() == ""  # its reading is on its way
+    deployment.on_imu(1.0, 1.0, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
     assert deployment.due
-    # An IMU that keeps trailing (another clock, a slow driver) is said, not waited on in silence.
-    deployment.on_imu(0.0, 1.0 - 3 * CONTROL_DT, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
-    assert not deployment.due
-    assert deployment.waiting_for_imu().startswith("the latest imu is 60 ms older than joint_states")
+
+
+def test_fast_drivers_are_paired_by_stamp_and_answered_every_period():
+    """joint_states at 1 kHz and an IMU at 250 Hz whose readings arrive 32 ms late (a loaded
+    queue): every period the policy answers the newest state that has an IMU reading of its
+    instant, so commands keep the control rate instead of waiting for exact matches."""
+    safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
+    task = make_task("locomotion", ROBOT, SETTINGS)
+    seen = []
+
+    def policy(observation: np.ndarray) -> np.ndarray:
+        seen.append(observation[0])
+        return np.zeros((1, 8))
+
+    deployment = Deployment(ROBOT, task, policy, safety, DeploySettings(CONTROL_DT, 1.0))
+    commands, lags = 0, []
+    for k in range(1, 1001):  # one second
+        t = k * 1e-3
+        deployment.on_goal([0.4, 0.0, 0.0], t)
+        # The joint velocities carry the state's stamp, so the observation tells which state it saw.
+        deployment.on_joint_state(t, t, ROBOT.joint_names, ROBOT.home, np.full(8, t))
+        late = t - 0.032
+        if k % 4 == 0 and late > 0:
+            deployment.on_imu(t, late, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
+        if deployment.due:
+            command, reason = deployment.tick(t)
+            assert command is not None and reason == ""
+            commands += 1
+            lags.append(t - seen[-1][8 + 6])  # how old the answered state was
+    assert commands >= 48  # 50 periods in the second, less the first 32 ms without an IMU reading
+    assert max(lags) == pytest.approx(0.032, abs=1.5e-3)
+
+
+def test_an_imu_on_another_clock_is_said_not_waited_on_in_silence():
+    safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
+    task = make_task("locomotion", ROBOT, SETTINGS)
+    deployment = Deployment(ROBOT, task, lambda o: np.zeros((1, 8)), safety, DeploySettings(CONTROL_DT, 10.0))
+    for k in range(1, 30):
+        t = 100.0 + k * CONTROL_DT
+        deployment.on_joint_state(t, t, ROBOT.joint_names, ROBOT.home, np.zeros(8))
+        deployment.on_imu(t, t - 3.0, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])  # 3 s behind
+        assert not deployment.due
+    assert deployment.idle_reason().startswith("no command for 10+ periods: the latest imu is 3000 ms older")
 
 
 def test_the_deployed_clock_keeps_time_and_starts_again_when_re_enabled():
@@ -171,10 +211,13 @@ def test_the_deployed_clock_keeps_time_and_starts_again_when_re_enabled():
         seen.append(observation[0])
         return np.full((1, 8), 0.5)
 
-    deployment = Deployment(ROBOT, make_task("locomotion", ROBOT, SETTINGS), policy, safety, CONTROL_DT, 1.0)
-    deployment.on_goal([0.4, 0.0, 0.0])
+    deployment = Deployment(
+        ROBOT, make_task("locomotion", ROBOT, SETTINGS), policy, safety, DeploySettings(CONTROL_DT, 1.0)
+    )
+    deployment.on_goal([0.4, 0.0, 0.0], 0.0)
 
     def command_at(t: float) -> None:
+        deployment.on_goal([0.4, 0.0, 0.0], t)
         deployment.on_joint_state(t, t, ROBOT.joint_names, ROBOT.home, np.zeros(8))
         deployment.on_imu(t, t, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
         assert deployment.due and deployment.tick(t)[1] == ""
@@ -294,3 +337,35 @@ def test_locomotion_over_the_ros_transport_is_refused_at_start(tmp_path):
     arguments = {"robot": robot_file(tmp_path), "task": "locomotion", "transport": "ros"}
     with pytest.raises(ConfigError, match="transport: task locomotion observes the IMU"):
         describe("training", arguments, CONFIG)
+
+
+def test_a_velocity_command_expires_to_stand():
+    """The teleop dies: past cmd_vel_timeout_s the policy is told to stand (zero), as twist_mux and
+    diff_drive_controller do; before any command it stands too."""
+    safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
+    task = make_task("locomotion", ROBOT, SETTINGS)
+    seen = []
+
+    def policy(observation: np.ndarray) -> np.ndarray:
+        seen.append(observation[0])
+        return np.zeros((1, 8))
+
+    deployment = Deployment(
+        ROBOT, task, policy, safety, DeploySettings(CONTROL_DT, 1.0, cmd_vel_timeout_s=0.5)
+    )
+    commands = slice(2 * 8 + 6, 2 * 8 + 9)  # the command's columns: after gravity, gyro, joints
+
+    def tick_at(t: float) -> str:
+        deployment.on_joint_state(t, t, ROBOT.joint_names, ROBOT.home, np.zeros(8))
+        deployment.on_imu(t, t, [0, 0, 0, 1], [0, 0, 0], [0, 0, 9.81])
+        command, notice = deployment.tick(t)
+        assert command is not None
+        return notice
+
+    assert tick_at(0.0).startswith("cmd_vel: none received yet; standing")
+    np.testing.assert_allclose(seen[-1][commands], 0.0)
+    deployment.on_goal([0.4, 0.0, 0.3], 0.0)
+    assert tick_at(0.4) == ""
+    np.testing.assert_allclose(seen[-1][commands], [0.4, 0.0, 0.3], atol=1e-6)
+    assert "older than 0.5 s; standing" in tick_at(0.6)
+    np.testing.assert_allclose(seen[-1][commands], 0.0)

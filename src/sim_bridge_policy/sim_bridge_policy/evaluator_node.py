@@ -55,7 +55,7 @@ class EvaluatorNode(Node):
         goal_type, goal_topic, _ = input_topic(self.episodes.task)
         self._goals = self.create_publisher(goal_type, goal_topic, RELIABLE)
         self.create_subscription(Float32MultiArray, "batch/task", self._on_task, BATCH_QOS, raw=True)
-        self._pause = self.create_client(SetBool, "/simulator/pause")
+        self._pause = self.create_client(SetBool, "simulator/pause")
         self._thread = threading.Thread(target=self._run, name="evaluation", daemon=True)
         self.get_logger().info(
             f"deploy-path evaluation of {self.config.checkpoint}: {self.config.episodes} episodes of "

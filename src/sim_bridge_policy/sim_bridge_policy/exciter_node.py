@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import Executor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import require_bounded, safety_filter
@@ -91,11 +92,16 @@ class ExciterNode(Node):
             section="exciter",
         )
         require_bounded(safety, self.robot, "exciter")
-        self.exciter = Exciter(self.excitation, self.robot, self.config.command_interface, safety)
+        names = tuple(self.config.driver_joint_names) or self.robot.joint_names
+        if len(names) != self.robot.num_joints:
+            raise ConfigError(
+                f"exciter.driver_joint_names: {len(names)} names for the {self.robot.num_joints} joints"
+            )
+        self.exciter = Exciter(self.excitation, self.robot, self.config.command_interface, safety, names)
         self.exit_code = 0
         self.finished = threading.Event()
         self._lock = threading.Lock()
-        self._states = JointStateDecoder(self.robot.joint_names)
+        self._states = JointStateDecoder(names)
         self._columns: tuple[tuple[str, ...], np.ndarray] | None = None
         self._last_state: float | None = None
         self._last_positions: np.ndarray | None = None
@@ -104,11 +110,13 @@ class ExciterNode(Node):
         command_type, command_topic = COMMAND_TOPICS[self.config.command_interface]
         self._publisher = self.create_publisher(command_type, command_topic, RELIABLE)
         subscription = self.create_subscription(
-            JointState, "joint_states", self._on_state, RELIABLE, raw=True
+            JointState, "joint_states", self._on_state, qos_profile_sensor_data, raw=True
         )
         self._state_topic = subscription.topic_name
         self._recorder = None if self.config.dry_run else self._open_recorder()
-        self.create_timer(0.05, self._on_watchdog)
+        # On the steady clock: it must run when no /clock comes (use_sim_time) to say so.
+        self._sim_time = self.get_parameter("use_sim_time").value
+        self.create_timer(0.05, self._on_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f"exciting {self.robot.num_joints} joints of {self.robot.name} through "
             f"{self.config.command_interface} on {self._publisher.topic_name}, "
@@ -166,11 +174,12 @@ class ExciterNode(Node):
                 self._finish(0)
 
     def _positions(self, names: tuple[str, ...], positions: np.ndarray) -> np.ndarray:
+        wanted = self.exciter.driver_names
         if self._columns is None or self._columns[0] != names:
-            missing = [j for j in self.robot.joint_names if j not in names]
+            missing = [j for j in wanted if j not in names]
             if missing:
                 raise ValueError(f"joint_states lacks {', '.join(missing)}")
-            self._columns = (names, np.array([names.index(j) for j in self.robot.joint_names]))
+            self._columns = (names, np.array([names.index(j) for j in wanted]))
         values = positions[self._columns[1]]
         if not np.isfinite(values).all():
             raise ValueError("joint_states positions contain NaN or inf")
@@ -212,7 +221,22 @@ class ExciterNode(Node):
             if self.finished.is_set():
                 return
             now = time.monotonic()
-            if self._last_state is None:
+            no_clock = self._sim_time and self._now() <= 0.0
+            if no_clock and now - self._created <= self.config.start_timeout_s:
+                self.get_logger().info(
+                    "waiting for /clock (use_sim_time is true); nothing is sent until it comes",
+                    throttle_duration_sec=2.0,
+                )
+            elif no_clock:
+                print(
+                    f"[exciter] error: no /clock within {self.config.start_timeout_s:g} s and use_sim_time "
+                    "is true: start the simulator, or give use_sim_time:=false for a robot on the "
+                    "system clock",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self._finish(2)
+            elif self._last_state is None:
                 if now - self._created > self.config.start_timeout_s:
                     print(
                         f"[exciter] error: no joint state on {self._state_topic} within "

@@ -23,19 +23,23 @@ import functools
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.executors import Executor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
 from sim_bridge_core.env import JobStoppedError
 from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.policy import PolicyConfig, load_deployment
+from sim_bridge_core.policy import DeployPlan, PolicyConfig, load_deployment
 from sim_bridge_core.recording import RecordingError
 from sim_bridge_core.recording.bag import (
     COMMAND_TYPES,
@@ -44,6 +48,7 @@ from sim_bridge_core.recording.bag import (
 )
 from sim_bridge_core.ros.batch_topics import connect_remote_worlds
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
+from sim_bridge_core.ros.controllers import controller_of, read_controller_joints
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.recording import NodeRecorder
 from sim_bridge_core.ros.run import run_node
@@ -67,9 +72,24 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# How long start-up waits for a controller's parameters before it goes on without checking them.
+CONTROLLER_TIMEOUT_S = 2.0
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+
+
+def _deploy_path(callback: Callable[..., None]) -> Callable[..., None]:
+    """A deploy callback whose unexpected failure holds the robot instead of killing the node."""
+
+    @functools.wraps(callback)
+    def guarded(self: PolicyNode, *args: Any) -> None:
+        try:
+            callback(self, *args)
+        except Exception as exc:
+            self._deploy_failed(exc)
+
+    return guarded
 
 
 class PolicyNode(Node):
@@ -200,24 +220,29 @@ class PolicyNode(Node):
             self.get_logger().warning(f"{warning} (allow_contract_mismatch)")
         self.deployment = deployment = plan.deployment
         robot, task = deployment.robot, deployment.task
-        names = robot.joint_names
         self._interface = plan.command_interface
         command_type, command_topic = COMMAND_TOPICS[self._interface]
-        self._encode = (
-            functools.partial(
-                JointTrajectoryEncoder(names).encode, 0, time_from_start_ns=round(plan.period_s * 1e9)
+        if self._interface == "trajectory":
+            self._encode = functools.partial(
+                JointTrajectoryEncoder(plan.driver_names).encode,
+                0,
+                time_from_start_ns=round(plan.period_s * 1e9),
             )
-            if self._interface == "trajectory"
-            else MultiArrayEncoder(np.float64, ("joint",)).encode
-        )
-        self._states = JointStateDecoder(names)
+        else:  # the array in the controller's joint order
+            order, encode = plan.command_order(), MultiArrayEncoder(np.float64, ("joint",)).encode
+            self._encode = lambda positions: encode(positions[order])
+        self._states = JointStateDecoder(plan.driver_names)
         # joint_states callback -> command published, per command (reported at shutdown)
         self._latencies: collections.deque[float] = collections.deque(maxlen=100_000)
         self._publisher = self.create_publisher(command_type, command_topic, RELIABLE)
+        self._check_controller(plan)
+        self._sim_time = self.get_parameter("use_sim_time").value
+        self._started = time.monotonic()
+        # Sensors are heard from best-effort drivers (IMUs publish sensor-data QoS) and reliable ones.
         state_sub = self.create_subscription(
-            JointState, "joint_states", self._on_joint_state, RELIABLE, raw=True
+            JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data, raw=True
         )
-        goal_type, goal_topic, goal_bag_type = input_topic(task)
+        goal_type, goal_topic, goal_bag_type = input_topic(task, self.config.cmd_vel_stamped)
         self._goal_type = goal_type
         goal_sub = self.create_subscription(goal_type, goal_topic, self._on_goal, RELIABLE, raw=True)
         self._states_topic, self._goal_topic = state_sub.topic_name, goal_sub.topic_name
@@ -229,17 +254,44 @@ class PolicyNode(Node):
         self._imu_topic = ""
         if task.uses_imu:
             self._imu_topic = self.create_subscription(
-                Imu, "imu", self._on_imu, RELIABLE, raw=True
+                Imu, "imu", self._on_imu, qos_profile_sensor_data, raw=True
             ).topic_name
             recorded.append((self._imu_topic, IMU_TYPE))
         self.create_service(SetBool, "~/enable", self._on_enable)
-        self.create_timer(plan.period_s, self._on_watchdog)
+        # On the steady clock: it must run when no /clock comes (use_sim_time) to say so.
+        self.create_timer(plan.period_s, self._on_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._jump = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1)),
+            post_callback=self._on_clock_jump,
+        )
         self._recorder = self._open_deploy_recorder(recorded) if self.config.record else None
+        armed = "commanding" if deployment.enabled else "disabled until ~/enable"
         self.get_logger().info(
             f"deploying {self.config.checkpoint} ({plan.runtime}; {task.name} on {robot.name}, "
             f"{robot.num_joints} joints) at {1.0 / plan.period_s:g} Hz through {self._interface} on "
-            f"{self._publisher.topic_name}{' [dry run]' if self.config.dry_run else ''}"
+            f"{self._publisher.topic_name}, {armed}{' [dry run]' if self.config.dry_run else ''}"
         )
+
+    def _check_controller(self, plan: DeployPlan) -> None:
+        """Refuse to start when the controller behind the command topic drives other joints, or (for
+        a forward position controller's array) the same joints in another order."""
+        controller = controller_of(self._publisher.topic_name, self.get_namespace())
+        if not controller:
+            return
+        joints = read_controller_joints(self, controller, CONTROLLER_TIMEOUT_S)
+        if joints is None:
+            self.get_logger().info(f"could not read {controller}/joints; the joint order is not checked")
+            return
+        expected = list(plan.command_joint_names if self._interface == "position" else plan.driver_names)
+        if self._interface == "position" and joints != expected:
+            raise ConfigError(
+                f"policy.command_joint_names: {controller} takes its joints in the order {joints}, the "
+                f"policy would send {expected}"
+            )
+        if sorted(joints) != sorted(expected):
+            raise ConfigError(
+                f"policy.robot: {controller} drives the joints {joints}, the policy commands {expected}"
+            )
 
     def _open_deploy_recorder(self, topics: list[tuple[str, str]]) -> NodeRecorder:
         """rollouts/ in output_dir: what the robot said and what it was told, as `ros2 bag record` would."""
@@ -256,9 +308,27 @@ class PolicyNode(Node):
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds / 1e9
 
+    def _clock_running(self) -> bool:
+        """False while use_sim_time waits for its first /clock (the node's time is 0 until then)."""
+        return not self._sim_time or self.get_clock().now().nanoseconds > 0
+
+    def _deploy_failed(self, exc: Exception) -> None:
+        """Anything unexpected on the deploy path: one hold, disabled, one error line; the node stays
+        up and answers ~/enable."""
+        self.get_logger().error(
+            f"deploy failed: {type(exc).__name__}: {exc}; holding position, disabled until ~/enable",
+            throttle_duration_sec=2.0,
+        )
+        hold = self.deployment.fail()
+        if hold is not None:
+            self._send(hold)
+
+    @_deploy_path
     def _on_joint_state(self, data: bytes) -> None:
         start = time.perf_counter()
         self._record(self._states_topic, data)
+        if not self._clock_running():
+            return  # the watchdog says that it waits for /clock
         try:
             state = self._states.decode(data)
             self.deployment.on_joint_state(
@@ -270,38 +340,71 @@ class PolicyNode(Node):
         if self.deployment.due:
             self._command(self._now_s())
             self._latencies.append(time.perf_counter() - start)
-        elif waiting := self.deployment.waiting_for_imu():
-            self.get_logger().warning(f"no command: {waiting}", throttle_duration_sec=2.0)
+        elif idle := self.deployment.idle_reason():
+            self.get_logger().warning(idle, throttle_duration_sec=2.0)
 
+    @_deploy_path
     def _on_watchdog(self) -> None:
-        """States stopped coming: let tick decide (one hold command, then silence)."""
+        """No /clock yet (use_sim_time), or states that stopped coming: say so, or let tick decide
+        (one hold command, then silence)."""
+        if not self._clock_running():
+            waited = time.monotonic() - self._started
+            if waited > self.config.clock_timeout_s:
+                self.get_logger().error(
+                    f"no /clock in {waited:.0f} s and use_sim_time is true: start the simulator, or "
+                    "give use_sim_time:=false for a robot on the system clock; giving up"
+                )
+                self.exit_code = 2
+                self.finished.set()
+            else:
+                self.get_logger().info(
+                    "waiting for /clock (use_sim_time is true); no command until it comes",
+                    throttle_duration_sec=2.0,
+                )
+            return
         now = self._now_s()
         if self.deployment.stale(now):
             self._command(now)
 
+    def _on_clock_jump(self, jump: TimeJump) -> None:
+        self.get_logger().warning(
+            f"this node's clock jumped back {-jump.delta.nanoseconds / 1e9:.3f} s: holding until fresh "
+            "states come, then the control schedule restarts"
+        )
+        self.deployment.on_clock_jump()
+
     def _command(self, now: float) -> None:
         command, reason = self.deployment.tick(now)
-        if reason == NON_FINITE_OUTPUT:
+        if reason == NON_FINITE_OUTPUT or reason.startswith("the policy output shape"):
             self.get_logger().error(f"no command: {reason}", throttle_duration_sec=2.0)
+        elif reason and command is not None and not command.hold:
+            self.get_logger().info(reason, throttle_duration_sec=2.0)
         elif reason:
             self.get_logger().warning(f"no command: {reason}", throttle_duration_sec=2.0)
         if command is not None:
             self._send(command)
 
+    @_deploy_path
     def _on_goal(self, data: bytes) -> None:
         self._record(self._goal_topic, data)
         kind = self.deployment.task.input_message
         before = self.deployment.inputs
         try:
-            inputs = self.deployment.on_goal(input_values(deserialize_message(data, self._goal_type)))
+            values = input_values(deserialize_message(data, self._goal_type))
+            inputs = self.deployment.on_goal(values, self._now_s())
         except StateError as exc:
             self.get_logger().warning(f"rejected {kind}: {exc}", throttle_duration_sec=1.0)
             return
         if before is None or not np.array_equal(before, inputs):
-            self.get_logger().info(f"{kind} in effect: {[round(float(v), 4) for v in inputs]}")
+            self.get_logger().info(
+                f"{kind} in effect: {[round(float(v), 4) for v in inputs]}", throttle_duration_sec=1.0
+            )
 
+    @_deploy_path
     def _on_imu(self, data: bytes) -> None:
         self._record(self._imu_topic, data)
+        if not self._clock_running():
+            return
         imu = deserialize_message(data, Imu)
         stamp = imu.header.stamp.sec + imu.header.stamp.nanosec * 1e-9
         o, w, a = imu.orientation, imu.angular_velocity, imu.linear_acceleration
@@ -316,10 +419,17 @@ class PolicyNode(Node):
             self._command(self._now_s())
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        hold = self.deployment.set_enabled(request.data)
-        if hold is not None:
-            self._send(hold)
-        response.success, response.message = True, "enabled" if request.data else "holding position"
+        try:
+            hold = self.deployment.set_enabled(request.data)
+            if hold is not None:
+                self._send(hold)
+        except Exception as exc:
+            self._deploy_failed(exc)
+            response.success, response.message = False, f"failed: {type(exc).__name__}: {exc}"
+            return response
+        ramp = " (ramping to home first)" if request.data and self.config.home_ramp_s > 0 else ""
+        response.success = True
+        response.message = f"enabled{ramp}" if request.data else "holding position"
         return response
 
     def _send(self, command: Command) -> None:

@@ -10,14 +10,26 @@ from sim_bridge_core.models.robot import (
     load_robot,
     robot_spec,
 )
+from sim_bridge_core.models.robot_config import (
+    RobotConfig,
+    driver_joint_names,
+    read_robot_config,
+    robot_config_path,
+    robot_from_config,
+)
 
 __all__ = [
     "ModelError",
     "ModelParameters",
     "PdGains",
+    "RobotConfig",
     "RobotModel",
     "builtin_models",
+    "driver_joint_names",
     "load_robot",
     "parse_model_parameters",
+    "read_robot_config",
+    "robot_config_path",
+    "robot_from_config",
     "robot_spec",
 ]

@@ -49,7 +49,7 @@ def connect_remote_worlds(
     num_envs: int,
     control_dt: float,
     episode_length_s: float,
-    simulator_name: str = "/simulator",
+    simulator_name: str = "simulator",
     timeout_s: float = 10.0,
     command_interface: str = "trajectory",
 ) -> RemoteWorlds:

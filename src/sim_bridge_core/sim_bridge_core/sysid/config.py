@@ -67,6 +67,9 @@ class ExciterConfig:
     joint_names: list[str] = setting(
         [], "the joints to excite, as the robot config names them ([] = every joint an actuator drives)"
     )
+    driver_joint_names: list[str] = setting(
+        [], "the drivers' names of joint_names, in their order, on the wire ([] = the same names)"
+    )
     command_interface: str = setting(
         "trajectory",
         "trajectory: the whole excitation as one JointTrajectory (joint_trajectory); position: one "

@@ -183,10 +183,16 @@ class Exciter:
     """
 
     def __init__(
-        self, config: ExcitationConfig, robot: RobotModel, interface: str, safety: SafetyFilter
+        self,
+        config: ExcitationConfig,
+        robot: RobotModel,
+        interface: str,
+        safety: SafetyFilter,
+        driver_names: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.robot = robot
+        self.driver_names = driver_names or robot.joint_names  # the names on the wire
         self.interface = interface
         self.period_s = 1.0 / config.point_rate_hz
         # ``safety``'s limits with its step per this exciter's period, whatever period it was made for.
@@ -252,11 +258,11 @@ class Exciter:
         positions = np.clip(positions, self.safety.lower, self.safety.upper)
         stamp_ns = round(self.started_s * 1e9)
         return encode_joint_trajectory(
-            self.robot.joint_names, stamp_ns, np.round(times * 1e9), positions, velocities, accelerations
+            self.driver_names, stamp_ns, np.round(times * 1e9), positions, velocities, accelerations
         )
 
     def hold(self, positions: np.ndarray) -> bytes:
         """Stay at ``positions`` from now on (the measured pose, so the robot stops where it is)."""
         if self.interface == "position":
             return self._positions.encode(positions)
-        return encode_joint_trajectory(self.robot.joint_names, 0, [round(self.period_s * 1e9)], [positions])
+        return encode_joint_trajectory(self.driver_names, 0, [round(self.period_s * 1e9)], [positions])

@@ -1,0 +1,131 @@
+"""config/robots/<name>.yaml: what is specific to one robot, and the robot it describes.
+
+Every job reads a robot through here: the simulator stands in for it, training and evaluation
+build its worlds, deploy binds a policy to it (its limits and its drivers' joint names), the
+exciter and sysid drive and fit it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim_bridge_core.config import ConfigError, from_mapping, read_yaml_file, setting
+from sim_bridge_core.models.parameters import parse_model_parameters
+from sim_bridge_core.models.robot import PdGains, RobotModel, load_robot
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    """config/robots/<name>.yaml: what is specific to one robot."""
+
+    model: str = setting(
+        "arm7",
+        "built-in model name, MJCF/URDF path (relative to the robot file, or to a folder of "
+        "SIM_BRIDGE_MODEL_PATH), or package://<package>/<path>",
+    )
+    joint_names: list[str] = setting(
+        [], "the controlled joints, in the policy's order ([] = every joint an actuator drives)"
+    )
+    home: str = setting(
+        "", "the home pose's keyframe ('' = the model's 'home' keyframe, else its reference pose)"
+    )
+    imu_site: str = setting(
+        "",
+        "site of the IMU ('' = the site of the model's first gyro/accelerometer, else a floating "
+        "base's body)",
+    )
+    sites: dict = setting(
+        {}, "sites to add to the model, e.g. a tool centre point: {tcp: {body: hand, pos: [0, 0, 0.1]}}"
+    )
+    tasks: dict = setting(
+        {}, "per-task settings, e.g. reach: {ee_site: TCP, goal_low: [x, y, z], goal_high: [x, y, z]}"
+    )
+    kp: float = setting(100.0, "PD stiffness for torque-driven joints", low=0.0)
+    kd: float = setting(10.0, "PD damping for torque-driven joints", low=0.0)
+    position_limits: list[float] = setting(
+        [], "safety position limits, lower/upper per joint ([] = the model's), in training and deploy"
+    )
+    velocity_limits: list[float] = setting(
+        [],
+        "safety velocity limits, rad/s, one per joint or one for all, within the model's ([] = the model's)",
+        low=0.0,
+    )
+    max_position_step: float = setting(
+        0.0, "an extra cap on the target step per control period, rad (0 = velocity limit only)", low=0.0
+    )
+    model_parameters: dict = setting(
+        {},
+        "model-parameter overrides (joints: {<joint>: {damping, armature, frictionloss, kp, kv}}, "
+        "bodies: {<body>: {mass}}, command_delay_s), e.g. written by bringup sysid",
+    )
+    joint_name_map: dict = setting(
+        {},
+        "the robot's drivers' joint names, {driver name: model joint name}, for joint_states in and "
+        "commands out ({} = the model's names, with joint_prefix)",
+    )
+    joint_prefix: str = setting("", "a prefix the drivers put before every model joint name (e.g. fr3_)")
+
+
+def robot_config_path(robot: str, config_dir: Path) -> Path:
+    """The robot file a ``robot`` argument names: a YAML path, or config/robots/<robot>.yaml."""
+    path = Path(robot) if robot.endswith((".yaml", ".yml")) else config_dir / "robots" / f"{robot}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir / "robots").glob("*.yaml"))
+        raise ConfigError(f"robot: no robot file {path} (robots: {', '.join(known)})")
+    return path
+
+
+def read_robot_config(path: Path) -> RobotConfig:
+    """A robot file, its model path resolved against the file; ConfigError naming a bad key."""
+    data = read_yaml_file(path, path.name)
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top")
+    config = from_mapping(RobotConfig, data or {}, path.name)
+    beside = path.parent / config.model
+    if not Path(config.model).is_absolute() and beside.is_file():
+        config = dataclasses.replace(config, model=str(beside.resolve()))
+    return config
+
+
+def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
+    """The robot a robot file describes, loaded as the simulator loads it; ModelError or ConfigError
+    (a bad model-parameter section, a bad joint name map) on a bad name."""
+    parameters = parse_model_parameters(robot.model_parameters, f"{where}: model_parameters")
+    model = load_robot(
+        robot.model,
+        PdGains(robot.kp, robot.kd),
+        parameters,
+        robot.joint_names,
+        robot.home,
+        robot.imu_site,
+        robot.sites,
+    )
+    driver_joint_names(robot, model.joint_names, where)
+    return model
+
+
+def driver_joint_names(robot: RobotConfig, joints: Sequence[str], where: str = "robot") -> tuple[str, ...]:
+    """The drivers' name of each of ``joints`` (model names): through ``joint_name_map``, else
+    ``joint_prefix`` + the model's name; ConfigError for a map that names no such joint, names one
+    twice, or comes with a prefix as well."""
+    mapping: Mapping[str, str] = robot.joint_name_map
+    if mapping and robot.joint_prefix:
+        raise ConfigError(f"{where}: joint_name_map and joint_prefix: give one of them")
+    if not mapping:
+        return tuple(f"{robot.joint_prefix}{name}" for name in joints)
+    to_driver: dict[str, str] = {}
+    for driver, model in mapping.items():
+        if not isinstance(driver, str) or not isinstance(model, str):
+            raise ConfigError(f"{where}: joint_name_map: driver and model names must be strings")
+        if model in to_driver:
+            raise ConfigError(f"{where}: joint_name_map: model joint '{model}' is mapped twice")
+        to_driver[model] = driver
+    unknown = sorted(set(to_driver) - set(joints))
+    if unknown:
+        raise ConfigError(
+            f"{where}: joint_name_map: '{unknown[0]}' is not a controlled joint ({', '.join(joints)})"
+        )
+    return tuple(to_driver.get(name, name) for name in joints)
