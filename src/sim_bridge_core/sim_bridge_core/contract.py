@@ -124,6 +124,13 @@ class PolicyContract:
         contract._check_sane(source)
         return contract
 
+    @classmethod
+    def from_json(cls, text: str, source: str) -> PolicyContract:
+        try:
+            return cls.from_dict(json.loads(text), source)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"{source}: policy contract is not JSON: {exc}") from exc
+
     def _check_sane(self, source: str) -> None:
         """ContractError for values no runtime can act on: a contract edited by hand, or damaged."""
         joints = len(self.joint_names)

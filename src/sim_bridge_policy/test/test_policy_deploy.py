@@ -101,6 +101,7 @@ def test_deployed_policy_brings_the_arm_to_its_goals(tmp_path, start_node, ros_c
         record=True,
         output_dir=str(tmp_path / "run"),
         use_sim_time=True,  # the simulator stamps its states with sim time
+        start_enabled=True,  # a simulated robot: no ~/enable to wait for
     )
     command_type, command_topic = COMMANDS[interface]
     commands = ros_client.collect(command_type, command_topic, RELIABLE)
@@ -135,7 +136,8 @@ def test_deployed_policy_brings_the_arm_to_its_goals(tmp_path, start_node, ros_c
 
 
 def policy_alone(start_node, checkpoint: Path, *extra: str, **parameters):
-    """The policy node with no robot: the test publishes the joint states."""
+    """The policy node with no robot, enabled from the start: the test publishes the joint states."""
+    parameters = {"start_enabled": True, "home_ramp_s": 0.0, **parameters}
     return start_node("sim_bridge_policy", "policy", *extra, checkpoint=str(checkpoint), **parameters)
 
 
