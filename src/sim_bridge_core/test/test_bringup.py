@@ -54,7 +54,7 @@ def test_eval_over_the_deploy_path_drives_one_simulated_robot():
     assert policy.parameters["mode"] == "deploy" and "transport" not in policy.parameters
     assert policy.parameters["use_sim_time"] is True
     assert evaluator.parameters["sim.num_envs"] == 64 and evaluator.parameters["episodes"] == 100
-    assert dict(policy.remappings) == {"joint_states": "/joint_states"}
+    assert dict(policy.remappings) == {}  # the robot's topics in the node's namespace
 
 
 def test_arguments_reach_every_node_that_has_the_setting():
@@ -73,7 +73,12 @@ def test_arguments_reach_every_node_that_has_the_setting():
 
 
 def test_deploy_remaps_the_policy_onto_a_robot_driver():
-    policy = nodes("deploy", simulate=False, command_topic="/arm_controller/joint_trajectory")["policy"]
+    policy = nodes(
+        "deploy",
+        simulate=False,
+        state_topic="/joint_states",
+        command_topic="/arm_controller/joint_trajectory",
+    )["policy"]
     assert dict(policy.remappings) == {
         "joint_states": "/joint_states",
         "joint_trajectory": "/arm_controller/joint_trajectory",
@@ -99,11 +104,12 @@ def test_excite_drives_the_simulator_or_a_robot_driver_by_remapping_only():
     real = nodes(
         "excite",
         simulate=False,
-        use_sim_time=False,
+        state_topic="/joint_states",
         command_interface="position",
         command_topic="/forward_position_controller/commands",
     )
     assert set(real) == {"exciter"}
+    assert real["exciter"].parameters["use_sim_time"] is False  # follows simulate
     assert dict(real["exciter"].remappings) == {
         "joint_states": "/joint_states",
         "joint_commands": "/forward_position_controller/commands",
@@ -119,6 +125,67 @@ def test_deploy_dry_run_reaches_the_policy_and_a_simulated_robot_takes_the_given
             "joint_states": "/robot/joint_states",
             "joint_trajectory": "/robot/command",
         }
+
+
+def test_sim_time_and_arming_follow_simulate_unless_given():
+    """A real robot is on its system clock and waits for ~/enable; a simulated one is on /clock and
+    is commanded at once (bringup excite simulate:=false on sim time spun silently for 10 minutes)."""
+    simulated, real = nodes("deploy")["policy"], nodes("deploy", simulate=False)["policy"]
+    assert simulated.parameters["use_sim_time"] is True and simulated.parameters["start_enabled"] is True
+    assert real.parameters["use_sim_time"] is False and real.parameters["start_enabled"] is False
+    given = nodes("deploy", simulate=False, start_enabled=True, use_sim_time=True)["policy"]
+    assert given.parameters["use_sim_time"] is True and given.parameters["start_enabled"] is True
+    assert nodes("training")["policy"].parameters["use_sim_time"] is False  # no robot: no simulate
+
+
+def test_deploy_binds_the_policy_to_the_robot_file_and_its_topics(tmp_path):
+    robot = tmp_path / "quadruped.yaml"
+    feet = ["fl_foot", "fr_foot", "rl_foot", "rr_foot"]
+    robot.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(Path(__file__).parent / "models" / "quadruped.xml"),
+                "home": "home",
+                "tasks": {"locomotion": {"feet": feet, "nominal_height": 0.21}},
+            }
+        )
+    )
+    policy = nodes(
+        "deploy",
+        simulate=False,
+        robot=str(robot),
+        task="locomotion",
+        imu_topic="/imu/data",
+        cmd_vel_topic="/teleop/cmd_vel",
+        cmd_vel_stamped=True,
+        home_ramp_s=4.0,
+    )["policy"]
+    assert policy.parameters["robot"] == str(robot.resolve())
+    assert dict(policy.remappings) == {"imu": "/imu/data", "cmd_vel": "/teleop/cmd_vel"}
+    assert policy.parameters["cmd_vel_stamped"] is True and policy.parameters["home_ramp_s"] == 4.0
+
+
+def test_a_namespace_holds_every_node_and_a_simulated_robots_clock():
+    deploy = nodes("deploy", namespace="robot1")
+    for node in deploy.values():
+        assert node.namespace == "robot1"
+        assert dict(node.remappings) == {"/clock": "clock"}
+    assert nodes("deploy", namespace="robot1", simulate=False)["policy"].remappings == []
+    with pytest.raises(ConfigError, match="namespace: 'robot 1' is not a ROS namespace"):
+        nodes("deploy", namespace="robot 1")
+
+
+def test_excite_takes_the_drivers_joint_names(tmp_path):
+    robot = tmp_path / "fr3.yaml"
+    robot.write_text(yaml.safe_dump({"model": "arm7", "joint_prefix": "fr3_"}))
+    exciter = nodes("excite", robot=str(robot), simulate=False)["exciter"]
+    assert exciter.parameters["driver_joint_names"] == [f"fr3_joint{i}" for i in range(1, 8)]
+    mapped = tmp_path / "mapped.yaml"
+    mapped.write_text(yaml.safe_dump({"model": "arm7", "joint_name_map": {"a1": "joint1", "a2": "nojoint"}}))
+    with pytest.raises(
+        ConfigError, match=r"mapped\.yaml: joint_name_map: 'nojoint' is not a controlled joint"
+    ):
+        nodes("excite", robot=str(mapped))
 
 
 def test_excite_keeps_to_the_robot_safety_limits(tmp_path):
