@@ -26,9 +26,11 @@ $(VENV)/.tooling: $(VENV)/.installed $(TOOLING_WHEELS) $(wildcard $(ROS_TOOLING_
 	$(if $(TOOLING_WHEELS),$(BIN)/python -m pip install --quiet --no-deps $(TOOLING_WHEELS))
 	touch $@
 
+# src/composition_interfaces (which launch_ros imports) is generated here from the lock's rosidl
+# generators, with CMake and the machine's C/C++ compiler; a ROS 2 install has its own.
 install/.built: $(VENV)/.installed $(SOURCES)
 	source $(BIN)/activate && colcon build --symlink-install --event-handlers console_cohesion- summary- \
-		--base-paths src
+		--base-paths src $(if $(ROS_DISTRO),--packages-skip composition_interfaces)
 	touch $@
 
 test: lint

@@ -124,8 +124,10 @@ def start_executable(tmp_path: Path) -> Iterator[Callable[..., RosProcess]]:
         process.stop()
 
 
-STAND_INS = Path(__file__).resolve().parent / "test" / "stand_ins"
-ROS2_TOOLING = ("ros2cli", "ros2launch", "launch_ros", "ros2topic", "ros2param", "ros2service")
+# composition_interfaces: launch_ros.actions imports it; `make setup` builds it where no ROS 2 install has it.
+ROS2_TOOLING = (
+    "ros2cli", "ros2launch", "launch_ros", "ros2topic", "ros2param", "ros2service", "composition_interfaces"
+)
 
 
 def ros2_tooling_missing() -> str | None:
@@ -134,14 +136,6 @@ def ros2_tooling_missing() -> str | None:
         return "no `ros2` command"
     missing = [name for name in ROS2_TOOLING if importlib.util.find_spec(name) is None]
     return f"{', '.join(missing)} not installed" if missing else None
-
-
-def ros2_environment() -> dict[str, str]:
-    """This process's environment, plus the import-time stand-ins where the real packages are missing."""
-    env = dict(os.environ)
-    if importlib.util.find_spec("composition_interfaces") is None:  # launch_ros.actions imports it
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STAND_INS), env.get("PYTHONPATH")]))
-    return env
 
 
 @pytest.fixture
@@ -156,7 +150,7 @@ def ros2_tooling() -> dict[str, str]:
         if os.environ.get("SIM_BRIDGE_REQUIRE_ROS_TOOLING") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    return ros2_environment()
+    return dict(os.environ)
 
 
 @pytest.fixture
