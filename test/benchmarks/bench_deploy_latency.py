@@ -29,13 +29,17 @@ above. Variants, each timing ``--cycles`` commands after ``--warmup``:
             control periods after the last state (the node answers at most one state per period),
             so one message is in flight at a time.
 
+``--record both`` (the default) runs every variant twice in one run, with a fresh node each time:
+without recording and with ``record:=true`` (the node's own bag of joint_states, commands, /goal
+and /clock, written by its writer thread); ``on`` or ``off`` runs one of them.
+
 For comparison (after the node is stopped), the same work timed in this process: ``core`` is
 ``Deployment.on_joint_state`` + ``tick`` (what the node calls), ``node work`` adds what the
 callback does around it (JointState bytes decoded, the command encoded to bytes); executor
 wake-up and DDS are what remains of the end-to-end figure.
 
 Run: python test/benchmarks/bench_deploy_latency.py [--cycles 10000] [--rate-hz 500] [--control-rate-hz 250]
-     [--mode both|paced|pingpong] [--runtime torch|onnx] [--json PATH]
+     [--mode both|paced|pingpong] [--record both|on|off] [--runtime torch|onnx] [--json PATH]
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any
         "control_rate_hz": args.control_rate_hz,
         "velocity_limits": [1e-9],  # command == the measured positions it answers (see the docstring)
         "state_timeout_s": 0.1,
+        "start_enabled": True,  # no operator to call ~/enable
     }
 
 
@@ -268,6 +273,7 @@ def wait_for_commands(client: Client, states: States, proc: subprocess.Popen, lo
         time.sleep(0.05)
     probe = Run("probe", np.full(1 << 16, np.nan), np.full(1 << 16, np.nan))
     client.run, cycle, last_goal = probe, 0, -math.inf
+    client.received = 0  # counts this node's commands (the client outlives a node)
     while client.received == 0:
         check_alive(proc, log_path)
         if time.monotonic() > deadline:
@@ -413,6 +419,8 @@ def print_report(args: argparse.Namespace, results: dict[str, dict[str, float]])
     labels = {
         "paced": "state publish -> command (paced)",
         "pingpong": "state publish -> command (ping-pong)",
+        "paced, recording": "  the same, recording (paced)",
+        "pingpong, recording": "  the same, recording (ping-pong)",
         "core": "in-process: core",
         "node work": "in-process: node work",
     }
@@ -421,7 +429,7 @@ def print_report(args: argparse.Namespace, results: dict[str, dict[str, float]])
             f"{figures[key]:8.3f}" for key in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms")
         )
         print(f"{labels.get(name, name):38}{row}")
-    for name in ("paced", "pingpong"):
+    for name in ("paced", "pingpong", "paced, recording", "pingpong, recording"):
         if name in results:
             f = results[name]
             print(
@@ -448,6 +456,9 @@ def parse_args() -> argparse.Namespace:
         help="the node's control_rate_hz; default --rate-hz / 2",
     )
     parser.add_argument("--mode", choices=("both", "paced", "pingpong"), default="both")
+    parser.add_argument(
+        "--record", choices=("both", "on", "off"), default="both", help="the node's record:=true, or both"
+    )
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="the node's runtime")
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="deploy this instead of an untrained one"
@@ -470,28 +481,39 @@ def main() -> None:
     isolate_dds(args.domain_id)
     states = States()
     results: dict[str, dict[str, float]] = {}
+    in_node: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench_deploy_latency_") as tmp:
         checkpoint = args.checkpoint or write_untrained_policy(Path(tmp), args.control_rate_hz, args.runtime)
-        log_path = Path(tmp, "policy.log")
-        proc = start_node("sim_bridge_policy", "policy", node_parameters(args, checkpoint), log_path)
-        client = None
+        client = Client(states.names)
         try:
-            client = Client(states.names)
-            wait_for_commands(client, states, proc, log_path, args.startup_timeout)
-            for name in ("paced", "pingpong"):
-                if args.mode in (name, "both"):
-                    results[name] = summarize(measure(client, states, proc, log_path, name, args), args)
+            for record in (False, True):
+                if args.record != "both" and record != (args.record == "on"):
+                    continue
+                suffix = ", recording" if record else ""
+                log_path = Path(tmp, f"policy{suffix}.log")
+                parameters = node_parameters(args, checkpoint)
+                if record:
+                    parameters.update(record=True, output_dir=str(Path(tmp, "run")))
+                proc = start_node("sim_bridge_policy", "policy", parameters, log_path)
+                try:
+                    wait_for_commands(client, states, proc, log_path, args.startup_timeout)
+                    for name in ("paced", "pingpong"):
+                        if args.mode in (name, "both"):
+                            run = measure(client, states, proc, log_path, name, args)
+                            results[name + suffix] = summarize(run, args)
+                finally:
+                    stop_process(proc)
+                found = NODE_LATENCY.search(log_path.read_text())
+                if found:
+                    in_node["recording" if record else "not recording"] = found.group(1)
         finally:
-            if client is not None:
-                client.close()
-            stop_process(proc)
-        in_node = NODE_LATENCY.search(log_path.read_text())
+            client.close()
         if not args.no_in_process:
             for name, values in measure_in_process(checkpoint, states, args).items():
                 results[name] = latency_figures(values)
     print_report(args, results)
-    if in_node:  # the node's own measurement over every state-triggered command of both runs
-        print(f"in the node, joint_states callback -> command published: {in_node.group(1)}")
+    for setting, figures in in_node.items():  # the node's own measurement, every state-triggered command
+        print(f"in the node ({setting}), joint_states callback -> command published: {figures}")
     if args.json is not None:
         settings = {key: str(value) for key, value in vars(args).items()}
         args.json.write_text(json.dumps({"args": settings, "figures": results}, indent=2))
