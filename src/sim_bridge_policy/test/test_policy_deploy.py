@@ -8,23 +8,29 @@ pose), so each test knows which goals the policy can reach and runs in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+import yaml
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
 from sim_bridge_core.backends.cpu import CpuBackend
+from sim_bridge_core.config import ConfigError
+from sim_bridge_core.contract import METADATA_KEY
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.learning import PpoConfig, export_policy, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.modules import ActorCritic
 from sim_bridge_core.learning.runner import policy_metadata
 from sim_bridge_core.models import load_robot
+from sim_bridge_core.policy import PolicyConfig, load_deployment
 from sim_bridge_core.tasks import make_task
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
@@ -266,3 +272,153 @@ def test_a_rate_mismatch_runs_when_allowed_and_warns(tmp_path, start_node):
     )
     policy.wait_for_output("deploying")
     assert "trained at 50 Hz" in policy.output() and policy.alive()
+
+
+# The robot deploy binds to ---------------------------------------------------------------------
+
+
+def robot_file(path: Path, **config) -> Path:
+    path.write_text(yaml.safe_dump({"model": "arm7", **config}))
+    return path
+
+
+def onnx_policy(path: Path, contract, body: str = "flat") -> Path:
+    """A policy.onnx carrying ``contract`` whose network is not what the contract says:
+    ``flat`` returns (7,) actions, ``one`` (1, 1), ``narrow`` takes 3 observations fewer, and
+    ``fails_fast`` raises at run time once an observation exceeds 100 (a joint velocity, say)."""
+    size, joints = REACH.observation_size, 7
+    inputs = size - 3 if body == "narrow" else size
+    weight = onnx.numpy_helper.from_array(np.zeros((inputs, 1 if body == "one" else joints), np.float32), "w")
+    nodes = [onnx.helper.make_node("MatMul", ["observations", "w"], ["product"])]
+    initializers = [weight]
+    output = "product"
+    if body == "flat":
+        initializers.append(onnx.numpy_helper.from_array(np.array([joints], np.int64), "flat"))
+        nodes.append(onnx.helper.make_node("Reshape", ["product", "flat"], ["actions"]))
+        output = "actions"
+    elif body == "fails_fast":  # reshape to (1, 7 + [max > 100]): impossible once it is
+        initializers += [
+            onnx.numpy_helper.from_array(np.array(100.0, np.float32), "threshold"),
+            onnx.numpy_helper.from_array(np.array([1, joints], np.int64), "shape"),
+            onnx.numpy_helper.from_array(np.array([0, 1], np.int64), "second"),
+        ]
+        nodes += [
+            onnx.helper.make_node("ReduceMax", ["observations"], ["largest"], keepdims=0),
+            onnx.helper.make_node("Greater", ["largest", "threshold"], ["fast"]),
+            onnx.helper.make_node("Cast", ["fast"], ["extra"], to=onnx.TensorProto.INT64),
+            onnx.helper.make_node("Mul", ["second", "extra"], ["grow"]),
+            onnx.helper.make_node("Add", ["shape", "grow"], ["target"]),
+            onnx.helper.make_node("Reshape", ["product", "target"], ["actions"]),
+        ]
+        output = "actions"
+    graph = onnx.helper.make_graph(
+        nodes,
+        "policy",
+        [onnx.helper.make_tensor_value_info("observations", onnx.TensorProto.FLOAT, [1, inputs])],
+        [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)],
+        initializers,
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def deploy_config(checkpoint: Path, **parameters) -> PolicyConfig:
+    return PolicyConfig(checkpoint=str(checkpoint), **parameters)
+
+
+def test_the_robot_configs_limits_tighten_the_policys(tmp_path):
+    checkpoint = ik_checkpoint(tmp_path / "c.pt")
+    limits = np.column_stack([ARM.lower, ARM.upper])
+    limits[0] = [ARM.home[0] - 0.3, ARM.home[0] + 0.3]
+    robot = robot_file(tmp_path / "arm.yaml", position_limits=limits.ravel().tolist(), velocity_limits=[1.0])
+    plan = load_deployment(deploy_config(checkpoint, robot=str(robot), velocity_limits=[100.0]))
+    safety = plan.deployment.safety
+    np.testing.assert_allclose(safety.max_step, 1.0 * 0.02)  # neither the node's 100 nor the model's 5
+    assert safety.lower[0] == pytest.approx(ARM.home[0] - 0.3) and safety.upper[0] == pytest.approx(
+        ARM.home[0] + 0.3
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"joint_names": [f"joint{i}" for i in (2, 1, 3, 4, 5, 6, 7)]}, "was trained for joints"),
+        ({"model": "other_home.xml"}, "was trained about another home pose"),
+        ({"joint_prefix": "fr3_", "joint_name_map": {"a": "joint1"}}, "give one of them"),
+    ],
+)
+def test_a_policy_that_does_not_fit_the_robot_is_refused(tmp_path, config, message):
+    """Another robot whose joints happen to share the names (here arm7 with another home pose), or
+    the same joints in another order, is not the robot the policy was trained for."""
+    checkpoint = ik_checkpoint(tmp_path / "c.pt")
+    arm7 = Path(ARM.path).read_text()
+    (tmp_path / "other_home.xml").write_text(arm7.replace('qpos="0 -0.785', 'qpos="0.3 -0.785'))
+    with pytest.raises(ConfigError, match=f"^policy.robot: .*{message}"):
+        load_deployment(deploy_config(checkpoint, robot=str(robot_file(tmp_path / "arm.yaml", **config))))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("flat", r"maps a \(1, 23\) observation to shape \(7,\), not \(1, 7\) actions"),
+        ("one", r"to shape \(1, 1\), not \(1, 7\)"),
+        ("narrow", r"the network fails on a \(1, 23\) observation"),
+    ],
+)
+def test_an_onnx_network_that_breaks_its_contract_is_refused_at_load(tmp_path, body, message):
+    contract = load_checkpoint(ik_checkpoint(tmp_path / "c.pt")).contract
+    with pytest.raises(ConfigError, match=f"^policy.checkpoint: .*{message}"):
+        load_deployment(deploy_config(onnx_policy(tmp_path / "policy.onnx", contract, body)))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("action_scale", 0.0, "action_scale 0.0 is not positive"),
+        ("control_dt", -0.02, "control_dt -0.02 s is not in"),
+        ("command_interface", "effort", "command_interface 'effort' is not one of"),
+    ],
+)
+def test_a_contract_no_runtime_can_act_on_is_refused(tmp_path, field, value, message):
+    contract = load_checkpoint(ik_checkpoint(tmp_path / "c.pt")).contract
+    damaged = dataclasses.replace(contract, **{field: value})
+    with pytest.raises(ConfigError, match=message):
+        load_deployment(deploy_config(onnx_policy(tmp_path / "policy.onnx", damaged, "one")))
+
+
+def test_a_failure_in_the_deploy_path_holds_and_the_node_answers_enable(tmp_path, start_node, ros_client):
+    """A network that raises at run time (here: on a joint velocity above 100): one hold at the
+    measured pose, one error line, the node stays up, and ~/enable brings it back."""
+    contract = load_checkpoint(ik_checkpoint(tmp_path / "c.pt")).contract
+    policy = policy_alone(start_node, onnx_policy(tmp_path / "policy.onnx", contract, "fails_fast"))
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    feed(ros_client, policy, ARM.home + 0.02, count=10)
+    ros_client.wait_until(lambda: len(commands) >= 5, what="commands")
+    publisher = ros_client.node.create_publisher(JointState, "joint_states", RELIABLE)
+    fast = joint_state(ARM.home + 0.04, ros_client.node.get_clock().now().nanoseconds / 1e9)
+    fast.velocity = [150.0] * 7
+    count = len(commands)
+    publisher.publish(fast)
+    ros_client.wait_until(lambda: len(commands) > count, what="the hold")
+    np.testing.assert_allclose(commands[-1].points[0].positions, ARM.home + 0.04)
+    policy.wait_for_output("deploy failed")
+    feed(ros_client, policy, ARM.home + 0.02, count=10)
+    assert len(commands) == count + 1 and policy.alive(), "commands while disabled after the failure"
+    assert ros_client.call(SetBool, "/policy/enable", SetBool.Request(data=True)).success
+    feed(ros_client, policy, ARM.home + 0.02, count=10)
+    assert len(commands) > count + 1
+
+
+def test_a_future_stamped_state_gives_a_hold_and_a_line(tmp_path, start_node, ros_client):
+    policy = policy_alone(start_node, ik_checkpoint(tmp_path / "c.pt"))
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    feed(ros_client, policy, ARM.home + 0.03, count=10)
+    ros_client.wait_until(lambda: commands, what="commands")
+    clock = ros_client.node.get_clock()
+    feed(ros_client, policy, ARM.home, count=20, stamp=lambda k: clock.now().nanoseconds / 1e9 + 1000.0)
+    ros_client.wait_until(
+        lambda: commands[-1].points[0].positions == pytest.approx(ARM.home + 0.03), what="hold"
+    )
+    policy.wait_for_output("ahead of this node's clock")
