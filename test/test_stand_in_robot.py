@@ -1,0 +1,202 @@
+"""The stand-in real robot (test/stand_ins/robot.py) as the deploy path meets it: a process over DDS.
+
+Each test starts the script with the sourced workspace's Python and talks to it as a client of a real
+robot would: its drivers' topics and QoS, its controllers' topics and parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Duration
+from nav_msgs.msg import Odometry
+from rcl_interfaces.srv import GetParameters
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from conftest import RosProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+ROBOT = ROOT / "test" / "stand_ins" / "robot.py"
+QUADRUPED = ROOT / "src" / "sim_bridge_core" / "test" / "models" / "quadruped.xml"
+ARM7 = ROOT / "src" / "sim_bridge_core" / "sim_bridge_core" / "models" / "assets" / "arm7.xml"
+ARM7_HOME = np.array([0, -0.785, 0, -2.356, 0, 1.571, 0.785])
+RELIABLE = QoSProfile(depth=10)
+
+
+@pytest.fixture
+def start_robot(tmp_path: Path) -> Iterator[Callable[..., RosProcess]]:
+    """start_robot(*args) -> the stand-in's process once it says it is ready; stopped after the test."""
+    started: list[RosProcess] = []
+
+    def start(*args: str) -> RosProcess:
+        process = RosProcess([sys.executable, str(ROBOT), *args], tmp_path / f"robot-{len(started)}.log")
+        started.append(process)
+        process.wait_for_output("stand-in robot ready", timeout=20)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def stamp(msg: JointState | Imu | Odometry) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+def rate(received: list) -> float:
+    """The publisher's rate from the stamps of what a reader heard.
+
+    A Python reader on a busy machine drops messages, but it takes them in runs of consecutive ones
+    (the history depth), so the lower quartile of the gaps is still the publisher's period.
+    """
+    return 1.0 / float(np.percentile(np.diff([stamp(m) for m in list(received)]), 25))
+
+
+def positions_between(ros_client, states: list[JointState], begin: float, end: float) -> list:
+    """(stamp, positions) of the states stamped in [begin, end], once the reader has heard up to ``end``."""
+    ros_client.wait_until(lambda: states and stamp(states[-1]) >= end, what=f"joint_states up to {end}")
+    return [(stamp(m), np.array(m.position)) for m in list(states) if begin <= stamp(m) <= end]
+
+
+def publish_when_heard(ros_client, msg_type: type, topic: str, msg: object) -> float:
+    """Publishes ``msg`` once the stand-in subscribes (reliable); returns the wall-clock time it was sent."""
+    publisher = ros_client.node.create_publisher(msg_type, topic, RELIABLE)
+    ros_client.wait_until(lambda: publisher.get_subscription_count() > 0, what=f"a subscriber on {topic}")
+    sent = time.time()
+    publisher.publish(msg)
+    return sent
+
+
+def test_drivers_publish_at_their_rates_and_qos_with_wall_clock_stamps(start_robot, ros_client):
+    started = time.time()
+    robot = start_robot("--model", str(QUADRUPED))
+    reliable = ros_client.collect(JointState, "/joint_states", RELIABLE, raw=True)
+    best_effort = ros_client.collect(JointState, "/joint_states", qos_profile_sensor_data, raw=True)
+    imu = ros_client.collect(Imu, "/imu", qos_profile_sensor_data, raw=True)
+    imu_reliable = ros_client.collect(Imu, "/imu", RELIABLE, raw=True)
+    ros_client.wait_until(
+        lambda: len(reliable) and len(best_effort) and len(imu), what="joint_states and imu"
+    )
+    time.sleep(1.0)
+    reliable = [deserialize_message(data, JointState) for data in list(reliable)]
+    imu = [deserialize_message(data, Imu) for data in list(imu)]
+
+    latest = reliable[-1]
+    assert started < stamp(latest) < time.time() and started < stamp(imu[-1]), "stamps are the wall clock"
+    assert list(latest.name) == [
+        f"{leg}_{part}" for leg in ("fl", "fr", "rl", "rr") for part in ("hip", "knee")
+    ]
+    assert len(latest.position) == len(latest.velocity) == len(latest.effort) == 8
+    assert 400 < rate(reliable) < 600, "joint_states at about 500 Hz"
+    assert 200 < rate(imu) < 300, "imu at about 250 Hz"
+    reading = imu[-1]
+    assert abs(reading.linear_acceleration.z - 9.81) < 0.3, "an accelerometer standing still reads +g"
+    assert abs(reading.orientation.w) > 0.99 and reading.header.frame_id
+    assert not imu_reliable, (
+        "the IMU publishes best effort, as real IMU drivers do: a reliable reader hears nothing"
+    )
+    assert robot.stop() == 0
+
+
+def test_the_quadruped_stands_before_any_command(start_robot, ros_client):
+    start_robot("--model", str(QUADRUPED))
+    odom = ros_client.collect(Odometry, "/ground_truth/odom", RELIABLE)
+    ros_client.wait_until(lambda: odom, what="ground_truth/odom")
+    begin = stamp(odom[0]) + 0.5
+    ros_client.wait_until(lambda: stamp(odom[-1]) >= begin + 2.0, what="2 s of ground truth")
+    window = [m for m in list(odom) if stamp(m) >= begin]
+    heights = np.array([m.pose.pose.position.z for m in window])
+    assert 40 < rate(odom) < 60, "ground truth at about 50 Hz"
+    assert heights.min() > 0.15, f"the trunk sank to {heights.min():.3f} m"
+    assert np.ptp(heights) < 0.005, f"the trunk moved {np.ptp(heights):.4f} m while standing"
+
+
+def test_the_arm_holds_its_pose_and_a_delayed_forward_command_moves_the_named_joint(start_robot, ros_client):
+    order = ["joint7", "joint6", "joint5", "joint4", "joint3", "joint2", "joint1"]
+    robot = start_robot(
+        "--model", str(ARM7), "--controller-joints", ",".join(order), "--command-delay-s", "0.3"
+    )
+    states = ros_client.collect(JointState, "/joint_states", RELIABLE)
+    ros_client.wait_until(lambda: len(states) > 50, what="joint_states")
+    np.testing.assert_allclose(
+        states[-1].position, ARM7_HOME, atol=0.01, err_msg="the arm holds its home pose"
+    )
+
+    publish_when_heard(
+        ros_client,
+        Float64MultiArray,
+        "/forward_position_controller/commands",
+        Float64MultiArray(data=[0.0] * 3),
+    )
+    robot.wait_for_output("ignored a command of 3 values")
+    command = ARM7_HOME[::-1].copy()
+    command[-1] = 0.3  # joint1, last in the controller's order
+    sent = publish_when_heard(
+        ros_client,
+        Float64MultiArray,
+        "/forward_position_controller/commands",
+        Float64MultiArray(data=list(command)),
+    )
+    samples = positions_between(ros_client, states, sent, sent + 1.5)
+    moved = [t for t, q in samples if abs(q[0]) > 0.01]
+    assert moved and moved[0] - sent >= 0.29, "the command takes effect after the delay"
+    expected = ARM7_HOME.copy()
+    expected[0] = 0.3
+    np.testing.assert_allclose(samples[-1][1], expected, atol=0.02)
+    assert robot.stop() == 0
+
+
+def test_prefixed_names_namespace_parameters_and_a_trajectory(start_robot, ros_client):
+    robot = start_robot("--model", str(ARM7), "--joint-prefix", "fr3_", "--namespace", "arm")
+    names = [f"fr3_joint{i}" for i in range(1, 8)]
+    states = ros_client.collect(JointState, "/arm/joint_states", RELIABLE)
+    ros_client.wait_until(lambda: states, what="/arm/joint_states")
+    assert list(states[-1].name) == names
+
+    for controller in ("forward_position_controller", "joint_trajectory_controller"):
+        reply = ros_client.call(
+            GetParameters, f"/arm/{controller}/get_parameters", GetParameters.Request(names=["joints"])
+        )
+        assert list(reply.values[0].string_array_value) == names
+
+    point = JointTrajectoryPoint(positions=[-0.5], time_from_start=Duration(sec=1))
+    trajectory = JointTrajectory(joint_names=["fr3_joint2"], points=[point])
+    sent = publish_when_heard(
+        ros_client, JointTrajectory, "/arm/joint_trajectory_controller/joint_trajectory", trajectory
+    )
+    samples = positions_between(ros_client, states, sent, sent + 1.6)
+    arrived = [t for t, q in samples if abs(q[1] + 0.5) < 0.02]
+    assert arrived and arrived[0] - sent > 0.8, "the joint follows the trajectory's timing, not a step"
+    line = [(q[1], ARM7_HOME[1] + (t - sent) * (-0.5 - ARM7_HOME[1])) for t, q in samples if t - sent < 0.9]
+    assert len(line) > 10 and all(abs(q - on_line) < 0.06 for q, on_line in line), (
+        "linear interpolation from the current target to the point"
+    )
+    expected = ARM7_HOME.copy()
+    expected[1] = -0.5
+    np.testing.assert_allclose(samples[-1][1], expected, atol=0.02)
+
+    os.killpg(robot.proc.pid, signal.SIGTERM)
+    assert robot.wait_exit(timeout=10) == 0
+
+
+def test_a_bad_argument_is_one_line_and_exit_status_2():
+    result = subprocess.run(
+        [sys.executable, str(ROBOT), "--model", str(ARM7), "--controller-joints", "joint1,elbow"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("robot.py: error: --controller-joints: 'elbow'")
