@@ -115,6 +115,7 @@ def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any
         "velocity_limits": [1e-9],  # command == the measured positions it answers (see the docstring)
         "state_timeout_s": 0.1,
         "start_enabled": True,  # no operator to call ~/enable
+        "home_ramp_s": 0.0,  # the states start where the policy takes over: time the policy alone
     }
 
 
@@ -338,7 +339,7 @@ def measure_in_process(policy: Path, states: States, args: argparse.Namespace) -
     from sim_bridge_core.wire import JointStateDecoder, JointStateEncoder, JointTrajectoryEncoder
 
     deployment = load_deployment(PolicyConfig(**node_parameters(args, policy))).deployment
-    deployment.on_goal(GOAL)
+    deployment.on_goal(GOAL, 0.0)  # a goal does not expire
     names = list(deployment.robot.joint_names)
     encoder, decoder = JointStateEncoder(states.names), JointStateDecoder(names)
     command_encoder = JointTrajectoryEncoder(names)
