@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.backends.cpu import CpuBackend
@@ -112,9 +113,11 @@ def test_the_robot_stops_when_the_teleop_dies(tmp_path, start_node, ros_client):
     policy.wait_for_output("standing")
 
 
-def test_an_imu_published_best_effort_is_heard(tmp_path, start_node, ros_client):
+@pytest.mark.parametrize("stamped", [False, True])
+def test_an_imu_published_best_effort_is_heard(tmp_path, start_node, ros_client, stamped):
     """IMU drivers publish with sensor-data QoS (best effort): a reliable subscriber never matches
-    them, and the policy waited for an IMU forever."""
+    them, and the policy waited for an IMU forever. The velocity command comes as Twist, or as
+    TwistStamped (cmd_vel_stamped, as Jazzy's controllers take it)."""
     policy = start_node(
         "sim_bridge_policy",
         "policy",
@@ -122,14 +125,21 @@ def test_an_imu_published_best_effort_is_heard(tmp_path, start_node, ros_client)
         start_enabled=True,
         home_ramp_s=0.0,
         velocity_limits=[20.0],
+        cmd_vel_stamped=stamped,
     )
     commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
     joint_states = ros_client.node.create_publisher(JointState, "joint_states", RELIABLE)
     imu = ros_client.node.create_publisher(Imu, "imu", qos_profile_sensor_data)
+    teleop = ros_client.node.create_publisher(TwistStamped if stamped else Twist, "cmd_vel", RELIABLE)
     ros_client.wait_until(lambda: imu.get_subscription_count() > 0, timeout=30, what="the policy")
+    ros_client.wait_until(
+        lambda: teleop.get_subscription_count() > 0, timeout=30, what="the policy's cmd_vel"
+    )
     policy.wait_for_output("deploying")
     clock = ros_client.node.get_clock()
-    for _ in range(100):
+    command = TwistStamped() if stamped else Twist()
+    (command.twist if stamped else command).linear.x = 0.8
+    for k in range(100):
         stamp = clock.now().to_msg()
         state = JointState(name=list(ROBOT.joint_names), position=list(ROBOT.home), velocity=[0.0] * 8)
         state.header.stamp = stamp
@@ -139,5 +149,9 @@ def test_an_imu_published_best_effort_is_heard(tmp_path, start_node, ros_client)
         reading.linear_acceleration.z = 9.81
         imu.publish(reading)
         joint_states.publish(state)
+        if k % 10 == 0:
+            teleop.publish(command)
         time.sleep(0.01)
     ros_client.wait_until(lambda: len(commands) >= 20, what=f"commands (got {len(commands)})")
+    walking = float(np.mean(TASK.action_to_targets(np.full((1, 8), 0.8 * GAIN))[0] - ROBOT.home))
+    assert target(commands[-1]) == pytest.approx(walking, abs=1e-3)  # the command was understood
