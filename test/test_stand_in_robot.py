@@ -11,11 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from builtin_interfaces.msg import Duration
 from nav_msgs.msg import Odometry
 from rcl_interfaces.srv import GetParameters
@@ -25,30 +23,12 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from conftest import RosProcess
-
 ROOT = Path(__file__).resolve().parents[1]
 ROBOT = ROOT / "test" / "stand_ins" / "robot.py"
 QUADRUPED = ROOT / "src" / "sim_bridge_core" / "test" / "models" / "quadruped.xml"
 ARM7 = ROOT / "src" / "sim_bridge_core" / "sim_bridge_core" / "models" / "assets" / "arm7.xml"
 ARM7_HOME = np.array([0, -0.785, 0, -2.356, 0, 1.571, 0.785])
 RELIABLE = QoSProfile(depth=10)
-
-
-@pytest.fixture
-def start_robot(tmp_path: Path) -> Iterator[Callable[..., RosProcess]]:
-    """start_robot(*args) -> the stand-in's process once it says it is ready; stopped after the test."""
-    started: list[RosProcess] = []
-
-    def start(*args: str) -> RosProcess:
-        process = RosProcess([sys.executable, str(ROBOT), *args], tmp_path / f"robot-{len(started)}.log")
-        started.append(process)
-        process.wait_for_output("stand-in robot ready", timeout=20)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def stamp(msg: JointState | Imu | Odometry) -> float:
