@@ -452,8 +452,16 @@ class Deployment:
 
     def stale(self, now_s: float) -> bool:
         """Whether the last state (or IMU reading, for tasks that observe it) is older than
-        ``state_timeout_s`` (or none came)."""
-        return now_s - min(self.state_time, self.imu_time) > self.settings.state_timeout_s
+        ``state_timeout_s`` (or none came), or from further ahead than ``max_clock_skew_s``: this
+        node's clock stepped back (a system clock that no jump callback reports), and it must not
+        stay fresh until the clock catches up."""
+        age = now_s - min(self.state_time, self.imu_time)
+        return age > self.settings.state_timeout_s or age < -self.settings.max_clock_skew_s
+
+    @property
+    def ramp_pending(self) -> bool:
+        """Whether the next command starts the ramp to home (enabled, and not yet begun)."""
+        return self._ramp_pending
 
     def tick(self, now_s: float) -> tuple[Command | None, str]:
         """The command for this control period, or None and the reason there is none (a command

@@ -310,3 +310,13 @@ def test_a_driver_that_prefixes_joint_names_is_understood():
     np.testing.assert_allclose(d.positions, ARM.home + 0.01)
     with pytest.raises(StateError, match="lacks required joints fr3_joint1"):
         d.on_joint_state(0.0, 0.0, ARM.joint_names, ARM.home, ZERO)
+
+
+def test_this_nodes_system_clock_stepped_back_is_not_taken_for_fresh_states():
+    """A system clock stepped back (no jump callback reports it): the last state now looks like one
+    from the future; it must go stale (one hold), not stay fresh until the clock catches up."""
+    d = deployment(timeout=0.1)
+    commanding(d, time_s=100.0)
+    assert d.tick(100.0)[0] is not None
+    hold, _ = d.tick(40.0)
+    assert hold.hold

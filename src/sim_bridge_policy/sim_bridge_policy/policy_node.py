@@ -34,6 +34,7 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
+from rosgraph_msgs.msg import Clock as RosClock
 from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
@@ -236,7 +237,13 @@ class PolicyNode(Node):
         self._latencies: collections.deque[float] = collections.deque(maxlen=100_000)
         self._publisher = self.create_publisher(command_type, command_topic, RELIABLE)
         self._check_controller(plan)
-        self._sim_time = self.get_parameter("use_sim_time").value
+        # Under use_sim_time the node's time is 0 until a /clock comes (and a lockstep simulator's
+        # first /clock is 0 too): whether one came is what tells them apart.
+        self._clock_seen = not self.get_parameter("use_sim_time").value
+        if not self._clock_seen:
+            self._clock_probe = self.create_subscription(
+                RosClock, "/clock", self._on_first_clock, qos_profile_sensor_data, raw=True
+            )
         self._started = time.monotonic()
         # Sensors are heard from best-effort drivers (IMUs publish sensor-data QoS) and reliable ones.
         state_sub = self.create_subscription(
@@ -309,8 +316,11 @@ class PolicyNode(Node):
         return self.get_clock().now().nanoseconds / 1e9
 
     def _clock_running(self) -> bool:
-        """False while use_sim_time waits for its first /clock (the node's time is 0 until then)."""
-        return not self._sim_time or self.get_clock().now().nanoseconds > 0
+        """False while use_sim_time waits for its first /clock."""
+        return self._clock_seen
+
+    def _on_first_clock(self, data: bytes) -> None:
+        self._clock_seen = True
 
     def _deploy_failed(self, exc: Exception) -> None:
         """Anything unexpected on the deploy path: one hold, disabled, one error line; the node stays
@@ -338,8 +348,8 @@ class PolicyNode(Node):
             self.get_logger().warning(f"no command this cycle: {exc}", throttle_duration_sec=1.0)
             return
         if self.deployment.due:
-            self._command(self._now_s())
-            self._latencies.append(time.perf_counter() - start)
+            if self._command(self._now_s()):
+                self._latencies.append(time.perf_counter() - start)
         elif idle := self.deployment.idle_reason():
             self.get_logger().warning(idle, throttle_duration_sec=2.0)
 
@@ -347,6 +357,8 @@ class PolicyNode(Node):
     def _on_watchdog(self) -> None:
         """No /clock yet (use_sim_time), or states that stopped coming: say so, or let tick decide
         (one hold command, then silence)."""
+        if self.finished.is_set():
+            return
         if not self._clock_running():
             waited = time.monotonic() - self._started
             if waited > self.config.clock_timeout_s:
@@ -373,7 +385,8 @@ class PolicyNode(Node):
         )
         self.deployment.on_clock_jump()
 
-    def _command(self, now: float) -> None:
+    def _command(self, now: float) -> bool:
+        """Tick the deployment; whether a command went out."""
         command, reason = self.deployment.tick(now)
         if reason == NON_FINITE_OUTPUT or reason.startswith("the policy output shape"):
             self.get_logger().error(f"no command: {reason}", throttle_duration_sec=2.0)
@@ -383,6 +396,7 @@ class PolicyNode(Node):
             self.get_logger().warning(f"no command: {reason}", throttle_duration_sec=2.0)
         if command is not None:
             self._send(command)
+        return command is not None
 
     @_deploy_path
     def _on_goal(self, data: bytes) -> None:
@@ -427,7 +441,7 @@ class PolicyNode(Node):
             self._deploy_failed(exc)
             response.success, response.message = False, f"failed: {type(exc).__name__}: {exc}"
             return response
-        ramp = " (ramping to home first)" if request.data and self.config.home_ramp_s > 0 else ""
+        ramp = " (ramping to home first)" if request.data and self.deployment.ramp_pending else ""
         response.success = True
         response.message = f"enabled{ramp}" if request.data else "holding position"
         return response
