@@ -291,6 +291,8 @@ def robot_simulator_parameters(robot: RobotConfig, task: str) -> dict[str, Any]:
         "kp": robot.kp,
         "kd": robot.kd,
         "model_parameters": _yaml_text(robot.model_parameters),
+        "joint_name_map": _yaml_text(robot.joint_name_map),
+        "joint_prefix": robot.joint_prefix,
     }
 
 
@@ -436,7 +438,9 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         compare_robot = str(load_robot_config(args.compare_robot, config_dir)[1].resolve())
     randomization = resolve_randomization(args.randomization, config_dir)
     interface = resolve_command_interface(args)
-    driver_names = driver_joint_names(robot, model.joint_names, robot_path.name)
+    driver_names = driver_joint_names(
+        robot.joint_name_map, robot.joint_prefix, model.joint_names, robot_path.name
+    )
     nodes = []
     for entry_name, entry in (data.get("nodes") or {}).items():
         entry = entry or {}

@@ -393,6 +393,9 @@ def _bound_robot(path_text: str) -> tuple[RobotModel, RobotConfig, tuple[str, ..
     try:
         robot_config = read_robot_config(path)
         robot = robot_from_config(robot_config, path.name)
-        return robot, robot_config, driver_joint_names(robot_config, robot.joint_names, path.name)
+        names = driver_joint_names(
+            robot_config.joint_name_map, robot_config.joint_prefix, robot.joint_names, path.name
+        )
+        return robot, robot_config, names
     except (ConfigError, ModelError) as exc:
         raise ConfigError(f"policy.robot: {exc}") from exc

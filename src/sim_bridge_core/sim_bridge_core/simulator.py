@@ -31,6 +31,7 @@ from sim_bridge_core.models import (
     ModelError,
     PdGains,
     RobotModel,
+    driver_joint_names,
     load_robot,
     parse_model_parameters,
 )
@@ -141,6 +142,12 @@ class SimulatorConfig:
         "model-parameter overrides as YAML (joints: {<joint>: {damping, armature, frictionloss, kp, kv}}, "
         "bodies: {<body>: {mass}}, command_delay_s), e.g. identified by bringup sysid; '' = none",
     )
+    joint_name_map: str = setting(
+        "",
+        "one world's joints on the wire as a robot's drivers name them, YAML {<driver name>: <joint>} "
+        "(a robot config's joint_name_map), '' = the model's names with joint_prefix",
+    )
+    joint_prefix: str = setting("", "a prefix before every joint name on one world's topics (e.g. fr3_)")
     kp: float = setting(100.0, "PD stiffness for torque-driven joints (N*m/rad)", low=0.0, high=1e7)
     kd: float = setting(10.0, "PD damping for torque-driven joints (N*m*s/rad)", low=0.0, high=1e6)
     allow_partial_joints_goal: bool = setting(
@@ -297,7 +304,12 @@ class Simulator:
         self._batch_state = JointStateEncoder(batch_names)
         self._batch_command = JointTrajectoryDecoder(batch_names)
         state = self.robot.state_joints
-        self._world_state = JointStateEncoder(state.names)
+        # One world stands in for a robot whose drivers may name its joints otherwise.
+        mapping = _yaml_setting(config.joint_name_map, "simulator.joint_name_map")
+        wire = driver_joint_names(mapping, config.joint_prefix, (*state.names, *extra.names), "simulator")
+        self._from_wire = dict(zip(wire, (*state.names, *extra.names), strict=True))
+        self._renamed = any(name != model for name, model in self._from_wire.items())
+        self._world_state = JointStateEncoder(wire[: len(state.names)])
         # Where the controlled joints sit among the state joints (their values are the measured ones).
         self._controlled_in_state = np.array([state.names.index(name) for name in joints], dtype=np.int64)
         self.sensors = self.env.sensors
@@ -452,8 +464,13 @@ class Simulator:
         try:
             message = decode_joint_trajectory(data, max_points=self.config.max_trajectory_points)
             points = message.points
+            unknown = [name for name in message.joint_names if name not in self._from_wire]
+            if unknown and self._renamed:  # the model's own names are not the drivers'
+                raise CommandError(
+                    f"unknown joint '{unknown[0]}' (this robot's joints are {', '.join(self._from_wire)})"
+                )
             return parse_goal(
-                message.joint_names,
+                [self._from_wire.get(name, name) for name in message.joint_names],
                 message.stamp_ns / _NS,
                 [p.time_from_start_ns / _NS for p in points],
                 [p.positions for p in points],

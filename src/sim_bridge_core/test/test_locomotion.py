@@ -3,6 +3,7 @@ the robot-config settings, solver options and the task's own bringup defaults.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import mujoco
@@ -158,17 +159,24 @@ def test_a_state_waits_for_the_imu_reading_of_its_instant():
     assert deployment.due
 
 
+def standing_policy() -> tuple[list[np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """A policy that always answers home, and the observations it saw."""
+    seen: list[np.ndarray] = []
+
+    def policy(observation: np.ndarray) -> np.ndarray:
+        seen.append(observation[0])
+        return np.zeros((1, ROBOT.num_joints))
+
+    return seen, policy
+
+
 def test_fast_drivers_are_paired_by_stamp_and_answered_every_period():
     """joint_states at 1 kHz and an IMU at 250 Hz whose readings arrive 32 ms late (a loaded
     queue): every period the policy answers the newest state that has an IMU reading of its
     instant, so commands keep the control rate instead of waiting for exact matches."""
     safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
     task = make_task("locomotion", ROBOT, SETTINGS)
-    seen = []
-
-    def policy(observation: np.ndarray) -> np.ndarray:
-        seen.append(observation[0])
-        return np.zeros((1, 8))
+    seen, policy = standing_policy()
 
     deployment = Deployment(ROBOT, task, policy, safety, DeploySettings(CONTROL_DT, 1.0))
     commands, lags = 0, []
@@ -344,11 +352,7 @@ def test_a_velocity_command_expires_to_stand():
     diff_drive_controller do; before any command it stands too."""
     safety = safety_filter(ROBOT, CONTROL_DT, velocity_limits=[20.0])
     task = make_task("locomotion", ROBOT, SETTINGS)
-    seen = []
-
-    def policy(observation: np.ndarray) -> np.ndarray:
-        seen.append(observation[0])
-        return np.zeros((1, 8))
+    seen, policy = standing_policy()
 
     deployment = Deployment(
         ROBOT, task, policy, safety, DeploySettings(CONTROL_DT, 1.0, cmd_vel_timeout_s=0.5)

@@ -180,3 +180,20 @@ def test_a_spec_that_switches_itself_off_stays_off_when_parameters_change():
 def test_a_randomization_that_is_not_a_mapping_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"^simulator\.randomization: must be a mapping"):
         Simulator(SimulatorConfig(num_envs=1, task="reach", randomization="- a\n- b\n"))
+
+
+def test_one_world_speaks_the_drivers_joint_names():
+    """A robot config with joint_prefix (or joint_name_map) is simulated as its drivers name its
+    joints, so a deploy bound to it runs against the simulator before the hardware."""
+    sim = Simulator(SimulatorConfig(num_envs=1, joint_prefix="fr3_"))
+    assert decode_joint_state(sim.joint_states()[0]).names[0] == "fr3_joint1"
+    names = [f"fr3_joint{i}" for i in range(1, 8)]
+    command = JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(positions=[0.1] * 7)])
+    command.points[0].time_from_start.nanosec = 20_000_000
+    goal = sim.parse_command(serialize_message(command))
+    np.testing.assert_allclose(goal.positions[-1][:3], 0.1)  # by name, in the model's joints
+    with pytest.raises(CommandError, match="joint1"):
+        command.joint_names = [f"joint{i}" for i in range(1, 8)]
+        sim.parse_command(serialize_message(command))
+    mapped = Simulator(SimulatorConfig(num_envs=1, joint_name_map="{a1: joint1}", joint_prefix=""))
+    assert decode_joint_state(mapped.joint_states()[0]).names[:2] == ("a1", "joint2")

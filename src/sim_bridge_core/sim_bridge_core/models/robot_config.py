@@ -103,19 +103,20 @@ def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
         robot.imu_site,
         robot.sites,
     )
-    driver_joint_names(robot, model.joint_names, where)
+    driver_joint_names(robot.joint_name_map, robot.joint_prefix, model.joint_names, where)
     return model
 
 
-def driver_joint_names(robot: RobotConfig, joints: Sequence[str], where: str = "robot") -> tuple[str, ...]:
-    """The drivers' name of each of ``joints`` (model names): through ``joint_name_map``, else
-    ``joint_prefix`` + the model's name; ConfigError for a map that names no such joint, names one
-    twice, or comes with a prefix as well."""
-    mapping: Mapping[str, str] = robot.joint_name_map
-    if mapping and robot.joint_prefix:
+def driver_joint_names(
+    mapping: Mapping[str, str], prefix: str, joints: Sequence[str], where: str = "robot"
+) -> tuple[str, ...]:
+    """The drivers' name of each of ``joints`` (model names): through ``mapping`` (a robot config's
+    ``joint_name_map``, driver name -> model name), else ``prefix`` + the model's name; ConfigError
+    for a map that names no such joint, names one twice, or comes with a prefix as well."""
+    if mapping and prefix:
         raise ConfigError(f"{where}: joint_name_map and joint_prefix: give one of them")
     if not mapping:
-        return tuple(f"{robot.joint_prefix}{name}" for name in joints)
+        return tuple(f"{prefix}{name}" for name in joints)
     to_driver: dict[str, str] = {}
     for driver, model in mapping.items():
         if not isinstance(driver, str) or not isinstance(model, str):
