@@ -434,3 +434,18 @@ def test_without_the_sysid_extra_the_job_says_how_to_install_it(tmp_path, monkey
     assert str(error.value) == "the sysid extra is not installed: pip install 'mujoco[sysid]'"
     assert identify_module.SYSID_MISSING == str(error.value)
     assert not output.exists()
+
+
+def test_a_bag_in_the_drivers_joint_names_is_read_through_the_robot_files_map(tmp_path):
+    """A robot whose drivers prefix its joints (fr3_joint1 ...) is excited and recorded in those
+    names; the reader takes them back to the model's joints."""
+    robot = load_robot("arm7")
+    names = [f"fr3_{name}" for name in robot.joint_names]
+    positions = np.tile(robot.home, (50, 1)) + np.linspace(0, 0.1, 50)[:, None]
+    command = encode_joint_trajectory(names, 0, [100_000_000], [robot.home])
+    bag = write_bag(tmp_path / "bag", names, positions, command)
+    run = read_run(bag, robot, driver_names=names)
+    np.testing.assert_allclose(run.positions, positions)
+    assert len(run.commands) == 1
+    with pytest.raises(SysidInputError, match="lacks the robot's joints"):
+        read_run(bag, robot)

@@ -20,6 +20,7 @@ is one that cannot be read at all: one line, whatever the reader raised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,9 +90,16 @@ def _state_times(logged: np.ndarray, stamps: np.ndarray, start_ns: int) -> tuple
 
 
 def read_run(
-    path: str | Path, robot: RobotModel, state_topic: str = "", command_topic: str = ""
+    path: str | Path,
+    robot: RobotModel,
+    state_topic: str = "",
+    command_topic: str = "",
+    driver_names: Sequence[str] = (),
 ) -> RecordedRun:
-    """The states and commands of the bag at ``path``; SysidInputError with one line if unusable."""
+    """The states and commands of the bag at ``path``; SysidInputError with one line if unusable.
+
+    ``driver_names`` are the robot's joints as its drivers named them in the bag (a robot config's
+    ``joint_name_map`` or ``joint_prefix``; default: the model's names)."""
     path = Path(path).expanduser()
     if not (path / "metadata.yaml").is_file():
         what = "does not exist" if not path.exists() else "is not a rosbag2 bag (no metadata.yaml)"
@@ -115,12 +123,16 @@ def read_run(
     except Exception as exc:  # a damaged file makes the reader raise anything (OverflowError, ...)
         reason = (str(exc).splitlines() or [""])[0]
         raise SysidInputError(f"bag {path} cannot be read: {type(exc).__name__}: {reason}") from exc
-    return _decode(path, robot, state_topic, command_topic, INTERFACES[topics[command_topic]], messages)
+    interface = INTERFACES[topics[command_topic]]
+    return _decode(
+        path, robot, tuple(driver_names) or robot.joint_names, state_topic, command_topic, interface, messages
+    )
 
 
 def _decode(
     path: Path,
     robot: RobotModel,
+    joints: tuple[str, ...],
     state_topic: str,
     command_topic: str,
     interface: str,
@@ -130,7 +142,6 @@ def _decode(
     if not messages:
         raise SysidInputError(f"bag {path} holds no messages on {state_topic} and {command_topic}")
     start_ns = messages[0][1]
-    joints = robot.joint_names
     columns: dict[tuple[str, ...], np.ndarray] = {}
     times, stamps, positions, velocities = [], [], [], []
     command_times: list[float] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.models import ModelError, PdGains, robot_spec
+from sim_bridge_core.models import ModelError, PdGains, driver_joint_names, robot_spec
 from sim_bridge_core.sysid.bags import read_run
 from sim_bridge_core.sysid.config import SysidConfig
 from sim_bridge_core.sysid.identify import identify, load_sysid
@@ -47,7 +47,10 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
         spec = robot_spec(source.model, PdGains(source.kp, source.kd))
     except ModelError as exc:
         raise ConfigError(f"{source_path.name}: model: {exc}") from exc
-    runs = [read_run(bag, robot, config.state_topic, config.command_topic) for bag in config.bags]
+    names = driver_joint_names(
+        source.joint_name_map, source.joint_prefix, robot.joint_names, source_path.name
+    )
+    runs = [read_run(bag, robot, config.state_topic, config.command_topic, names) for bag in config.bags]
     for run in runs:
         skipped = [
             f"{count} {what}"
