@@ -416,6 +416,7 @@ class PolicyNode(Node):
 
     @_deploy_path
     def _on_imu(self, data: bytes) -> None:
+        start = time.perf_counter()
         self._record(self._imu_topic, data)
         if not self._clock_running():
             return
@@ -429,8 +430,8 @@ class PolicyNode(Node):
         except StateError as exc:
             self.get_logger().warning(f"rejected imu: {exc}", throttle_duration_sec=1.0)
             return
-        if self.deployment.due:  # the state came first and waited for this reading
-            self._command(self._now_s())
+        if self.deployment.due and self._command(self._now_s()):  # the state waited for this reading
+            self._latencies.append(time.perf_counter() - start)
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         try:
