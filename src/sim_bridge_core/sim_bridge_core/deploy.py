@@ -56,6 +56,8 @@ STATE_HISTORY = 64
 IMU_HISTORY = 16
 # A pose this close to home (rad or m, every joint) needs no ramp to it on enable.
 RAMP_TOLERANCE = 0.02
+# The ramp hands over to the policy once every joint is this close to home (rad or m).
+HOME_TOLERANCE = 0.05
 # States arrive but no command went out for this many periods: say why.
 IDLE_PERIODS = 10
 
@@ -487,7 +489,7 @@ class Deployment:
             self._ramp_pending = False
             self.ramp = self._home_ramp(state)
         if self.ramp is not None:
-            return self._ramp_command(state), ""
+            return self._ramp_command(state)
         inputs, notice = self._inputs_now(now_s)
         if inputs is None:
             return None, notice
@@ -533,15 +535,22 @@ class Deployment:
         duration = max(self.settings.home_ramp_s, slowest)
         return HomeRamp(state.values.copy(), self.robot.home.copy(), state.time, duration)
 
-    def _ramp_command(self, state: _Reading) -> Command:
-        """This period's point on the ramp (one period ahead, as a policy's target is); the policy
-        takes over, at home, from the period after the ramp ends."""
+    def _ramp_command(self, state: _Reading) -> tuple[Command, str]:
+        """This period's point on the ramp (one period ahead, as a policy's target is), and a notice
+        while the robot lags behind it; the policy takes over once the ramp has run and the robot is
+        home (within ``HOME_TOLERANCE``): servos that trail their targets must not hand the policy a
+        pose it never started from in training."""
         ahead = state.time + self.period_s
         self._advance_schedule(state.time)
         targets = self.ramp.targets(ahead)
+        away = float(np.max(np.abs(state.values - self.robot.home)))
+        notice = ""
         if self.ramp.done(ahead):
-            self.ramp = None
-        return Command(self.safety(targets, state.values))
+            if away < HOME_TOLERANCE:
+                self.ramp = None
+            elif ahead > self.ramp.begin_s + 2 * self.ramp.duration_s:
+                notice = f"ramp to home: the robot is still {away:.3f} rad away; holding home till it arrives"
+        return Command(self.safety(targets, state.values)), notice
 
     def _advance_schedule(self, time_s: float) -> None:
         """The schedule moves on by a period; one left behind (no states for a while) restarts here."""
