@@ -287,7 +287,9 @@ class PolicyNode(Node):
             return
         joints = read_controller_joints(self, controller, CONTROLLER_TIMEOUT_S)
         if joints is None:
-            self.get_logger().info(f"could not read {controller}/joints; the joint order is not checked")
+            self.get_logger().warning(
+                f"could not read {controller}/joints; the order of the joints it takes is not checked"
+            )
             return
         expected = list(plan.command_joint_names if self._interface == "position" else plan.driver_names)
         if self._interface == "position" and joints != expected:

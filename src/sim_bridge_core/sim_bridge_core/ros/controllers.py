@@ -31,7 +31,8 @@ def read_controller_joints(node: Node, controller: str, timeout_s: float) -> lis
         executor = SingleThreadedExecutor(context=node.context)
         executor.add_node(node)
         try:
-            executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+            # The controller is there: give a loaded host longer to answer than to be found.
+            executor.spin_until_future_complete(future, timeout_sec=3 * timeout_s)
         finally:
             executor.remove_node(node)
             executor.shutdown()
