@@ -65,11 +65,16 @@ def test_executables_are_where_ros2_run_looks(package, executable):
     assert (Path(get_package_prefix(package)) / "lib" / package / executable).is_file()
 
 
+def _source_file(path: Path) -> bool:
+    return path.is_file() and "__pycache__" not in path.parts
+
+
 def test_launch_and_config_installed_into_share():
     share = Path(get_package_share_directory("sim_bridge"))
     for folder in ("launch", "config"):
-        installed = {p.relative_to(share / folder) for p in (share / folder).rglob("*") if p.is_file()}
-        sources = {p.relative_to(ROOT / folder) for p in (ROOT / folder).rglob("*") if p.is_file()}
+        # (``ros2 launch`` may leave a __pycache__ beside the launch files it imported)
+        installed = {p.relative_to(share / folder) for p in (share / folder).rglob("*") if _source_file(p)}
+        sources = {p.relative_to(ROOT / folder) for p in (ROOT / folder).rglob("*") if _source_file(p)}
         assert sources and installed == sources, folder
 
 
