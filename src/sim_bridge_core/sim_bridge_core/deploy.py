@@ -56,8 +56,11 @@ STATE_HISTORY = 64
 IMU_HISTORY = 16
 # A pose this close to home (rad or m, every joint) needs no ramp to it on enable.
 RAMP_TOLERANCE = 0.02
-# The ramp hands over to the policy once every joint is this close to home (rad or m).
+# The ramp hands over to the policy once every joint is this close to home (rad or m), or has
+# come no closer by SETTLED (rad or m) for SETTLE_S: at rest where its servos hold it.
 HOME_TOLERANCE = 0.05
+SETTLED = 0.005
+SETTLE_S = 0.5
 # States arrive but no command went out for this many periods: say why.
 IDLE_PERIODS = 10
 
@@ -286,6 +289,7 @@ class Deployment:
         self.previous_targets = robot.home.copy()
         self.clock_start: float | None = None
         self.ramp: HomeRamp | None = None
+        self._closest = (np.inf, -np.inf)  # on the ramp: the nearest to home so far, and when
         self._ramp_pending = enabled and settings.home_ramp_s > 0
         self._holding = False
         self._next_due = -np.inf
@@ -488,6 +492,7 @@ class Deployment:
         if self._ramp_pending:
             self._ramp_pending = False
             self.ramp = self._home_ramp(state)
+            self._closest = (np.inf, state.time)
         if self.ramp is not None:
             return self._ramp_command(state)
         inputs, notice = self._inputs_now(now_s)
@@ -537,19 +542,23 @@ class Deployment:
 
     def _ramp_command(self, state: _Reading) -> tuple[Command, str]:
         """This period's point on the ramp (one period ahead, as a policy's target is), and a notice
-        while the robot lags behind it; the policy takes over once the ramp has run and the robot is
-        home (within ``HOME_TOLERANCE``): servos that trail their targets must not hand the policy a
-        pose it never started from in training."""
+        while the robot lags behind it. The policy takes over once the ramp has run and the robot is
+        home (within ``HOME_TOLERANCE``) or has come to rest (no ``SETTLED`` nearer home for
+        ``SETTLE_S``: a servo's steady error under load, as training's episodes also began): servos
+        still trailing their targets must not hand the policy a pose it never started from."""
         ahead = state.time + self.period_s
         self._advance_schedule(state.time)
         targets = self.ramp.targets(ahead)
         away = float(np.max(np.abs(state.values - self.robot.home)))
+        if away < self._closest[0] - SETTLED:
+            self._closest = (away, state.time)
+        settled = state.time - self._closest[1] > SETTLE_S  # no nearer for a while: at rest
         notice = ""
         if self.ramp.done(ahead):
-            if away < HOME_TOLERANCE:
+            if away < HOME_TOLERANCE or settled:
                 self.ramp = None
             elif ahead > self.ramp.begin_s + 2 * self.ramp.duration_s:
-                notice = f"ramp to home: the robot is still {away:.3f} rad away; holding home till it arrives"
+                notice = f"ramp to home: the robot is still {away:.3f} rad away and closing; holding home"
         return Command(self.safety(targets, state.values)), notice
 
     def _advance_schedule(self, time_s: float) -> None:

@@ -322,20 +322,27 @@ def test_this_nodes_system_clock_stepped_back_is_not_taken_for_fresh_states():
     assert hold.hold
 
 
-def test_the_ramp_hands_over_only_once_the_robot_is_home():
+def test_the_ramp_hands_over_once_the_robot_is_home_or_at_rest():
     """Servos that trail their targets: the ramp's time has run, but the policy takes over only
-    when the measured pose is home, as its episodes started in training."""
+    once the robot is home, or at rest where its servos hold it (a leg sagging under load), as
+    its episodes started in training; not while it is still on its way."""
     task = make_task("reach", ARM)
     settings = DeploySettings(PERIOD, 0.5, home_ramp_s=0.1)
     d = Deployment(ARM, task, lambda obs: np.ones((1, 7)), safety_filter(ARM, PERIOD), settings)
     d.on_goal([0.5, 0.0, 0.4], 0.0)
-    behind = ARM.home + 0.3
-    for k in range(30):  # 0.6 s, far past the ramp's time: the robot has not moved
+    for k in range(30):  # 0.6 s, far past the ramp's time: still closing in, 0.01 rad a period
         t = k * PERIOD
-        d.on_joint_state(t, t, ARM.joint_names, behind, ZERO)
-        command, notice = d.tick(t)
-        assert d.ramp is not None and np.all(command.positions <= behind + 1e-12)
-    assert "still 0.300 rad away" in notice
+        d.on_joint_state(t, t, ARM.joint_names, ARM.home + 0.5 - 0.01 * k, ZERO)
+        _, notice = d.tick(t)
+        assert d.ramp is not None
+    assert "still 0.210 rad away and closing" in notice
     d.on_joint_state(0.6, 0.6, ARM.joint_names, ARM.home + 0.01, ZERO)
     d.tick(0.6)
     assert d.ramp is None
+    d.set_enabled(False)
+    d.set_enabled(True)
+    for k in range(40):  # sagging 0.08 rad under load, and no nearer for 0.5 s: at rest
+        t = 1.0 + k * PERIOD
+        d.on_joint_state(t, t, ARM.joint_names, ARM.home + 0.08, ZERO)
+        d.tick(t)
+        assert (d.ramp is None) == (t > 1.0 + 0.5 + 1e-9)
