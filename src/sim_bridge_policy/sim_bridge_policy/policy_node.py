@@ -74,7 +74,7 @@ from std_srvs.srv import SetBool
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # How long start-up waits for a controller's parameters before it goes on without checking them.
-CONTROLLER_TIMEOUT_S = 2.0
+CONTROLLER_TIMEOUT_S = 5.0
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
