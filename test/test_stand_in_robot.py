@@ -39,9 +39,10 @@ def rate(received: list) -> float:
     """The publisher's rate from the stamps of what a reader heard.
 
     A Python reader on a busy machine drops messages, but it takes them in runs of consecutive ones
-    (the history depth), so the lower quartile of the gaps is still the publisher's period.
+    (the history depth), and a publisher that fell behind catches up in a burst: drops lengthen some
+    gaps and bursts shorten others, so the median gap is still the publisher's period.
     """
-    return 1.0 / float(np.percentile(np.diff([stamp(m) for m in list(received)]), 25))
+    return 1.0 / float(np.median(np.diff([stamp(m) for m in list(received)])))
 
 
 def positions_between(ros_client, states: list[JointState], begin: float, end: float) -> list:
