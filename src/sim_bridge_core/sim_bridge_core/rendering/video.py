@@ -43,3 +43,12 @@ def count_mp4_frames(path: str | os.PathLike[str]) -> int:
     """Frames an mp4 decodes to (what a player shows)."""
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+def sample_mp4_frames(path: str | os.PathLike[str], count: int) -> np.ndarray:
+    """(count, H, W, 3) uint8: frames spread evenly over the video, first and last included
+    (a few stills where a viewer cannot play the video)."""
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    return np.stack([frames[k] for k in picks])
