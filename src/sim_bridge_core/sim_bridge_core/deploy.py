@@ -57,10 +57,15 @@ IMU_HISTORY = 16
 # A pose this close to home (rad or m, every joint) needs no ramp to it on enable.
 RAMP_TOLERANCE = 0.02
 # The ramp hands over to the policy once every joint is this close to home (rad or m), or has
-# come no closer by SETTLED (rad or m) for SETTLE_S: at rest where its servos hold it.
+# come no closer by SETTLED (rad or m) for SETTLE_S within SETTLE_BOUND of home: at rest where its
+# servos hold it (a robot at rest further away is not moving at all: no power, nobody listening).
 HOME_TOLERANCE = 0.05
 SETTLED = 0.005
 SETTLE_S = 0.5
+SETTLE_BOUND = 0.15
+# Commands that resume after a hold this long start afresh (ramp to home, a new episode): the
+# robot may have fallen or been moved meanwhile.
+RESTART_AFTER_S = 1.0
 # States arrive but no command went out for this many periods: say why.
 IDLE_PERIODS = 10
 
@@ -353,7 +358,9 @@ class Deployment:
 
     def on_clock_jump(self) -> None:
         """Time went backwards (this node's clock or the robot's): what was measured on the old
-        timeline is dropped (the robot holds until fresh readings come) and the schedule restarts."""
+        timeline is dropped (the robot holds until fresh readings come), the schedule restarts, and
+        so does the episode (a ramp under way or the policy's clock would live on the old one)."""
+        self._restart_episode()
         self._states.clear()
         self._imus.clear()
         self.state_time = -np.inf
@@ -391,14 +398,19 @@ class Deployment:
         self.imu_time = time
         self._imus.append(_Reading(time, reading))
 
+    def _restart_episode(self) -> None:
+        """Start afresh, as an episode does in training: first the ramp to home (when
+        ``home_ramp_s``), then the policy with previous targets at home and its clock at 0."""
+        self.previous_targets = self.robot.home.copy()
+        self.clock_start = None
+        self.ramp, self._ramp_pending = None, self.enabled and self.settings.home_ramp_s > 0
+
     def set_enabled(self, enabled: bool) -> Command | None:
         """Enable or disable; disabling returns the one hold command to send. Enabling after a
-        hold starts afresh, as an episode does in training: first the ramp to home (when
-        ``home_ramp_s``), then the policy with previous targets at home and its clock at 0."""
+        hold starts afresh (``_restart_episode``)."""
         if enabled and not self.enabled:
-            self.previous_targets = self.robot.home.copy()
-            self.clock_start = None
-            self._ramp_pending = self.settings.home_ramp_s > 0
+            self.enabled = True
+            self._restart_episode()
             self._last_command_time = -np.inf
         self.enabled = enabled
         if enabled:
@@ -489,6 +501,8 @@ class Deployment:
         if pair is None:
             return None, "no imu reading within half a period of a joint state"
         state, imu = pair
+        if self._holding and state.time - self._last_command_time > RESTART_AFTER_S:
+            self._restart_episode()  # back after a long hold: the robot may have fallen meanwhile
         if self._ramp_pending:
             self._ramp_pending = False
             self.ramp = self._home_ramp(state)
@@ -517,7 +531,8 @@ class Deployment:
         self._advance_schedule(state.time)
         targets = self.task.action_to_targets(actions)[0]
         self.previous_targets = targets
-        return Command(self.safety(targets, state.values)), notice
+        # The step limit is around the newest measurement (a paired state may be a little older).
+        return Command(self.safety(targets, self.positions)), notice
 
     def _inputs_now(self, now_s: float) -> tuple[np.ndarray | None, str]:
         """The task inputs in effect, and a notice: a velocity command older than
@@ -549,17 +564,17 @@ class Deployment:
         ahead = state.time + self.period_s
         self._advance_schedule(state.time)
         targets = self.ramp.targets(ahead)
-        away = float(np.max(np.abs(state.values - self.robot.home)))
+        away = float(np.max(np.abs(self.positions - self.robot.home)))
         if away < self._closest[0] - SETTLED:
             self._closest = (away, state.time)
-        settled = state.time - self._closest[1] > SETTLE_S  # no nearer for a while: at rest
+        settled = away < SETTLE_BOUND and state.time - self._closest[1] > SETTLE_S  # at rest, near home
         notice = ""
         if self.ramp.done(ahead):
             if away < HOME_TOLERANCE or settled:
                 self.ramp = None
-            elif ahead > self.ramp.begin_s + 2 * self.ramp.duration_s:
+            elif ahead > self.ramp.begin_s + 2 * self.ramp.duration_s:  # closing in, or not moving
                 notice = f"ramp to home: the robot is still {away:.3f} rad away and closing; holding home"
-        return Command(self.safety(targets, state.values)), notice
+        return Command(self.safety(targets, self.positions)), notice
 
     def _advance_schedule(self, time_s: float) -> None:
         """The schedule moves on by a period; one left behind (no states for a while) restarts here."""

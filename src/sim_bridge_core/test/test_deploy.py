@@ -346,3 +346,32 @@ def test_the_ramp_hands_over_once_the_robot_is_home_or_at_rest():
         d.on_joint_state(t, t, ARM.joint_names, ARM.home + 0.08, ZERO)
         d.tick(t)
         assert (d.ramp is None) == (t > 1.0 + 0.5 + 1e-9)
+
+
+def test_a_robot_that_does_not_move_at_all_is_never_handed_to_the_policy():
+    """Motors unpowered, or nobody listening on the command topic: at rest 0.5 rad from home is not
+    'settled near home', so the ramp keeps commanding home and says so."""
+    task = make_task("reach", ARM)
+    settings = DeploySettings(PERIOD, 0.5, home_ramp_s=0.1)
+    d = Deployment(ARM, task, lambda obs: np.ones((1, 7)), safety_filter(ARM, PERIOD), settings)
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
+    for k in range(100):  # 2 s
+        t = k * PERIOD
+        d.on_joint_state(t, t, ARM.joint_names, ARM.home + 0.5, ZERO)
+        _, notice = d.tick(t)
+        assert d.ramp is not None
+    assert "still 0.500 rad away" in notice
+
+
+def test_commands_resuming_after_a_long_hold_start_a_new_episode():
+    """The driver was gone for 2 s (the robot may have fallen): the robot ramps home again and the
+    policy's clock starts at 0, instead of the policy taking over mid-episode from where it lies."""
+    task = make_task("reach", ARM)
+    settings = DeploySettings(PERIOD, 0.1, home_ramp_s=0.5)
+    d = Deployment(ARM, task, lambda obs: np.ones((1, 7)), safety_filter(ARM, PERIOD), settings)
+    commanding(d)
+    assert d.tick(0.0)[0] is not None and d.ramp is None  # at home: no ramp
+    assert d.tick(0.5)[0].hold
+    d.on_joint_state(2.0, 2.0, ARM.joint_names, ARM.home + 0.4, ZERO)
+    command, _ = d.tick(2.0)
+    assert d.ramp is not None and np.all(command.positions <= ARM.home + 0.4)
