@@ -109,7 +109,7 @@ class PolicyNode(Node):
     def destroy_node(self) -> None:
         if self.config.mode == "deploy":
             if self._latencies:
-                ms = 1e3 * np.array(self._latencies)
+                ms = 1e3 * np.array(list(self._latencies))  # a callback may still be appending
                 p50, p99 = np.percentile(ms, [50, 99])
                 self.get_logger().info(
                     f"deploy latency (joint_states callback -> command published): p50 {p50:.3f} ms, "
@@ -125,7 +125,12 @@ class PolicyNode(Node):
             self._job_thread.start()
 
     def stop(self) -> None:
-        """Ask the train/eval job to end at its next step; ``finished`` is set once it wound down."""
+        """Ask the train/eval job to end at its next step; ``finished`` is set once it wound down.
+        Deploy: Ctrl-C leaves the robot holding where it is."""
+        if self.config.mode == "deploy":
+            hold = self.deployment.set_enabled(False)
+            if hold is not None:
+                self._send(hold)
         if self._job_thread is None or not self._job_thread.is_alive():
             self.finished.set()  # deploy, or no job running: nothing to wind down
             return
@@ -240,6 +245,7 @@ class PolicyNode(Node):
         # Under use_sim_time the node's time is 0 until a /clock comes (and a lockstep simulator's
         # first /clock is 0 too): whether one came is what tells them apart.
         self._clock_seen = not self.get_parameter("use_sim_time").value
+        self._clock_probe = None
         if not self._clock_seen:
             self._clock_probe = self.create_subscription(
                 RosClock, "/clock", self._on_first_clock, qos_profile_sensor_data, raw=True
@@ -286,6 +292,12 @@ class PolicyNode(Node):
         if not controller:
             return
         joints = read_controller_joints(self, controller, CONTROLLER_TIMEOUT_S)
+        if joints is None and self._interface == "position" and not self.config.command_joint_names:
+            # An unnamed array in a guessed order would give each joint another's target.
+            raise ConfigError(
+                f"policy.command_joint_names: could not read {controller}/joints to check the order of its "
+                "array; start the controller first, or give command_joint_names in its order"
+            )
         if joints is None:
             self.get_logger().warning(
                 f"could not read {controller}/joints; the order of the joints it takes is not checked"
@@ -361,6 +373,9 @@ class PolicyNode(Node):
         (one hold command, then silence)."""
         if self.finished.is_set():
             return
+        if self._clock_probe is not None and self._clock_seen:
+            self.destroy_subscription(self._clock_probe)  # it has told what it had to
+            self._clock_probe = None
         if not self._clock_running():
             waited = time.monotonic() - self._started
             if waited > self.config.clock_timeout_s:
@@ -447,6 +462,10 @@ class PolicyNode(Node):
         ramp = " (ramping to home first)" if request.data and self.deployment.ramp_pending else ""
         response.success = True
         response.message = f"enabled{ramp}" if request.data else "holding position"
+        if request.data and not self.config.dry_run and self._publisher.get_subscription_count() == 0:
+            unheard = f"nothing subscribes {self._publisher.topic_name}: no controller will hear the commands"
+            self.get_logger().warning(unheard)
+            response.message += f"; warning: {unheard}"
         return response
 
     def _send(self, command: Command) -> None:
@@ -461,6 +480,15 @@ class PolicyNode(Node):
         self._record(self._publisher.topic_name, data)
 
     def _set_config(self, config: PolicyConfig) -> None:
+        if self.config.mode == "deploy" and config.dry_run != self.config.dry_run and self.deployment.enabled:
+            # Commands that were only logged must not go out from wherever the robot is: hold, and
+            # let the operator arm it again (the ramp to home first).
+            hold = self.deployment.set_enabled(False)
+            self.config = config
+            if hold is not None:
+                self._send(hold)
+            self.get_logger().warning("dry_run changed: disabled, holding; call ~/enable to arm again")
+            return
         self.config = config
 
 

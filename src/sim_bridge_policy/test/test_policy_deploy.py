@@ -19,6 +19,8 @@ import torch
 import yaml
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
@@ -422,3 +424,23 @@ def test_a_future_stamped_state_gives_a_hold_and_a_line(tmp_path, start_node, ro
         lambda: commands[-1].points[0].positions == pytest.approx(ARM.home + 0.03), what="hold"
     )
     policy.wait_for_output("ahead of this node's clock")
+
+
+def test_leaving_dry_run_disarms_instead_of_commanding_from_where_the_robot_is(
+    tmp_path, start_node, ros_client
+):
+    """Armed in a dry run, the robot never moved while the policy 'ran' in the log: switching dry_run
+    off holds and disarms, so commands start only after ~/enable (and its ramp)."""
+    policy = policy_alone(start_node, ik_checkpoint(tmp_path / "c.pt"), dry_run=True)
+    commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
+    feed(ros_client, policy, ARM.home + 0.02, count=10)
+    policy.wait_for_output("[dry run] command")
+    assert not commands
+    value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False)
+    request = SetParameters.Request(parameters=[Parameter(name="dry_run", value=value)])
+    assert ros_client.call(SetParameters, "/policy/set_parameters", request).results[0].successful
+    ros_client.wait_until(lambda: commands, what="the hold")
+    assert len(commands) == 1 and policy.alive()
+    feed(ros_client, policy, ARM.home + 0.02, count=10)
+    assert len(commands) == 1, "commands went out without ~/enable"
+    policy.wait_for_output("dry_run changed: disabled")
