@@ -191,14 +191,19 @@ def command_safety(
     robot_config: RobotConfig | None = None,
 ) -> SafetyFilter:
     """The policy node's safety filter: the tightest of the robot model, the robot config, the
-    node's own limits and the contract's (``allow_looser_limits``: the node's replace the
-    contract's)."""
+    node's own limits and the contract's (``allow_looser_limits``: each limit the node gives
+    replaces the contract's; the contract's others still hold)."""
     sources = [(config.position_limits, config.velocity_limits, config.max_position_step, "policy")]
     if robot_config is not None:
         limits = (robot_config.position_limits, robot_config.velocity_limits, robot_config.max_position_step)
         sources.append((*limits, "robot"))
-    if contract is not None and not config.allow_looser_limits:
-        limits = (contract.position_limits, contract.velocity_limits, contract.max_position_step)
+    if contract is not None:
+        looser = config.allow_looser_limits
+        limits = (
+            () if looser and config.position_limits else contract.position_limits,
+            () if looser and config.velocity_limits else contract.velocity_limits,
+            0.0 if looser and config.max_position_step else contract.max_position_step,
+        )
         sources.append((*limits, "policy.checkpoint"))
     filters = [safety_filter(robot, period_s, *limits, section=section) for *limits, section in sources]
     return tightest(robot, filters, period_s)

@@ -27,6 +27,7 @@ from sensor_msgs.msg import JointState
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import METADATA_KEY
+from sim_bridge_core.deploy import safety_filter
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.learning import PpoConfig, export_policy, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.modules import ActorCritic
@@ -444,3 +445,28 @@ def test_leaving_dry_run_disarms_instead_of_commanding_from_where_the_robot_is(
     feed(ros_client, policy, ARM.home + 0.02, count=10)
     assert len(commands) == 1, "commands went out without ~/enable"
     policy.wait_for_output("dry_run changed: disabled")
+
+
+def test_looser_limits_replace_only_what_the_node_gives(tmp_path):
+    """allow_looser_limits with only a step cap given: the contract's velocity and position limits
+    still hold (they fell back to the model's before)."""
+    limits = np.column_stack([ARM.lower, ARM.upper])
+    limits[0] = [ARM.home[0] - 0.2, ARM.home[0] + 0.2]
+    env = BatchedEnv(CpuBackend(ARM, 1, 0.02), REACH, 3.0)
+    narrow = safety_filter(ARM, 0.02, limits.ravel(), [1.0], 0.01)
+    checkpoint = tmp_path / "c.pt"
+    model = ActorCritic(REACH.observation_size, 7, [], [16], PpoConfig().init_log_std)
+    save_checkpoint(
+        checkpoint, model, PpoConfig(actor_hidden=[], critic_hidden=[16]), policy_metadata(env, limits=narrow)
+    )
+    safety = load_deployment(
+        deploy_config(checkpoint, allow_looser_limits=True, max_position_step=0.03)
+    ).deployment.safety
+    np.testing.assert_allclose(safety.max_step, 0.02)  # the contract's 1 rad/s; its 0.01 cap replaced by 0.03
+    assert safety.upper[0] == pytest.approx(ARM.home[0] + 0.2)
+
+
+def test_a_name_map_that_gives_two_joints_one_name_is_refused(tmp_path):
+    robot = robot_file(tmp_path / "arm.yaml", joint_name_map={"joint2": "joint1"})
+    with pytest.raises(ConfigError, match="two joints would be named 'joint2' on the wire"):
+        load_deployment(deploy_config(ik_checkpoint(tmp_path / "c.pt"), robot=str(robot)))

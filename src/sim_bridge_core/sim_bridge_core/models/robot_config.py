@@ -129,4 +129,8 @@ def driver_joint_names(
         raise ConfigError(
             f"{where}: joint_name_map: '{unknown[0]}' is not a controlled joint ({', '.join(joints)})"
         )
-    return tuple(to_driver.get(name, name) for name in joints)
+    names = tuple(to_driver.get(name, name) for name in joints)
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # two joints read and commanded through one name on the wire
+        raise ConfigError(f"{where}: joint_name_map: two joints would be named '{twice[0]}' on the wire")
+    return names
