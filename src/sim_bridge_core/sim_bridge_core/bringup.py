@@ -287,6 +287,7 @@ def robot_simulator_parameters(robot: RobotConfig, task: str) -> dict[str, Any]:
         "home": robot.home,
         "imu_site": robot.imu_site,
         "sites": _yaml_text(robot.sites),
+        "cameras": yaml.safe_dump(list(robot.cameras), sort_keys=False) if robot.cameras else "",
         "task_settings": _yaml_text(robot.tasks.get(task, {})),
         "kp": robot.kp,
         "kd": robot.kd,

@@ -36,6 +36,7 @@ from sim_bridge_core.models import (
     parse_model_parameters,
 )
 from sim_bridge_core.randomization import RandomizationSpec, Randomizer, bind, load_spec
+from sim_bridge_core.rendering.cameras import parse_cameras
 from sim_bridge_core.tasks import TASKS, Task, make_task
 from sim_bridge_core.trajectory import TrajectoryError, TrajectoryFollower, TrajectoryGoal, parse_goal
 from sim_bridge_core.wire import (
@@ -134,6 +135,11 @@ class SimulatorConfig:
     sites: str = setting(
         "", "sites to add to the model as YAML ({<name>: {body: <body>, pos: [x, y, z]}}), '' = none"
     )
+    cameras: str = setting(
+        "",
+        "cameras to publish as YAML (a robot config's cameras: [{name, body, pos, quat, fovy, width, "
+        "height, depth, rate_hz}]), '' = none",
+    )
     task_settings: str = setting(
         "", "the task's settings as YAML (a robot config's tasks.<task>), '' = defaults"
     )
@@ -197,6 +203,7 @@ def simulated_robot(config: SimulatorConfig, section: str = "simulator") -> tupl
             config.home,
             config.imu_site,
             _yaml_setting(config.sites, f"{section}.sites"),
+            parse_cameras(_yaml_list(config.cameras, f"{section}.cameras"), f"{section}.cameras"),
         )
     except ModelError as exc:
         raise ConfigError(f"{section}.model: {exc}") from exc
@@ -218,6 +225,17 @@ def _yaml_setting(text: str, key: str) -> dict:
         raise ConfigError(f"{key}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{key}: must be a mapping, got {text!r}")
+    return data
+
+
+def _yaml_list(text: str, key: str) -> list:
+    """A list given as YAML text ('' = empty); ConfigError naming ``key`` otherwise."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else []
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: not valid YAML: {exc}") from exc
+    if not isinstance(data, list):
+        raise ConfigError(f"{key}: must be a list, got {text!r}")
     return data
 
 

@@ -15,7 +15,8 @@ import sim_bridge_core  # noqa: F401  (before mujoco: it picks the headless GL b
 import mujoco
 import numpy as np
 import pytest
-from sim_bridge_core.config import ConfigError
+from sim_bridge_core.config import ConfigError, from_mapping
+from sim_bridge_core.models.robot_config import RobotConfig, robot_from_config
 from sim_bridge_core.rendering import (
     CameraSpec,
     WorldRenderer,
@@ -134,3 +135,21 @@ def test_without_gl_the_renderer_refuses_in_one_line() -> None:
     assert len(lines) == 1 and lines[0].startswith(
         "cameras: no OpenGL for offscreen rendering: set MUJOCO_GL=egl"
     )
+
+
+def test_a_robot_config_adds_its_cameras_to_the_robot() -> None:
+    robot = robot_from_config(
+        from_mapping(
+            RobotConfig,
+            {"model": "arm7", "cameras": [{"name": "wrist", "body": "link7", "depth": True}]},
+            "arm.yaml",
+        ),
+        "arm.yaml",
+    )
+    (camera,) = robot.cameras
+    assert camera.name == "wrist" and camera.depth and robot.model.camera("wrist").id >= 0
+    with pytest.raises(ConfigError, match=r"^arm.yaml: cameras\[0\]\.fovy:"):
+        robot_from_config(
+            from_mapping(RobotConfig, {"cameras": [{"name": "w", "body": "link7", "fovy": 0}]}, "a"),
+            "arm.yaml",
+        )

@@ -28,6 +28,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.rendering import require_gl
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
@@ -36,6 +37,8 @@ from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
+
+from sim_bridge_sim.cameras import CameraPublisher
 
 RELIABLE_LATEST = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -143,6 +146,16 @@ class SimulatorNode(Node):
                 self.create_subscription(
                     Twist, f"{ns}cmd_vel", lambda data, world=world: self._on_cmd_vel(world, data), RELIABLE
                 )
+        self._cameras = None  # no camera listed: GL is never touched
+        if self.sim.robot.cameras:
+            require_gl()
+            self._cameras = CameraPublisher(
+                self,
+                self.sim.robot,
+                self.sim.robot.cameras,
+                [prefix.format(world) for world in self.sim.mirrored],
+                self._camera_snapshot,
+            )
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/pause", self._on_pause)
         self.create_service(Trigger, "~/step", self._on_step)
@@ -156,6 +169,8 @@ class SimulatorNode(Node):
 
     def start(self) -> None:
         self._thread.start()
+        if self._cameras is not None:
+            self._cameras.start()
 
     def destroy_node(self) -> None:
         self.stop()
@@ -167,6 +182,8 @@ class SimulatorNode(Node):
             self._lock.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
+        if self._cameras is not None:
+            self._cameras.stop()
 
     # Stepping -------------------------------------------------------------------------------
 
@@ -236,6 +253,12 @@ class SimulatorNode(Node):
         for world, publishers in zip(self.sim.mirrored, self._world_sensor_pubs, strict=True):
             for block, publisher in publishers.items():
                 publisher.publish(sensor_message(block, rows[world, blocks[block]], stamp, self.sim.robot))
+
+    def _camera_snapshot(self) -> tuple[int, np.ndarray]:
+        """The sim time and the published worlds' qpos, copied under the lock for the cameras."""
+        columns = np.arange(self.sim.robot.model.nq)
+        with self._lock:
+            return self.sim.time_ns, self.sim.env.backend.read("qpos", columns)[self.sim.mirrored]
 
     # Commands -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,6 +29,7 @@ import mujoco
 import numpy as np
 
 from sim_bridge_core.models.parameters import ModelParameters, apply_model_parameters
+from sim_bridge_core.rendering.cameras import CameraSpec, add_cameras
 
 _ASSETS = resources.files("sim_bridge_core.models") / "assets"
 MODEL_PATH_VARIABLE = "SIM_BRIDGE_MODEL_PATH"
@@ -129,6 +130,7 @@ class RobotModel:
     extra: ExtraAxes | None = None  # set by load_robot
     home_keyframe: str = ""  # the keyframe named as home ('': the model's "home", if any)
     added_sites: dict = dataclasses.field(default_factory=dict)  # the ``sites`` load_robot added
+    cameras: tuple[CameraSpec, ...] = ()  # the cameras to publish (load_robot's ``cameras``)
     passive_joints: tuple[str, ...] = ()  # state joints no actuator drives directly
     parameters: ModelParameters = ModelParameters()  # overrides applied (and the command delay)
 
@@ -231,6 +233,7 @@ def load_robot(
     home: str = "",
     imu_site: str = "",
     sites: Mapping[str, Mapping[str, Any]] | None = None,
+    cameras: Sequence[CameraSpec] = (),
 ) -> RobotModel:
     """Load a built-in name or MJCF/URDF path and make every controllable joint take position targets.
 
@@ -240,15 +243,20 @@ def load_robot(
     model's first gyro or accelerometer, else a floating base's root body; the loader adds the
     orientation, gyro and accelerometer sensors it reads). ``sites`` adds sites the model lacks
     (``{name: {body: <body>, pos: [x, y, z]}}``, e.g. a tool centre point for a URDF arm, in the
-    body's frame). ``parameters`` override the model's
+    body's frame). ``cameras`` adds the cameras with a body and lists the model's own to publish
+    (ConfigError naming ``cameras[i].<key>``). ``parameters`` override the model's
     physical parameters (identified ones, say); an unknown name raises ConfigError naming its
     ``model_parameters`` key.
     """
     parameters = parameters or ModelParameters()
-    path, _, compiled, pd_joints = _position_controlled(model, gains or PdGains(), imu_site, sites or {})
+    path, _, compiled, pd_joints = _position_controlled(
+        model, gains or PdGains(), imu_site, sites or {}, cameras
+    )
     apply_model_parameters(compiled, parameters, _joint_actuators(compiled))
     robot = _describe(path, compiled, pd_joints, _urdf_velocity_limits(path), tuple(joint_names), home)
-    return dataclasses.replace(robot, parameters=parameters, added_sites=dict(sites or {}))
+    return dataclasses.replace(
+        robot, parameters=parameters, added_sites=dict(sites or {}), cameras=tuple(cameras)
+    )
 
 
 def robot_spec(model: str, gains: PdGains | None = None) -> mujoco.MjSpec:
@@ -258,10 +266,14 @@ def robot_spec(model: str, gains: PdGains | None = None) -> mujoco.MjSpec:
 
 
 def _position_controlled(
-    model: str, gains: PdGains, imu_site: str = "", sites: Mapping[str, Mapping[str, Any]] | None = None
+    model: str,
+    gains: PdGains,
+    imu_site: str = "",
+    sites: Mapping[str, Mapping[str, Any]] | None = None,
+    cameras: Sequence[CameraSpec] = (),
 ) -> tuple[Path, mujoco.MjSpec, mujoco.MjModel, tuple[str, ...]]:
     """Path, spec and compiled model of ``model`` with every controllable joint position-servoed,
-    the IMU's sensors and the ``sites`` added."""
+    the IMU's sensors, the ``sites`` and the ``cameras`` added."""
     path = resolve_model_path(model)
     try:
         if path.suffix.lower() == ".urdf":
@@ -276,8 +288,8 @@ def _position_controlled(
         _add_pd_actuators(spec, compiled)
         compiled = spec.compile()
     pd_joints = _wrap_motors_in_pd(spec, compiled, gains)
-    added_sites = _add_sites(spec, compiled, sites or {})
-    if _add_imu(spec, compiled, imu_site) or pd_joints or added_sites:
+    added = _add_sites(spec, compiled, sites or {}) | add_cameras(spec, compiled, cameras)
+    if _add_imu(spec, compiled, imu_site) or pd_joints or added:
         compiled = spec.compile()
     return path, spec, compiled, pd_joints
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from sim_bridge_core.config import ConfigError, from_mapping, read_yaml_file, setting
 from sim_bridge_core.models.parameters import parse_model_parameters
 from sim_bridge_core.models.robot import PdGains, RobotModel, load_robot
+from sim_bridge_core.rendering.cameras import parse_cameras
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ class RobotConfig:
     )
     sites: dict = setting(
         {}, "sites to add to the model, e.g. a tool centre point: {tcp: {body: hand, pos: [0, 0, 0.1]}}"
+    )
+    cameras: list[dict] = setting(
+        [],
+        "cameras to publish: [{name, body, pos, quat, fovy, width, height, depth, rate_hz}]; with a "
+        "body it is added there, without one it names the model's own camera (which is published only "
+        "when listed)",
     )
     tasks: dict = setting(
         {}, "per-task settings, e.g. reach: {ee_site: TCP, goal_low: [x, y, z], goal_high: [x, y, z]}"
@@ -102,6 +109,7 @@ def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
         robot.home,
         robot.imu_site,
         robot.sites,
+        parse_cameras(robot.cameras, f"{where}: cameras"),
     )
     driver_joint_names(robot.joint_name_map, robot.joint_prefix, model.joint_names, where)
     return model

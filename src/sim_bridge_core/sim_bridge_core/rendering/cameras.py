@@ -175,5 +175,5 @@ def camera_info(fovy_deg: float, width: int, height: int) -> dict[str, list[floa
         "k": [focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0],
         "p": [focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
         "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-        "d": [],
+        "d": [0.0] * 5,  # plumb_bob, all zero
     }

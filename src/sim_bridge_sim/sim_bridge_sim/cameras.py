@@ -1,0 +1,144 @@
+"""Camera topics of the simulator node: ``<camera>/image_raw`` (rgb8), ``<camera>/depth/image_raw``
+(32FC1, metres along the optical axis) and ``<camera>/camera_info`` per published world.
+
+Rendering runs on its own thread so that it never holds up stepping or control: it copies the
+worlds' joint positions and the sim time under the simulation lock (a few numbers), renders
+outside it, and stamps each picture with the simulated instant it shows. A camera is due every
+``1 / rate_hz`` seconds of sim time; a frame that cannot be rendered in time is skipped, never queued.
+Only the cameras a config lists are published (a model's own cameras included), so a model
+without them never touches GL.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from sim_bridge_core.models import RobotModel
+from sim_bridge_core.rendering import CameraSpec, WorldRenderer, camera_info
+
+# Reliable (so reliable and best-effort subscribers both match), latest picture only.
+CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+_BIG_ENDIAN = sys.byteorder == "big"
+
+# (time_ns, (worlds, nq) qpos of the published worlds), copied under the simulation lock
+Snapshot = Callable[[], tuple[int, np.ndarray]]
+
+
+class CameraPublisher:
+    """Publishes ``cameras`` of ``robot`` for each of ``prefixes`` (one per published world, '' for
+    one world), from snapshots ``snapshot`` takes; ``start`` and ``stop`` run its thread."""
+
+    def __init__(
+        self,
+        node: Node,
+        robot: RobotModel,
+        cameras: Sequence[CameraSpec],
+        prefixes: Sequence[str],
+        snapshot: Snapshot,
+    ) -> None:
+        self._node, self._cameras, self._snapshot = node, tuple(cameras), snapshot
+        self._model = copy.copy(robot.model)  # the renderer's own: randomization never races it
+        self._images, self._depths, self._infos = [], [], []
+        for camera in self._cameras:
+            self._images.append(
+                [node.create_publisher(Image, f"{p}{camera.name}/image_raw", CAMERA_QOS) for p in prefixes]
+            )
+            self._depths.append(
+                [
+                    node.create_publisher(Image, f"{p}{camera.name}/depth/image_raw", CAMERA_QOS)
+                    for p in prefixes
+                ]
+                if camera.depth
+                else []
+            )
+            self._infos.append(
+                [
+                    node.create_publisher(CameraInfo, f"{p}{camera.name}/camera_info", CAMERA_QOS)
+                    for p in prefixes
+                ]
+            )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cameras", daemon=True)
+        self.frames = 0  # pictures published (every world's), for tests and benchmarks
+        self.skipped = 0  # frames missed because rendering fell behind
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        # GL contexts belong to the thread that made them: the renderers are made here.
+        renderers: dict[tuple[int, int], WorldRenderer] = {}
+        try:
+            for camera in self._cameras:
+                size = (camera.width, camera.height)
+                if size not in renderers:
+                    renderers[size] = WorldRenderer(self._model, *size)
+            self._loop(renderers)
+        except Exception as exc:  # a GL failure mid-run: the cameras stop, the simulation goes on
+            self._node.get_logger().error(f"cameras stopped: {exc}")
+        finally:
+            for renderer in renderers.values():
+                renderer.close()
+
+    def _loop(self, renderers: dict[tuple[int, int], WorldRenderer]) -> None:
+        periods = [int(1e9 / camera.rate_hz) for camera in self._cameras]
+        poll_s = min(periods) / 4e9
+        due: list[int | None] = [None] * len(self._cameras)
+        while not self._stop.wait(poll_s):
+            stamp_ns, qpos = self._snapshot()
+            for i, camera in enumerate(self._cameras):
+                if due[i] is not None and stamp_ns < due[i]:
+                    continue
+                if due[i] is not None and stamp_ns >= due[i] + periods[i]:
+                    self.skipped += (stamp_ns - due[i]) // periods[i]
+                due[i] = stamp_ns + periods[i]
+                self._publish(i, camera, renderers[(camera.width, camera.height)], stamp_ns, qpos)
+
+    def _publish(
+        self, i: int, camera: CameraSpec, renderer: WorldRenderer, stamp_ns: int, qpos: np.ndarray
+    ) -> None:
+        stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+        intrinsics = camera_info(
+            float(self._model.cam_fovy[self._camera_id(camera)]), camera.width, camera.height
+        )
+        for world, image_pub in enumerate(self._images[i]):
+            rgb, depth = renderer.render(qpos[world], camera.name, depth=camera.depth)
+            image_pub.publish(_image(rgb, "rgb8", stamp, camera.name))
+            if depth is not None:
+                self._depths[i][world].publish(_image(depth, "32FC1", stamp, camera.name))
+            info = CameraInfo(
+                height=camera.height, width=camera.width, distortion_model="plumb_bob", **intrinsics
+            )
+            info.header.stamp, info.header.frame_id = stamp, camera.name
+            self._infos[i][world].publish(info)
+            self.frames += 1
+
+    def _camera_id(self, camera: CameraSpec) -> int:
+        return self._model.camera(camera.name).id
+
+
+def _image(pixels: np.ndarray, encoding: str, stamp: Time, frame: str) -> Image:
+    """A sensor_msgs/Image of an HxW or HxWx3 array (rows top to bottom)."""
+    message = Image(
+        height=pixels.shape[0],
+        width=pixels.shape[1],
+        encoding=encoding,
+        is_bigendian=_BIG_ENDIAN,
+        step=pixels.shape[1] * pixels.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1),
+    )
+    message.header.stamp, message.header.frame_id = stamp, frame
+    message.data = np.ascontiguousarray(pixels).tobytes()
+    return message
