@@ -147,6 +147,27 @@ def test_the_controllers_joint_order_is_checked(tmp_path, start_robot, start_nod
     wait_for_hand(ros_client, states, GOALS[0])
 
 
+def test_the_exciter_refuses_a_controller_that_takes_another_joint_order(
+    tmp_path, start_robot, start_executable
+):
+    """The exciter's array goes out in the robot file's joint order: against a forward controller
+    with another order it would give each joint another's start pose, so it refuses to start."""
+    start_robot("--model", ARM.path, "--controller-joints", ",".join(REVERSED))
+    exciter = start_executable(
+        "sim_bridge",
+        "bringup",
+        "excite",
+        "simulate:=false",
+        "command_interface:=position",
+        "state_topic:=/joint_states",
+        f"command_topic:={FORWARD}",
+        f"output_dir:={tmp_path / 'excite'}",
+    )
+    assert exciter.wait_exit(timeout=30) == 2
+    errors = [line for line in output_lines(exciter) if "error" in line.lower()]
+    assert len(errors) == 1 and "exciter.joint_names" in errors[0] and "joint7" in errors[0], errors
+
+
 def test_the_drivers_joint_names_are_mapped_in_and_out(tmp_path, start_robot, start_node, ros_client):
     """Drivers that prefix every joint (fr3_joint1 ...): the robot config's joint_prefix maps them."""
     start_robot("--model", ARM.path, "--joint-prefix", "fr3_")

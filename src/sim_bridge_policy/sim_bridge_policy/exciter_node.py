@@ -35,6 +35,7 @@ from sim_bridge_core.recording.bag import (
     JOINT_STATE_TYPE,
 )
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
+from sim_bridge_core.ros.controllers import CONTROLLER_TIMEOUT_S, controller_of, read_controller_joints
 from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.ros.recording import NodeRecorder
 from sim_bridge_core.ros.run import run_node
@@ -109,6 +110,7 @@ class ExciterNode(Node):
         self._created = time.monotonic()
         command_type, command_topic = COMMAND_TOPICS[self.config.command_interface]
         self._publisher = self.create_publisher(command_type, command_topic, RELIABLE)
+        self._check_controller(names)
         subscription = self.create_subscription(
             JointState, "joint_states", self._on_state, qos_profile_sensor_data, raw=True
         )
@@ -122,6 +124,24 @@ class ExciterNode(Node):
             f"{self.config.command_interface} on {self._publisher.topic_name}, "
             f"states from {self._state_topic}" + (" [dry run]" if self.config.dry_run else "")
         )
+
+    def _check_controller(self, names: tuple[str, ...]) -> None:
+        """A forward position controller takes an unnamed array in its own joint order: refuse to
+        start unless that order is the robot file's (else each joint gets another's target)."""
+        controller = controller_of(self._publisher.topic_name, self.get_namespace())
+        if not controller or self.config.command_interface != "position" or self.config.dry_run:
+            return
+        joints = read_controller_joints(self, controller, CONTROLLER_TIMEOUT_S)
+        if joints is None:
+            raise ConfigError(
+                f"exciter.joint_names: could not read {controller}/joints to check the order of its array; "
+                "start the controller first"
+            )
+        if joints != list(names):
+            raise ConfigError(
+                f"exciter.joint_names: {controller} takes its joints in the order {joints}, the robot file "
+                f"gives {list(names)}: list joint_names in the controller's order"
+            )
 
     def _open_recorder(self) -> NodeRecorder:
         path = (

@@ -49,7 +49,7 @@ from sim_bridge_core.recording.bag import (
 )
 from sim_bridge_core.ros.batch_topics import connect_remote_worlds
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
-from sim_bridge_core.ros.controllers import controller_of, read_controller_joints
+from sim_bridge_core.ros.controllers import CONTROLLER_TIMEOUT_S, controller_of, read_controller_joints
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.recording import NodeRecorder
 from sim_bridge_core.ros.run import run_node
@@ -73,8 +73,6 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# How long start-up waits for a controller's parameters before it goes on without checking them.
-CONTROLLER_TIMEOUT_S = 5.0
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )

@@ -12,6 +12,9 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+# How long start-up waits for a controller to be found before it goes on without its joints.
+CONTROLLER_TIMEOUT_S = 5.0
+
 
 def controller_of(command_topic: str, node_namespace: str) -> str:
     """The controller node a resolved command topic belongs to ('' for a topic of our own namespace,
