@@ -442,6 +442,12 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
     driver_names = driver_joint_names(
         robot.joint_name_map, robot.joint_prefix, model.joint_names, robot_path.name
     )
+    simulated = args.simulate and "simulate" in defaults
+    if simulated and args.command_joint_names and tuple(args.command_joint_names) != driver_names:
+        raise ConfigError(
+            f"command_joint_names: the simulated robot takes the array in its joint order "
+            f"{list(driver_names)}; give another order only for a real controller (simulate:=false)"
+        )
     nodes = []
     for entry_name, entry in (data.get("nodes") or {}).items():
         entry = entry or {}
