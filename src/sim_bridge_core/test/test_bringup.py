@@ -302,3 +302,11 @@ def test_the_arguments_are_the_documented_launch_keys():
     for job in JOBS:  # every config file's argument defaults are arguments
         defaults = yaml.safe_load((CONFIG / f"{job}.yaml").read_text())["arguments"]
         assert set(defaults) <= keys, job
+
+
+def test_a_simulated_robot_takes_the_position_array_in_its_own_order():
+    reordered = ["joint2", "joint1", *(f"joint{i}" for i in range(3, 8))]
+    with pytest.raises(ConfigError, match="command_joint_names: the simulated robot takes the array"):
+        nodes("deploy", command_joint_names=reordered)
+    real = nodes("deploy", simulate=False, command_joint_names=reordered)["policy"]
+    assert real.parameters["command_joint_names"] == reordered
