@@ -92,6 +92,9 @@ class BringupArguments:
         "none", "none, a preset of config/randomization/ (default, wide, go1), or a spec path"
     )
     record: bool = setting(False, "training: record the mirrored worlds to <output_dir>/rollouts (MCAP)")
+    video: bool = setting(
+        False, "eval/training: videos of the policy to <output_dir>/videos (MUJOCO_GL=egl without a display)"
+    )
     output_dir: str = setting("", "run folder (default runs/<timestamp>)")
     seed: int = setting(0, "seed of worlds, randomization and learner", low=0, high=(1 << 31) - 1)
     max_env_steps: int = setting(50_000_000, "training budget in env steps", low=1, high=1 << 62)
@@ -359,6 +362,7 @@ def argument_parameters(
             "max_wall_s": args.max_wall_s,
             "eval_episodes": args.eval_episodes,
             "record": args.record,
+            "video": args.video,
             "checkpoint": args.checkpoint,
             "command_interface": args.command_interface,
             "position_limits": list(robot.position_limits),

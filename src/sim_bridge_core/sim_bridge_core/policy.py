@@ -105,6 +105,11 @@ class PolicyConfig:
         "train: the mirrored worlds; deploy: joint_states, commands, goals and /clock; "
         "to output_dir/rollouts (rosbag2, MCAP)",
     )
+    video: bool = setting(
+        False,
+        "eval: write output_dir/videos/*.mp4 of a few nominal and randomized episodes; train: one at "
+        "the evaluation (offscreen GL: MUJOCO_GL=egl without a display)",
+    )
     record_split_mb: float = setting(
         64.0, "start a new bag file when the current one passes this size", low=0.1, high=1e6
     )

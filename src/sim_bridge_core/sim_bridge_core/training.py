@@ -44,7 +44,9 @@ from sim_bridge_core.learning import (
 from sim_bridge_core.learning.tensorboard_log import TensorBoardLog
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.policy import PolicyConfig, command_safety
+from sim_bridge_core.policy_video import VIDEOS, write_policy_videos
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
+from sim_bridge_core.rendering import require_gl, sample_mp4_frames
 from sim_bridge_core.simulator import Simulator, SimulatorConfig, simulated_robot, task_signal_rows
 from sim_bridge_core.tasks import Task
 
@@ -52,6 +54,7 @@ CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 CURVE = "training_curve.png"
 ROLLOUTS = "rollouts"
+VIDEO_EPISODES = 2  # eval: videos of this many nominal and this many randomized episodes
 
 
 def prepare_output_dir(output_dir: str) -> Path:
@@ -95,6 +98,16 @@ def evaluate_both(
     worlds.set_randomization_enabled(True)
     randomized = evaluate(worlds, model, episodes, stop)
     return {"eval_success_rate_nominal": nominal, "eval_success_rate_randomized": randomized}
+
+
+def evaluation_videos(
+    sim: SimulatorConfig, model: ActorCritic, output_dir: Path, episodes: int, **options: Any
+) -> dict[str, Any]:
+    """Videos of ``model`` in one fresh fused world (whatever transport the evaluation used), to
+    ``output_dir/videos``; the summary keys that list them and what they cost."""
+    start = time.perf_counter()
+    paths = write_policy_videos(evaluation_worlds(sim, 1), model, output_dir / VIDEOS, episodes, **options)
+    return {"videos": [str(path) for path in paths], "video_wall_s": time.perf_counter() - start}
 
 
 def describe_run(worlds: Worlds, transport: str, sim: SimulatorConfig) -> dict[str, Any]:
@@ -216,6 +229,8 @@ class TrainingJob:
         early (summary ``interrupted``: true, no evaluation).
         """
         policy = self.policy
+        if policy.video:
+            require_gl()  # before training, not after it
         eval_worlds = worlds
         fused = worlds is None
         if fused:
@@ -336,8 +351,16 @@ class TrainingJob:
                 rates = evaluate_both(eval_worlds, result.model, self.policy.eval_episodes, stop)
             except JobStoppedError:
                 interrupted = True
+        videos: dict[str, Any] = {}
+        if self.policy.video and not interrupted:
+            prefix = f"training_{result.env_steps}_"
+            videos = evaluation_videos(
+                self.sim, result.model, self.output_dir, 1, prefix=prefix, randomized=(False,)
+            )
         if board is not None:
             board.evaluation(rates, result.env_steps)
+            for path in videos.get("videos", []):
+                board.images("eval/video", sample_mp4_frames(path, 4), result.env_steps)
         plot_training_curve(result.history, self.output_dir / CURVE)
         last = result.history[-1] if result.history else {}
         summary = {
@@ -346,6 +369,7 @@ class TrainingJob:
             "env_steps_per_s": result.env_steps_per_s,
             **describe_run(worlds, self.policy.transport, self.sim),
             **rates,
+            **videos,
             "eval_episodes": self.policy.eval_episodes,
             "iterations": result.learner.iteration,
             "train_success_rate": last.get("success_rate"),
@@ -397,6 +421,8 @@ def run_evaluation(
     """
     if not policy.checkpoint:
         raise ConfigError("policy.checkpoint: required in eval mode")
+    if policy.video:
+        require_gl()
     output_dir = prepare_output_dir(policy.output_dir)
     if worlds is None:
         worlds = evaluation_worlds(sim, policy.eval_episodes)
@@ -415,12 +441,15 @@ def run_evaluation(
     rates = evaluate_both(worlds, model, policy.eval_episodes, stop)
     if policy.compare_robot:
         rates.update(evaluate_compare_robot(policy, sim, robot, model))
+    eval_wall_s = time.perf_counter() - start
+    if policy.video:
+        rates.update(evaluation_videos(sim, model, output_dir, VIDEO_EPISODES))
     summary = {
         "checkpoint": str(Path(policy.checkpoint).resolve()),
         **describe_run(worlds, policy.transport, sim),
         **rates,
         "eval_episodes": policy.eval_episodes,
-        "eval_wall_s": time.perf_counter() - start,
+        "eval_wall_s": eval_wall_s,
         "trained_env_steps": checkpoint.metadata.get("env_steps"),
     }
     write_summary(output_dir, summary)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 # runner.train's per-iteration record key -> tag
@@ -46,6 +47,10 @@ class TensorBoardLog:
 
     def evaluation(self, results: dict[str, float | None], env_steps: int) -> None:
         self._add(EVALUATION_TAGS, results, env_steps)
+
+    def images(self, tag: str, frames: np.ndarray, env_steps: int) -> None:
+        """(N, H, W, 3) uint8 stills (TensorBoard's videos need moviepy, which is not installed)."""
+        self._writer.add_images(tag, frames, global_step=env_steps, dataformats="NHWC")
 
     def close(self) -> None:
         self._writer.close()
