@@ -67,8 +67,6 @@ class CameraPublisher:
             )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cameras", daemon=True)
-        self.frames = 0  # pictures published (every world's), for tests and benchmarks
-        self.skipped = 0  # frames missed because rendering fell behind
 
     def start(self) -> None:
         self._thread.start()
@@ -102,18 +100,16 @@ class CameraPublisher:
             for i, camera in enumerate(self._cameras):
                 if due[i] is not None and stamp_ns < due[i]:
                     continue
-                if due[i] is not None and stamp_ns >= due[i] + periods[i]:
-                    self.skipped += (stamp_ns - due[i]) // periods[i]
-                due[i] = stamp_ns + periods[i]
+                on_time = due[i] is not None and stamp_ns < due[i] + periods[i]
+                # on time: keep the schedule; late: skip the frames in between
+                due[i] = due[i] + periods[i] if on_time else stamp_ns + periods[i]
                 self._publish(i, camera, renderers[(camera.width, camera.height)], stamp_ns, qpos)
 
     def _publish(
         self, i: int, camera: CameraSpec, renderer: WorldRenderer, stamp_ns: int, qpos: np.ndarray
     ) -> None:
         stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-        intrinsics = camera_info(
-            float(self._model.cam_fovy[self._camera_id(camera)]), camera.width, camera.height
-        )
+        intrinsics = camera_info(float(self._model.camera(camera.name).fovy[0]), camera.width, camera.height)
         for world, image_pub in enumerate(self._images[i]):
             rgb, depth = renderer.render(qpos[world], camera.name, depth=camera.depth)
             image_pub.publish(_image(rgb, "rgb8", stamp, camera.name))
@@ -124,10 +120,6 @@ class CameraPublisher:
             )
             info.header.stamp, info.header.frame_id = stamp, camera.name
             self._infos[i][world].publish(info)
-            self.frames += 1
-
-    def _camera_id(self, camera: CameraSpec) -> int:
-        return self._model.camera(camera.name).id
 
 
 def _image(pixels: np.ndarray, encoding: str, stamp: Time, frame: str) -> Image:
