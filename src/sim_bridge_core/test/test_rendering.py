@@ -15,6 +15,7 @@ import sim_bridge_core  # noqa: F401  (before mujoco: it picks the headless GL b
 import mujoco
 import numpy as np
 import pytest
+from sim_bridge_core.bringup import robot_simulator_parameters
 from sim_bridge_core.config import ConfigError, from_mapping
 from sim_bridge_core.models.robot_config import RobotConfig, robot_from_config
 from sim_bridge_core.rendering import (
@@ -25,6 +26,7 @@ from sim_bridge_core.rendering import (
     model_cameras,
     parse_cameras,
 )
+from sim_bridge_core.simulator import SimulatorConfig, simulated_robot
 
 SCENE = Path(__file__).parent / "models" / "camera_scene.xml"
 
@@ -153,3 +155,10 @@ def test_a_robot_config_adds_its_cameras_to_the_robot() -> None:
             from_mapping(RobotConfig, {"cameras": [{"name": "w", "body": "link7", "fovy": 0}]}, "a"),
             "arm.yaml",
         )
+
+
+def test_bringup_hands_a_robot_files_cameras_to_the_simulator() -> None:
+    robot = RobotConfig(cameras=[{"name": "wrist", "body": "link7", "width": 64, "height": 48}])
+    simulated, _ = simulated_robot(SimulatorConfig(**robot_simulator_parameters(robot, "none")))
+    assert simulated.cameras == robot_from_config(robot, "arm.yaml").cameras
+    assert simulated.cameras[0].width == 64 and simulated.model.camera("wrist").id >= 0
