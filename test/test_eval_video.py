@@ -1,10 +1,20 @@
 """`bringup eval video:=true`: mp4s of whole episodes that decode back; without it, no GL at all."""
 
 import json
+from pathlib import Path
 
-from sim_bridge_core.rendering import count_mp4_frames
+import numpy as np
+import pytest
+from sim_bridge_core.backends.cpu import CpuBackend
+from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.learning import ActorCritic
+from sim_bridge_core.models import load_robot
+from sim_bridge_core.policy_video import tracking_camera, write_policy_videos
+from sim_bridge_core.rendering import WorldRenderer, count_mp4_frames, parse_cameras, sample_mp4_frames
+from sim_bridge_core.tasks import make_task
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+QUADRUPED = Path(__file__).resolve().parents[1] / "src/sim_bridge_core/test/models/quadruped.xml"
 EVAL = ("transport:=fused", "num_envs:=4", "eval_episodes:=4", "episode_length_s:=0.5", "control_dt:=0.02")
 
 
@@ -56,3 +66,41 @@ def test_training_writes_a_video_at_its_evaluation(tmp_path, start_executable, m
     board = EventAccumulator(str(run)).Reload()  # what `tensorboard --logdir` shows
     (stills,) = board.Images("eval/video")  # four frames side by side
     assert stills.step == steps and (stills.width, stills.height) == (4 * 320, 240)
+
+
+def coloured_pixels(frame: np.ndarray, channel: int) -> int:
+    """Pixels where one channel stands out (the goal is red, the command arrow blue; the robots grey)."""
+    others = np.delete(frame.astype(int), channel, axis=2)
+    return int(np.sum(frame[..., channel] - others.max(axis=2) > 60))
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "settings", "channel"),
+    [
+        ("arm7", "reach", {}, 0),
+        (str(QUADRUPED), "locomotion", {"feet": ["fl_foot", "fr_foot", "rl_foot", "rr_foot"]}, 2),
+    ],
+)
+def test_the_goal_or_command_is_drawn(tmp_path, model, task, settings, channel):
+    robot = load_robot(model, home="home" if task == "locomotion" else "")
+    env = BatchedEnv(CpuBackend(robot, 1, 0.02), make_task(task, robot, settings), 0.1, seed=3)
+    env.inputs[0] = np.array([0.4, 0.3, 0.5]) if task == "reach" else np.array([0.6, 0.0, 0.0])
+    policy = ActorCritic(env.task.observation_size, robot.num_joints)
+    (path,) = write_policy_videos(env, policy, tmp_path, 1, randomized=(False,))
+    frames = sample_mp4_frames(path, 5)
+    assert all(coloured_pixels(frame, channel) > 20 for frame in frames)
+    plain = WorldRenderer(robot.model, 320, 240).render(robot.home_qpos, tracking_camera(robot.model, 1))[0]
+    assert coloured_pixels(plain, channel) == 0  # the robot and floor alone have none
+
+
+def test_a_camera_the_robot_config_lists_films_the_video(tmp_path):
+    overhead = parse_cameras([{"name": "overhead", "body": "world", "pos": [0, 0, 3], "fovy": 20}])
+    views = []
+    for cameras in ((), overhead):
+        robot = load_robot("arm7", cameras=cameras)
+        env = BatchedEnv(CpuBackend(robot, 1, 0.02), make_task("reach", robot), 0.04, seed=3)
+        policy = ActorCritic(env.task.observation_size, robot.num_joints)
+        (path,) = write_policy_videos(env, policy, tmp_path / str(len(cameras)), 1, randomized=(False,))
+        views.append(sample_mp4_frames(path, 1)[0].astype(int))
+    straight_down = WorldRenderer(robot.model, 320, 240).render(robot.home_qpos, "overhead")[0]
+    assert np.abs(views[1] - straight_down).mean() < np.abs(views[0] - straight_down).mean() / 3

@@ -1,7 +1,7 @@
 """Videos of what a policy does: whole episodes of one world, rendered offscreen to mp4.
 
-The camera is a free one that tracks the robot (a floating base's trunk, else the first body
-under the world), or a named camera of the model. The reach goal is drawn as a sphere, a
+The camera is the first one the robot config lists, else a free one that tracks the robot (a
+floating base's trunk, else the first body under the world). The reach goal is drawn as a sphere, a
 locomotion command as an arrow from the trunk. Rendering costs tens of milliseconds a frame on
 a CPU, so a video is a few episodes, never an evaluation's thousand.
 """
@@ -25,12 +25,24 @@ GOAL_RGBA = np.array([1.0, 0.2, 0.2, 0.8], np.float32)
 COMMAND_RGBA = np.array([0.2, 0.4, 1.0, 0.9], np.float32)
 
 
+def robot_radius(model: mujoco.MjModel) -> float:
+    """How far the robot's geoms reach from its centre of mass at the model's initial pose (the
+    model's own extent would count a floor plane)."""
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    robot = model.geom_bodyid > 0
+    if not robot.any():
+        return float(model.stat.extent)
+    reach = np.linalg.norm(data.geom_xpos[robot] - data.subtree_com[0], axis=1) + model.geom_rbound[robot]
+    return float(reach.max())
+
+
 def tracking_camera(model: mujoco.MjModel, body: int) -> mujoco.MjvCamera:
-    """A free camera that follows ``body`` from far enough to see the whole model."""
+    """A free camera that follows ``body`` from far enough to see the whole robot."""
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
     camera.trackbodyid = body
-    camera.distance = 2.0 * float(model.stat.extent)
+    camera.distance = 3.0 * robot_radius(model)
     camera.azimuth, camera.elevation = 135.0, -25.0
     return camera
 
@@ -51,11 +63,14 @@ class EpisodeVideo:
         robot = env.backend.robot
         self.env = env
         self.renderer = WorldRenderer(robot.model, width, height)
+        # A camera the robot config names (its first) shows what the robot's own camera would.
+        camera = camera or (robot.cameras[0].name if robot.cameras else "")
         self.camera: str | mujoco.MjvCamera = camera or tracking_camera(
             robot.model, robot.base.body if robot.base is not None else 1
         )
         self._columns = np.arange(robot.model.nq)
         self._base = robot.base
+        self._arrow_height = 0.5 * robot_radius(robot.model)
 
     def record(self, model: ActorCritic, path: Path) -> int:
         """One fresh episode of the deterministic policy to ``path``; returns its frame count."""
@@ -90,8 +105,8 @@ class EpisodeVideo:
         return rgb
 
     def _draw_command(self, scene: mujoco.MjvScene, qpos: np.ndarray, command: np.ndarray) -> None:
-        """The commanded planar velocity (body frame, m/s) as an arrow from the trunk, in the world frame."""
-        start = qpos[self._base.qpos_adr : self._base.qpos_adr + 3]
+        """The commanded planar velocity (body frame, m/s) as an arrow above the trunk, in the world frame."""
+        start = qpos[self._base.qpos_adr : self._base.qpos_adr + 3] + np.array([0.0, 0.0, self._arrow_height])
         rotation = np.zeros(9)
         mujoco.mju_quat2Mat(rotation, qpos[self._base.qpos_adr + 3 : self._base.qpos_adr + 7])
         velocity = rotation.reshape(3, 3) @ np.array([command[0], command[1], 0.0])
