@@ -1,10 +1,12 @@
 """`bringup eval video:=true`: mp4s of whole episodes that decode back; without it, no GL at all."""
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.env import BatchedEnv
 from sim_bridge_core.learning import ActorCritic
@@ -64,8 +66,9 @@ def test_training_writes_a_video_at_its_evaluation(tmp_path, start_executable, m
     assert summary["videos"] == [str(run / "videos" / f"training_{steps}_nominal_0.mp4")]
     assert count_mp4_frames(summary["videos"][0]) == 20
     board = EventAccumulator(str(run)).Reload()  # what `tensorboard --logdir` shows
-    (stills,) = board.Images("eval/video")  # four frames side by side
-    assert stills.step == steps and (stills.width, stills.height) == (4 * 320, 240)
+    (clip,) = board.Images("eval/video")  # an animated GIF: every other frame, at half size
+    assert clip.step == steps and (clip.width, clip.height) == (160, 120)
+    assert Image.open(io.BytesIO(clip.encoded_image_string)).n_frames == 10
 
 
 def coloured_pixels(frame: np.ndarray, channel: int) -> int:

@@ -359,8 +359,9 @@ class TrainingJob:
             )
         if board is not None:
             board.evaluation(rates, result.env_steps)
-            for path in videos.get("videos", []):
-                board.images("eval/video", sample_mp4_frames(path, 4), result.env_steps)
+            for path in videos.get("videos", []):  # every other frame at half size: a GIF is large
+                frames = sample_mp4_frames(path, 10**6)[::2, ::2, ::2]
+                board.video("eval/video", frames, result.env_steps, 0.5 / self.sim.control_dt)
         plot_training_curve(result.history, self.output_dir / CURVE)
         last = result.history[-1] if result.history else {}
         summary = {

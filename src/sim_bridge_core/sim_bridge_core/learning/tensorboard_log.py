@@ -7,10 +7,13 @@ transports and resumed runs (a resumed run appends a new event file to the same 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
 import numpy as np
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 # runner.train's per-iteration record key -> tag
@@ -48,9 +51,17 @@ class TensorBoardLog:
     def evaluation(self, results: dict[str, float | None], env_steps: int) -> None:
         self._add(EVALUATION_TAGS, results, env_steps)
 
-    def images(self, tag: str, frames: np.ndarray, env_steps: int) -> None:
-        """(N, H, W, 3) uint8 stills (TensorBoard's videos need moviepy, which is not installed)."""
-        self._writer.add_images(tag, frames, global_step=env_steps, dataformats="NHWC")
+    def video(self, tag: str, frames: np.ndarray, env_steps: int, fps: float) -> None:
+        """(N, H, W, 3) uint8 frames as an animated GIF in TensorBoard's images tab: what its own
+        add_video writes, encoded here with Pillow (add_video needs moviepy)."""
+        images = [Image.fromarray(frame) for frame in frames]
+        gif = io.BytesIO()
+        duration_ms = round(1000 / fps)
+        images[0].save(gif, "GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+        height, width = frames.shape[1:3]
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif.getvalue())
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self._writer._get_file_writer().add_summary(summary, env_steps)
 
     def close(self) -> None:
         self._writer.close()
