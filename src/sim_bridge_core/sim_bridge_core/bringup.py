@@ -483,7 +483,27 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         nodes.append(NodeDescription(package, executable, kind, parameters, remappings, args.namespace))
     if not nodes:
         raise ConfigError(f"{path.name}: no node runs with these arguments")
+    _record_cameras(nodes, args, robot, robot_path.name)
     return Bringup(job, args, robot, nodes)
+
+
+# Nodes that write <output_dir>/rollouts themselves (a deploy-mode policy records the cameras too).
+RECORDING_NODES = ("policy", "exciter")
+
+
+def _record_cameras(
+    nodes: list[NodeDescription], args: BringupArguments, robot: RobotConfig, robot_file: str
+) -> None:
+    """``record:=true`` with a simulator and no node that records: the simulator records its camera
+    streams (``bringup sim``); a robot without cameras has nothing to record, and is refused."""
+    simulator = next((node for node in nodes if node.name == "simulator"), None)
+    if not args.record or simulator is None or any(node.name in RECORDING_NODES for node in nodes):
+        return
+    if not robot.cameras:
+        raise ConfigError(
+            f"record: {robot_file} lists no cameras; the simulator alone records its camera streams"
+        )
+    simulator.parameters.update(record_cameras=True, output_dir=args.output_dir)
 
 
 def robot_remappings(kind: str, args: BringupArguments, interface: str) -> list[tuple[str, str]]:

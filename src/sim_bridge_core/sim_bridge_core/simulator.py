@@ -140,6 +140,12 @@ class SimulatorConfig:
         "cameras to publish as YAML (a robot config's cameras: [{name, body, pos, quat, fovy, width, "
         "height, depth, rate_hz}]), '' = none",
     )
+    record_cameras: bool = setting(
+        False,
+        "record the camera topics (images and camera_info) into <output_dir>/rollouts (MCAP); "
+        "bringup sim record:=true",
+    )
+    output_dir: str = setting("", "run folder of record_cameras (default runs/<timestamp>)")
     task_settings: str = setting(
         "", "the task's settings as YAML (a robot config's tasks.<task>), '' = defaults"
     )

@@ -46,6 +46,7 @@ from sim_bridge_core.models import RobotModel
 from sim_bridge_core.policy import PolicyConfig, command_safety
 from sim_bridge_core.policy_video import VIDEOS, write_policy_videos
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
+from sim_bridge_core.recording.bag import ROLLOUTS, prepare_output_dir, rollouts_dir
 from sim_bridge_core.rendering import require_gl, sample_mp4_frames
 from sim_bridge_core.simulator import Simulator, SimulatorConfig, simulated_robot, task_signal_rows
 from sim_bridge_core.tasks import Task
@@ -53,21 +54,7 @@ from sim_bridge_core.tasks import Task
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 CURVE = "training_curve.png"
-ROLLOUTS = "rollouts"
 VIDEO_EPISODES = 2  # eval: videos of this many nominal and this many randomized episodes
-
-
-def prepare_output_dir(output_dir: str) -> Path:
-    """The run folder (default ``runs/<timestamp>``), created and checked writable: ConfigError otherwise."""
-    path = Path(output_dir or time.strftime("runs/%Y%m%d-%H%M%S")).expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"policy.output_dir: {path} is not writable: {exc.strerror or exc}") from exc
-    return path
 
 
 def make_task_for(sim: SimulatorConfig) -> Task:
@@ -136,14 +123,6 @@ def write_summary(output_dir: Path, summary: dict[str, Any]) -> Path:
 
 StateReader = Callable[[StepResult], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 AppliedReader = Callable[[], tuple[np.ndarray, tuple[str, ...]] | None]
-
-
-def rollouts_dir(output_dir: Path) -> Path:
-    """``rollouts/``, or ``rollouts_<k>/`` for a resumed run (a bag is never appended to)."""
-    path, k = output_dir / ROLLOUTS, 1
-    while path.exists():
-        path, k = output_dir / f"{ROLLOUTS}_{k}", k + 1
-    return path
 
 
 def recording_hook(

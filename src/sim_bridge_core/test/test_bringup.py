@@ -310,3 +310,17 @@ def test_a_simulated_robot_takes_the_position_array_in_its_own_order():
         nodes("deploy", command_joint_names=reordered)
     real = nodes("deploy", simulate=False, command_joint_names=reordered)["policy"]
     assert real.parameters["command_joint_names"] == reordered
+
+
+def test_record_in_sim_has_the_simulator_record_its_cameras(tmp_path):
+    robot = tmp_path / "seeing.yaml"
+    camera = {"name": "overhead", "body": "world", "pos": [0.0, 0.0, 2.5], "width": 64, "height": 48}
+    robot.write_text(yaml.safe_dump({"model": "arm7", "cameras": [camera]}))
+    simulator = nodes("sim", robot=str(robot), record=True, output_dir="/tmp/run")["simulator"].parameters
+    assert simulator["record_cameras"] is True and simulator["output_dir"] == "/tmp/run"
+    assert "record_cameras" not in nodes("sim", robot=str(robot))["simulator"].parameters
+    # a deployed policy writes the run's bag (and the cameras into it): the simulator does not
+    deployed = nodes("deploy", robot=str(robot), record=True, checkpoint="runs/x/checkpoint.pt")
+    assert "record_cameras" not in deployed["simulator"].parameters
+    with pytest.raises(ConfigError, match=r"^record: arm7\.yaml lists no cameras"):
+        nodes("sim", record=True)

@@ -6,7 +6,8 @@ worlds' joint positions and the sim time under the simulation lock (a few number
 outside it, and stamps each picture with the simulated instant it shows. A camera is due every
 ``1 / rate_hz`` seconds of sim time; a frame that cannot be rendered in time is skipped, never queued.
 Only the cameras a config lists are published (a model's own cameras included), so a model
-without them never touches GL.
+without them never touches GL. With ``record_to`` every published image and camera_info also goes
+into a bag through ``NodeRecorder``: serialized on this thread, written on the recorder's own.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import copy
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.recording.bag import CAMERA_INFO_TYPE, IMAGE_TYPE
 from sim_bridge_core.rendering import CameraSpec, WorldRenderer, camera_info
+from sim_bridge_core.ros.recording import NodeRecorder
 
 # Reliable (so reliable and best-effort subscribers both match), latest picture only.
 CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -34,7 +40,8 @@ Snapshot = Callable[[], tuple[int, np.ndarray]]
 
 class CameraPublisher:
     """Publishes ``cameras`` of ``robot`` for each of ``prefixes`` (one per published world, '' for
-    one world), from snapshots ``snapshot`` takes; ``start`` and ``stop`` run its thread."""
+    one world), from snapshots ``snapshot`` takes; ``start`` and ``stop`` run its thread. With
+    ``record_to`` (a new bag directory) it records what it publishes; RecordingError if it cannot."""
 
     def __init__(
         self,
@@ -43,6 +50,7 @@ class CameraPublisher:
         cameras: Sequence[CameraSpec],
         prefixes: Sequence[str],
         snapshot: Snapshot,
+        record_to: Path | None = None,
     ) -> None:
         self._node, self._cameras, self._snapshot = node, tuple(cameras), snapshot
         self._model = copy.copy(robot.model)  # the renderer's own: randomization never races it
@@ -65,6 +73,16 @@ class CameraPublisher:
                     for p in prefixes
                 ]
             )
+        publishers = [pub for pubs in (*self._images, *self._depths, *self._infos) for pub in pubs]
+        self._recorder = (
+            None
+            if record_to is None
+            else NodeRecorder(
+                node,
+                record_to,
+                [(p.topic_name, IMAGE_TYPE if p.msg_type is Image else CAMERA_INFO_TYPE) for p in publishers],
+            )
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cameras", daemon=True)
 
@@ -75,6 +93,8 @@ class CameraPublisher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
+        if self._recorder is not None:
+            self._recorder.close()
 
     def _run(self) -> None:
         # GL contexts belong to the thread that made them: the renderers are made here.
@@ -112,14 +132,23 @@ class CameraPublisher:
         intrinsics = camera_info(float(self._model.camera(camera.name).fovy[0]), camera.width, camera.height)
         for world, image_pub in enumerate(self._images[i]):
             rgb, depth = renderer.render(qpos[world], camera.name, depth=camera.depth)
-            image_pub.publish(_image(rgb, "rgb8", stamp, camera.name))
+            self._send(image_pub, _image(rgb, "rgb8", stamp, camera.name))
             if depth is not None:
-                self._depths[i][world].publish(_image(depth, "32FC1", stamp, camera.name))
+                self._send(self._depths[i][world], _image(depth, "32FC1", stamp, camera.name))
             info = CameraInfo(
                 height=camera.height, width=camera.width, distortion_model="plumb_bob", **intrinsics
             )
             info.header.stamp, info.header.frame_id = stamp, camera.name
-            self._infos[i][world].publish(info)
+            self._send(self._infos[i][world], info)
+
+    def _send(self, publisher: Publisher, message: Image | CameraInfo) -> None:
+        """Publish; when recording, serialize once and both publish and record those bytes."""
+        if self._recorder is None:
+            publisher.publish(message)
+            return
+        data = serialize_message(message)
+        publisher.publish(data)
+        self._recorder.record(publisher.topic_name, data)
 
 
 def _image(pixels: np.ndarray, encoding: str, stamp: Time, frame: str) -> Image:

@@ -27,7 +27,9 @@ from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
+from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.recording.bag import RecordingError, prepare_output_dir, rollouts_dir
 from sim_bridge_core.rendering import require_gl
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
@@ -147,15 +149,24 @@ class SimulatorNode(Node):
                     Twist, f"{ns}cmd_vel", lambda data, world=world: self._on_cmd_vel(world, data), RELIABLE
                 )
         self._cameras = None  # no camera listed: GL is never touched
+        if self.config.record_cameras and not self.sim.robot.cameras:
+            raise ConfigError("simulator.record_cameras: the robot lists no cameras to record")
         if self.sim.robot.cameras:
             require_gl()
-            self._cameras = CameraPublisher(
-                self,
-                self.sim.robot,
-                self.sim.robot.cameras,
-                [prefix.format(world) for world in self.sim.mirrored],
-                self._camera_snapshot,
-            )
+            record_to = None
+            if self.config.record_cameras:
+                record_to = rollouts_dir(prepare_output_dir(self.config.output_dir, "simulator.output_dir"))
+            try:
+                self._cameras = CameraPublisher(
+                    self,
+                    self.sim.robot,
+                    self.sim.robot.cameras,
+                    [prefix.format(world) for world in self.sim.mirrored],
+                    self._camera_snapshot,
+                    record_to,
+                )
+            except RecordingError as exc:
+                raise ConfigError(f"simulator.record_cameras: {exc}") from exc
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/pause", self._on_pause)
         self.create_service(Trigger, "~/step", self._on_step)

@@ -55,6 +55,7 @@ from rosbags.rosbag2.metadata import dump_qos_v9
 from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.typesys import Stores, get_typestore
 
+from sim_bridge_core.config import ConfigError
 from sim_bridge_core.wire import JointStateEncoder, JointTrajectoryEncoder, MultiArrayEncoder
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
 BAG_VERSION = 9  # the metadata version rosbag2 writes on Jazzy (QoS as a YAML list, enums by name)
 ROS_DISTRO = "jazzy"
+ROLLOUTS = "rollouts"  # a run folder's bag
 CLOCK_TOPIC = "/clock"
 APPLIED_TOPIC = "/randomization/applied"
 CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
@@ -70,6 +72,8 @@ TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 TASK_TYPE = "std_msgs/msg/Float32MultiArray"
 APPLIED_TYPE = "std_msgs/msg/Float64MultiArray"
 IMU_TYPE = "sensor_msgs/msg/Imu"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 # command_interface -> the type of its command messages
 COMMAND_TYPES = {"trajectory": TRAJECTORY_TYPE, "position": "std_msgs/msg/Float64MultiArray"}
 
@@ -105,6 +109,28 @@ LATCHED_QOS = _offered(1, QosDurability.TRANSIENT_LOCAL)  # /randomization/appli
 def world_topics(world: int) -> tuple[str, str, str]:
     """The joint_states, joint_trajectory and task topics of a recorded world."""
     return f"/env_{world}/joint_states", f"/env_{world}/joint_trajectory", f"/env_{world}/task"
+
+
+def prepare_output_dir(output_dir: str, key: str = "policy.output_dir") -> Path:
+    """The run folder (default ``runs/<timestamp>``), created and checked writable: ConfigError
+    naming the setting ``key`` otherwise."""
+    path = Path(output_dir or time.strftime("runs/%Y%m%d-%H%M%S")).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path} is not writable: {exc.strerror or exc}") from exc
+    return path
+
+
+def rollouts_dir(output_dir: Path) -> Path:
+    """``rollouts/``, or ``rollouts_<k>/`` for a resumed run (a bag is never appended to)."""
+    path, k = output_dir / ROLLOUTS, 1
+    while path.exists():
+        path, k = output_dir / f"{ROLLOUTS}_{k}", k + 1
+    return path
 
 
 class RecordingError(RuntimeError):
@@ -582,5 +608,7 @@ __all__ = [
     "RecordingError",
     "RolloutRecorder",
     "clock_bytes",
+    "prepare_output_dir",
+    "rollouts_dir",
     "world_topics",
 ]
