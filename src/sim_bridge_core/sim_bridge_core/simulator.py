@@ -359,7 +359,9 @@ class Simulator:
             bind(spec, self.robot)  # raises ConfigError naming the key
         if current is not None:
             current.set_enabled(False)  # nominal fields back before the next one captures them
-        randomizer = None if spec is None else Randomizer(spec, self.env.backend)
+        # Visual parameters act only where the worlds are rendered: with the robot's cameras.
+        visual = bool(self.robot.cameras)
+        randomizer = None if spec is None else Randomizer(spec, self.env.backend, visual=visual)
         if randomizer is not None:
             randomizer.set_enabled(enabled)
         self.env.randomizer = randomizer

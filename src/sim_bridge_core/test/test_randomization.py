@@ -22,6 +22,7 @@ from sim_bridge_core.randomization import (
     spec_from_mapping,
 )
 from sim_bridge_core.randomization.plot import plot_distributions
+from sim_bridge_core.randomization.spec import VISUAL
 from sim_bridge_core.simulator import Simulator, SimulatorConfig
 from sim_bridge_core.tasks import HoldTask, make_task
 from sim_bridge_core.training import evaluation_worlds
@@ -675,9 +676,17 @@ def test_shipped_specs_load_against_arm7_and_run(name):
     assert np.isfinite(values).all() and np.isfinite(env.observation()).all()
     assert values.shape == (4, len(names))
     if name != "none":  # every kind but the IMU's (arm7 has none; they are in the files as comments)
-        # and motor strength, which sets what actuator_kp/kd set (config/randomization/go1.yaml has it)
+        # and motor strength, which sets what actuator_kp/kd set (config/randomization/go1.yaml has it);
+        # visual kinds are in default (textures but for the model's own ids), for cameras only
         imu = {kind for kind in PARAMETERS if kind.startswith("imu_")}
-        left_out = {"gravity", "actuator_strength", *imu}
+        visual = {kind for kind, entry in PARAMETERS.items() if entry.stage == VISUAL}
+        left_out = {
+            "gravity",
+            "actuator_strength",
+            "material_texture",
+            *imu,
+            *(visual if name == "wide" else ()),
+        }
         assert set(PARAMETERS) - {p.name for p in spec.parameters} <= left_out
 
 

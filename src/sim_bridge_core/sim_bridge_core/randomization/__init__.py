@@ -10,7 +10,7 @@ Histograms of a spec's draws: ``randomization.plot`` (imports matplotlib only wh
 
 from __future__ import annotations
 
-from sim_bridge_core.randomization.randomizer import Randomizer
+from sim_bridge_core.randomization.randomizer import Randomizer, VisualState
 from sim_bridge_core.randomization.sampling import BoundParameter, bind, draw
 from sim_bridge_core.randomization.spec import (
     DISTRIBUTIONS,
@@ -36,6 +36,7 @@ __all__ = [
     "ParameterSpec",
     "RandomizationSpec",
     "Randomizer",
+    "VisualState",
     "bind",
     "draw",
     "load_spec",

@@ -10,11 +10,20 @@ and sensing pass through, ``set_enabled(True)`` puts the drawn values back in ef
 worlds), ``actuate`` (the targets the backend steps with), ``after_step`` (after the
 backend stepped) and ``measure_positions`` / ``measure_velocities`` (what a policy or a
 JointState subscriber sees); the simulator passes its sensor rows through ``measure_imu``.
+
+Visual parameters (lights, colours, textures, camera poses) are drawn by the same schedule and
+curriculum and reported by ``applied`` like the physical ones, but never written into the
+backend: only rendering reads those fields, so the physics cannot depend on them, and a renderer
+renders from its own model copy anyway. ``visual_state`` hands a renderer each world's values,
+which it writes into its copy before drawing that world. They come from a stream of their own,
+so adding them leaves every physical draw of a seed as it was, and they are bound only for a
+randomizer built with ``visual=True`` (the simulator with cameras): elsewhere nothing renders.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import mujoco
@@ -22,7 +31,15 @@ import numpy as np
 
 from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.randomization.sampling import BoundParameter, bind
-from sim_bridge_core.randomization.spec import AXES, EPISODE, IMU_QUANTITIES, MODEL, STEP, RandomizationSpec
+from sim_bridge_core.randomization.spec import (
+    AXES,
+    EPISODE,
+    IMU_QUANTITIES,
+    MODEL,
+    STEP,
+    VISUAL,
+    RandomizationSpec,
+)
 
 # Noise drawn afresh every control step for every world.
 STEP_NOISE = (
@@ -32,19 +49,38 @@ STEP_NOISE = (
 )
 # Model fields that mj_setConst reads: writing them needs a set_const for derived constants.
 _SETCONST_INPUTS = frozenset(getattr(mujoco.MjModel, "_setconst_inputs", ()))
+_STREAMS = 5  # model/episode parameters, reset offsets, step noise, pushes, visual parameters
+_ONE_ROW = np.zeros(1, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class VisualState:
+    """Render-only values of some worlds, copied so that a renderer's thread can use them."""
+
+    parameters: tuple[BoundParameter, ...]
+    values: tuple[np.ndarray, ...]  # (worlds, K) per parameter
+
+    def apply(self, model: mujoco.MjModel, world: int) -> None:
+        """Write world ``world``'s values (its row of ``values``) into ``model``'s render fields."""
+        for p, values in zip(self.parameters, self.values, strict=True):
+            for write in p.writes:
+                write.apply(getattr(model, write.field)[None], _ONE_ROW, values[world : world + 1])
 
 
 class Randomizer:
     """Domain randomization of one backend's worlds; drawn once at construction (startup)."""
 
-    def __init__(self, spec: RandomizationSpec, backend: SimBackend, seed: int | None = None) -> None:
+    def __init__(
+        self, spec: RandomizationSpec, backend: SimBackend, seed: int | None = None, visual: bool = False
+    ) -> None:
         self.spec = spec
         self.backend = backend
         self.robot = backend.robot
         self.num_envs = n = backend.num_envs
-        self.parameters = bind(spec, backend.robot)
+        self.parameters = tuple(p for p in bind(spec, backend.robot) if visual or p.kind.stage != VISUAL)
         self._by_name = {p.name: p for p in self.parameters}
         self._model = [p for p in self.parameters if p.kind.stage == MODEL]
+        self._visual = tuple(p for p in self.parameters if p.kind.stage == VISUAL)
         self._scheduled = [p for p in self.parameters if p.kind.stage in (MODEL, EPISODE)]
         self._all = np.arange(n)
         joints = self.robot.num_joints
@@ -102,21 +138,18 @@ class Randomizer:
 
     def seed(self, seed: int) -> None:
         """Restart the random streams from ``seed``."""
-        streams = np.random.SeedSequence(seed).spawn(4)
-        self._rng_params, self._rng_reset, self._rng_noise, self._rng_push = (
-            np.random.default_rng(s) for s in streams
-        )
+        self._streams = tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(_STREAMS))
+        self._rng_params, self._rng_reset, self._rng_noise, self._rng_push, self._rng_visual = self._streams
 
     def state(self) -> dict[str, Any]:
         """What a training checkpoint needs to resume the draws and the curriculum (plain data)."""
-        streams = (self._rng_params, self._rng_reset, self._rng_noise, self._rng_push)
-        return {"step_count": self.step_count, "rng": [g.bit_generator.state for g in streams]}
+        return {"step_count": self.step_count, "rng": [g.bit_generator.state for g in self._streams]}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from ``state()``: the curriculum's step count and the random streams."""
+        """Continue from ``state()``: the curriculum's step count and the random streams (a checkpoint
+        from before the visual stream restores the four it has)."""
         self.step_count = int(state["step_count"])
-        streams = (self._rng_params, self._rng_reset, self._rng_noise, self._rng_push)
-        for generator, saved in zip(streams, state["rng"], strict=True):
+        for generator, saved in zip(self._streams, state["rng"], strict=False):
             generator.bit_generator.state = saved
 
     def set_enabled(self, enabled: bool) -> None:
@@ -152,6 +185,8 @@ class Randomizer:
         self.version += 1
         for p in self._scheduled:
             self._values[p.name][ids] = p.effect(p.draw(self._rng_params, ids.size), fraction)
+        for p in self._visual:
+            self._values[p.name][ids] = p.effect(p.draw(self._rng_visual, ids.size), fraction)
         if "action_delay_steps" in self._values:
             self._delay[ids] = self._values["action_delay_steps"][ids, 0].astype(np.int64)
         if self._bias is not None:
@@ -175,6 +210,19 @@ class Randomizer:
             for p in reported
         ]
         return np.concatenate(columns, axis=1), self.names
+
+    def visual_state(self, worlds: np.ndarray) -> VisualState | None:
+        """A copy of worlds ``worlds``' visual values in effect (nominal while disabled), for a
+        renderer's own model; None without visual parameters."""
+        if not self._visual:
+            return None
+        values = tuple(
+            self._values[p.name][worlds].copy()
+            if self._enabled
+            else np.broadcast_to(p.nominal, (len(worlds), p.size)).copy()
+            for p in self._visual
+        )
+        return VisualState(self._visual, values)
 
     # ------------------------------------------------------------- env hooks
     def on_reset(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:

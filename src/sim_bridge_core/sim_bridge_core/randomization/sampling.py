@@ -27,17 +27,30 @@ from sim_bridge_core.models import RobotModel
 from sim_bridge_core.randomization.spec import (
     AXES,
     BODY,
+    CAMERA,
     GEOM,
     JOINT,
+    LIGHT,
+    MATERIAL,
     MODEL,
     ROBOT_JOINT,
     SECTION,
+    VISUAL,
     ParameterKind,
     ParameterSpec,
     RandomizationSpec,
 )
 
-_OBJ = {BODY: mujoco.mjtObj.mjOBJ_BODY, GEOM: mujoco.mjtObj.mjOBJ_GEOM, JOINT: mujoco.mjtObj.mjOBJ_JOINT}
+_OBJ = {
+    BODY: mujoco.mjtObj.mjOBJ_BODY,
+    GEOM: mujoco.mjtObj.mjOBJ_GEOM,
+    JOINT: mujoco.mjtObj.mjOBJ_JOINT,
+    LIGHT: mujoco.mjtObj.mjOBJ_LIGHT,
+    MATERIAL: mujoco.mjtObj.mjOBJ_MATERIAL,
+    CAMERA: mujoco.mjtObj.mjOBJ_CAMERA,
+}
+_RGB = "rgb"
+_TEXTURE_RGB = int(mujoco.mjtTextureRole.mjTEXROLE_RGB)
 _DOF_LABELS = {
     int(mujoco.mjtJoint.mjJNT_FREE): ("x", "y", "z", "rx", "ry", "rz"),
     int(mujoco.mjtJoint.mjJNT_BALL): ("rx", "ry", "rz"),
@@ -50,6 +63,14 @@ def _identity(values: np.ndarray) -> np.ndarray:
 
 def _negate(values: np.ndarray) -> np.ndarray:
     return -values
+
+
+def _colour(values: np.ndarray) -> np.ndarray:
+    return np.clip(values, 0.0, 1.0)
+
+
+def _texture_id(values: np.ndarray) -> np.ndarray:
+    return np.rint(values).astype(np.int32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,6 +229,8 @@ def _bind(spec: ParameterSpec, robot: RobotModel) -> BoundParameter:
         bound = _with(
             BoundParameter(spec, names, m.opt.gravity[axes].copy()), FieldWrite("opt.gravity", (axes,))
         )
+    elif kind.stage == VISUAL:
+        bound = _bind_visual(spec, m, ids, axes)
     elif name == "action_delay_steps":
         bound = BoundParameter(spec, (name,), np.zeros(1))
     elif name.startswith("imu_"):
@@ -232,9 +255,70 @@ def _bind(spec: ParameterSpec, robot: RobotModel) -> BoundParameter:
             raise ConfigError(
                 f"{spec.key}.targets: '{column}' has a comma, which the applied-values label cannot carry"
             )
-    if kind.stage == MODEL:
+    if kind.stage in (MODEL, VISUAL):
         _check_bounds(spec, bound)
     return bound
+
+
+def _bind_visual(spec: ParameterSpec, m: mujoco.MjModel, ids: np.ndarray, axes: np.ndarray) -> BoundParameter:
+    """A render-only parameter: colours per r, g, b channel, vectors per axis, one column otherwise."""
+    name, target = spec.name, spec.kind.target
+    if name in ("light_diffuse", "geom_rgba", "material_rgba"):
+        field = {"light_diffuse": "light_diffuse", "geom_rgba": "geom_rgba", "material_rgba": "mat_rgba"}[
+            name
+        ]
+        objects, channels = np.repeat(ids, 3), np.tile(np.arange(3), ids.size)
+        names = tuple(
+            f"{name}_{_RGB[c]}/{_name(m, target, i)}" for i, c in zip(objects, channels, strict=True)
+        )
+        nominal = getattr(m, field)[objects, channels].astype(np.float64)
+        return _with(BoundParameter(spec, names, nominal), FieldWrite(field, (objects, channels), _colour))
+    if name == "material_texture":
+        if m.ntex == 0:
+            ids = ids[:0]  # a model without textures has nothing to choose among
+        for texture in range(int(spec.low), int(spec.high) + 1) if ids.size else ():
+            if texture >= m.ntex or m.tex_type[texture] != mujoco.mjtTexture.mjTEXTURE_2D:
+                raise ConfigError(
+                    f"{spec.key}.high: texture id {texture} is not a 2D texture of the model "
+                    f"({m.ntex} textures)"
+                )
+        names = tuple(f"{name}/{_name(m, MATERIAL, i)}" for i in ids)
+        roles = np.full_like(ids, _TEXTURE_RGB)
+        nominal = m.mat_texid[ids, roles].astype(np.float64)
+        return _with(BoundParameter(spec, names, nominal), FieldWrite("mat_texid", (ids, roles), _texture_id))
+    if name == "camera_fovy":
+        names = tuple(f"{name}/{_name(m, CAMERA, i)}" for i in ids)
+        return _with(
+            BoundParameter(spec, names, m.cam_fovy[ids].astype(np.float64)), FieldWrite("cam_fovy", (ids,))
+        )
+    objects, components = np.repeat(ids, axes.size), np.tile(axes, ids.size)
+    target_names = [_name(m, target, i) for i in objects]
+    names = tuple(f"{name}_{AXES[a]}/{n}" for n, a in zip(target_names, components, strict=True))
+    if name == "light_direction":
+        nominal = m.light_dir[objects, components].astype(np.float64)
+        return _with(BoundParameter(spec, names, nominal), FieldWrite("light_dir", (objects, components)))
+    if name == "camera_position":
+        nominal = m.cam_pos[objects, components].astype(np.float64)
+        return _with(BoundParameter(spec, names, nominal), FieldWrite("cam_pos", (objects, components)))
+    # camera_rotation: angles (nominal 0) about the body's axes, turning the nominal orientation.
+    quats = m.cam_quat[ids].copy()
+
+    def rotate(values: np.ndarray) -> np.ndarray:
+        rotvec = np.zeros((values.shape[0], ids.size, 3))
+        rotvec[:, :, axes] = values.reshape(values.shape[0], ids.size, axes.size)
+        turned = np.empty((values.shape[0], ids.size, 4))
+        for world, camera in np.ndindex(values.shape[0], ids.size):
+            turn = np.empty(4)
+            angle = float(np.linalg.norm(rotvec[world, camera]))
+            axis = rotvec[world, camera] / angle if angle > 0 else np.array([1.0, 0.0, 0.0])
+            mujoco.mju_axisAngle2Quat(turn, axis, angle)
+            mujoco.mju_mulQuat(turned[world, camera], turn, quats[camera])
+        return turned.reshape(values.shape[0], ids.size * 4)
+
+    objects, parts = np.repeat(ids, 4), np.tile(np.arange(4), ids.size)
+    return _with(
+        BoundParameter(spec, names, np.zeros(len(names))), FieldWrite("cam_quat", (objects, parts), rotate)
+    )
 
 
 def _with(bound: BoundParameter, *writes: FieldWrite) -> BoundParameter:
@@ -287,7 +371,9 @@ def _candidates(
     if target == ROBOT_JOINT:
         every = [(joint, column) for column, joint in enumerate(robot.joint_names)]
         return every, every
-    count = {BODY: m.nbody, GEOM: m.ngeom, JOINT: m.njnt}[target]
+    count = {BODY: m.nbody, GEOM: m.ngeom, JOINT: m.njnt, LIGHT: m.nlight, MATERIAL: m.nmat, CAMERA: m.ncam}[
+        target
+    ]
     every = [(_name(m, target, i), i) for i in range(count)]
     matchable = every
     if target == BODY:
@@ -305,7 +391,8 @@ def _resolve_targets(spec: ParameterSpec, robot: RobotModel) -> np.ndarray:
     for target in spec.targets:
         if any(c in target for c in "*?["):
             matches = [i for n, i in matchable if fnmatch.fnmatchcase(n, target)]
-            if not matches:
+            # A visual pattern may match nothing: the default preset's "*" on a model without lights.
+            if not matches and spec.kind.stage != VISUAL:
                 raise ConfigError(
                     f"{spec.key}.targets: '{target}' matches no {spec.kind.target} of {robot.name}"
                 )

@@ -38,12 +38,16 @@ EPISODE = "episode"  # a per-world actuation/sensing constant, drawn by the sche
 STEP = "step"  # noise drawn afresh every control step
 RESET = "reset"  # drawn every time a world is reset
 PUSH = "push"  # drawn at each world's push time
+VISUAL = "visual"  # a render-only MjModel field per world, drawn by the schedule (see Randomizer)
 
 # What ``targets`` names.
 BODY = "body"
 GEOM = "geom"
 JOINT = "joint"  # any joint of the model (its degrees of freedom)
 ROBOT_JOINT = "robot joint"  # a position-controlled joint of the robot
+LIGHT = "light"
+MATERIAL = "material"
+CAMERA = "camera"
 
 
 _NOISE = ("add", "scale")
@@ -142,6 +146,39 @@ _CATALOGUE = (
         "initial_joint_offset", ROBOT_JOINT, RESET, "offset of the reset pose, rad", ("add",), "add"
     ),
     ParameterKind("push_velocity", JOINT, PUSH, "velocity kick every push interval", ("add",), "add"),
+    # Visual: what camera images show, never the physics. Colours are per r, g, b channel and
+    # clipped to [0, 1]; `shared: true` draws one value per world for every channel and target.
+    ParameterKind(
+        "light_direction", LIGHT, VISUAL, "light direction, light frame", default_operation="add", axes=True
+    ),
+    ParameterKind("light_diffuse", LIGHT, VISUAL, "diffuse colour of lights, r g b (intensity: shared)"),
+    ParameterKind("geom_rgba", GEOM, VISUAL, "colour of geoms, r g b"),
+    ParameterKind("material_rgba", MATERIAL, VISUAL, "colour of materials, r g b"),
+    ParameterKind(
+        "material_texture",
+        MATERIAL,
+        VISUAL,
+        "texture of materials: a 2D texture id of the model drawn in [low, high]",
+        ("abs",),
+        "abs",
+        integer=True,
+        **_at_least_zero("texture id"),
+    ),
+    ParameterKind(
+        "camera_position", CAMERA, VISUAL, "camera position, body frame, m", ("add",), "add", axes=True
+    ),
+    ParameterKind(
+        "camera_rotation",
+        CAMERA,
+        VISUAL,
+        "camera rotation about its body's axes, rad",
+        ("add",),
+        "add",
+        axes=True,
+    ),
+    ParameterKind(
+        "camera_fovy", CAMERA, VISUAL, "vertical field of view, degrees", **_at_least_zero("fovy", True)
+    ),
 )
 PARAMETERS: dict[str, ParameterKind] = {kind.name: kind for kind in _CATALOGUE}
 
@@ -176,7 +213,9 @@ class _Settings:
 
 @dataclass(frozen=True)
 class _ParameterFields:
-    targets: list[str] = setting(["*"], "names or fnmatch patterns of bodies, geoms or joints ('*' = all)")
+    targets: list[str] = setting(
+        ["*"], "names or fnmatch patterns of bodies, geoms, joints, lights, materials or cameras ('*' = all)"
+    )
     operation: str = setting(
         "", "scale | add | abs: how a draw combines with the nominal value ('' = default)"
     )
