@@ -40,18 +40,20 @@ from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
 from sim_bridge_core.env import JobStoppedError
 from sim_bridge_core.learning import PpoConfig
+from sim_bridge_core.models import RobotModel
 from sim_bridge_core.policy import DeployPlan, PolicyConfig, load_deployment
 from sim_bridge_core.recording import RecordingError
 from sim_bridge_core.recording.bag import (
     COMMAND_TYPES,
     IMU_TYPE,
     JOINT_STATE_TYPE,
+    camera_topics,
 )
 from sim_bridge_core.ros.batch_topics import connect_remote_worlds
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.controllers import CONTROLLER_TIMEOUT_S, controller_of, read_controller_joints
 from sim_bridge_core.ros.parameters import declare_config, watch_config
-from sim_bridge_core.ros.recording import NodeRecorder
+from sim_bridge_core.ros.recording import CAMERA_MESSAGES, NodeRecorder
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.ros.task_inputs import input_topic, input_values
 from sim_bridge_core.simulator import SimulatorConfig
@@ -275,6 +277,8 @@ class PolicyNode(Node):
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1)),
             post_callback=self._on_clock_jump,
         )
+        if self.config.record:
+            recorded += self._hear_cameras(robot)
         self._recorder = self._open_deploy_recorder(recorded) if self.config.record else None
         armed = "commanding" if deployment.enabled else "disabled until ~/enable"
         self.get_logger().info(
@@ -319,6 +323,23 @@ class PolicyNode(Node):
             return NodeRecorder(self, path, topics, max_bag_size_mb=self.config.record_split_mb)
         except RecordingError as exc:
             raise ConfigError(f"policy.record: {exc}") from exc
+
+    def _hear_cameras(self, robot: RobotModel) -> list[tuple[str, str]]:
+        """The robot's camera streams, subscribed only to be recorded: each callback queues the
+        bytes it takes and nothing more, so the control callbacks beside them barely wait."""
+        recorded = []
+        for camera in robot.cameras:
+            for topic, msgtype in camera_topics(camera.name, camera.depth):
+                name = self.resolve_topic_name(topic)
+                self.create_subscription(
+                    CAMERA_MESSAGES[msgtype],
+                    topic,
+                    functools.partial(self._record, name),
+                    qos_profile_sensor_data,  # best effort: hears reliable and best-effort drivers
+                    raw=True,
+                )
+                recorded.append((name, msgtype))
+        return recorded
 
     def _record(self, topic: str, data: bytes) -> None:
         if self._recorder is not None:

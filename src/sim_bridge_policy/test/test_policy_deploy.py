@@ -470,3 +470,48 @@ def test_a_name_map_that_gives_two_joints_one_name_is_refused(tmp_path):
     robot = robot_file(tmp_path / "arm.yaml", joint_name_map={"joint2": "joint1"})
     with pytest.raises(ConfigError, match="two joints would be named 'joint2' on the wire"):
         load_deployment(deploy_config(ik_checkpoint(tmp_path / "c.pt"), robot=str(robot)))
+
+
+def test_deploy_records_the_cameras_the_robot_file_lists(tmp_path, start_node, ros_client, monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "egl")  # the simulated robot renders its camera with EGL
+    camera = {"name": "overhead", "body": "world", "pos": [0.0, 0.0, 2.5], "width": 64, "height": 48}
+    camera |= {"rate_hz": 10.0}
+    robot = tmp_path / "seeing.yaml"
+    robot.write_text(yaml.safe_dump({"model": "arm7", "cameras": [camera]}))
+    cameras = tmp_path / "cameras.yaml"
+    text = yaml.safe_dump([camera])
+    cameras.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"cameras": text}}}))
+    start_node("sim_bridge_sim", "simulator", "--params-file", str(cameras), model="arm7", mode="realtime")
+    policy = start_node(
+        "sim_bridge_policy",
+        "policy",
+        checkpoint=str(ik_checkpoint(tmp_path / "checkpoint.pt")),
+        robot=str(robot),
+        record=True,
+        output_dir=str(tmp_path / "run"),
+        use_sim_time=True,
+        start_enabled=True,
+    )
+    goals = ros_client.node.create_publisher(PointStamped, "goal", RELIABLE)
+    ros_client.wait_until(lambda: goals.get_subscription_count() > 0, timeout=30, what="policy")
+    policy.wait_for_output("deploying")
+    send_goal(goals, CENTER)
+    time.sleep(2.0)  # some 20 frames at 10 Hz
+    assert policy.stop() == 0
+
+    with AnyReader([tmp_path / "run" / "rollouts"]) as bag:
+        types = {c.topic: c.msgtype for c in bag.connections}
+        streams = [c for c in bag.connections if c.topic.startswith("/overhead/")]
+        recorded: dict[str, list] = {c.topic: [] for c in streams}
+        for connection, _, raw in bag.messages(connections=streams):
+            recorded[connection.topic].append(bag.deserialize(raw, connection.msgtype))
+    assert types["/overhead/image_raw"] == "sensor_msgs/msg/Image"
+    assert types["/overhead/camera_info"] == "sensor_msgs/msg/CameraInfo"
+    assert "/overhead/depth/image_raw" not in types  # the camera has no depth
+    images, infos = recorded["/overhead/image_raw"], recorded["/overhead/camera_info"]
+    assert len(images) >= 5 and len(infos) >= 5
+    image = images[-1]
+    assert (image.width, image.height, image.encoding) == (64, 48, "rgb8")
+    pixels = np.frombuffer(bytes(image.data), np.uint8).reshape(48, 64, 3)
+    assert pixels.std() > 0  # a picture, not a blank
+    assert (infos[-1].width, infos[-1].height) == (64, 48)

@@ -26,13 +26,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from sim_bridge_core.models import RobotModel
-from sim_bridge_core.recording.bag import CAMERA_INFO_TYPE, IMAGE_TYPE
+from sim_bridge_core.recording.bag import camera_topics
 from sim_bridge_core.rendering import CameraSpec, WorldRenderer, camera_info
-from sim_bridge_core.ros.recording import NodeRecorder
+from sim_bridge_core.ros.recording import CAMERA_MESSAGES, NodeRecorder
 
 # Reliable (so reliable and best-effort subscribers both match), latest picture only.
 CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 _BIG_ENDIAN = sys.byteorder == "big"
+TYPES = {kind: msgtype for msgtype, kind in CAMERA_MESSAGES.items()}  # message class -> bag type
 
 # (time_ns, (worlds, nq) qpos of the published worlds), copied under the simulation lock
 Snapshot = Callable[[], tuple[int, np.ndarray]]
@@ -56,23 +57,13 @@ class CameraPublisher:
         self._model = copy.copy(robot.model)  # the renderer's own: randomization never races it
         self._images, self._depths, self._infos = [], [], []
         for camera in self._cameras:
-            self._images.append(
-                [node.create_publisher(Image, f"{p}{camera.name}/image_raw", CAMERA_QOS) for p in prefixes]
-            )
-            self._depths.append(
-                [
-                    node.create_publisher(Image, f"{p}{camera.name}/depth/image_raw", CAMERA_QOS)
-                    for p in prefixes
-                ]
-                if camera.depth
-                else []
-            )
-            self._infos.append(
-                [
-                    node.create_publisher(CameraInfo, f"{p}{camera.name}/camera_info", CAMERA_QOS)
-                    for p in prefixes
-                ]
-            )
+            streams = [
+                [node.create_publisher(CAMERA_MESSAGES[msgtype], f"{p}{topic}", CAMERA_QOS) for p in prefixes]
+                for topic, msgtype in camera_topics(camera.name, camera.depth)
+            ]
+            self._images.append(streams[0])
+            self._depths.append(streams[1] if camera.depth else [])
+            self._infos.append(streams[-1])
         publishers = [pub for pubs in (*self._images, *self._depths, *self._infos) for pub in pubs]
         self._recorder = (
             None
@@ -80,7 +71,7 @@ class CameraPublisher:
             else NodeRecorder(
                 node,
                 record_to,
-                [(p.topic_name, IMAGE_TYPE if p.msg_type is Image else CAMERA_INFO_TYPE) for p in publishers],
+                [(p.topic_name, TYPES[p.msg_type]) for p in publishers],
             )
         )
         self._stop = threading.Event()

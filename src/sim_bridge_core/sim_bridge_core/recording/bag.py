@@ -133,6 +133,15 @@ def rollouts_dir(output_dir: Path) -> Path:
     return path
 
 
+def camera_topics(name: str, depth: bool) -> list[tuple[str, str]]:
+    """(topic in one world's namespace, message type) of a camera's streams (DESIGN §12): the
+    image, the depth image when the camera has one, and camera_info."""
+    topics = [(f"{name}/image_raw", IMAGE_TYPE)]
+    if depth:
+        topics.append((f"{name}/depth/image_raw", IMAGE_TYPE))
+    return [*topics, (f"{name}/camera_info", CAMERA_INFO_TYPE)]
+
+
 class RecordingError(RuntimeError):
     """The bag cannot be created or written; the message is one line naming the path."""
 
@@ -607,6 +616,7 @@ __all__ = [
     "BagWriter",
     "RecordingError",
     "RolloutRecorder",
+    "camera_topics",
     "clock_bytes",
     "prepare_output_dir",
     "rollouts_dir",

@@ -15,13 +15,24 @@ from pathlib import Path
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
 
-from sim_bridge_core.recording.bag import CLOCK_TOPIC, CLOCK_TYPE, STREAM_QOS, BagWriter, RecordingError
+from sim_bridge_core.recording.bag import (
+    CAMERA_INFO_TYPE,
+    CLOCK_TOPIC,
+    CLOCK_TYPE,
+    IMAGE_TYPE,
+    STREAM_QOS,
+    BagWriter,
+    RecordingError,
+)
 
 # Messages waiting for the writer: some seconds of a 500 Hz robot's states, commands and /clock,
 # enough to ride out a slow disk's fsync.
 QUEUE_MESSAGES = 8192
 DROP_WARNING_PERIOD_S = 5.0
+# The message class of each camera stream's bag type (``recording.bag.camera_topics``).
+CAMERA_MESSAGES = {IMAGE_TYPE: Image, CAMERA_INFO_TYPE: CameraInfo}
 
 
 class NodeRecorder:
