@@ -91,7 +91,11 @@ class BringupArguments:
     randomization: str = setting(
         "none", "none, a preset of config/randomization/ (default, wide, go1), or a spec path"
     )
-    record: bool = setting(False, "training: record the mirrored worlds to <output_dir>/rollouts (MCAP)")
+    record: bool = setting(
+        False,
+        "record to <output_dir>/rollouts (MCAP): training's mirrored worlds, deploy's robot and cameras, "
+        "sim's camera streams",
+    )
     video: bool = setting(
         False, "eval/training: videos of the policy to <output_dir>/videos (MUJOCO_GL=egl without a display)"
     )
