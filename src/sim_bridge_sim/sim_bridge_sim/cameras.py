@@ -26,6 +26,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.randomization import VisualState
 from sim_bridge_core.recording.bag import camera_topics
 from sim_bridge_core.rendering import CameraSpec, WorldRenderer, camera_info
 from sim_bridge_core.ros.recording import CAMERA_MESSAGES, NodeRecorder
@@ -36,7 +37,7 @@ _BIG_ENDIAN = sys.byteorder == "big"
 TYPES = {kind: msgtype for msgtype, kind in CAMERA_MESSAGES.items()}  # message class -> bag type
 
 # (time_ns, (worlds, nq) qpos of the published worlds), copied under the simulation lock
-Snapshot = Callable[[], tuple[int, np.ndarray]]
+Snapshot = Callable[[], tuple[int, np.ndarray, VisualState | None]]
 
 
 class CameraPublisher:
@@ -107,21 +108,32 @@ class CameraPublisher:
         poll_s = min(periods) / 4e9
         due: list[int | None] = [None] * len(self._cameras)
         while not self._stop.wait(poll_s):
-            stamp_ns, qpos = self._snapshot()
+            stamp_ns, qpos, visual = self._snapshot()
             for i, camera in enumerate(self._cameras):
                 if due[i] is not None and stamp_ns < due[i]:
                     continue
                 on_time = due[i] is not None and stamp_ns < due[i] + periods[i]
                 # on time: keep the schedule; late: skip the frames in between
                 due[i] = due[i] + periods[i] if on_time else stamp_ns + periods[i]
-                self._publish(i, camera, renderers[(camera.width, camera.height)], stamp_ns, qpos)
+                renderer = renderers[(camera.width, camera.height)]
+                self._publish(i, camera, renderer, stamp_ns, qpos, visual)
 
     def _publish(
-        self, i: int, camera: CameraSpec, renderer: WorldRenderer, stamp_ns: int, qpos: np.ndarray
+        self,
+        i: int,
+        camera: CameraSpec,
+        renderer: WorldRenderer,
+        stamp_ns: int,
+        qpos: np.ndarray,
+        visual: VisualState | None,
     ) -> None:
         stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-        intrinsics = camera_info(float(self._model.camera(camera.name).fovy[0]), camera.width, camera.height)
         for world, image_pub in enumerate(self._images[i]):
+            if visual is not None:  # this world's lights, colours, textures and camera pose
+                visual.apply(self._model, world)
+            intrinsics = camera_info(
+                float(self._model.camera(camera.name).fovy[0]), camera.width, camera.height
+            )
             rgb, depth = renderer.render(qpos[world], camera.name, depth=camera.depth)
             self._send(image_pub, _image(rgb, "rgb8", stamp, camera.name))
             if depth is not None:

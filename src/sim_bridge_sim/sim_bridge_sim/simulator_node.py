@@ -29,6 +29,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.randomization import VisualState
 from sim_bridge_core.recording.bag import RecordingError, prepare_output_dir, rollouts_dir
 from sim_bridge_core.rendering import require_gl
 from sim_bridge_core.ros.commands import COMMAND_TOPICS
@@ -265,11 +266,15 @@ class SimulatorNode(Node):
             for block, publisher in publishers.items():
                 publisher.publish(sensor_message(block, rows[world, blocks[block]], stamp, self.sim.robot))
 
-    def _camera_snapshot(self) -> tuple[int, np.ndarray]:
-        """The sim time and the published worlds' qpos, copied under the lock for the cameras."""
+    def _camera_snapshot(self) -> tuple[int, np.ndarray, VisualState | None]:
+        """The sim time, the published worlds' qpos and their visual randomization, copied under the
+        lock for the cameras."""
         columns = np.arange(self.sim.robot.model.nq)
         with self._lock:
-            return self.sim.time_ns, self.sim.env.backend.read("qpos", columns)[self.sim.mirrored]
+            randomizer = self.sim.env.randomizer
+            worlds = np.asarray(self.sim.mirrored)
+            visual = None if randomizer is None else randomizer.visual_state(worlds)
+            return self.sim.time_ns, self.sim.env.backend.read("qpos", columns)[worlds], visual
 
     # Commands -------------------------------------------------------------------------------
 
