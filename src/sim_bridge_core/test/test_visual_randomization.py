@@ -54,6 +54,11 @@ def pictures(randomizer: Randomizer) -> tuple[np.ndarray, list[np.ndarray]]:
     return nominal, worlds
 
 
+def halfway_settings() -> dict:
+    """A curriculum at half of every range."""
+    return {"curriculum": {"start_fraction": 0.5, "steps": 100}}
+
+
 def differing_pixels(a: np.ndarray, b: np.ndarray) -> int:
     return int((np.abs(a.astype(int) - b.astype(int)).sum(axis=2) > 10).sum())
 
@@ -98,13 +103,17 @@ def test_visual_values_are_reported_and_follow_the_curriculum() -> None:
     assert np.allclose(randomizer.applied()[0], [0.9, 0.2, 0.2])  # the model's own colour
     assert np.allclose(randomizer.visual_state(np.arange(2)).values[0], [0.9, 0.2, 0.2])
     halfway = spec_from_mapping(
-        {
-            "curriculum": {"start_fraction": 0.5, "steps": 100},
-            "camera_fovy": {"operation": "abs", "low": 80.0, "high": 80.0},
-        }
+        {**halfway_settings(), "camera_fovy": {"operation": "abs", "low": 80.0, "high": 80.0}}
     )
     grown = Randomizer(halfway, CpuBackend(ROBOT, 1, DT, threads=1), visual=True)
     assert grown.applied() == (pytest.approx(np.array([[70.0]])), ("camera_fovy/overhead",))
+    # a texture is a choice: never an id part way between the nominal and the drawn one
+    textures = Randomizer(
+        spec_from_mapping({**halfway_settings(), "material_texture": {"low": 1, "high": 1}}),
+        CpuBackend(ROBOT, 1, DT, threads=1),
+        visual=True,
+    )
+    assert textures.applied()[0].tolist() == [[1.0]]
 
 
 def test_visual_kinds_leave_the_physics_and_the_physical_draws_alone() -> None:

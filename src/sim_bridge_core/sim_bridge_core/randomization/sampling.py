@@ -123,7 +123,7 @@ class BoundParameter:
             values = self.nominal + draws
         else:
             values = np.array(draws, dtype=np.float64)
-        if fraction < 1.0:
+        if fraction < 1.0 and not self.kind.choice:
             values = self.nominal + fraction * (values - self.nominal)
         if self.kind.integer:
             values = np.rint(values)

@@ -73,6 +73,7 @@ class ParameterKind:
     strict: bool = False  # the value must stay > minimum (else >= minimum)
     maximum: float | None = None  # upper bound of an abs range (sizes a buffer per step of it)
     integer: bool = False
+    choice: bool = False  # values are choices (ids): a curriculum cannot move them part way
     quantity: str = ""  # what the bound protects, for messages
 
 
@@ -162,6 +163,7 @@ _CATALOGUE = (
         ("abs",),
         "abs",
         integer=True,
+        choice=True,
         **_at_least_zero("texture id"),
     ),
     ParameterKind(
