@@ -8,6 +8,7 @@ a CPU, so a video is a few episodes, never an evaluation's thousand.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -62,7 +63,8 @@ class EpisodeVideo:
     def __init__(self, env: BatchedEnv, camera: str = "", width: int = WIDTH, height: int = HEIGHT) -> None:
         robot = env.backend.robot
         self.env = env
-        self.renderer = WorldRenderer(robot.model, width, height)
+        # Its own model: a randomized episode's visual values are written into it, never the robot's.
+        self.renderer = WorldRenderer(copy.copy(robot.model), width, height)
         # A camera the robot config names (its first) shows what the robot's own camera would.
         camera = camera or (robot.cameras[0].name if robot.cameras else "")
         self.camera: str | mujoco.MjvCamera = camera or tracking_camera(
@@ -92,6 +94,10 @@ class EpisodeVideo:
 
     def _frame(self) -> np.ndarray:
         qpos = self.env.backend.read("qpos", self._columns)[0]
+        randomizer = self.env.randomizer
+        visual = None if randomizer is None else randomizer.visual_state(np.array([0]))
+        if visual is not None:  # the world's lights, colours, textures and camera, as its camera shows
+            visual.apply(self.renderer.model, 0)
         signal = self.env.task.goal_from_inputs(self.env.inputs[0])
         message = self.env.task.input_message
 
