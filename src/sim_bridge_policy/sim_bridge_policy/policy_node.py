@@ -244,10 +244,11 @@ class PolicyNode(Node):
         self._check_controller(plan)
         # Under use_sim_time the node's time is 0 until a /clock comes (and a lockstep simulator's
         # first /clock is 0 too): whether one came is what tells them apart.
+        # (The probe stays: destroying a subscription under a multi-threaded executor that is
+        # waiting on it breaks the executor.)
         self._clock_seen = not self.get_parameter("use_sim_time").value
-        self._clock_probe = None
         if not self._clock_seen:
-            self._clock_probe = self.create_subscription(
+            self.create_subscription(
                 RosClock, "/clock", self._on_first_clock, qos_profile_sensor_data, raw=True
             )
         self._started = time.monotonic()
@@ -392,9 +393,6 @@ class PolicyNode(Node):
         (one hold command, then silence)."""
         if self.finished.is_set():
             return
-        if self._clock_probe is not None and self._clock_seen:
-            self.destroy_subscription(self._clock_probe)  # it has told what it had to
-            self._clock_probe = None
         if not self._clock_running():
             waited = time.monotonic() - self._started
             if waited > self.config.clock_timeout_s:

@@ -154,4 +154,5 @@ def test_an_imu_published_best_effort_is_heard(tmp_path, start_node, ros_client,
         time.sleep(0.01)
     ros_client.wait_until(lambda: len(commands) >= 20, what=f"commands (got {len(commands)})")
     walking = float(np.mean(TASK.action_to_targets(np.full((1, 8), 0.8 * GAIN))[0] - ROBOT.home))
-    assert target(commands[-1]) == pytest.approx(walking, abs=1e-3)  # the command was understood
+    # The command was understood (the last message may be the hold once the states stopped).
+    assert max(target(command) for command in commands) == pytest.approx(walking, abs=1e-3)
