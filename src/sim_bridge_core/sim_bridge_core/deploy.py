@@ -522,11 +522,15 @@ class Deployment:
             memory=PolicyMemory(self.previous_targets[None], np.array([state.time - self.clock_start])),
         )
         actions = np.asarray(self.policy(observation), dtype=np.float64)
+        # A bad output is this period's answer too: the network runs once a period, not on every
+        # state a fast driver sends until it behaves.
         if actions.shape != (1, self.robot.num_joints):
+            self._advance_schedule(state.time, commanded=False)
             return self._hold(), (
                 f"the policy output shape {actions.shape}, not (1, {self.robot.num_joints}): holding"
             )
         if not np.isfinite(actions).all():
+            self._advance_schedule(state.time, commanded=False)
             return self._hold(), NON_FINITE_OUTPUT
         self._advance_schedule(state.time)
         targets = self.task.action_to_targets(actions)[0]
@@ -573,13 +577,15 @@ class Deployment:
             if away < HOME_TOLERANCE or settled:
                 self.ramp = None
             elif ahead > self.ramp.begin_s + 2 * self.ramp.duration_s:  # closing in, or not moving
-                notice = f"ramp to home: the robot is still {away:.3f} rad away and closing; holding home"
+                notice = f"ramp to home: the robot is still {away:.3f} rad away; holding home"
         return Command(self.safety(targets, self.positions)), notice
 
-    def _advance_schedule(self, time_s: float) -> None:
-        """The schedule moves on by a period; one left behind (no states for a while) restarts here."""
-        self._holding = False
-        self._last_command_time = time_s
+    def _advance_schedule(self, time_s: float, commanded: bool = True) -> None:
+        """The schedule moves on by a period (one left behind, no states for a while, restarts
+        here); ``commanded``: a command went out, so a hold may follow again."""
+        if commanded:
+            self._holding = False
+            self._last_command_time = time_s
         self._next_due += self.period_s
         if self._next_due <= time_s:
             self._next_due = time_s + self.period_s

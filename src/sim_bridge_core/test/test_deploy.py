@@ -335,7 +335,7 @@ def test_the_ramp_hands_over_once_the_robot_is_home_or_at_rest():
         d.on_joint_state(t, t, ARM.joint_names, ARM.home + 0.5 - 0.01 * k, ZERO)
         _, notice = d.tick(t)
         assert d.ramp is not None
-    assert "still 0.210 rad away and closing" in notice
+    assert "still 0.210 rad away; holding home" in notice
     d.on_joint_state(0.6, 0.6, ARM.joint_names, ARM.home + 0.01, ZERO)
     d.tick(0.6)
     assert d.ramp is None
@@ -375,3 +375,17 @@ def test_commands_resuming_after_a_long_hold_start_a_new_episode():
     d.on_joint_state(2.0, 2.0, ARM.joint_names, ARM.home + 0.4, ZERO)
     command, _ = d.tick(2.0)
     assert d.ramp is not None and np.all(command.positions <= ARM.home + 0.4)
+
+
+def test_a_bad_output_is_the_periods_answer_not_retried_on_every_state():
+    """States at 1 kHz and a network giving NaN: it runs once a period (one hold), not on each state."""
+    calls = []
+
+    def nan_policy(observation: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return np.full((1, 7), np.nan)
+
+    d = deployment(policy=nan_policy)
+    d.on_goal([0.5, 0.0, 0.4], 0.0)
+    answered(d, np.arange(1, 101) * 0.001)  # 0.1 s: five periods
+    assert 4 <= len(calls) <= 6
