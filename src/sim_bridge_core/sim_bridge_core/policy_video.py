@@ -80,6 +80,10 @@ class EpisodeVideo:
         device = next(model.parameters()).device
         model.eval()
         env.reset()
+        randomizer = env.randomizer  # the episode's draws: its lights, colours, textures and camera
+        visual = None if randomizer is None else randomizer.visual_state(np.array([0]))
+        if visual is not None:
+            visual.apply(self.renderer.model, 0)
         frames = []
         for _ in range(env.episode_steps):
             frames.append(self._frame())
@@ -94,10 +98,6 @@ class EpisodeVideo:
 
     def _frame(self) -> np.ndarray:
         qpos = self.env.backend.read("qpos", self._columns)[0]
-        randomizer = self.env.randomizer
-        visual = None if randomizer is None else randomizer.visual_state(np.array([0]))
-        if visual is not None:  # the world's lights, colours, textures and camera, as its camera shows
-            visual.apply(self.renderer.model, 0)
         signal = self.env.task.goal_from_inputs(self.env.inputs[0])
         message = self.env.task.input_message
 

@@ -186,20 +186,24 @@ def test_a_bad_visual_key_fails_in_one_line_naming_it(entry: dict, message: str)
     assert "\n" not in str(error.value)
 
 
-def test_an_evaluation_video_shows_the_worlds_visual_draws():
+def test_an_evaluation_video_shows_the_worlds_visual_draws(tmp_path):
     """A randomized episode's video is filmed as its camera would see it: with the world's lights,
     colours and camera; nominal physics, nominal picture (and the robot's model stays nominal)."""
     from sim_bridge_core.env import BatchedEnv
+    from sim_bridge_core.learning.modules import ActorCritic
     from sim_bridge_core.policy_video import EpisodeVideo
+    from sim_bridge_core.rendering import sample_mp4_frames
     from sim_bridge_core.tasks import make_task
 
     backend = CpuBackend(ROBOT, 1, DT, threads=1)
     randomizer = Randomizer(spec_from_mapping(VISUAL), backend, seed=3, visual=True)
     env = BatchedEnv(backend, make_task("none", ROBOT), 1.0, randomizer=randomizer)
     video = EpisodeVideo(env, camera="overhead", width=64, height=48)
-    randomized = video._frame()
+    randomized, nominal = tmp_path / "randomized.mp4", tmp_path / "nominal.mp4"
+    policy = ActorCritic(env.task.observation_size, ROBOT.num_joints, [], [8], 0.0)
+    video.record(policy, randomized)
     env.set_randomization_enabled(False)
-    nominal = video._frame()
+    video.record(policy, nominal)
     video.close()
-    assert not np.array_equal(randomized, nominal)
+    assert not np.array_equal(sample_mp4_frames(randomized, 1), sample_mp4_frames(nominal, 1))
     np.testing.assert_array_equal(ROBOT.model.geom_rgba, load_robot(SCENE).model.geom_rgba)

@@ -52,9 +52,10 @@ class CameraPublisher:
         cameras: Sequence[CameraSpec],
         prefixes: Sequence[str],
         snapshot: Snapshot,
+        now_ns: Callable[[], int],
         record_to: Path | None = None,
     ) -> None:
-        self._node, self._cameras, self._snapshot = node, tuple(cameras), snapshot
+        self._node, self._cameras, self._snapshot, self._now_ns = node, tuple(cameras), snapshot, now_ns
         self._model = copy.copy(robot.model)  # the renderer's own: randomization never races it
         self._images, self._depths, self._infos = [], [], []
         for camera in self._cameras:
@@ -73,6 +74,8 @@ class CameraPublisher:
                 node,
                 record_to,
                 [(p.topic_name, TYPES[p.msg_type]) for p in publishers],
+                # frames, not joint states: a bounded few per stream (and /clock), or a slow disk fills memory
+                queue_messages=64 * len(publishers),
             )
         )
         self._stop = threading.Event()
@@ -108,6 +111,8 @@ class CameraPublisher:
         poll_s = min(periods) / 4e9
         due: list[int | None] = [None] * len(self._cameras)
         while not self._stop.wait(poll_s):
+            if all(at is not None and self._now_ns() < at for at in due):
+                continue  # nothing due: leave the simulation lock alone
             stamp_ns, qpos, visual = self._snapshot()
             for i, camera in enumerate(self._cameras):
                 if due[i] is not None and stamp_ns < due[i]:

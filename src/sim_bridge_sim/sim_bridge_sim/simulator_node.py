@@ -158,12 +158,15 @@ class SimulatorNode(Node):
             if self.config.record_cameras:
                 record_to = rollouts_dir(prepare_output_dir(self.config.output_dir, "simulator.output_dir"))
             try:
+                self._camera_columns = np.arange(self.sim.robot.model.nq)
+                self._camera_worlds = np.asarray(self.sim.mirrored)
                 self._cameras = CameraPublisher(
                     self,
                     self.sim.robot,
                     self.sim.robot.cameras,
                     [prefix.format(world) for world in self.sim.mirrored],
                     self._camera_snapshot,
+                    lambda: self.sim.time_ns,
                     record_to,
                 )
             except RecordingError as exc:
@@ -269,10 +272,9 @@ class SimulatorNode(Node):
     def _camera_snapshot(self) -> tuple[int, np.ndarray, VisualState | None]:
         """The sim time, the published worlds' qpos and their visual randomization, copied under the
         lock for the cameras."""
-        columns = np.arange(self.sim.robot.model.nq)
+        columns, worlds = self._camera_columns, self._camera_worlds
         with self._lock:
             randomizer = self.sim.env.randomizer
-            worlds = np.asarray(self.sim.mirrored)
             visual = None if randomizer is None else randomizer.visual_state(worlds)
             return self.sim.time_ns, self.sim.env.backend.read("qpos", columns)[worlds], visual
 

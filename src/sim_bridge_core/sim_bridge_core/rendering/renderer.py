@@ -32,10 +32,10 @@ def require_gl() -> None:
 class WorldRenderer:
     """Renders a world of ``model`` from its joint positions, in its own MjData (the simulation's
     data is never touched, so a picture can be taken from a copy made under the simulation lock).
-    One GL context per renderer: use it from one thread."""
+    One GL context per renderer: use it from one thread. The jobs that render call
+    ``require_gl`` first, to refuse at start in one line."""
 
     def __init__(self, model: mujoco.MjModel, width: int, height: int) -> None:
-        require_gl()
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
         self.model, self.width, self.height = model, width, height

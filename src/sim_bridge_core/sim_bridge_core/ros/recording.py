@@ -24,7 +24,6 @@ from sim_bridge_core.recording.bag import (
     IMAGE_TYPE,
     STREAM_QOS,
     BagWriter,
-    RecordingError,
 )
 
 # Messages waiting for the writer: some seconds of a 500 Hz robot's states, commands and /clock,
@@ -109,7 +108,7 @@ class NodeRecorder:
         """Run a bag call; False (with one error line) when the bag failed and recording stopped."""
         try:
             call(*args)
-        except RecordingError as exc:
-            self._node.get_logger().error(f"recording stopped: {exc}")
+        except Exception as exc:  # any failure: the thread must live on to drain the queue for close()
+            self._node.get_logger().error(f"recording stopped: {type(exc).__name__}: {exc}")
             return False
         return True
