@@ -183,10 +183,10 @@ class Randomizer:
             return
         fraction = self.fraction
         self.version += 1
-        for p in self._scheduled:
-            self._values[p.name][ids] = p.effect(p.draw(self._rng_params, ids.size), fraction)
-        for p in self._visual:
-            self._values[p.name][ids] = p.effect(p.draw(self._rng_visual, ids.size), fraction)
+        # Visual draws come from their own stream: adding them leaves a seed's physics as it was.
+        drawn = [(p, self._rng_params) for p in self._scheduled]
+        for p, rng in drawn + [(p, self._rng_visual) for p in self._visual]:
+            self._values[p.name][ids] = p.effect(p.draw(rng, ids.size), fraction)
         if "action_delay_steps" in self._values:
             self._delay[ids] = self._values["action_delay_steps"][ids, 0].astype(np.int64)
         if self._bias is not None:
@@ -205,10 +205,7 @@ class Randomizer:
         reported = self._reported()
         if not reported:
             return np.zeros((self.num_envs, 0)), ()
-        columns = [
-            self._values[p.name] if self._enabled else np.broadcast_to(p.nominal, (self.num_envs, p.size))
-            for p in reported
-        ]
+        columns = [self._in_effect(p, self._all) for p in reported]
         return np.concatenate(columns, axis=1), self.names
 
     def visual_state(self, worlds: np.ndarray) -> VisualState | None:
@@ -216,13 +213,13 @@ class Randomizer:
         renderer's own model; None without visual parameters."""
         if not self._visual:
             return None
-        values = tuple(
-            self._values[p.name][worlds].copy()
-            if self._enabled
-            else np.broadcast_to(p.nominal, (len(worlds), p.size)).copy()
-            for p in self._visual
-        )
-        return VisualState(self._visual, values)
+        return VisualState(self._visual, tuple(self._in_effect(p, worlds) for p in self._visual))
+
+    def _in_effect(self, p: BoundParameter, worlds: np.ndarray) -> np.ndarray:
+        """A copy of ``p``'s values in worlds ``worlds``: drawn while enabled, else nominal."""
+        if self._enabled:
+            return self._values[p.name][worlds]
+        return np.broadcast_to(p.nominal, (len(worlds), p.size)).copy()
 
     # ------------------------------------------------------------- env hooks
     def on_reset(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
