@@ -21,9 +21,9 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosbags.highlevel import AnyReader
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.contract import METADATA_KEY
@@ -496,7 +496,11 @@ def test_deploy_records_the_cameras_the_robot_file_lists(tmp_path, start_node, r
     ros_client.wait_until(lambda: goals.get_subscription_count() > 0, timeout=30, what="policy")
     policy.wait_for_output("deploying")
     send_goal(goals, CENTER)
-    time.sleep(2.0)  # some 20 frames at 10 Hz
+    # Frames flowing (the simulator's first EGL context can take a while on a loaded host), then
+    # a second more of them for the policy's bag.
+    seen = ros_client.collect(Image, "/overhead/image_raw", qos_profile_sensor_data)
+    ros_client.wait_until(lambda: len(seen) >= 5, timeout=30, what="camera frames")
+    time.sleep(1.0)
     assert policy.stop() == 0
 
     with AnyReader([tmp_path / "run" / "rollouts"]) as bag:
