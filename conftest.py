@@ -126,7 +126,13 @@ def start_executable(tmp_path: Path) -> Iterator[Callable[..., RosProcess]]:
 
 # composition_interfaces: launch_ros.actions imports it; `make setup` builds it where no ROS 2 install has it.
 ROS2_TOOLING = (
-    "ros2cli", "ros2launch", "launch_ros", "ros2topic", "ros2param", "ros2service", "composition_interfaces"
+    "ros2cli",
+    "ros2launch",
+    "launch_ros",
+    "ros2topic",
+    "ros2param",
+    "ros2service",
+    "composition_interfaces",
 )
 
 
@@ -172,10 +178,10 @@ def start_ros2(tmp_path: Path, ros2_tooling: dict[str, str]) -> Iterator[Callabl
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An arm7 reach policy trained here in seconds: for tests that need one, not a good one."""
+    from sim_bridge_core.deploy.policy import PolicyConfig
+    from sim_bridge_core.jobs.training import TrainingJob
     from sim_bridge_core.learning import PpoConfig
-    from sim_bridge_core.policy import PolicyConfig
-    from sim_bridge_core.simulator import SimulatorConfig
-    from sim_bridge_core.training import TrainingJob
+    from sim_bridge_core.simulator.core import SimulatorConfig
 
     run = tmp_path_factory.mktemp("small_checkpoint")
     policy = PolicyConfig(mode="train", output_dir=str(run), max_env_steps=512, eval_episodes=8)

@@ -1,7 +1,7 @@
 """`ros2 launch sim_bridge excite.launch.py [key:=value ...]`: config/excite.yaml, one process per node.
 
 The arguments are those of `bringup excite` (see docs/bringup.md); the nodes and their
-parameters come from the same code, sim_bridge_core.bringup.describe.
+parameters come from the same code, sim_bridge_core.bringup.description.describe.
 """
 
 from sim_bridge.launch_support import launch_description

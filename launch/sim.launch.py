@@ -1,7 +1,7 @@
 """`ros2 launch sim_bridge sim.launch.py [key:=value ...]`: config/sim.yaml, one process per node.
 
 The arguments are those of `bringup sim` (see docs/bringup.md); the nodes and their
-parameters come from the same code, sim_bridge_core.bringup.describe.
+parameters come from the same code, sim_bridge_core.bringup.description.describe.
 """
 
 from sim_bridge.launch_support import launch_description

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 import yaml
-from sim_bridge_core.bringup import describe
+from sim_bridge_core.bringup.description import describe
 from sim_bridge_core.config import ConfigError, from_mapping
-from sim_bridge_core.policy import PolicyConfig
+from sim_bridge_core.deploy.policy import PolicyConfig
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
-from sim_bridge_core.simulator import SimulatorConfig
+from sim_bridge_core.simulator.core import SimulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sim_bridge_core.backends.cpu import CpuBackend
-from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.envs.batched import BatchedEnv
+from sim_bridge_core.jobs.videos import tracking_camera, write_policy_videos
 from sim_bridge_core.learning import ActorCritic
 from sim_bridge_core.models import load_robot
-from sim_bridge_core.policy_video import tracking_camera, write_policy_videos
 from sim_bridge_core.rendering import WorldRenderer, count_mp4_frames, parse_cameras, sample_mp4_frames
+from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -57,8 +57,15 @@ def test_training_writes_a_video_at_its_evaluation(tmp_path, start_executable, m
     monkeypatch.setenv("MUJOCO_GL", "egl")
     run = tmp_path / "run"
     training = start_executable(
-        "sim_bridge", "bringup", "training", "num_envs:=32", "max_env_steps:=1024", "eval_episodes:=8",
-        "episode_length_s:=0.4", f"output_dir:={run}", "video:=true",
+        "sim_bridge",
+        "bringup",
+        "training",
+        "num_envs:=32",
+        "max_env_steps:=1024",
+        "eval_episodes:=8",
+        "episode_length_s:=0.4",
+        f"output_dir:={run}",
+        "video:=true",
     )
     assert training.wait_exit(180) == 0, training.output()
     summary = json.loads((run / "summary.json").read_text())

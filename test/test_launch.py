@@ -19,7 +19,7 @@ import yaml
 from geometry_msgs.msg import PointStamped
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
-from sim_bridge_core.bringup import JOBS, BringupArguments
+from sim_bridge_core.bringup.description import JOBS, BringupArguments
 from sim_bridge_core.config import setting_specs
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.sysid.bags import read_run
@@ -147,10 +147,10 @@ WALK = {"feet": ["fl_foot", "fr_foot", "rl_foot", "rr_foot"], "nominal_height": 
 @pytest.fixture(scope="module")
 def quadruped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The test quadruped's robot file and a locomotion policy trained on it in seconds (not a good one)."""
+    from sim_bridge_core.deploy.policy import PolicyConfig
+    from sim_bridge_core.jobs.training import TrainingJob
     from sim_bridge_core.learning import PpoConfig
-    from sim_bridge_core.policy import PolicyConfig
-    from sim_bridge_core.simulator import SimulatorConfig
-    from sim_bridge_core.training import TrainingJob
+    from sim_bridge_core.simulator.core import SimulatorConfig
 
     run = tmp_path_factory.mktemp("quadruped")
     robot = run / "quadruped.yaml"

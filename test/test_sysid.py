@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import yaml
 from sensor_msgs.msg import JointState
-from sim_bridge_core.bringup import describe
+from sim_bridge_core.bringup.description import describe
 from sim_bridge_core.config import from_mapping
 from sim_bridge_core.models import load_robot, parse_model_parameters
 from sim_bridge_core.randomization import bind, load_spec
-from sim_bridge_core.simulator import SimulatorConfig
+from sim_bridge_core.simulator.core import SimulatorConfig
 from sim_bridge_core.sysid.bags import read_run
 from sim_bridge_core.sysid.config import ExcitationConfig
 from sim_bridge_core.sysid.simulated import record_excitation, replay_bag

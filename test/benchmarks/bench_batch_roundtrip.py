@@ -85,7 +85,7 @@ def timed_steps(step: Callable[[int], object], seconds: float) -> tuple[int, flo
 
 def core_contenders(args: argparse.Namespace, targets: list[np.ndarray]) -> dict[str, Callable[[int], None]]:
     """Simulator stepping without ROS: step only, step plus the node's per-step encoding, encoding only."""
-    from sim_bridge_core.simulator import Simulator, SimulatorConfig
+    from sim_bridge_core.simulator.core import Simulator, SimulatorConfig
 
     config = SimulatorConfig(
         model=args.model, task=args.task, num_envs=args.num_envs, control_dt=args.control_dt,
@@ -139,7 +139,7 @@ def bench_conversion(args: argparse.Namespace, targets: list[np.ndarray]) -> dic
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import JointState
     from sim_bridge_core.models import load_robot
-    from sim_bridge_core.wire import (
+    from sim_bridge_core.simulator.wire import (
         JointStateDecoder,
         JointStateEncoder,
         JointTrajectoryDecoder,
@@ -200,7 +200,7 @@ def make_answerer(
 ) -> Callable[[bytes], None]:
     """The batch/joint_states callback: decode, answer with the echoed stamp, record the times."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sim_bridge_core.wire import JointStateDecoder, JointTrajectoryEncoder
+    from sim_bridge_core.simulator.wire import JointStateDecoder, JointTrajectoryEncoder
     from trajectory_msgs.msg import JointTrajectory
 
     qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -230,7 +230,7 @@ def make_answerer(
 def first_state_names(node: Any, executor: Any, timeout: float) -> tuple[str, ...]:
     """Wait for the simulator's first (resent, unanswered) state and return its joint names."""
     from sensor_msgs.msg import JointState
-    from sim_bridge_core.wire import decode_joint_state
+    from sim_bridge_core.simulator.wire import decode_joint_state
 
     got: list[bytes] = []
     sub = node.create_subscription(JointState, "batch/joint_states", got.append, 10, raw=True)

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from sim_bridge_core.gym_env import make_batched_env
+from sim_bridge_core.envs.gym import make_batched_env
 from sim_bridge_core.learning.checkpoint import load_checkpoint
 from sim_bridge_core.learning.runner import evaluate
 

@@ -23,9 +23,9 @@ import mujoco
 import numpy as np
 from cli import world_parser
 from mujoco.batch import Batch
-from sim_bridge_core.backends.cpu import CpuBackend
-from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.models import load_robot
+from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task
 from timing import rate
 

@@ -77,8 +77,7 @@ MATCH_TOLERANCE = 1e-10  # a command is within this of the state it answers (see
 def write_untrained_policy(directory: Path, control_rate_hz: float, runtime: str) -> Path:
     """An arm7 reach checkpoint with freshly initialized weights (default network size) trained,
     as far as its contract says, at ``control_rate_hz``; or its ONNX export."""
-    from sim_bridge_core.backends import make_backend
-    from sim_bridge_core.env import BatchedEnv
+    from sim_bridge_core.envs.batched import BatchedEnv
     from sim_bridge_core.learning import (
         ActorCritic,
         PpoConfig,
@@ -88,6 +87,7 @@ def write_untrained_policy(directory: Path, control_rate_hz: float, runtime: str
     )
     from sim_bridge_core.learning.checkpoint import load_checkpoint
     from sim_bridge_core.models import load_robot
+    from sim_bridge_core.sim.backends import make_backend
     from sim_bridge_core.tasks import make_task
 
     robot = load_robot(MODEL)
@@ -189,7 +189,7 @@ class Client:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
-        from sim_bridge_core.wire import JointStateEncoder, JointTrajectoryDecoder
+        from sim_bridge_core.simulator.wire import JointStateEncoder, JointTrajectoryDecoder
         from trajectory_msgs.msg import JointTrajectory
 
         self.context = rclpy.Context()
@@ -335,8 +335,8 @@ def measure(
 
 def measure_in_process(policy: Path, states: States, args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The node's work without executor and DDS, timed here on the same states (seconds per cycle)."""
-    from sim_bridge_core.policy import PolicyConfig, load_deployment
-    from sim_bridge_core.wire import JointStateDecoder, JointStateEncoder, JointTrajectoryEncoder
+    from sim_bridge_core.deploy.policy import PolicyConfig, load_deployment
+    from sim_bridge_core.simulator.wire import JointStateDecoder, JointStateEncoder, JointTrajectoryEncoder
 
     deployment = load_deployment(PolicyConfig(**node_parameters(args, policy))).deployment
     deployment.on_goal(GOAL, 0.0)  # a goal does not expire

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from cli import world_parser
-from sim_bridge_core.backends.cpu import CpuBackend
-from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.randomization import Randomizer, load_spec
+from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task
 from timing import rate
 

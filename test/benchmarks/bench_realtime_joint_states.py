@@ -55,7 +55,7 @@ class Arrivals:
 
 def make_recorder(record: Arrivals) -> Any:
     """The joint_states callback: arrival time first, then the stamp read from the bytes."""
-    from sim_bridge_core.wire import decode_joint_state
+    from sim_bridge_core.simulator.wire import decode_joint_state
 
     def on_state(data: bytes) -> None:
         arrival = time.perf_counter()

@@ -28,8 +28,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from sim_bridge_core.bringup import describe
-from sim_bridge_core.simulator import Simulator, SimulatorConfig
+from sim_bridge_core.bringup.description import describe
+from sim_bridge_core.simulator.core import Simulator, SimulatorConfig
 from timing import rate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from cli import world_parser
-from sim_bridge_core.env import BatchedEnv
-from sim_bridge_core.gym_env import SimBridgeVectorEnv, make_batched_env
+from sim_bridge_core.envs.batched import BatchedEnv
+from sim_bridge_core.envs.gym import SimBridgeVectorEnv, make_batched_env
 from sim_bridge_core.learning import PpoConfig
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from sim_bridge_core.bringup import describe
+from sim_bridge_core.bringup.description import describe
 from sim_bridge_core.config import from_mapping
+from sim_bridge_core.jobs.sysid import run_sysid
 from sim_bridge_core.models import load_robot
-from sim_bridge_core.simulator import SimulatorConfig
+from sim_bridge_core.simulator.core import SimulatorConfig
 from sim_bridge_core.sysid.bags import read_run
 from sim_bridge_core.sysid.config import ExcitationConfig, SysidConfig
-from sim_bridge_core.sysid.job import run_sysid
 from sim_bridge_core.sysid.simulated import record_excitation, replay_bag
 
 ROOT = Path(__file__).resolve().parents[2]

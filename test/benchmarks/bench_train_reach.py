@@ -24,7 +24,7 @@ import mujoco
 import numpy as np
 from cli import world_parser
 from mujoco.batch import Batch
-from sim_bridge_core.gym_env import make_batched_env
+from sim_bridge_core.envs.gym import make_batched_env
 from sim_bridge_core.learning import (
     PpoConfig,
     PpoLearner,

@@ -58,7 +58,7 @@ def summarize(label: str, result: Any) -> dict[str, float]:
 
 
 def bench_fused(args: argparse.Namespace) -> dict[str, float]:
-    from sim_bridge_core.gym_env import make_batched_env
+    from sim_bridge_core.envs.gym import make_batched_env
     from sim_bridge_core.learning import train
 
     env = make_batched_env(

@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from rclpy.executors import MultiThreadedExecutor
-from sim_bridge_core.bringup import JOBS, NODES, BringupArguments, describe, parse_overrides
+from sim_bridge_core.bringup.description import JOBS, NODES, BringupArguments, describe, parse_overrides
 from sim_bridge_core.config import ConfigError, setting_specs
 from sim_bridge_core.ros.parameters import parameter_overrides
 from sim_bridge_core.ros.run import run_nodes

@@ -1,7 +1,7 @@
 """What every launch file does: declare the bringup arguments and start config/<job>.yaml's nodes.
 
 The launch files are one line each (``launch_description("training")``); the work is done by
-``sim_bridge_core.bringup.describe``, the same code the ``bringup`` runner uses, so a launch
+``sim_bridge_core.bringup.description.describe``, the same code the ``bringup`` runner uses, so a launch
 and a ``bringup`` run of the same job start the same nodes with the same parameters. They also
 end alike: when the node running the job (the policy in train or eval mode, the evaluator) exits,
 the launch shuts the other nodes down and ends, non-zero if the job failed.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim_bridge_core.bringup import BringupArguments, describe, parse_overrides, runs_job
+from sim_bridge_core.bringup.description import BringupArguments, describe, parse_overrides, runs_job
 from sim_bridge_core.config import setting_specs
 
 from sim_bridge.paths import config_dir

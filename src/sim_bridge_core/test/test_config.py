@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sim_bridge_core.config import ConfigError, from_mapping, setting_specs
-from sim_bridge_core.simulator import SimulatorConfig
+from sim_bridge_core.simulator.core import SimulatorConfig
 
 
 def test_defaults_and_types_come_from_the_dataclass():

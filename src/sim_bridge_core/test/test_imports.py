@@ -15,7 +15,7 @@ def test_core_imports_without_rclpy():
         for m in pkgutil.walk_packages(sim_bridge_core.__path__, "sim_bridge_core.")
         if not m.name.startswith("sim_bridge_core.ros")
     ]
-    assert "sim_bridge_core.simulator" in modules
+    assert "sim_bridge_core.simulator.core" in modules
     program = (
         "import sys\n"
         "class Block:\n"

@@ -4,7 +4,7 @@ transport:=deploy``).
 It plays operator and referee for one simulated robot driven by a deploy-mode policy node: it
 publishes each episode's goal on ``goal`` (a velocity command on ``cmd_vel`` for locomotion) and
 reads each episode's outcome from the simulator's ``batch/task`` (see
-``sim_bridge_core.evaluation``). After ``episodes`` episodes it pauses the simulator, evaluates the
+``sim_bridge_core.jobs.parity``). After ``episodes`` episodes it pauses the simulator, evaluates the
 same checkpoint on fused worlds with the same physics, and writes ``summary.json`` with
 ``eval_success_rate_deploy`` beside the fused figure; then the process ends.
 """
@@ -20,15 +20,15 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.env import JobStoppedError
-from sim_bridge_core.evaluation import DeployEpisodes, EvaluatorConfig
-from sim_bridge_core.policy import PolicyConfig, read_contract
+from sim_bridge_core.deploy.policy import PolicyConfig, read_contract
+from sim_bridge_core.envs.batched import JobStoppedError
+from sim_bridge_core.jobs.parity import DeployEpisodes, EvaluatorConfig
+from sim_bridge_core.jobs.training import make_task_for, prepare_output_dir, run_evaluation, write_summary
 from sim_bridge_core.ros.batch_topics import BATCH_QOS, call_service
 from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.ros.task_inputs import input_message, input_topic
-from sim_bridge_core.simulator import SimulatorConfig
-from sim_bridge_core.training import make_task_for, prepare_output_dir, run_evaluation, write_summary
+from sim_bridge_core.simulator.core import SimulatorConfig
 from std_msgs.msg import Float32MultiArray
 from std_srvs.srv import SetBool
 

@@ -27,7 +27,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy import require_bounded, safety_filter
+from sim_bridge_core.deploy.deployment import require_bounded, safety_filter
+from sim_bridge_core.jobs.training import rollouts_dir
 from sim_bridge_core.models import ModelError, load_robot
 from sim_bridge_core.recording import RecordingError
 from sim_bridge_core.recording.bag import (
@@ -39,10 +40,9 @@ from sim_bridge_core.ros.controllers import CONTROLLER_TIMEOUT_S, controller_of,
 from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.ros.recording import NodeRecorder
 from sim_bridge_core.ros.run import run_node
+from sim_bridge_core.simulator.wire import JointStateDecoder, WireError
 from sim_bridge_core.sysid.config import ExcitationConfig, ExciterConfig
 from sim_bridge_core.sysid.excitation import ExcitationPlan, Exciter
-from sim_bridge_core.training import rollouts_dir
-from sim_bridge_core.wire import JointStateDecoder, WireError
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # The robot's state stamps and this node's clock may differ by this much (transport, queues), s.

@@ -1,5 +1,5 @@
-"""The policy node: ROS topics around ``sim_bridge_core.deploy.Deployment`` (deploy mode) and
-``sim_bridge_core.training`` (train and eval modes).
+"""The policy node: ROS topics around ``sim_bridge_core.deploy.deployment.Deployment`` (deploy mode) and
+``sim_bridge_core.jobs.training`` (train and eval modes).
 
 Deploy: a command is computed when a JointState arrives and the control schedule is due, so
 the command answers the freshest state with the least delay; a watchdog timer at the control
@@ -37,11 +37,18 @@ from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock as RosClock
 from sensor_msgs.msg import Imu, JointState
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy import NON_FINITE_OUTPUT, Command, StateError
-from sim_bridge_core.env import JobStoppedError
+from sim_bridge_core.deploy.deployment import NON_FINITE_OUTPUT, Command, StateError
+from sim_bridge_core.deploy.policy import DeployPlan, PolicyConfig, load_deployment
+from sim_bridge_core.envs.batched import JobStoppedError
+from sim_bridge_core.jobs.training import (
+    TrainingJob,
+    make_task_for,
+    prepare_output_dir,
+    rollouts_dir,
+    run_evaluation,
+)
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.models import RobotModel
-from sim_bridge_core.policy import DeployPlan, PolicyConfig, load_deployment
 from sim_bridge_core.recording import RecordingError
 from sim_bridge_core.recording.bag import (
     COMMAND_TYPES,
@@ -56,15 +63,8 @@ from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.recording import CAMERA_MESSAGES, NodeRecorder
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.ros.task_inputs import input_topic, input_values
-from sim_bridge_core.simulator import SimulatorConfig
-from sim_bridge_core.training import (
-    TrainingJob,
-    make_task_for,
-    prepare_output_dir,
-    rollouts_dir,
-    run_evaluation,
-)
-from sim_bridge_core.wire import (
+from sim_bridge_core.simulator.core import SimulatorConfig
+from sim_bridge_core.simulator.wire import (
     JointStateDecoder,
     JointTrajectoryEncoder,
     MultiArrayEncoder,

@@ -1,6 +1,6 @@
 """The sysid node (``bringup sysid``): system identification from rosbag2 bags, as a job.
 
-The work is ``sim_bridge_core.sysid.job.run_sysid`` on a thread (the executor keeps serving the
+The work is ``sim_bridge_core.jobs.sysid.run_sysid`` on a thread (the executor keeps serving the
 node meanwhile); when it ends the node sets ``finished`` and the process exits: 0 with the
 outputs written, 2 with one line naming the problem (bad bags, too little data, joints that
 never move, the sysid extra missing; nothing is written then), 1 if the fit itself failed.
@@ -14,11 +14,11 @@ import threading
 from rclpy.executors import Executor
 from rclpy.node import Node
 from sim_bridge_core.config import ConfigError
+from sim_bridge_core.jobs.sysid import run_sysid
 from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.sysid.bags import SysidInputError
 from sim_bridge_core.sysid.config import SysidConfig
-from sim_bridge_core.sysid.job import run_sysid
 
 
 class SysidNode(Node):

@@ -24,16 +24,16 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image, JointState
-from sim_bridge_core.backends.cpu import CpuBackend
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.contract import METADATA_KEY
-from sim_bridge_core.deploy import safety_filter
-from sim_bridge_core.env import BatchedEnv
+from sim_bridge_core.deploy.contract import METADATA_KEY
+from sim_bridge_core.deploy.deployment import safety_filter
+from sim_bridge_core.deploy.policy import PolicyConfig, load_deployment
+from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.learning import PpoConfig, export_policy, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.modules import ActorCritic
 from sim_bridge_core.learning.runner import policy_metadata
 from sim_bridge_core.models import load_robot
-from sim_bridge_core.policy import PolicyConfig, load_deployment
+from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool

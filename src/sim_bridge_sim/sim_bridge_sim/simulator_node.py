@@ -1,4 +1,4 @@
-"""The simulator node: ROS topics and services around ``sim_bridge_core.simulator.Simulator``.
+"""The simulator node: ROS topics and services around ``sim_bridge_core.simulator.core.Simulator``.
 
 Stepping runs on its own thread, paced by the mode; subscriptions and services run on
 the executor and hand their work to the simulator under one lock (commands are decoded
@@ -36,7 +36,7 @@ from sim_bridge_core.ros.commands import COMMAND_TOPICS
 from sim_bridge_core.ros.parameters import declare_config, watch_config
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.ros.task_inputs import input_values
-from sim_bridge_core.simulator import CommandError, Simulator, SimulatorConfig
+from sim_bridge_core.simulator.core import CommandError, Simulator, SimulatorConfig
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -72,7 +72,7 @@ def _is_imu(block: str) -> bool:
 def sensor_message(
     block: str, values: np.ndarray, stamp: Time, robot: RobotModel
 ) -> Odometry | Imu | WrenchStamped:
-    """One world's sensor block (columns as ``sim_bridge_core.sensors`` names them) as its message."""
+    """One world's sensor block (columns as ``sim_bridge_core.sim.sensors`` names them) as its message."""
     v = [float(x) for x in values]
     if block == "base":
         message = Odometry(child_frame_id=robot.base.name)

@@ -6,7 +6,7 @@ with ``torch.load(weights_only=True)`` (no code runs from the file):
     format    CHECKPOINT_FORMAT
     config    the PpoConfig as a dict
     metadata  model, joint_names, observation_size, action_size, task, iteration, env_steps, ...,
-              and ``contract``: the policy contract (``sim_bridge_core.contract``)
+              and ``contract``: the policy contract (``sim_bridge_core.deploy.contract``)
     model     ActorCritic state dict (normalizer statistics included)
     learner   PpoLearner state (optimizer, learning rate, counters, RNG), absent for a bare model
 
@@ -36,7 +36,7 @@ import onnx
 import torch
 from torch import nn
 
-from sim_bridge_core.contract import METADATA_KEY, ContractError, PolicyContract
+from sim_bridge_core.deploy.contract import METADATA_KEY, ContractError, PolicyContract
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic, EmpiricalNormalizer
 from sim_bridge_core.learning.ppo import PpoLearner

@@ -10,7 +10,7 @@ simulator node's worlds through the lockstep ``batch/*`` topics. One iteration i
     learner.observe(result.reward, result.terminated, result.truncated)
     if learner.ready: learner.update(worlds.observation())
 
-The worlds execute the targets through their command interface (``sim_bridge_core.control``), as
+The worlds execute the targets through their command interface (``sim_bridge_core.sim.control``), as
 the robot's controller will. The deploy safety filter's step limit is not applied here: it is a
 safety net, and training under it learns reach far more slowly (docs/policy.md has the figures);
 the deploy-path evaluation measures what it costs.
@@ -33,9 +33,9 @@ import torch
 from tqdm import tqdm
 
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.contract import PolicyContract
-from sim_bridge_core.deploy import SafetyFilter, safety_filter
-from sim_bridge_core.env import JobStoppedError, StepResult, Worlds
+from sim_bridge_core.deploy.contract import PolicyContract
+from sim_bridge_core.deploy.deployment import SafetyFilter, safety_filter
+from sim_bridge_core.envs.batched import JobStoppedError, StepResult, Worlds
 from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic

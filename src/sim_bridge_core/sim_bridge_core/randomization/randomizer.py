@@ -29,7 +29,6 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.randomization.sampling import BoundParameter, bind
 from sim_bridge_core.randomization.spec import (
     AXES,
@@ -40,6 +39,7 @@ from sim_bridge_core.randomization.spec import (
     VISUAL,
     RandomizationSpec,
 )
+from sim_bridge_core.sim.backends import SimBackend
 
 # Noise drawn afresh every control step for every world.
 STEP_NOISE = (
@@ -302,7 +302,7 @@ class Randomizer:
         return measured
 
     def measure_imu(self, rows: np.ndarray, fields: Sequence[str]) -> np.ndarray:
-        """Sensor rows (N, F), columns ``fields`` as ``sim_bridge_core.sensors`` names them, as the
+        """Sensor rows (N, F), columns ``fields`` as ``sim_bridge_core.sim.sensors`` names them, as the
         IMU (``imu/...``) measures them: plus each world's bias and this step's noise."""
         parameters = [p for p in self.parameters if p.name.startswith("imu_")]
         if not self._enabled or not parameters:

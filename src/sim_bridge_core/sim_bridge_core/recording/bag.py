@@ -1,6 +1,6 @@
 """Rollouts recorded in this process as a rosbag2 bag (MCAP storage), the way ROS 2 Jazzy writes one.
 
-Messages are the CDR bytes of ``sim_bridge_core.wire`` (exactly what the simulator publishes), so
+Messages are the CDR bytes of ``sim_bridge_core.simulator.wire`` (exactly what the simulator publishes), so
 recording costs an encode and a copy per message, no Python message objects. rosbags' MCAP
 storage writer lays out the files; this module adds what rosbags' ``Writer`` lacks:
 
@@ -56,7 +56,7 @@ from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.typesys import Stores, get_typestore
 
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.wire import JointStateEncoder, JointTrajectoryEncoder, MultiArrayEncoder
+from sim_bridge_core.simulator.wire import JointStateEncoder, JointTrajectoryEncoder, MultiArrayEncoder
 
 if TYPE_CHECKING:
     from rosbags.typesys.store import Typestore

@@ -1,7 +1,7 @@
 """Rollout bags to NumPy arrays: ``python -m sim_bridge_core.recording.convert BAG_DIR OUT.npz``.
 
 The bag is read through rosbags' rosbag2 reader (all files of a split bag, in order) and the
-CDR bytes are decoded with ``sim_bridge_core.wire``'s numpy decoders. Layout, per recorded
+CDR bytes are decoded with ``sim_bridge_core.simulator.wire``'s numpy decoders. Layout, per recorded
 world ``i`` with T joint states, J joints, F task fields and P randomization parameters:
 
 * ``joint_names`` (J,), ``task_fields`` (F,), ``worlds`` (W,) and, when the bag has
@@ -32,7 +32,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError
 
 from sim_bridge_core.recording.bag import APPLIED_TOPIC, RecordingError
-from sim_bridge_core.wire import (
+from sim_bridge_core.simulator.wire import (
     JointStateDecoder,
     JointTrajectoryDecoder,
     JointTrajectoryPointWire,

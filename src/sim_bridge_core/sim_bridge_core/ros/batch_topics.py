@@ -1,7 +1,7 @@
 """rclpy glue for ``RemoteWorlds``: the simulator's lockstep ``batch/*`` topics and services on a node.
 
 The batched topics stay serialized bytes both ways (``raw=True`` subscriptions, ``publish(bytes)``),
-decoded and encoded by ``sim_bridge_core.wire`` inside RemoteWorlds. Service calls come from the
+decoded and encoded by ``sim_bridge_core.simulator.wire`` inside RemoteWorlds. Service calls come from the
 training thread while an executor spins the node on another thread, so they use ``call_async``
 and wait on the future with a timeout instead of spinning (which would deadlock or steal callbacks).
 """
@@ -20,7 +20,7 @@ from std_msgs.msg import Float32MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from sim_bridge_core.remote import COMMAND, STATES, TASK, RemoteError, RemoteWorlds
+from sim_bridge_core.simulator.remote import COMMAND, STATES, TASK, RemoteError, RemoteWorlds
 from sim_bridge_core.tasks import Task
 
 # As the simulator's batched topics: reliable, depth 2 (lockstep has one message in flight).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from sim_bridge_core.control import COMMAND_TOPIC_NAMES
+from sim_bridge_core.sim.control import COMMAND_TOPIC_NAMES
 
 # command_interface -> (message type, topic)
 COMMAND_TOPICS = {

@@ -29,8 +29,13 @@ from rosbags.rosbag2 import Reader
 
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.recording.bag import APPLIED_TOPIC, COMMAND_TYPES, JOINT_STATE_TYPE
-from sim_bridge_core.trajectory import TrajectoryError, TrajectoryGoal, parse_goal
-from sim_bridge_core.wire import WireError, decode_joint_state, decode_joint_trajectory, decode_multi_array
+from sim_bridge_core.sim.trajectory import TrajectoryError, TrajectoryGoal, parse_goal
+from sim_bridge_core.simulator.wire import (
+    WireError,
+    decode_joint_state,
+    decode_joint_trajectory,
+    decode_multi_array,
+)
 
 _NS = 1_000_000_000
 INTERFACES = {msgtype: interface for interface, msgtype in COMMAND_TYPES.items()}

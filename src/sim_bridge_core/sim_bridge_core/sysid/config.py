@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim_bridge_core.config import ConfigError, setting
-from sim_bridge_core.control import COMMAND_INTERFACES
 from sim_bridge_core.models.parameters import JOINT_FIELDS
+from sim_bridge_core.sim.control import COMMAND_INTERFACES
 
 SECTION = "excitation"
 # What can be fitted: every per-joint field model_parameters can write, and the command delay.

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy import SafetyFilter
+from sim_bridge_core.deploy.deployment import SafetyFilter
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.simulator.wire import MultiArrayEncoder, encode_joint_trajectory
 from sim_bridge_core.sysid.config import SECTION, ExcitationConfig
-from sim_bridge_core.wire import MultiArrayEncoder, encode_joint_trajectory
 
 
 def smoothstep(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

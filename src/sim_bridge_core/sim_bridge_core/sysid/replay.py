@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.sim.trajectory import TrajectoryFollower
 from sim_bridge_core.sysid.bags import RecordedRun
-from sim_bridge_core.trajectory import TrajectoryFollower
 
 
 class CommandReplay:

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import Reader
 
-from sim_bridge_core.control import COMMAND_TOPIC_NAMES
-from sim_bridge_core.deploy import safety_filter
+from sim_bridge_core.deploy.deployment import safety_filter
 from sim_bridge_core.recording.bag import (
     CLOCK_TOPIC,
     CLOCK_TYPE,
@@ -25,7 +24,8 @@ from sim_bridge_core.recording.bag import (
     BagWriter,
     clock_bytes,
 )
-from sim_bridge_core.simulator import Simulator, SimulatorConfig
+from sim_bridge_core.sim.control import COMMAND_TOPIC_NAMES
+from sim_bridge_core.simulator.core import Simulator, SimulatorConfig
 from sim_bridge_core.sysid.config import ExcitationConfig
 from sim_bridge_core.sysid.excitation import Exciter
 

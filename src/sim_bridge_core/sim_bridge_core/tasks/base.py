@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.models import RobotModel
+from sim_bridge_core.sim.backends import SimBackend
 
 
 @dataclass(frozen=True)

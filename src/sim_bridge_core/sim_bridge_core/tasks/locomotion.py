@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
-from sim_bridge_core.sensors import imu_gravity, rotate_into
+from sim_bridge_core.sim.backends import SimBackend
+from sim_bridge_core.sim.sensors import imu_gravity, rotate_into
 from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
 
 FALL_HEIGHT_FRACTION = 0.5

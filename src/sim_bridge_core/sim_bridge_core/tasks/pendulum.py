@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.models import ModelError, RobotModel
+from sim_bridge_core.sim.backends import SimBackend
 from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
 
 SUCCESS_ANGLE_RAD = 0.05

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim_bridge_core.backends import SimBackend
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
+from sim_bridge_core.sim.backends import SimBackend
 from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
 
 SUCCESS_RADIUS_M = 0.02

@@ -1,0 +1,451 @@
+"""Training and evaluation jobs, start to outputs (DESIGN §6), whatever transport carries the steps.
+
+A training job trains PPO on ``Worlds``, checkpoints every ``checkpoint_every`` iterations
+(a rerun with the same ``output_dir`` resumes from ``checkpoint.pt``), writes TensorBoard event
+files as it goes, exports the policy, evaluates it with nominal and with randomized physics,
+and writes ``summary.json`` and ``training_curve.png``. An evaluation job does the last two
+steps for a given checkpoint. A job asked to stop (``stop``: SIGINT/SIGTERM) ends at the next
+step; training still writes its checkpoint, closes the bag and writes every output but the
+evaluation. A recording that fails stops with one error line; training goes on.
+
+``fused`` worlds are built here from the simulator settings (the same ``Simulator`` class the
+simulator node runs); ``ros`` worlds come from the caller, already connected to the topics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim_bridge_core.config import ConfigError
+from sim_bridge_core.deploy.contract import PolicyContract
+from sim_bridge_core.deploy.policy import PolicyConfig, command_safety
+from sim_bridge_core.envs.batched import BatchedEnv, JobStoppedError, StepResult, Worlds
+from sim_bridge_core.jobs.videos import VIDEOS, write_policy_videos
+from sim_bridge_core.learning import (
+    ActorCritic,
+    CheckpointError,
+    PpoConfig,
+    TrainResult,
+    evaluate,
+    export_policy,
+    load_checkpoint,
+    plot_training_curve,
+    train,
+)
+from sim_bridge_core.learning.tensorboard_log import TensorBoardLog
+from sim_bridge_core.models import RobotModel
+from sim_bridge_core.recording import RecordingError, RolloutRecorder
+from sim_bridge_core.recording.bag import ROLLOUTS, prepare_output_dir, rollouts_dir
+from sim_bridge_core.rendering import require_gl, sample_mp4_frames
+from sim_bridge_core.simulator.core import Simulator, SimulatorConfig, simulated_robot, task_signal_rows
+from sim_bridge_core.tasks import Task
+
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+CURVE = "training_curve.png"
+VIDEO_EPISODES = 2  # eval: videos of this many nominal and this many randomized episodes
+
+
+def make_task_for(sim: SimulatorConfig) -> Task:
+    """The task the simulator settings describe (for worlds reached over the topics)."""
+    return simulated_robot(sim, "sim")[1]
+
+
+def fused_simulator(sim: SimulatorConfig, **changes: Any) -> Simulator:
+    """Worlds in this process, exactly as the simulator node would build them from ``sim``."""
+    return Simulator(dataclasses.replace(sim, **changes))
+
+
+def evaluation_worlds(sim: SimulatorConfig, episodes: int, **changes: Any) -> BatchedEnv:
+    """Fresh fused worlds for an evaluation of ``episodes`` episodes, under the randomization
+    spec's full ranges (fresh worlds would start at the first stage of its curriculum)."""
+    env = fused_simulator(sim, num_envs=min(sim.num_envs, episodes), **changes).env
+    if env.randomizer is not None:
+        env.randomizer.complete_curriculum()
+    return env
+
+
+def evaluate_both(
+    worlds: Worlds, model: ActorCritic, episodes: int, stop: threading.Event | None = None
+) -> dict[str, float]:
+    """Success rates with nominal physics and with the randomization in effect (equal without a spec)."""
+    worlds.set_randomization_enabled(False)
+    nominal = evaluate(worlds, model, episodes, stop)
+    worlds.set_randomization_enabled(True)
+    randomized = evaluate(worlds, model, episodes, stop)
+    return {"eval_success_rate_nominal": nominal, "eval_success_rate_randomized": randomized}
+
+
+def evaluation_videos(
+    sim: SimulatorConfig, model: ActorCritic, output_dir: Path, episodes: int, **options: Any
+) -> dict[str, Any]:
+    """Videos of ``model`` in one fresh fused world (whatever transport the evaluation used), to
+    ``output_dir/videos``; the summary keys that list them and what they cost."""
+    start = time.perf_counter()
+    paths = write_policy_videos(evaluation_worlds(sim, 1), model, output_dir / VIDEOS, episodes, **options)
+    return {"videos": [str(path) for path in paths], "video_wall_s": time.perf_counter() - start}
+
+
+def describe_run(worlds: Worlds, transport: str, sim: SimulatorConfig) -> dict[str, Any]:
+    """The summary keys that say what was simulated."""
+    robot = worlds.task.robot
+    return {
+        "num_envs": worlds.num_envs,
+        "transport": transport,
+        "model": robot.name,
+        "model_path": str(robot.path),
+        "task": worlds.task.name,
+        "control_dt": float(worlds.control_dt),
+        "physics_dt": float(robot.physics_dt),
+        "command_interface": worlds.command_interface,
+        "episode_length_s": float(worlds.episode_steps * worlds.control_dt),
+        "randomization": sim.randomization or "none",
+        "seed": sim.seed,
+    }
+
+
+def write_summary(output_dir: Path, summary: dict[str, Any]) -> Path:
+    path = output_dir / SUMMARY
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+StateReader = Callable[[StepResult], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+AppliedReader = Callable[[], tuple[np.ndarray, tuple[str, ...]] | None]
+
+
+def recording_hook(
+    recorder: RolloutRecorder,
+    worlds: Worlds,
+    read_state: StateReader,
+    read_applied: AppliedReader,
+    on_error: Callable[[str], None],
+) -> Callable[[np.ndarray, StepResult], None]:
+    """A ``train`` step hook writing the recorded worlds' command, state and task signals.
+
+    ``randomization/applied`` (all worlds) is written when the recorded worlds' values
+    change, not whenever any world resets, which keeps the bag small with thousands of worlds.
+    A failed write (e.g. a full disk) goes to ``on_error`` once and ends the recording, not
+    the training: the bag stays as at its last flush (see recording.bag).
+    """
+    rows = list(recorder.worlds)
+    period_ns = round(worlds.control_dt * 1e9)
+    last: dict[str, Any] = {}
+
+    def on_step(targets: np.ndarray, result: StepResult) -> None:
+        applied = read_applied()  # also what publishes randomization/applied (fused worlds)
+        if recorder.closed:
+            return
+        now = worlds.time_ns
+        try:
+            recorder.record_command(now - period_ns, targets)
+            recorder.record_state(now, *read_state(result))
+            if applied is None:
+                return
+            values, names = applied
+            if last.get("names") != names or not np.array_equal(last["rows"], values[rows]):
+                recorder.record_applied(now, values, names)
+                last.update(names=names, rows=values[rows].copy())
+        except RecordingError as exc:
+            on_error(f"recording stopped, training goes on: {exc}")
+
+    return on_step
+
+
+@dataclass
+class TrainingJob:
+    """One training run; ``run`` blocks until the outputs are written and returns the summary."""
+
+    policy: PolicyConfig
+    ppo: PpoConfig
+    sim: SimulatorConfig
+    progress: bool = True
+    log: Callable[[str], None] = print
+    log_error: Callable[[str], None] = functools.partial(print, file=sys.stderr)
+
+    def __post_init__(self) -> None:
+        self.output_dir = prepare_output_dir(self.policy.output_dir)
+        self.checkpoint_path = self.output_dir / CHECKPOINT
+        self.resume_from, self.fine_tune = self._resume_source()
+
+    def _resume_source(self) -> tuple[Path | None, bool]:
+        """``output_dir/checkpoint.pt`` if an earlier run left one (resumed), else ``policy.checkpoint``
+        if given (fine-tuned: its weights, this run's own counters and budget), and which it is."""
+        if self.checkpoint_path.exists():
+            return self.checkpoint_path, False
+        if self.policy.checkpoint:
+            source = Path(self.policy.checkpoint)
+            try:
+                load_checkpoint(source)
+            except CheckpointError as exc:
+                raise ConfigError(f"policy.checkpoint: {exc}") from exc
+            return source, True
+        return None, False
+
+    def run(
+        self,
+        worlds: Worlds | None = None,
+        on_applied: Callable[[bytes], None] | None = None,
+        read_applied: AppliedReader | None = None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Train on ``worlds`` (default: fused worlds from ``sim``), then evaluate and write the outputs.
+
+        Fused worlds hand each new ``randomization/applied`` message to ``on_applied``, as the
+        simulator node would publish it; for worlds over the topics, ``read_applied`` gives
+        the values last received there (for the recording). Setting ``stop`` ends training
+        early (summary ``interrupted``: true, no evaluation).
+        """
+        policy = self.policy
+        if policy.video:
+            require_gl()  # before training, not after it
+        eval_worlds = worlds
+        fused = worlds is None
+        if fused:
+            simulator = fused_simulator(self.sim)
+            worlds = env = simulator.env
+            task_fields = simulator.task_fields
+
+            def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
+                signals = task_signal_rows(result, env.inputs, env.time_ns, env.control_dt)
+                return (
+                    env.measured_positions(),
+                    env.measured_velocities(),
+                    env.backend.joint_efforts(),
+                    signals,
+                )
+
+            def read_fused_applied() -> tuple[np.ndarray, tuple[str, ...]] | None:
+                message = simulator.randomization_applied()
+                if message is None:
+                    return None
+                if on_applied is not None:
+                    on_applied(message)
+                if env.randomizer is None:  # recorded as what the simulator publishes: no parameters
+                    return np.zeros((env.num_envs, 0)), ()
+                return env.randomizer.applied()
+
+            read_applied = read_fused_applied
+            read_applied()  # what is in effect from the start
+            # Evaluation gets fresh worlds with their own seed, not the training worlds' state.
+            eval_worlds = evaluation_worlds(self.sim, policy.eval_episodes, seed=self.sim.seed + 1)
+        else:
+            task_fields = worlds.task_fields
+
+            def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
+                return worlds.positions, worlds.velocities, worlds.efforts, worlds.signals
+
+        recorder = None
+        on_step = None
+        if policy.record:
+            recorder = self._open_recorder(worlds, task_fields)
+            on_step = recording_hook(
+                recorder, worlds, read_state, read_applied or (lambda: None), self.log_error
+            )
+        elif fused:
+
+            def on_step(targets: np.ndarray, result: StepResult) -> None:
+                read_applied()  # publishes each new randomization/applied
+
+        self.limits = command_safety(policy, worlds.task.robot, worlds.control_dt)
+        if self.resume_from is not None:
+            self.log(f"{'fine-tuning' if self.fine_tune else 'resuming'} from {self.resume_from}")
+        with TensorBoardLog(self.output_dir) as board:
+            try:
+                result = train(
+                    worlds,
+                    self.ppo,
+                    max_env_steps=policy.max_env_steps,
+                    max_wall_s=policy.max_wall_s,
+                    on_iteration=board.iteration,
+                    on_step=on_step,
+                    checkpoint_path=self.checkpoint_path,
+                    checkpoint_every=policy.checkpoint_every,
+                    resume=self.resume_from,
+                    device=policy.device,
+                    progress=self.progress,
+                    stop=stop,
+                    limits=self.limits,
+                    fine_tune=self.fine_tune,
+                )
+            except CheckpointError as exc:
+                raise ConfigError(f"policy.checkpoint: {exc}") from exc
+            finally:
+                self._close_recorder(recorder)
+            return self.finish(worlds, eval_worlds, result, board, stop)
+
+    def _close_recorder(self, recorder: RolloutRecorder | None) -> None:
+        if recorder is None:
+            return
+        try:
+            recorder.close()
+        except RecordingError as exc:  # the last file could not be finished; the rest is listed
+            self.log_error(f"recording stopped: {exc}")
+
+    def _open_recorder(self, worlds: Worlds, task_fields: tuple[str, ...]) -> RolloutRecorder:
+        sim = self.sim
+        recorded = [0] if worlds.num_envs == 1 else sorted(set(sim.mirror_envs))
+        path = rollouts_dir(self.output_dir)
+        self.log(f"recording worlds {recorded} to {path}")
+        try:
+            return RolloutRecorder(
+                path,
+                worlds.task.robot.joint_names,
+                recorded,
+                task_fields,
+                worlds.control_dt,
+                max_bag_size_mb=self.policy.record_split_mb,
+            )
+        except RecordingError as exc:
+            raise ConfigError(f"policy.record: {exc}") from exc
+
+    def finish(
+        self,
+        worlds: Worlds,
+        eval_worlds: Worlds,
+        result: TrainResult,
+        board: TensorBoardLog | None = None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Export, evaluate, plot and summarize a finished training (stopped: not evaluated)."""
+        contract = PolicyContract.describe(
+            worlds.task, self.limits, worlds.control_dt, worlds.command_interface
+        )
+        exported = export_policy(result.model, self.output_dir, contract)
+        interrupted = result.interrupted
+        rates = dict.fromkeys(("eval_success_rate_nominal", "eval_success_rate_randomized"))
+        if not interrupted:
+            try:
+                rates = evaluate_both(eval_worlds, result.model, self.policy.eval_episodes, stop)
+            except JobStoppedError:
+                interrupted = True
+        videos: dict[str, Any] = {}
+        if self.policy.video and not interrupted:
+            prefix = f"training_{result.env_steps}_"
+            videos = evaluation_videos(
+                self.sim, result.model, self.output_dir, 1, prefix=prefix, randomized=(False,)
+            )
+        if board is not None:
+            board.evaluation(rates, result.env_steps)
+            for path in videos.get("videos", []):  # every other frame at half size: a GIF is large
+                frames = sample_mp4_frames(path, 10**6)[::2, ::2, ::2]
+                board.video("eval/video", frames, result.env_steps, 0.5 / self.sim.control_dt)
+        plot_training_curve(result.history, self.output_dir / CURVE)
+        last = result.history[-1] if result.history else {}
+        summary = {
+            "env_steps": result.env_steps,
+            "wall_s": result.wall_s,
+            "env_steps_per_s": result.env_steps_per_s,
+            **describe_run(worlds, self.policy.transport, self.sim),
+            **rates,
+            **videos,
+            "eval_episodes": self.policy.eval_episodes,
+            "iterations": result.learner.iteration,
+            "train_success_rate": last.get("success_rate"),
+            "train_mean_return": last.get("mean_return"),
+            "resumed_from": str(self.resume_from) if self.resume_from and not self.fine_tune else None,
+            "fine_tuned_from": str(self.resume_from) if self.fine_tune else None,
+            "interrupted": interrupted,
+            "checkpoint": str(self.checkpoint_path),
+            "exported": {kind: str(path) for kind, path in exported.items()},
+            "training_curve": str(self.output_dir / CURVE),
+        }
+        write_summary(self.output_dir, summary)
+        return summary
+
+
+def evaluate_compare_robot(
+    policy: PolicyConfig, sim: SimulatorConfig, robot: RobotModel, model: ActorCritic
+) -> dict[str, Any]:
+    """Success on ``policy.compare_robot`` (e.g. an identified robot.yaml), nominal physics, fused
+    worlds otherwise as ``sim``: the figure to put beside ``eval_success_rate_nominal``."""
+    # bringup imports this module's schemas
+    from sim_bridge_core.bringup.description import load_robot_config, robot_simulator_parameters
+
+    source = Path(policy.compare_robot)
+    config, path, _ = load_robot_config(str(source), source.parent)
+    worlds = evaluation_worlds(
+        sim, policy.eval_episodes, **robot_simulator_parameters(config, sim.task), randomization=""
+    )
+    if worlds.task.robot.joint_names != robot.joint_names:
+        raise ConfigError(
+            f"policy.compare_robot: {path} has joints {list(worlds.task.robot.joint_names)}, "
+            f"not {list(robot.joint_names)}"
+        )
+    return {
+        "compare_robot": str(path.resolve()),
+        "eval_success_rate_compare_robot": evaluate(worlds, model, policy.eval_episodes),
+    }
+
+
+def run_evaluation(
+    policy: PolicyConfig,
+    sim: SimulatorConfig,
+    worlds: Worlds | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``policy.checkpoint`` with nominal and randomized physics; write summary.json.
+
+    Setting ``stop`` raises ``JobStoppedError`` at the next step (nothing is written).
+    """
+    if not policy.checkpoint:
+        raise ConfigError("policy.checkpoint: required in eval mode")
+    if policy.video:
+        require_gl()
+    output_dir = prepare_output_dir(policy.output_dir)
+    if worlds is None:
+        worlds = evaluation_worlds(sim, policy.eval_episodes)
+    robot = worlds.task.robot
+    try:
+        checkpoint = load_checkpoint(
+            policy.checkpoint,
+            expect_joints=robot.joint_names,
+            expect_observation_size=worlds.task.observation_size,
+            expect_task=worlds.task.name,
+        )
+        model = checkpoint.build_model().to(policy.device)
+    except CheckpointError as exc:
+        raise ConfigError(f"policy.checkpoint: {exc}") from exc
+    start = time.perf_counter()
+    rates = evaluate_both(worlds, model, policy.eval_episodes, stop)
+    if policy.compare_robot:
+        rates.update(evaluate_compare_robot(policy, sim, robot, model))
+    eval_wall_s = time.perf_counter() - start
+    if policy.video:
+        rates.update(evaluation_videos(sim, model, output_dir, VIDEO_EPISODES))
+    summary = {
+        "checkpoint": str(Path(policy.checkpoint).resolve()),
+        **describe_run(worlds, policy.transport, sim),
+        **rates,
+        "eval_episodes": policy.eval_episodes,
+        "eval_wall_s": eval_wall_s,
+        "trained_env_steps": checkpoint.metadata.get("env_steps"),
+    }
+    write_summary(output_dir, summary)
+    return summary
+
+
+__all__ = [
+    "CHECKPOINT",
+    "CURVE",
+    "ROLLOUTS",
+    "SUMMARY",
+    "TrainingJob",
+    "describe_run",
+    "evaluate_both",
+    "fused_simulator",
+    "make_task_for",
+    "prepare_output_dir",
+    "run_evaluation",
+]

@@ -1,0 +1,90 @@
+"""A training run as its user watches and stops it: the progress bar, stop requests, a failing recorder."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+from rosbags.highlevel import AnyReader
+from sim_bridge_core.envs.batched import JobStoppedError
+from sim_bridge_core.envs.gym import make_batched_env
+from sim_bridge_core.learning import PpoConfig, evaluate, load_checkpoint, train
+
+SMALL = PpoConfig(num_steps=8, num_minibatches=2, actor_hidden=[32, 32], critic_hidden=[32, 32], threads=1)
+
+
+def test_the_progress_bar_ends_with_the_budget_that_binds(capsys):
+    env = make_batched_env(num_envs=16, episode_length_s=1.0)
+    train(env, SMALL, max_env_steps=10**9, max_wall_s=1.5, progress=True)
+    bar = capsys.readouterr().err
+    totals = re.findall(r"\| [\d.]+k?/([\d.]+[kMG]?) \[", bar)
+    assert totals and "1.00G" not in bar  # sized by the wall budget, not by 10**9 env steps
+    assert re.findall(r"(\d+)%\|", bar)[-1] == "100"  # and it ends full, when the wall budget ends it
+
+
+def test_a_stop_request_ends_training_at_the_next_step_with_a_checkpoint(tmp_path):
+    def env():
+        return make_batched_env(num_envs=16, episode_length_s=1.0)
+
+    stop, steps = threading.Event(), []
+
+    def on_step(targets, result):
+        steps.append(1)
+        if len(steps) == 2 * SMALL.num_steps + 3:  # mid-rollout, as a signal would come
+            stop.set()
+
+    path = tmp_path / "checkpoint.pt"
+    result = train(
+        env(), SMALL, max_env_steps=10**9, on_step=on_step, checkpoint_path=path, progress=False, stop=stop
+    )
+    assert result.interrupted and result.learner.iteration == 2
+    assert result.env_steps == len(steps) * 16  # every step taken is counted, none after the stop
+    saved = load_checkpoint(path).metadata
+    assert saved["iteration"] == 2 and saved["env_steps"] == result.env_steps
+
+    resumed = train(env(), SMALL, max_env_steps=result.env_steps + 8 * 16, resume=path, progress=False)
+    assert not resumed.interrupted and resumed.learner.iteration == 3
+    with pytest.raises(JobStoppedError):
+        evaluate(env(), resumed.model, episodes=16, stop=stop)
+
+
+# A training job in a process whose files may not grow past 200 kB (RLIMIT_FSIZE: the kernel
+# refuses the write, as on a full disk): the bag of 32 recorded worlds fails at its first 1 MiB
+# MCAP chunk, mid-training; the checkpoint, exports, plot and TensorBoard file stay below it.
+FULL_DISK_JOB = """
+import json, resource, sys
+from sim_bridge_core.learning import PpoConfig
+from sim_bridge_core.deploy.policy import PolicyConfig
+from sim_bridge_core.simulator.core import SimulatorConfig
+from sim_bridge_core.jobs.training import TrainingJob
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+policy = PolicyConfig(
+    mode="train", output_dir=sys.argv[1], max_env_steps=32 * 8 * 8, eval_episodes=32, record=True
+)
+sim = SimulatorConfig(task="reach", num_envs=32, episode_length_s=1.0, mirror_envs=list(range(32)))
+ppo = PpoConfig(num_steps=8, actor_hidden=[32, 32], critic_hidden=[32, 32])
+print(json.dumps(TrainingJob(policy, ppo, sim, progress=False).run()))
+"""
+
+
+def test_a_failing_recorder_stops_recording_with_one_error_and_training_goes_on(tmp_path):
+    run = tmp_path / "run"
+    job = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_JOB, str(run)], capture_output=True, text=True, timeout=300
+    )
+    assert job.returncode == 0, job.stderr
+    errors = [line for line in job.stderr.splitlines() if "recording stopped" in line]
+    assert len(errors) == 1 and "training goes on" in errors[0], job.stderr
+    assert errors[0].endswith(".mcap: File too large")
+    summary = json.loads(job.stdout.splitlines()[-1])
+    assert summary["env_steps"] == 32 * 8 * 8 and not summary["interrupted"]
+    assert 0.0 <= summary["eval_success_rate_nominal"] <= 1.0
+    for name in ("checkpoint.pt", "policy.onnx", "summary.json", "training_curve.png"):
+        assert (run / name).stat().st_size > 0, name
+    with AnyReader([run / "rollouts"]) as bag:  # as at its last flush (here: before the first step)
+        assert {c.topic for c in bag.connections} >= {"/clock", "/env_31/joint_states"}
