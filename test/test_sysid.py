@@ -26,7 +26,7 @@ from sim_bridge_core.sysid.simulated import record_excitation, replay_bag
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
-sys.path.insert(0, str(ROOT / "src" / "sim_bridge_core" / "test"))
+sys.path.insert(0, str(ROOT / "src" / "sim_bridge_core" / "test" / "sysid"))
 from test_sysid import PERTURBED, corrupt_chunk, hold, simulated_robot, write_bag  # noqa: E402
 
 # What an arm7 excitation identifies for sure (sysid.json: identified_by_data), within 3 %: the servo

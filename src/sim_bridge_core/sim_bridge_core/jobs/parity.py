@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim_bridge_core.config import setting
-from sim_bridge_core.simulator.core import STEP_MODULUS, TASK_PAIRING, TASK_SIGNALS
+from sim_bridge_core.simulator.protocol import STEP_MODULUS, TASK_PAIRING, TASK_SIGNALS
 from sim_bridge_core.simulator.wire import WireError, decode_multi_array
 from sim_bridge_core.tasks import Task
 

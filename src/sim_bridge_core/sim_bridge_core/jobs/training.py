@@ -48,7 +48,8 @@ from sim_bridge_core.models import RobotModel
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
 from sim_bridge_core.recording.bag import ROLLOUTS, prepare_output_dir, rollouts_dir
 from sim_bridge_core.rendering import require_gl, sample_mp4_frames
-from sim_bridge_core.simulator.core import Simulator, SimulatorConfig, simulated_robot, task_signal_rows
+from sim_bridge_core.simulator.core import Simulator, SimulatorConfig, simulated_robot
+from sim_bridge_core.simulator.protocol import task_signal_rows
 from sim_bridge_core.tasks import Task
 
 CHECKPOINT = "checkpoint.pt"

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from sim_bridge_core.envs.batched import JobStoppedError, StepResult
-from sim_bridge_core.simulator.core import STEP_MODULUS, TASK_PAIRING, TASK_SIGNALS, control_step
+from sim_bridge_core.simulator.protocol import STEP_MODULUS, TASK_PAIRING, TASK_SIGNALS, control_step
 from sim_bridge_core.simulator.wire import JointStateDecoder, JointTrajectoryEncoder, decode_multi_array
 from sim_bridge_core.tasks import Task
 

@@ -37,7 +37,7 @@ from sim_bridge_core.randomization import Randomizer, load_spec
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
 from sim_bridge_core.recording.convert import bag_to_arrays
 from sim_bridge_core.sim.backends import make_backend
-from sim_bridge_core.simulator.core import TASK_PAIRING, TASK_SIGNALS, control_step
+from sim_bridge_core.simulator.protocol import TASK_PAIRING, TASK_SIGNALS, control_step
 from sim_bridge_core.tasks import make_task
 
 NUM_ENVS, DT, SEED = 4, 0.02, 3

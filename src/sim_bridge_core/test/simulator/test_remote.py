@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sim_bridge_core.envs.batched import JobStoppedError
 from sim_bridge_core.models import load_robot
-from sim_bridge_core.simulator.core import STEP_MODULUS, CommandError, Simulator, SimulatorConfig
+from sim_bridge_core.simulator.core import CommandError, Simulator, SimulatorConfig
+from sim_bridge_core.simulator.protocol import STEP_MODULUS
 from sim_bridge_core.simulator.remote import RemoteError, RemoteWorlds
 from sim_bridge_core.simulator.wire import JointStateEncoder, MultiArrayEncoder
 from sim_bridge_core.tasks import make_task
