@@ -43,19 +43,11 @@ from sim_bridge_core.config import (
 from sim_bridge_core.deploy.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.jobs.parity import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
-from sim_bridge_core.models import (
-    ModelError,
-    RobotConfig,
-    RobotModel,
-    driver_joint_names,
-    read_robot_config,
-    robot_config_path,
-    robot_from_config,
-)
+from sim_bridge_core.models import RobotConfig, RobotModel, driver_joint_names, load_robot_config
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.sim.backends import BACKENDS
 from sim_bridge_core.sim.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
-from sim_bridge_core.simulator.core import SimulatorConfig
+from sim_bridge_core.simulator.core import SimulatorConfig, robot_simulator_parameters
 from sim_bridge_core.sysid.config import ExcitationConfig, ExciterConfig, SysidConfig
 from sim_bridge_core.tasks import TASKS, make_task
 
@@ -230,34 +222,12 @@ def load_arguments(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) ->
     return from_mapping(BringupArguments, merged, "arguments")
 
 
-def load_robot_config(robot: str, config_dir: Path) -> tuple[RobotConfig, Path, RobotModel]:
-    """The robot file named by the ``robot`` argument (its model path resolved against the file),
-    its path, and the robot it describes, loaded and checked as the simulator loads it."""
-    path = robot_config_path(robot, config_dir)
-    robot_config = read_robot_config(path)
-    return robot_config, path, check_robot_config(robot_config, path.name)
-
-
-def check_robot_config(robot: RobotConfig, where: str) -> RobotModel:
-    """Load the robot as the simulator will and build each configured task: every name in the file
-    (model, joints, keyframe, IMU site, task sites, model parameters) is checked before anything
-    starts, and a bad one fails with one line naming the file and the key."""
-    try:
-        model = robot_from_config(robot, where)
-        for task, settings in robot.tasks.items():
-            if task not in TASKS:
-                raise ConfigError(f"tasks.{task}: unknown task (known: {', '.join(TASKS)})")
-            make_task(task, model, settings)
-    except ModelError as exc:
-        key = str(exc).split(":", 1)[0]
-        raise ConfigError(
-            f"{where}: {exc}"
-            if key.startswith(("joint_names", "home", "imu_site", "sites"))
-            else f"{where}: model: {exc}"
-        ) from exc
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    return model
+def check_robot_tasks(robot: RobotConfig, model: RobotModel) -> None:
+    """Build every task the robot file configures, so a bad task setting fails before anything starts."""
+    for task, settings in robot.tasks.items():
+        if task not in TASKS:
+            raise ConfigError(f"tasks.{task}: unknown task (known: {', '.join(TASKS)})")
+        make_task(task, model, settings)
 
 
 def resolve_randomization(value: str, config_dir: Path) -> str:
@@ -283,29 +253,6 @@ def resolve_command_interface(args: BringupArguments) -> str:
         except ConfigError:
             pass  # the policy node refuses the checkpoint at start-up, with the reason
     return COMMAND_INTERFACES[0]
-
-
-def robot_simulator_parameters(robot: RobotConfig, task: str) -> dict[str, Any]:
-    """The simulator settings a robot file decides (for ``task``): the one mapping from a robot
-    config to ``SimulatorConfig``, also used to evaluate on a second robot (``compare_robot``)."""
-    return {
-        "model": robot.model,
-        "joint_names": list(robot.joint_names),
-        "home": robot.home,
-        "imu_site": robot.imu_site,
-        "sites": _yaml_text(robot.sites),
-        "cameras": yaml.safe_dump(list(robot.cameras), sort_keys=False) if robot.cameras else "",
-        "task_settings": _yaml_text(robot.tasks.get(task, {})),
-        "kp": robot.kp,
-        "kd": robot.kd,
-        "model_parameters": _yaml_text(robot.model_parameters),
-        "joint_name_map": _yaml_text(robot.joint_name_map),
-        "joint_prefix": robot.joint_prefix,
-    }
-
-
-def _yaml_text(mapping: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(mapping), sort_keys=False) if mapping else ""
 
 
 def simulator_parameters(
@@ -439,12 +386,12 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
             f"transport: task {args.task} observes the IMU, which the batch/* lockstep does not carry "
             "(use transport:=fused)"
         )
-    robot, robot_path, model = load_robot_config(args.robot, config_dir)
+    robot, robot_path, model = load_robot_config(args.robot, config_dir, check_robot_tasks)
     if args.control_dt == 0.0:
         args = dataclasses.replace(args, control_dt=model.physics_dt)
     compare_robot = ""
     if args.compare_robot:
-        compare_robot = str(load_robot_config(args.compare_robot, config_dir)[1].resolve())
+        compare_robot = str(load_robot_config(args.compare_robot, config_dir, check_robot_tasks)[1].resolve())
     randomization = resolve_randomization(args.randomization, config_dir)
     interface = resolve_command_interface(args)
     driver_names = driver_joint_names(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.models import ModelError, PdGains, driver_joint_names, robot_spec
+from sim_bridge_core.models import ModelError, PdGains, driver_joint_names, load_robot_config, robot_spec
 from sim_bridge_core.sysid.bags import read_run
 from sim_bridge_core.sysid.config import SysidConfig
 from sim_bridge_core.sysid.identify import identify, load_sysid
@@ -33,8 +33,6 @@ def output_dir_for(config: SysidConfig) -> Path:
 
 def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Identify the robot of ``config.robot`` from ``config.bags``; the paths written and the figures."""
-    from sim_bridge_core.bringup.description import load_robot_config  # bringup registers this job's schema
-
     config.check()
     if not config.bags:
         raise ConfigError("sysid.bags: no bag given (bag:=<rosbag2 folder>, repeatable)")

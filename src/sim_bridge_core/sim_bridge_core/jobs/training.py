@@ -44,11 +44,16 @@ from sim_bridge_core.learning import (
     train,
 )
 from sim_bridge_core.learning.tensorboard_log import TensorBoardLog
-from sim_bridge_core.models import RobotModel
+from sim_bridge_core.models import RobotModel, load_robot_config
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
 from sim_bridge_core.recording.bag import ROLLOUTS, prepare_output_dir, rollouts_dir
 from sim_bridge_core.rendering import require_gl, sample_mp4_frames
-from sim_bridge_core.simulator.core import Simulator, SimulatorConfig, simulated_robot
+from sim_bridge_core.simulator.core import (
+    Simulator,
+    SimulatorConfig,
+    robot_simulator_parameters,
+    simulated_robot,
+)
 from sim_bridge_core.simulator.protocol import task_signal_rows
 from sim_bridge_core.tasks import Task
 
@@ -371,9 +376,6 @@ def evaluate_compare_robot(
 ) -> dict[str, Any]:
     """Success on ``policy.compare_robot`` (e.g. an identified robot.yaml), nominal physics, fused
     worlds otherwise as ``sim``: the figure to put beside ``eval_success_rate_nominal``."""
-    # bringup imports this module's schemas
-    from sim_bridge_core.bringup.description import load_robot_config, robot_simulator_parameters
-
     source = Path(policy.compare_robot)
     config, path, _ = load_robot_config(str(source), source.parent)
     worlds = evaluation_worlds(

@@ -13,6 +13,7 @@ from sim_bridge_core.models.robot import (
 from sim_bridge_core.models.robot_config import (
     RobotConfig,
     driver_joint_names,
+    load_robot_config,
     read_robot_config,
     robot_config_path,
     robot_from_config,
@@ -27,6 +28,7 @@ __all__ = [
     "builtin_models",
     "driver_joint_names",
     "load_robot",
+    "load_robot_config",
     "parse_model_parameters",
     "read_robot_config",
     "robot_config_path",

@@ -8,13 +8,13 @@ exciter and sysid drive and fit it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sim_bridge_core.config import ConfigError, from_mapping, read_yaml_file, setting
 from sim_bridge_core.models.parameters import parse_model_parameters
-from sim_bridge_core.models.robot import PdGains, RobotModel, load_robot
+from sim_bridge_core.models.robot import ModelError, PdGains, RobotModel, load_robot
 from sim_bridge_core.rendering.cameras import parse_cameras
 
 
@@ -95,6 +95,29 @@ def read_robot_config(path: Path) -> RobotConfig:
     if not Path(config.model).is_absolute() and beside.is_file():
         config = dataclasses.replace(config, model=str(beside.resolve()))
     return config
+
+
+def load_robot_config(
+    robot: str, config_dir: Path, check: Callable[[RobotConfig, RobotModel], None] | None = None
+) -> tuple[RobotConfig, Path, RobotModel]:
+    """The robot file named by a ``robot`` argument (its model path resolved against the file), its
+    path, and the robot it describes, loaded as the simulator loads it. ``check`` adds the caller's
+    checks (bringup builds every configured task); any bad name fails as one line naming the file
+    and the key."""
+    path = robot_config_path(robot, config_dir)
+    config = read_robot_config(path)
+    where = path.name
+    try:
+        model = robot_from_config(config, where)
+        if check is not None:
+            check(config, model)
+    except ModelError as exc:
+        key = str(exc).split(":", 1)[0]
+        names_a_key = key.startswith(("joint_names", "home", "imu_site", "sites"))
+        raise ConfigError(f"{where}: {exc}" if names_a_key else f"{where}: model: {exc}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return config, path, model
 
 
 def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:

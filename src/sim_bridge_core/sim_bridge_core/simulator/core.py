@@ -17,8 +17,9 @@ ends their trajectories (the newest command wins).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import yaml
@@ -28,6 +29,7 @@ from sim_bridge_core.envs.batched import BatchedEnv, StepResult
 from sim_bridge_core.models import (
     ModelError,
     PdGains,
+    RobotConfig,
     RobotModel,
     driver_joint_names,
     load_robot,
@@ -167,6 +169,29 @@ class SimulatorConfig:
                 raise ConfigError(
                     f"simulator.mirror_envs: world {outside[0]} does not exist with num_envs {self.num_envs}"
                 )
+
+
+def robot_simulator_parameters(robot: RobotConfig, task: str) -> dict[str, Any]:
+    """The simulator settings a robot file decides (for ``task``): the one mapping from a robot
+    config to ``SimulatorConfig``, also used to evaluate on a second robot (``compare_robot``)."""
+    return {
+        "model": robot.model,
+        "joint_names": list(robot.joint_names),
+        "home": robot.home,
+        "imu_site": robot.imu_site,
+        "sites": _yaml_text(robot.sites),
+        "cameras": yaml.safe_dump(list(robot.cameras), sort_keys=False) if robot.cameras else "",
+        "task_settings": _yaml_text(robot.tasks.get(task, {})),
+        "kp": robot.kp,
+        "kd": robot.kd,
+        "model_parameters": _yaml_text(robot.model_parameters),
+        "joint_name_map": _yaml_text(robot.joint_name_map),
+        "joint_prefix": robot.joint_prefix,
+    }
+
+
+def _yaml_text(mapping: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(mapping), sort_keys=False) if mapping else ""
 
 
 def simulated_robot(config: SimulatorConfig, section: str = "simulator") -> tuple[RobotModel, Task]:

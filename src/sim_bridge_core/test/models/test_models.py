@@ -5,9 +5,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 import pytest
-from sim_bridge_core.bringup.description import load_robot_config
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.models import ModelError, PdGains, builtin_models, load_robot
+from sim_bridge_core.models import ModelError, PdGains, builtin_models, load_robot, load_robot_config
 from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.simulator.core import SimulatorConfig, simulated_robot
 

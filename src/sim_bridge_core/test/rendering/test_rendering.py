@@ -15,7 +15,6 @@ import sim_bridge_core  # noqa: F401  (before mujoco: it picks the headless GL b
 import mujoco
 import numpy as np
 import pytest
-from sim_bridge_core.bringup.description import robot_simulator_parameters
 from sim_bridge_core.config import ConfigError, from_mapping
 from sim_bridge_core.models.robot_config import RobotConfig, robot_from_config
 from sim_bridge_core.rendering import (
@@ -26,7 +25,7 @@ from sim_bridge_core.rendering import (
     model_cameras,
     parse_cameras,
 )
-from sim_bridge_core.simulator.core import SimulatorConfig, simulated_robot
+from sim_bridge_core.simulator.core import SimulatorConfig, robot_simulator_parameters, simulated_robot
 
 SCENE = Path(__file__).resolve().parents[1] / "models" / "camera_scene.xml"
 
