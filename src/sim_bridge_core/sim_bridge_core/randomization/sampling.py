@@ -18,6 +18,7 @@ import fnmatch
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import mujoco
 import numpy as np
@@ -29,6 +30,7 @@ from sim_bridge_core.randomization.spec import (
     BODY,
     CAMERA,
     GEOM,
+    IMU_QUANTITIES,
     JOINT,
     LIGHT,
     MATERIAL,
@@ -157,151 +159,213 @@ def bind(spec: RandomizationSpec, robot: RobotModel) -> tuple[BoundParameter, ..
 
 
 def _bind(spec: ParameterSpec, robot: RobotModel) -> BoundParameter:
-    m = robot.model
-    kind = spec.kind
-    name = spec.name
+    """Its kind's binder makes the columns and field writes; the checks every kind shares follow."""
     axes = np.array([AXES.index(a) for a in spec.axes], dtype=np.int64)
     ids = _resolve_targets(spec, robot)
-
-    if name == "geom_friction":
-        bound = _per_object(spec, m, GEOM, ids, m.geom_friction[ids, 0])
-        bound = _with(bound, FieldWrite("geom_friction", (ids, np.zeros_like(ids))))
-    elif name == "body_mass":
-        mass = m.body_mass[ids]
-        massless = [i for i, value in zip(ids, mass, strict=True) if value <= 0]
-        if massless:
-            raise ConfigError(
-                f"{spec.key}.targets: body '{_name(m, BODY, massless[0])}' has no mass to randomize"
-            )
-        inertia = m.body_inertia[ids]
-        bound = _per_object(spec, m, BODY, ids, mass)
-        bound = _with(
-            bound,
-            FieldWrite("body_mass", (ids,)),
-            # Scaling a body's mass scales its inertia by the same factor (same shape, density).
-            FieldWrite(
-                "body_inertia",
-                (np.repeat(ids, 3), np.tile(np.arange(3), ids.size)),
-                lambda values: np.repeat(values / mass, 3, axis=1) * inertia.ravel(),
-            ),
-        )
-    elif name == "body_com":
-        bodies, components = np.repeat(ids, axes.size), np.tile(axes, ids.size)
-        names = tuple(
-            f"{name}_{AXES[a]}/{_name(m, BODY, b)}" for b, a in zip(bodies, components, strict=True)
-        )
-        bound = BoundParameter(spec, names, m.body_ipos[bodies, components].copy())
-        bound = _with(bound, FieldWrite("body_ipos", (bodies, components)))
-    elif name in ("dof_damping", "dof_armature", "dof_frictionloss"):
-        dofs, names = _dofs(m, name, ids)
-        bound = BoundParameter(spec, names, getattr(m, name)[dofs].copy())
-        bound = _with(bound, FieldWrite(name, (dofs,)))
-    elif name in ("actuator_kp", "actuator_kd"):
-        actuators = robot.actuator_ids[ids]
-        if name == "actuator_kp":
-            nominal = m.actuator_gainprm[actuators, 0]
-            # A position servo's force is kp * (target - q) - kd * qdot: gain kp, bias -kp and -kd.
-            writes = (
-                FieldWrite("actuator_gainprm", (actuators, np.zeros_like(actuators))),
-                FieldWrite("actuator_biasprm", (actuators, np.ones_like(actuators)), _negate),
-            )
-        else:
-            nominal = -m.actuator_biasprm[actuators, 2]
-            writes = (FieldWrite("actuator_biasprm", (actuators, np.full_like(actuators, 2)), _negate),)
-        names = tuple(f"{name}/{robot.joint_names[j]}" for j in ids)
-        bound = _with(BoundParameter(spec, names, nominal.copy(), columns=ids), *writes)
-    elif name == "actuator_strength":
-        actuators = robot.actuator_ids[ids]
-        kp, kd = m.actuator_gainprm[actuators, 0].copy(), -m.actuator_biasprm[actuators, 2]
-        low, high = m.actuator_forcerange[actuators].T.copy()
-        zeros = np.zeros_like(actuators)
-        writes = (
-            FieldWrite("actuator_gainprm", (actuators, zeros), lambda factor: factor * kp),
-            FieldWrite("actuator_biasprm", (actuators, zeros + 1), lambda factor: -factor * kp),
-            FieldWrite("actuator_biasprm", (actuators, zeros + 2), lambda factor: -factor * kd),
-            FieldWrite("actuator_forcerange", (actuators, zeros), lambda factor: factor * low),
-            FieldWrite("actuator_forcerange", (actuators, zeros + 1), lambda factor: factor * high),
-        )
-        names = tuple(f"{name}/{robot.joint_names[j]}" for j in ids)
-        bound = _with(BoundParameter(spec, names, np.ones(ids.size), columns=ids), *writes)
-    elif name == "gravity":
-        names = tuple(f"{name}_{AXES[a]}" for a in axes)
-        bound = _with(
-            BoundParameter(spec, names, m.opt.gravity[axes].copy()), FieldWrite("opt.gravity", (axes,))
-        )
-    elif kind.stage == VISUAL:
-        bound = _bind_visual(spec, m, ids, axes)
-    elif name == "action_delay_steps":
-        bound = BoundParameter(spec, (name,), np.zeros(1))
-    elif name.startswith("imu_"):
-        if robot.imu is None:
-            raise ConfigError(
-                f"{spec.key}: {robot.name} has no IMU (a floating base, an IMU sensor or the robot "
-                "config's imu_site gives it one)"
-            )
-        identity = 1.0 if spec.operation == "scale" else 0.0
-        names = tuple(f"{name}_{AXES[a]}" for a in axes)
-        bound = BoundParameter(spec, names, np.full(axes.size, identity), columns=axes)
-    elif name == "push_velocity":
-        dofs, names = _dofs(m, name, ids)
-        bound = BoundParameter(spec, names, np.zeros(dofs.size), dofs=dofs)
-    else:  # per robot joint: noise, bias, initial offsets
-        identity = 1.0 if spec.operation == "scale" else 0.0
-        names = tuple(f"{name}/{robot.joint_names[j]}" for j in ids)
-        bound = BoundParameter(spec, names, np.full(ids.size, identity), columns=ids)
-
+    bound = _BINDERS[spec.name](spec, robot, ids, axes)
     for column in bound.names:
         if "," in column:
             raise ConfigError(
                 f"{spec.key}.targets: '{column}' has a comma, which the applied-values label cannot carry"
             )
-    if kind.stage in (MODEL, VISUAL):
+    if spec.kind.stage in (MODEL, VISUAL):
         _check_bounds(spec, bound)
     return bound
 
 
-def _bind_visual(spec: ParameterSpec, m: mujoco.MjModel, ids: np.ndarray, axes: np.ndarray) -> BoundParameter:
-    """A render-only parameter: colours per r, g, b channel, vectors per axis, one column otherwise."""
-    name, target = spec.name, spec.kind.target
-    if name in ("light_diffuse", "geom_rgba", "material_rgba"):
-        field = {"light_diffuse": "light_diffuse", "geom_rgba": "geom_rgba", "material_rgba": "mat_rgba"}[
-            name
-        ]
-        objects, channels = np.repeat(ids, 3), np.tile(np.arange(3), ids.size)
-        names = tuple(
-            f"{name}_{_RGB[c]}/{_name(m, target, i)}" for i, c in zip(objects, channels, strict=True)
+# Each binder takes (spec, robot, resolved target ids, axis indexes) and returns the bound parameter.
+_Binder = Callable[[ParameterSpec, RobotModel, np.ndarray, np.ndarray], BoundParameter]
+
+
+def _bind_geom_friction(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    m = robot.model
+    bound = _per_object(spec, m, GEOM, ids, m.geom_friction[ids, 0])
+    return _with(bound, FieldWrite("geom_friction", (ids, np.zeros_like(ids))))
+
+
+def _bind_body_mass(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    m = robot.model
+    mass = m.body_mass[ids]
+    massless = [i for i, value in zip(ids, mass, strict=True) if value <= 0]
+    if massless:
+        raise ConfigError(
+            f"{spec.key}.targets: body '{_name(m, BODY, massless[0])}' has no mass to randomize"
         )
-        nominal = getattr(m, field)[objects, channels].astype(np.float64)
-        return _with(BoundParameter(spec, names, nominal), FieldWrite(field, (objects, channels), _colour))
-    if name == "material_texture":
-        if m.ntex == 0:
-            ids = ids[:0]  # a model without textures has nothing to choose among
-        for texture in range(int(spec.low), int(spec.high) + 1) if ids.size else ():
-            if texture >= m.ntex or m.tex_type[texture] != mujoco.mjtTexture.mjTEXTURE_2D:
-                raise ConfigError(
-                    f"{spec.key}.high: texture id {texture} is not a 2D texture of the model "
-                    f"({m.ntex} textures)"
-                )
-        names = tuple(f"{name}/{_name(m, MATERIAL, i)}" for i in ids)
-        roles = np.full_like(ids, _TEXTURE_RGB)
-        nominal = m.mat_texid[ids, roles].astype(np.float64)
-        return _with(BoundParameter(spec, names, nominal), FieldWrite("mat_texid", (ids, roles), _texture_id))
-    if name == "camera_fovy":
-        names = tuple(f"{name}/{_name(m, CAMERA, i)}" for i in ids)
-        return _with(
-            BoundParameter(spec, names, m.cam_fovy[ids].astype(np.float64)), FieldWrite("cam_fovy", (ids,))
+    inertia = m.body_inertia[ids]
+    return _with(
+        _per_object(spec, m, BODY, ids, mass),
+        FieldWrite("body_mass", (ids,)),
+        # Scaling a body's mass scales its inertia by the same factor (same shape, density).
+        FieldWrite(
+            "body_inertia",
+            (np.repeat(ids, 3), np.tile(np.arange(3), ids.size)),
+            lambda values: np.repeat(values / mass, 3, axis=1) * inertia.ravel(),
+        ),
+    )
+
+
+def _bind_body_com(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    m = robot.model
+    bodies, components = np.repeat(ids, axes.size), np.tile(axes, ids.size)
+    names = tuple(
+        f"{spec.name}_{AXES[a]}/{_name(m, BODY, b)}" for b, a in zip(bodies, components, strict=True)
+    )
+    bound = BoundParameter(spec, names, m.body_ipos[bodies, components].copy())
+    return _with(bound, FieldWrite("body_ipos", (bodies, components)))
+
+
+def _bind_dof_field(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    """A per-degree-of-freedom model field that the parameter is named after (dof_damping, ...)."""
+    m, name = robot.model, spec.name
+    dofs, names = _dofs(m, name, ids)
+    bound = BoundParameter(spec, names, getattr(m, name)[dofs].copy())
+    return _with(bound, FieldWrite(name, (dofs,)))
+
+
+def _bind_actuator_kp(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    m = robot.model
+    actuators = robot.actuator_ids[ids]
+    # A position servo's force is kp * (target - q) - kd * qdot: gain kp, bias -kp and -kd.
+    return _with(
+        _per_robot_joint(spec, robot, ids, m.actuator_gainprm[actuators, 0].copy()),
+        FieldWrite("actuator_gainprm", (actuators, np.zeros_like(actuators))),
+        FieldWrite("actuator_biasprm", (actuators, np.ones_like(actuators)), _negate),
+    )
+
+
+def _bind_actuator_kd(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    m = robot.model
+    actuators = robot.actuator_ids[ids]
+    return _with(
+        _per_robot_joint(spec, robot, ids, -m.actuator_biasprm[actuators, 2]),
+        FieldWrite("actuator_biasprm", (actuators, np.full_like(actuators, 2)), _negate),
+    )
+
+
+def _bind_actuator_strength(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    """One factor (nominal 1) on each servo's kp, kd and force range together."""
+    m = robot.model
+    actuators = robot.actuator_ids[ids]
+    kp, kd = m.actuator_gainprm[actuators, 0].copy(), -m.actuator_biasprm[actuators, 2]
+    low, high = m.actuator_forcerange[actuators].T.copy()
+    zeros = np.zeros_like(actuators)
+    return _with(
+        _per_robot_joint(spec, robot, ids, np.ones(ids.size)),
+        FieldWrite("actuator_gainprm", (actuators, zeros), lambda factor: factor * kp),
+        FieldWrite("actuator_biasprm", (actuators, zeros + 1), lambda factor: -factor * kp),
+        FieldWrite("actuator_biasprm", (actuators, zeros + 2), lambda factor: -factor * kd),
+        FieldWrite("actuator_forcerange", (actuators, zeros), lambda factor: factor * low),
+        FieldWrite("actuator_forcerange", (actuators, zeros + 1), lambda factor: factor * high),
+    )
+
+
+def _bind_gravity(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    names = tuple(f"{spec.name}_{AXES[a]}" for a in axes)
+    bound = BoundParameter(spec, names, robot.model.opt.gravity[axes].copy())
+    return _with(bound, FieldWrite("opt.gravity", (axes,)))
+
+
+def _bind_action_delay(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    return BoundParameter(spec, (spec.name,), np.zeros(1))
+
+
+def _bind_joint_perturbation(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    """Noise, bias or reset offset per robot joint, applied outside the model."""
+    return _per_robot_joint(spec, robot, ids, np.full(ids.size, _neutral(spec)))
+
+
+def _bind_imu(spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray) -> BoundParameter:
+    if robot.imu is None:
+        raise ConfigError(
+            f"{spec.key}: {robot.name} has no IMU (a floating base, an IMU sensor or the robot "
+            "config's imu_site gives it one)"
         )
-    objects, components = np.repeat(ids, axes.size), np.tile(axes, ids.size)
-    target_names = [_name(m, target, i) for i in objects]
-    names = tuple(f"{name}_{AXES[a]}/{n}" for n, a in zip(target_names, components, strict=True))
-    if name == "light_direction":
-        nominal = m.light_dir[objects, components].astype(np.float64)
-        return _with(BoundParameter(spec, names, nominal), FieldWrite("light_dir", (objects, components)))
-    if name == "camera_position":
-        nominal = m.cam_pos[objects, components].astype(np.float64)
-        return _with(BoundParameter(spec, names, nominal), FieldWrite("cam_pos", (objects, components)))
-    # camera_rotation: angles (nominal 0) about the body's axes, turning the nominal orientation.
-    quats = m.cam_quat[ids].copy()
+    names = tuple(f"{spec.name}_{AXES[a]}" for a in axes)
+    return BoundParameter(spec, names, np.full(axes.size, _neutral(spec)), columns=axes)
+
+
+def _bind_push_velocity(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    dofs, names = _dofs(robot.model, spec.name, ids)
+    return BoundParameter(spec, names, np.zeros(dofs.size), dofs=dofs)
+
+
+def _bind_colour(
+    field: str, spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    """A colour ``field`` of the model, one column per r, g, b channel, clipped to [0, 1] when written."""
+    m = robot.model
+    objects, channels = np.repeat(ids, 3), np.tile(np.arange(3), ids.size)
+    names = tuple(
+        f"{spec.name}_{_RGB[c]}/{_name(m, spec.kind.target, i)}"
+        for i, c in zip(objects, channels, strict=True)
+    )
+    nominal = getattr(m, field)[objects, channels].astype(np.float64)
+    return _with(BoundParameter(spec, names, nominal), FieldWrite(field, (objects, channels), _colour))
+
+
+def _bind_material_texture(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    m = robot.model
+    if m.ntex == 0:
+        ids = ids[:0]  # a model without textures has nothing to choose among
+    for texture in range(int(spec.low), int(spec.high) + 1) if ids.size else ():
+        if texture >= m.ntex or m.tex_type[texture] != mujoco.mjtTexture.mjTEXTURE_2D:
+            raise ConfigError(
+                f"{spec.key}.high: texture id {texture} is not a 2D texture of the model ({m.ntex} textures)"
+            )
+    names = tuple(f"{spec.name}/{_name(m, MATERIAL, i)}" for i in ids)
+    roles = np.full_like(ids, _TEXTURE_RGB)
+    nominal = m.mat_texid[ids, roles].astype(np.float64)
+    return _with(BoundParameter(spec, names, nominal), FieldWrite("mat_texid", (ids, roles), _texture_id))
+
+
+def _bind_camera_fovy(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    m = robot.model
+    names = tuple(f"{spec.name}/{_name(m, CAMERA, i)}" for i in ids)
+    bound = BoundParameter(spec, names, m.cam_fovy[ids].astype(np.float64))
+    return _with(bound, FieldWrite("cam_fovy", (ids,)))
+
+
+def _bind_vector(
+    field: str, spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    """A vector ``field`` of the model (light direction, camera position), one column per axis."""
+    objects, components, names = _vector_columns(spec, robot.model, ids, axes)
+    nominal = getattr(robot.model, field)[objects, components].astype(np.float64)
+    return _with(BoundParameter(spec, names, nominal), FieldWrite(field, (objects, components)))
+
+
+def _bind_camera_rotation(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, axes: np.ndarray
+) -> BoundParameter:
+    """Angles (nominal 0) about the body's axes, turning each camera's nominal orientation."""
+    _, _, names = _vector_columns(spec, robot.model, ids, axes)
+    quats = robot.model.cam_quat[ids].copy()
 
     def rotate(values: np.ndarray) -> np.ndarray:
         rotvec = np.zeros((values.shape[0], ids.size, 3))
@@ -319,6 +383,58 @@ def _bind_visual(spec: ParameterSpec, m: mujoco.MjModel, ids: np.ndarray, axes: 
     return _with(
         BoundParameter(spec, names, np.zeros(len(names))), FieldWrite("cam_quat", (objects, parts), rotate)
     )
+
+
+_BINDERS: dict[str, _Binder] = {
+    "geom_friction": _bind_geom_friction,
+    "body_mass": _bind_body_mass,
+    "body_com": _bind_body_com,
+    "dof_damping": _bind_dof_field,
+    "dof_armature": _bind_dof_field,
+    "dof_frictionloss": _bind_dof_field,
+    "actuator_kp": _bind_actuator_kp,
+    "actuator_kd": _bind_actuator_kd,
+    "actuator_strength": _bind_actuator_strength,
+    "gravity": _bind_gravity,
+    "action_delay_steps": _bind_action_delay,
+    "action_noise": _bind_joint_perturbation,
+    "joint_position_noise": _bind_joint_perturbation,
+    "joint_velocity_noise": _bind_joint_perturbation,
+    "joint_position_bias": _bind_joint_perturbation,
+    **{f"imu_{quantity}_{what}": _bind_imu for what in ("noise", "bias") for quantity, _ in IMU_QUANTITIES},
+    "initial_joint_offset": _bind_joint_perturbation,
+    "push_velocity": _bind_push_velocity,
+    "light_direction": partial(_bind_vector, "light_dir"),
+    "light_diffuse": partial(_bind_colour, "light_diffuse"),
+    "geom_rgba": partial(_bind_colour, "geom_rgba"),
+    "material_rgba": partial(_bind_colour, "mat_rgba"),
+    "material_texture": _bind_material_texture,
+    "camera_position": partial(_bind_vector, "cam_pos"),
+    "camera_rotation": _bind_camera_rotation,
+    "camera_fovy": _bind_camera_fovy,
+}
+
+
+def _neutral(spec: ParameterSpec) -> float:
+    """The nominal value of a parameter that is not a model field: its operation's identity."""
+    return 1.0 if spec.operation == "scale" else 0.0
+
+
+def _per_robot_joint(
+    spec: ParameterSpec, robot: RobotModel, ids: np.ndarray, nominal: np.ndarray
+) -> BoundParameter:
+    names = tuple(f"{spec.name}/{robot.joint_names[j]}" for j in ids)
+    return BoundParameter(spec, names, nominal, columns=ids)
+
+
+def _vector_columns(
+    spec: ParameterSpec, m: mujoco.MjModel, ids: np.ndarray, axes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Object and axis index of each column of a per-axis visual parameter, and the column names."""
+    objects, components = np.repeat(ids, axes.size), np.tile(axes, ids.size)
+    target_names = [_name(m, spec.kind.target, i) for i in objects]
+    names = tuple(f"{spec.name}_{AXES[a]}/{n}" for n, a in zip(target_names, components, strict=True))
+    return objects, components, names
 
 
 def _with(bound: BoundParameter, *writes: FieldWrite) -> BoundParameter:
