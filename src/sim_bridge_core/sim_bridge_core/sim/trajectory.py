@@ -78,12 +78,12 @@ def _optional_field(
 
 def parse_goal(
     joint_names: Sequence[str],
+    *,
     stamp_s: float,
     times_s: Sequence[float],
     positions: Sequence[Sequence[float]],
     velocities: Sequence[Sequence[float]] | None,
     accelerations: Sequence[Sequence[float]] | None,
-    *,
     robot_joints: Sequence[str],
     lower: np.ndarray,
     upper: np.ndarray,
@@ -105,20 +105,68 @@ def parse_goal(
     ``optional_joints`` (also in ``robot_joints``) may be commanded but never have to be, and a
     goal of those alone is whole (as to a gripper's own controller); naming one of
     ``passive_joints`` is refused with the reason.
+
+    Each rule is a check of its own, run in this order: a goal that breaks several is refused
+    for the first.
     """
+    _check_not_empty(joint_names, positions)
+    _check_no_efforts(efforts)
+    _check_time_per_point(times_s, positions)
+    joints = _joint_columns(joint_names, robot_joints, optional_joints, passive_joints)
+    _check_all_joints(joint_names, robot_joints, allow_partial, optional_joints)
+    width, num_points = len(joints), len(positions)
+    pos = np.stack([_point_array(p, "positions", i, width) for i, p in enumerate(positions)])
+    vel = _optional_field(velocities, "velocities", width, num_points)
+    acc = _optional_field(accelerations, "accelerations", width, num_points)
+    times = _times(times_s)
+    start_s = _start(stamp_s, float(times[-1]), now_s)
+    if not allow_nonzero_end_velocity:
+        _check_end_at_rest(vel, joint_names)
+
+    lo = np.asarray(lower, dtype=float)[joints]
+    hi = np.asarray(upper, dtype=float)[joints]
+    clipped = np.clip(pos, lo, hi)
+    return TrajectoryGoal(
+        joints=joints,
+        start_s=start_s,
+        times_s=times,
+        positions=clipped,
+        velocities=vel,
+        accelerations=acc,
+        clamped=bool(np.any(clipped != pos)),
+    )
+
+
+def _check_not_empty(joint_names: Sequence[str], positions: Sequence[Sequence[float]]) -> None:
     if len(joint_names) == 0:
         raise TrajectoryError("empty joint_names")
     if len(positions) == 0:
         raise TrajectoryError("trajectory has no points")
-    if efforts is not None:
-        with_effort = [i for i, values in enumerate(efforts) if len(values)]
-        if with_effort:
-            raise TrajectoryError(
-                f"point {with_effort[0]}: effort given, but the controller has no effort command interface"
-            )
+
+
+def _check_no_efforts(efforts: Sequence[Sequence[float]] | None) -> None:
+    """Effort fields need an effort command interface, which the simulated controller lacks."""
+    if efforts is None:
+        return
+    with_effort = [i for i, values in enumerate(efforts) if len(values)]
+    if with_effort:
+        raise TrajectoryError(
+            f"point {with_effort[0]}: effort given, but the controller has no effort command interface"
+        )
+
+
+def _check_time_per_point(times_s: Sequence[float], positions: Sequence[Sequence[float]]) -> None:
     if len(times_s) != len(positions):
         raise TrajectoryError(f"{len(times_s)} time_from_start values for {len(positions)} points")
 
+
+def _joint_columns(
+    joint_names: Sequence[str],
+    robot_joints: Sequence[str],
+    optional_joints: Sequence[str],
+    passive_joints: Sequence[str],
+) -> np.ndarray:
+    """The robot joint index of each named joint; each must be a robot joint named once, not a passive one."""
     robot_index = {name: i for i, name in enumerate(robot_joints)}
     seen: set[str] = set()
     for name in joint_names:
@@ -133,53 +181,57 @@ def parse_goal(
         if name in seen:
             raise TrajectoryError(f"duplicate joint '{name}'")
         seen.add(name)
-    missing = [name for name in robot_joints if name not in seen and name not in optional_joints]
+    return np.array([robot_index[name] for name in joint_names], dtype=int)
+
+
+def _check_all_joints(
+    joint_names: Sequence[str],
+    robot_joints: Sequence[str],
+    allow_partial: bool,
+    optional_joints: Sequence[str],
+) -> None:
+    named = set(joint_names)
+    missing = [name for name in robot_joints if name not in named and name not in optional_joints]
     # Only optional axes named (a gripper alone): as to a controller of its own, nothing is missing.
-    if missing and not allow_partial and not seen <= set(optional_joints):
+    if missing and not allow_partial and not named <= set(optional_joints):
         raise TrajectoryError(
             f"goal lacks joints {', '.join(repr(n) for n in missing)} and allow_partial_joints_goal is false"
         )
-    joints = np.array([robot_index[name] for name in joint_names], dtype=int)
-    width, num_points = len(joints), len(positions)
 
-    pos = np.stack([_point_array(p, "positions", i, width) for i, p in enumerate(positions)])
-    vel = _optional_field(velocities, "velocities", width, num_points)
-    acc = _optional_field(accelerations, "accelerations", width, num_points)
 
+def _times(times_s: Sequence[float]) -> np.ndarray:
+    """The points' time_from_start, each finite, not negative and later than the one before."""
     times = np.asarray(times_s, dtype=float).reshape(-1)
     for i, t in enumerate(times):
         if not math.isfinite(t) or t < 0.0:
             raise TrajectoryError(f"point {i}: time_from_start {t} is negative or not finite")
         if i > 0 and t <= times[i - 1]:
             raise TrajectoryError(f"point {i}: time_from_start not strictly increasing")
+    return times
 
+
+def _start(stamp_s: float, duration_s: float, now_s: float) -> float | None:
+    """When a trajectory of ``duration_s`` starts (None: a zero stamp, when accepted); it must not have
+    ended by ``now_s``."""
     if not math.isfinite(stamp_s):
         raise TrajectoryError(f"header stamp {stamp_s} is not finite")
-    start_s = None if stamp_s == 0.0 else float(stamp_s)
-    if start_s is not None and start_s + float(times[-1]) < now_s:
-        end_s = start_s + float(times[-1])
+    if stamp_s == 0.0:
+        return None
+    start_s = float(stamp_s)
+    if start_s + duration_s < now_s:
+        end_s = start_s + duration_s
         raise TrajectoryError(f"trajectory ends in the past (at {end_s:.6f} s, now is {now_s:.6f} s)")
+    return start_s
 
+
+def _check_end_at_rest(velocities: np.ndarray | None, joint_names: Sequence[str]) -> None:
     # The controller compares with float epsilon, not exactly.
-    moving = np.flatnonzero(np.abs(vel[-1]) > END_VELOCITY_TOLERANCE) if vel is not None else []
-    if len(moving) and not allow_nonzero_end_velocity:
+    moving = np.flatnonzero(np.abs(velocities[-1]) > END_VELOCITY_TOLERANCE) if velocities is not None else []
+    if len(moving):
         raise TrajectoryError(
             f"last point has non-zero velocity for joint '{joint_names[int(moving[0])]}' "
             "and allow_nonzero_velocity_at_trajectory_end is false"
         )
-
-    lo = np.asarray(lower, dtype=float)[joints]
-    hi = np.asarray(upper, dtype=float)[joints]
-    clipped = np.clip(pos, lo, hi)
-    return TrajectoryGoal(
-        joints=joints,
-        start_s=start_s,
-        times_s=times,
-        positions=clipped,
-        velocities=vel,
-        accelerations=acc,
-        clamped=bool(np.any(clipped != pos)),
-    )
 
 
 def _given(values: np.ndarray | None) -> bool:

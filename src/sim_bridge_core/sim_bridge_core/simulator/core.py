@@ -496,11 +496,11 @@ class Simulator:
                 )
             return parse_goal(
                 [self._from_wire.get(name, name) for name in message.joint_names],
-                message.stamp_ns / _NS,
-                [p.time_from_start_ns / _NS for p in points],
-                [p.positions for p in points],
-                [p.velocities for p in points],
-                [p.accelerations for p in points],
+                stamp_s=message.stamp_ns / _NS,
+                times_s=[p.time_from_start_ns / _NS for p in points],
+                positions=[p.positions for p in points],
+                velocities=[p.velocities for p in points],
+                accelerations=[p.accelerations for p in points],
                 robot_joints=self._axes,
                 lower=self._axis_lower,
                 upper=self._axis_upper,

@@ -194,11 +194,11 @@ def _decode(
                 try:
                     goal = parse_goal(
                         message.joint_names,
-                        stamp_s,
-                        [p.time_from_start_ns / _NS for p in message.points],
-                        [p.positions for p in message.points],
-                        [p.velocities for p in message.points],
-                        [p.accelerations for p in message.points],
+                        stamp_s=stamp_s,
+                        times_s=[p.time_from_start_ns / _NS for p in message.points],
+                        positions=[p.positions for p in message.points],
+                        velocities=[p.velocities for p in message.points],
+                        accelerations=[p.accelerations for p in message.points],
                         robot_joints=joints,
                         lower=robot.lower,
                         upper=robot.upper,

@@ -24,11 +24,11 @@ def goal(
 ):
     return parse_goal(
         list(names),
-        stamp,
-        list(times),
-        [list(p) for p in positions],
-        None if velocities is None else [list(v) for v in velocities],
-        None if accelerations is None else [list(a) for a in accelerations],
+        stamp_s=stamp,
+        times_s=list(times),
+        positions=[list(p) for p in positions],
+        velocities=None if velocities is None else [list(v) for v in velocities],
+        accelerations=None if accelerations is None else [list(a) for a in accelerations],
         robot_joints=JOINTS,
         lower=LOWER,
         upper=UPPER,

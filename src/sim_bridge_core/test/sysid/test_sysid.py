@@ -117,11 +117,11 @@ def test_the_excitation_goes_out_as_one_trajectory_the_controller_accepts():
     # joint_trajectory_controller's rules: all joints, increasing times, at rest at the end.
     goal = parse_goal(
         decoded.joint_names,
-        decoded.stamp_ns / 1e9,
-        [p.time_from_start_ns / 1e9 for p in points],
-        [p.positions for p in points],
-        [p.velocities for p in points],
-        [p.accelerations for p in points],
+        stamp_s=decoded.stamp_ns / 1e9,
+        times_s=[p.time_from_start_ns / 1e9 for p in points],
+        positions=[p.positions for p in points],
+        velocities=[p.velocities for p in points],
+        accelerations=[p.accelerations for p in points],
         robot_joints=robot.joint_names,
         lower=robot.lower,
         upper=robot.upper,
