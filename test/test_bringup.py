@@ -13,9 +13,9 @@ from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
 from sim_bridge.launch_support import node_arguments
 from sim_bridge_core.bringup.description import JOBS, describe
+from sim_bridge_core.deploy.contract import policy_metadata
 from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.learning import ActorCritic, PpoConfig, load_checkpoint, save_checkpoint
-from sim_bridge_core.learning.runner import policy_metadata
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task

@@ -20,10 +20,10 @@ from geometry_msgs.msg import PointStamped
 from rclpy.qos import QoSProfile
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
+from sim_bridge_core.deploy.contract import policy_metadata
 from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.learning import PpoConfig, save_checkpoint
 from sim_bridge_core.learning.modules import ActorCritic
-from sim_bridge_core.learning.runner import policy_metadata
 from sim_bridge_core.models import RobotModel, load_robot
 from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import Task, make_task

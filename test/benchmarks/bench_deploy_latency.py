@@ -77,12 +77,12 @@ MATCH_TOLERANCE = 1e-10  # a command is within this of the state it answers (see
 def write_untrained_policy(directory: Path, control_rate_hz: float, runtime: str) -> Path:
     """An arm7 reach checkpoint with freshly initialized weights (default network size) trained,
     as far as its contract says, at ``control_rate_hz``; or its ONNX export."""
+    from sim_bridge_core.deploy.contract import PolicyContract, policy_metadata
     from sim_bridge_core.envs.batched import BatchedEnv
     from sim_bridge_core.learning import (
         ActorCritic,
         PpoConfig,
         export_policy,
-        policy_metadata,
         save_checkpoint,
     )
     from sim_bridge_core.learning.checkpoint import load_checkpoint
@@ -104,7 +104,7 @@ def write_untrained_policy(directory: Path, control_rate_hz: float, runtime: str
     checkpoint = save_checkpoint(directory / "checkpoint.pt", model, config, policy_metadata(env))
     if runtime == "torch":
         return checkpoint
-    return export_policy(model, directory, load_checkpoint(checkpoint).contract)["onnx"]
+    return export_policy(model, directory, PolicyContract.of_checkpoint(load_checkpoint(checkpoint)))["onnx"]
 
 
 def node_parameters(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:

@@ -52,10 +52,10 @@ STAND_IN_RATES = re.compile(r"real-time factor ([\d.]+).*state ([\d.]+) Hz, imu 
 def standing_policy(model: str, directory: Path) -> tuple[Path, Path, list[str], dict[str, Any]]:
     """The checkpoint, the MJCF the stand-in runs, its extra arguments and the policy's parameters."""
     import torch
+    from sim_bridge_core.deploy.contract import policy_metadata
     from sim_bridge_core.envs.batched import BatchedEnv
     from sim_bridge_core.learning import PpoConfig, save_checkpoint
     from sim_bridge_core.learning.modules import ActorCritic
-    from sim_bridge_core.learning.runner import policy_metadata
     from sim_bridge_core.models import load_robot, load_robot_config
     from sim_bridge_core.sim.backends.cpu import CpuBackend
     from sim_bridge_core.tasks import make_task

@@ -24,6 +24,7 @@ import mujoco
 import numpy as np
 from cli import world_parser
 from mujoco.batch import Batch
+from sim_bridge_core.deploy.contract import PolicyContract
 from sim_bridge_core.envs.gym import make_batched_env
 from sim_bridge_core.learning import (
     PpoConfig,
@@ -121,7 +122,7 @@ def main() -> None:
 
     if args.out:
         plot_training_curve(result.history, os.path.join(args.out, "curve.png"))
-        contract = load_checkpoint(os.path.join(args.out, "checkpoint.pt")).contract
+        contract = PolicyContract.of_checkpoint(load_checkpoint(os.path.join(args.out, "checkpoint.pt")))
         export_policy(result.model, args.out, contract)
 
     fps = result.env_steps_per_s

@@ -25,13 +25,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image, JointState
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy.contract import METADATA_KEY
+from sim_bridge_core.deploy.contract import METADATA_KEY, PolicyContract, policy_metadata
 from sim_bridge_core.deploy.deployment import safety_filter
 from sim_bridge_core.deploy.policy import PolicyConfig, load_deployment
 from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.learning import PpoConfig, export_policy, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.modules import ActorCritic
-from sim_bridge_core.learning.runner import policy_metadata
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task
@@ -371,7 +370,7 @@ def test_a_policy_that_does_not_fit_the_robot_is_refused(tmp_path, config, messa
     ],
 )
 def test_an_onnx_network_that_breaks_its_contract_is_refused_at_load(tmp_path, body, message):
-    contract = load_checkpoint(ik_checkpoint(tmp_path / "c.pt")).contract
+    contract = PolicyContract.of_checkpoint(load_checkpoint(ik_checkpoint(tmp_path / "c.pt")))
     with pytest.raises(ConfigError, match=f"^policy.checkpoint: .*{message}"):
         load_deployment(deploy_config(onnx_policy(tmp_path / "policy.onnx", contract, body)))
 
@@ -385,7 +384,7 @@ def test_an_onnx_network_that_breaks_its_contract_is_refused_at_load(tmp_path, b
     ],
 )
 def test_a_contract_no_runtime_can_act_on_is_refused(tmp_path, field, value, message):
-    contract = load_checkpoint(ik_checkpoint(tmp_path / "c.pt")).contract
+    contract = PolicyContract.of_checkpoint(load_checkpoint(ik_checkpoint(tmp_path / "c.pt")))
     damaged = dataclasses.replace(contract, **{field: value})
     with pytest.raises(ConfigError, match=message):
         load_deployment(deploy_config(onnx_policy(tmp_path / "policy.onnx", damaged, "one")))
@@ -394,7 +393,7 @@ def test_a_contract_no_runtime_can_act_on_is_refused(tmp_path, field, value, mes
 def test_a_failure_in_the_deploy_path_holds_and_the_node_answers_enable(tmp_path, start_node, ros_client):
     """A network that raises at run time (here: on a joint velocity above 100): one hold at the
     measured pose, one error line, the node stays up, and ~/enable brings it back."""
-    contract = load_checkpoint(ik_checkpoint(tmp_path / "c.pt")).contract
+    contract = PolicyContract.of_checkpoint(load_checkpoint(ik_checkpoint(tmp_path / "c.pt")))
     policy = policy_alone(start_node, onnx_policy(tmp_path / "policy.onnx", contract, "fails_fast"))
     commands = ros_client.collect(JointTrajectory, "joint_trajectory", RELIABLE)
     feed(ros_client, policy, ARM.home + 0.02, count=10)

@@ -18,10 +18,10 @@ import yaml
 from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
+from sim_bridge_core.deploy.contract import policy_metadata
 from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.learning import PpoConfig, save_checkpoint
 from sim_bridge_core.learning.modules import ActorCritic
-from sim_bridge_core.learning.runner import policy_metadata
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task

@@ -24,14 +24,18 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from sim_bridge_core.deploy.deployment import SafetyFilter, safety_filter
+from sim_bridge_core.learning.checkpoint import Checkpoint, CheckpointError
+from sim_bridge_core.learning.runner import training_metadata
 from sim_bridge_core.sim.control import COMMAND_INTERFACES
 
 if TYPE_CHECKING:
-    from sim_bridge_core.deploy.deployment import SafetyFilter
+    from sim_bridge_core.envs.batched import Worlds
+    from sim_bridge_core.learning.ppo import PpoLearner
     from sim_bridge_core.tasks import Task
 
 CONTRACT_FORMAT = "sim_bridge_contract/1"
@@ -61,6 +65,7 @@ class PolicyContract:
     max_position_step: float
     control_dt: float
     command_interface: str
+    metadata_key: ClassVar[str] = METADATA_KEY  # where an exported ONNX file carries it
 
     @classmethod
     def describe(
@@ -109,7 +114,7 @@ class PolicyContract:
         if not isinstance(data, Mapping) or data.get("format") != CONTRACT_FORMAT:
             raise ContractError(f"{source}: no {CONTRACT_FORMAT} policy contract")
         try:
-            values = {key: data[key] for key in cls.__dataclass_fields__}
+            values = {field.name: data[field.name] for field in dataclasses.fields(cls)}
             values["observation"] = tuple((term["name"], int(term["size"])) for term in data["observation"])
             values["task_settings"] = dict(data["task_settings"])
             values["sites"] = dict(data["sites"])
@@ -123,6 +128,14 @@ class PolicyContract:
             raise ContractError(f"{source}: malformed policy contract ({type(exc).__name__}: {exc})") from exc
         contract._check_sane(source)
         return contract
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Checkpoint) -> PolicyContract:
+        """The contract a training job wrote into ``checkpoint``; CheckpointError if there is none."""
+        try:
+            return cls.from_dict(checkpoint.metadata.get("contract"), f"checkpoint {checkpoint.path}")
+        except ContractError as exc:
+            raise CheckpointError(str(exc)) from exc
 
     @classmethod
     def from_json(cls, text: str, source: str) -> PolicyContract:
@@ -173,3 +186,13 @@ class PolicyContract:
             raise ContractError(
                 f"{source} expects the observation {list(self.observation)}, this task builds {list(terms)}"
             )
+
+
+def policy_metadata(
+    worlds: Worlds, learner: PpoLearner | None = None, limits: SafetyFilter | None = None
+) -> dict[str, Any]:
+    """What a deployable checkpoint records: the training metadata and the policy contract, with the
+    deploy ``limits`` (default: the robot's own)."""
+    limits = limits or safety_filter(worlds.task.robot, worlds.control_dt)
+    contract = PolicyContract.describe(worlds.task, limits, worlds.control_dt, worlds.command_interface)
+    return {**training_metadata(worlds, learner), "contract": contract.to_dict()}

@@ -229,7 +229,11 @@ def read_contract(path: str) -> PolicyContract:
     """The contract of a checkpoint.pt or policy.onnx; ConfigError naming ``policy.checkpoint``."""
     source = Path(path)
     try:
-        return _onnx_contract(source) if source.suffix == ".onnx" else load_checkpoint(source).contract
+        return (
+            _onnx_contract(source)
+            if source.suffix == ".onnx"
+            else PolicyContract.of_checkpoint(load_checkpoint(source))
+        )
     except (CheckpointError, ContractError) as exc:
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
 

@@ -169,6 +169,28 @@ def recording_hook(
     return on_step
 
 
+@dataclass(frozen=True)
+class _Feed:
+    """Where a training job's steps come from: the worlds, the worlds it evaluates on, and how the
+    recording reads their state and their randomization."""
+
+    worlds: Worlds
+    eval_worlds: Worlds
+    task_fields: tuple[str, ...]
+    read_state: StateReader
+    read_applied: AppliedReader | None
+    publishes_applied: bool = False  # reading randomization/applied is also what publishes it
+
+
+def _remote_feed(worlds: Worlds, read_applied: AppliedReader | None) -> _Feed:
+    """Worlds over the topics: the recording reads what was last received there."""
+
+    def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
+        return worlds.positions, worlds.velocities, worlds.efforts, worlds.signals
+
+    return _Feed(worlds, worlds, worlds.task_fields, read_state, read_applied)
+
+
 @dataclass
 class TrainingJob:
     """One training run; ``run`` blocks until the outputs are written and returns the summary."""
@@ -216,55 +238,13 @@ class TrainingJob:
         policy = self.policy
         if policy.video:
             require_gl()  # before training, not after it
-        eval_worlds = worlds
-        fused = worlds is None
-        if fused:
-            simulator = fused_simulator(self.sim)
-            worlds = env = simulator.env
-            task_fields = simulator.task_fields
-
-            def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
-                signals = task_signal_rows(result, env.inputs, env.time_ns, env.control_dt)
-                return (
-                    env.measured_positions(),
-                    env.measured_velocities(),
-                    env.backend.joint_efforts(),
-                    signals,
-                )
-
-            def read_fused_applied() -> tuple[np.ndarray, tuple[str, ...]] | None:
-                message = simulator.randomization_applied()
-                if message is None:
-                    return None
-                if on_applied is not None:
-                    on_applied(message)
-                if env.randomizer is None:  # recorded as what the simulator publishes: no parameters
-                    return np.zeros((env.num_envs, 0)), ()
-                return env.randomizer.applied()
-
-            read_applied = read_fused_applied
-            read_applied()  # what is in effect from the start
-            # Evaluation gets fresh worlds with their own seed, not the training worlds' state.
-            eval_worlds = evaluation_worlds(self.sim, policy.eval_episodes, seed=self.sim.seed + 1)
-        else:
-            task_fields = worlds.task_fields
-
-            def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
-                return worlds.positions, worlds.velocities, worlds.efforts, worlds.signals
-
-        recorder = None
-        on_step = None
-        if policy.record:
-            recorder = self._open_recorder(worlds, task_fields)
-            on_step = recording_hook(
-                recorder, worlds, read_state, read_applied or (lambda: None), self.log_error
-            )
-        elif fused:
-
-            def on_step(targets: np.ndarray, result: StepResult) -> None:
-                read_applied()  # publishes each new randomization/applied
-
-        self.limits = command_safety(policy, worlds.task.robot, worlds.control_dt)
+        feed = self._fused_feed(on_applied) if worlds is None else _remote_feed(worlds, read_applied)
+        worlds = feed.worlds
+        recorder = self._open_recorder(worlds, feed.task_fields) if policy.record else None
+        safety = command_safety(policy, worlds.task.robot, worlds.control_dt)
+        self.contract = PolicyContract.describe(
+            worlds.task, safety, worlds.control_dt, worlds.command_interface
+        )
         if self.resume_from is not None:
             self.log(f"{'fine-tuning' if self.fine_tune else 'resuming'} from {self.resume_from}")
         with TensorBoardLog(self.output_dir) as board:
@@ -274,22 +254,62 @@ class TrainingJob:
                     self.ppo,
                     max_env_steps=policy.max_env_steps,
                     max_wall_s=policy.max_wall_s,
+                    resume=self.resume_from,
+                    fine_tune=self.fine_tune,
                     on_iteration=board.iteration,
-                    on_step=on_step,
+                    on_step=self._step_hook(feed, recorder),
                     checkpoint_path=self.checkpoint_path,
                     checkpoint_every=policy.checkpoint_every,
-                    resume=self.resume_from,
+                    checkpoint_metadata={"contract": self.contract.to_dict()},
                     device=policy.device,
                     progress=self.progress,
                     stop=stop,
-                    limits=self.limits,
-                    fine_tune=self.fine_tune,
                 )
             except CheckpointError as exc:
                 raise ConfigError(f"policy.checkpoint: {exc}") from exc
             finally:
                 self._close_recorder(recorder)
-            return self.finish(worlds, eval_worlds, result, board, stop)
+            return self.finish(worlds, feed.eval_worlds, result, board, stop)
+
+    def _fused_feed(self, on_applied: Callable[[bytes], None] | None) -> _Feed:
+        """Fused worlds from ``sim``, evaluated later on fresh worlds with their own seed (not the
+        training worlds' state); each new ``randomization/applied`` message goes to ``on_applied``."""
+        simulator = fused_simulator(self.sim)
+        env = simulator.env
+
+        def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
+            signals = task_signal_rows(result, env.inputs, env.time_ns, env.control_dt)
+            return env.measured_positions(), env.measured_velocities(), env.backend.joint_efforts(), signals
+
+        def read_applied() -> tuple[np.ndarray, tuple[str, ...]] | None:
+            message = simulator.randomization_applied()
+            if message is None:
+                return None
+            if on_applied is not None:
+                on_applied(message)
+            if env.randomizer is None:  # recorded as what the simulator publishes: no parameters
+                return np.zeros((env.num_envs, 0)), ()
+            return env.randomizer.applied()
+
+        read_applied()  # what is in effect from the start
+        eval_worlds = evaluation_worlds(self.sim, self.policy.eval_episodes, seed=self.sim.seed + 1)
+        return _Feed(
+            env, eval_worlds, simulator.task_fields, read_state, read_applied, publishes_applied=True
+        )
+
+    def _step_hook(
+        self, feed: _Feed, recorder: RolloutRecorder | None
+    ) -> Callable[[np.ndarray, StepResult], None] | None:
+        """What runs after every control step: the recording, else (fused) the publishing of each
+        new ``randomization/applied``, else nothing."""
+        if recorder is not None:
+            return recording_hook(
+                recorder, feed.worlds, feed.read_state, feed.read_applied or (lambda: None), self.log_error
+            )
+        if feed.publishes_applied and feed.read_applied is not None:
+            read_applied = feed.read_applied
+            return lambda targets, result: read_applied()
+        return None
 
     def _close_recorder(self, recorder: RolloutRecorder | None) -> None:
         if recorder is None:
@@ -325,10 +345,7 @@ class TrainingJob:
         stop: threading.Event | None = None,
     ) -> dict[str, Any]:
         """Export, evaluate, plot and summarize a finished training (stopped: not evaluated)."""
-        contract = PolicyContract.describe(
-            worlds.task, self.limits, worlds.control_dt, worlds.command_interface
-        )
-        exported = export_policy(result.model, self.output_dir, contract)
+        exported = export_policy(result.model, self.output_dir, self.contract)
         interrupted = result.interrupted
         rates = dict.fromkeys(("eval_success_rate_nominal", "eval_success_rate_randomized"))
         if not interrupted:

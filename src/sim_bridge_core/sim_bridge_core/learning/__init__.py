@@ -12,11 +12,12 @@ from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic, EmpiricalNormalizer
 from sim_bridge_core.learning.ppo import PpoLearner
 from sim_bridge_core.learning.runner import (
+    PpoRunner,
     TrainResult,
     evaluate,
     plot_training_curve,
-    policy_metadata,
     train,
+    training_metadata,
 )
 from sim_bridge_core.learning.storage import RolloutStorage
 
@@ -27,13 +28,14 @@ __all__ = [
     "EmpiricalNormalizer",
     "PpoConfig",
     "PpoLearner",
+    "PpoRunner",
     "RolloutStorage",
     "TrainResult",
     "evaluate",
     "export_policy",
     "load_checkpoint",
     "plot_training_curve",
-    "policy_metadata",
     "save_checkpoint",
     "train",
+    "training_metadata",
 ]

@@ -6,7 +6,7 @@ with ``torch.load(weights_only=True)`` (no code runs from the file):
     format    CHECKPOINT_FORMAT
     config    the PpoConfig as a dict
     metadata  model, joint_names, observation_size, action_size, task, iteration, env_steps, ...,
-              and ``contract``: the policy contract (``sim_bridge_core.deploy.contract``)
+              and what the job adds (the policy contract, ``sim_bridge_core.deploy.contract``)
     model     ActorCritic state dict (normalizer statistics included)
     learner   PpoLearner state (optimizer, learning rate, counters, RNG), absent for a bare model
 
@@ -14,8 +14,8 @@ with ``torch.load(weights_only=True)`` (no code runs from the file):
 was trained for another robot, observation size or task; building the network refuses
 weights with NaN or inf (what a diverged run leaves).
 
-``export_policy`` writes the deterministic policy as TorchScript and ONNX, with the contract in
-``policy.json`` and in the ONNX file's metadata (``sim_bridge_contract``). Every file is written in
+``export_policy`` writes the deterministic policy as TorchScript and ONNX, with the description the
+job gives (the policy contract) in ``policy.json`` and in the ONNX file's metadata. Every file is written in
 full beside its final name before any is renamed into place, so a failed or killed export leaves
 the previous files, and a ``policy.onnx`` always carries its own contract.
 """
@@ -29,20 +29,28 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from sim_bridge_core.deploy.contract import METADATA_KEY, ContractError, PolicyContract
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic, EmpiricalNormalizer
 from sim_bridge_core.learning.ppo import PpoLearner
 
 CHECKPOINT_FORMAT = "sim_bridge_policy/1"
 REQUIRED_METADATA = ("model", "joint_names", "observation_size", "action_size", "task")
+
+
+class PolicyDescription(Protocol):
+    """What travels with an exported policy so another runtime can run it (the policy contract):
+    JSON, written to ``policy.json`` and into the ONNX metadata under ``metadata_key``."""
+
+    metadata_key: ClassVar[str]
+
+    def to_json(self) -> str: ...
 
 
 class CheckpointError(RuntimeError):
@@ -59,14 +67,6 @@ class Checkpoint:
 
     def ppo_config(self) -> PpoConfig:
         return PpoConfig.from_dict(self.config)
-
-    @property
-    def contract(self) -> PolicyContract:
-        """How the policy is run (observation, action mapping, limits, rate, command interface)."""
-        try:
-            return PolicyContract.from_dict(self.metadata.get("contract"), f"checkpoint {self.path}")
-        except ContractError as exc:
-            raise CheckpointError(str(exc)) from exc
 
     def build_model(self) -> ActorCritic:
         """The trained ActorCritic (eval mode, cpu)."""
@@ -199,20 +199,20 @@ class InferencePolicy(nn.Module):
 
 
 def export_policy(
-    model: ActorCritic, directory: str | os.PathLike, contract: PolicyContract
+    model: ActorCritic, directory: str | os.PathLike, description: PolicyDescription
 ) -> dict[str, Path]:
-    """Write ``policy.pt`` (TorchScript), ``policy.onnx`` and ``policy.json`` (the contract).
+    """Write ``policy.pt`` (TorchScript), ``policy.onnx`` and ``policy.json`` (the description).
 
     Both networks take float32 observations (batch, observation_size) and return actions
     (batch, action_size) in [-1, 1] before clipping, i.e. what ``Task.action_to_targets`` takes;
-    the contract says the rest (also in the ONNX metadata, so the file alone is enough).
+    the description says the rest (also in the ONNX metadata, so the file alone is enough).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     policy = InferencePolicy(model).eval()
     example = torch.zeros(1, model.observation_size)
 
-    text = contract.to_json()
+    text = description.to_json()
 
     def write_onnx(path: Path) -> None:
         torch.onnx.export(
@@ -226,7 +226,7 @@ def export_policy(
             opset_version=17,
         )
         exported = onnx.load(str(path))
-        onnx.helper.set_model_props(exported, {METADATA_KEY: text})
+        onnx.helper.set_model_props(exported, {description.metadata_key: text})
         onnx.save(exported, str(path))
 
     paths = {

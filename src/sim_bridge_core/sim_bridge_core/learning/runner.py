@@ -10,10 +10,13 @@ simulator node's worlds through the lockstep ``batch/*`` topics. One iteration i
     learner.observe(result.reward, result.terminated, result.truncated)
     if learner.ready: learner.update(worlds.observation())
 
-The worlds execute the targets through their command interface (``sim_bridge_core.sim.control``), as
-the robot's controller will. The deploy safety filter's step limit is not applied here: it is a
-safety net, and training under it learns reach far more slowly (docs/policy.md has the figures);
-the deploy-path evaluation measures what it costs.
+``PpoRunner`` is that loop as an object with one method per stage (``restore``, ``collect``,
+``update``, ``log``, ``save``); ``train`` builds one and runs it. The worlds execute the targets
+through their command interface (``sim_bridge_core.sim.control``), as the robot's controller will.
+The deploy safety filter's step limit is not applied here: it is a safety net, and training under it
+learns reach far more slowly (docs/policy.md has the figures); the deploy-path evaluation measures
+what it costs. What a checkpoint must carry for deployment (the policy contract) is the job's to
+give: this package knows nothing of deploying.
 
 Also here: deterministic evaluation and the training curve plot.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +36,13 @@ import torch
 from tqdm import tqdm
 
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.deploy.contract import PolicyContract
-from sim_bridge_core.deploy.deployment import SafetyFilter, safety_filter
 from sim_bridge_core.envs.batched import JobStoppedError, StepResult, Worlds
 from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic
 from sim_bridge_core.learning.ppo import PpoLearner
+
+REWARD_TERM_PREFIX = "reward/"  # an iteration record's key for a reward term's mean per episode
 
 
 @dataclass
@@ -62,16 +65,11 @@ class TrainResult:
         return self.run_env_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
 
 
-def policy_metadata(
-    worlds: Worlds, learner: PpoLearner | None = None, limits: SafetyFilter | None = None
-) -> dict[str, Any]:
-    """What a checkpoint records about the robot and task it was trained for, and its contract
-    (with the deploy ``limits``; default: the robot's own)."""
+def training_metadata(worlds: Worlds, learner: PpoLearner | None = None) -> dict[str, Any]:
+    """What a checkpoint records about the robot and task it was trained for (``load_checkpoint``
+    checks a resume against it), and the learner's counters."""
     task = worlds.task
-    limits = limits or safety_filter(task.robot, worlds.control_dt)
-    contract = PolicyContract.describe(task, limits, worlds.control_dt, worlds.command_interface)
     metadata: dict[str, Any] = {
-        "contract": contract.to_dict(),
         "model": task.robot.name,
         "joint_names": list(task.robot.joint_names),
         "observation_size": task.observation_size,
@@ -87,86 +85,120 @@ def policy_metadata(
     return metadata
 
 
+@dataclass(frozen=True)
+class EpisodeStats:
+    """Episodes ended since the last look: how many, their mean return and success rate (NaN if
+    none), and each reward term's mean sum per episode."""
+
+    episodes: int
+    mean_return: float
+    success_rate: float
+    reward_terms: dict[str, float]
+
+
 class EpisodeTracker:
-    """Returns and success of episodes as they end; success is the task's at the episode's last step."""
+    """Returns, reward terms and success of episodes as they end; success is the task's at the
+    episode's last step."""
 
     def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
         self.returns = np.zeros(num_envs)
+        self.terms: dict[str, np.ndarray] = {}
         self.ended_returns: list[np.ndarray] = []
         self.ended_success: list[np.ndarray] = []
+        self.ended_terms: dict[str, list[np.ndarray]] = {}
 
-    def add(self, rewards: np.ndarray, done: np.ndarray, success: np.ndarray) -> None:
-        self.returns += rewards
+    def add(self, step: StepResult) -> None:
+        self.returns += step.reward
+        for name, values in step.reward_terms.items():
+            self.terms.setdefault(name, np.zeros(self.num_envs))
+            self.terms[name] += values
+        done = step.done
         if done.any():
             self.ended_returns.append(self.returns[done])
-            self.ended_success.append(success[done])
+            self.ended_success.append(step.success[done])
             self.returns[done] = 0.0
+            for name, sums in self.terms.items():
+                self.ended_terms.setdefault(name, []).append(sums[done])
+                sums[done] = 0.0
 
-    def pop(self) -> tuple[int, float, float]:
-        """(episodes, mean return, success rate) of episodes ended since the last pop (NaN if none)."""
+    def pop(self) -> EpisodeStats:
+        """The episodes ended since the last pop."""
         if not self.ended_returns:
-            return 0, float("nan"), float("nan")
+            return EpisodeStats(0, float("nan"), float("nan"), {})
         returns, success = np.concatenate(self.ended_returns), np.concatenate(self.ended_success)
-        self.ended_returns, self.ended_success = [], []
-        return returns.size, float(returns.mean()), float(success.mean())
+        terms = {name: float(np.concatenate(sums).mean()) for name, sums in self.ended_terms.items()}
+        self.ended_returns, self.ended_success, self.ended_terms = [], [], {}
+        return EpisodeStats(returns.size, float(returns.mean()), float(success.mean()), terms)
 
 
-def train(
-    worlds: Worlds,
-    ppo: PpoConfig | None = None,
-    max_env_steps: int | None = None,
-    max_wall_s: float | None = None,
-    on_iteration: Callable[[dict[str, float], PpoLearner], bool | None] | None = None,
-    on_step: Callable[[np.ndarray, StepResult], None] | None = None,
-    checkpoint_path: str | os.PathLike | None = None,
-    checkpoint_every: int = 0,
-    resume: str | os.PathLike | None = None,
-    device: str = "cpu",
-    progress: bool = True,
-    stagger_episodes: bool = True,
-    limits: SafetyFilter | None = None,
-    stop: threading.Event | None = None,
-    fine_tune: bool = False,
-) -> TrainResult:
-    """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes).
+class PpoRunner:
+    """One PPO training run on ``worlds``: ``restore`` (optional), then ``run``, which repeats
+    ``collect`` (a rollout), ``update`` (one PPO update, its record), ``log`` and ``save``.
 
     ``on_iteration(record, learner)`` sees each iteration's record (also kept in ``history``)
     and the learner after its update, and may return True to stop; ``on_step(targets, result)``
     sees every control step (e.g. to record it). With ``checkpoint_path``, a checkpoint is
-    written every ``checkpoint_every`` iterations (0: only at the end); ``resume`` continues a
-    checkpoint's iteration count, env steps, wall time, history, optimizer, normalizer, RNG and
-    the worlds' random state (reset draws, randomization streams and curriculum, where fused).
-    ``limits`` are the deploy safety limits the checkpoints' contract records (default: the robot's).
-    Setting ``stop`` (or worlds raising ``JobStoppedError``) ends training at the next step as a
-    budget would, final checkpoint included, with ``interrupted`` set (the partial rollout is
-    dropped, its env steps counted); before the first step, ``JobStoppedError`` propagates.
-    With ``fine_tune``, ``resume`` is another run's checkpoint (its robot may differ, its joints may
-    not): training starts from its weights, normalizer and optimizer, with counters, curve and
-    budget of its own.
+    written every ``checkpoint_every`` iterations (0: only at the end), holding
+    ``checkpoint_metadata`` besides the training state (the job's policy contract). Setting
+    ``stop`` (or worlds raising ``JobStoppedError``) ends training at the next step as a budget
+    would, final checkpoint included, with ``interrupted`` set (the partial rollout is dropped,
+    its env steps counted).
     """
-    start = time.perf_counter()
-    if max_env_steps is None and max_wall_s is None:
-        raise ValueError("give max_env_steps or max_wall_s, or training never ends")
-    ppo = ppo or PpoConfig()
-    samples = ppo.num_steps * worlds.num_envs
-    if ppo.num_minibatches > samples:
-        raise ConfigError(
-            f"ppo.num_minibatches: {ppo.num_minibatches} is more than the {samples} samples of a rollout "
-            "(num_steps x num_envs)"
-        )
-    robot = worlds.task.robot
-    learner = PpoLearner(worlds.task.observation_size, robot.num_joints, worlds.num_envs, ppo, device)
-    result = TrainResult(learner)
-    earlier_wall_s = 0.0
-    if resume is not None:
+
+    def __init__(
+        self,
+        worlds: Worlds,
+        ppo: PpoConfig | None = None,
+        *,
+        device: str = "cpu",
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 0,
+        checkpoint_metadata: Mapping[str, Any] | None = None,
+        on_iteration: Callable[[dict[str, float], PpoLearner], bool | None] | None = None,
+        on_step: Callable[[np.ndarray, StepResult], None] | None = None,
+        progress: bool = True,
+        stagger_episodes: bool = True,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.start = time.perf_counter()
+        self.worlds = worlds
+        self.ppo = ppo = ppo or PpoConfig()
+        samples = ppo.num_steps * worlds.num_envs
+        if ppo.num_minibatches > samples:
+            raise ConfigError(
+                f"ppo.num_minibatches: {ppo.num_minibatches} is more than the {samples} samples of a "
+                "rollout (num_steps x num_envs)"
+            )
+        task = worlds.task
+        self.learner = PpoLearner(task.observation_size, task.robot.num_joints, worlds.num_envs, ppo, device)
+        self.result = TrainResult(self.learner)
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_metadata = dict(checkpoint_metadata or {})
+        self.on_iteration = on_iteration
+        self.on_step = on_step
+        self.progress = progress
+        self.stagger_episodes = stagger_episodes
+        self.stop = stop
+        self.earlier_wall_s = 0.0  # of the runs this one resumes
+        self.tracker = EpisodeTracker(worlds.num_envs)
+
+    def restore(self, source: str | os.PathLike, fine_tune: bool = False) -> None:
+        """Continue ``source``'s run: its iteration count, env steps, wall time, history, optimizer,
+        normalizer, RNG and the worlds' random state (reset draws, randomization streams and
+        curriculum, where fused). With ``fine_tune``, ``source`` is another run's checkpoint (its
+        robot may differ, its joints may not): training starts from its weights, normalizer and
+        optimizer, with counters, curve and budget of its own."""
+        task, learner, ppo = self.worlds.task, self.learner, self.ppo
         checkpoint = load_checkpoint(
-            resume,
-            expect_joints=robot.joint_names,
-            expect_observation_size=worlds.task.observation_size,
-            expect_task=worlds.task.name,
+            source,
+            expect_joints=task.robot.joint_names,
+            expect_observation_size=task.observation_size,
+            expect_task=task.name,
         )
         if checkpoint.learner_state is None and not fine_tune:
-            raise ValueError(f"{resume} holds a bare policy, not a training state to resume")
+            raise ValueError(f"{source} holds a bare policy, not a training state to resume")
         try:
             if checkpoint.learner_state is None:
                 learner.model.load_state_dict(checkpoint.model_state)
@@ -174,7 +206,7 @@ def train(
                 learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
         except RuntimeError as exc:  # torch: missing keys or shapes that differ
             raise CheckpointError(
-                f"{resume}: its network does not fit ppo.actor_hidden {ppo.actor_hidden} / "
+                f"{source}: its network does not fit ppo.actor_hidden {ppo.actor_hidden} / "
                 f"critic_hidden {ppo.critic_hidden} ({str(exc).splitlines()[0]})"
             ) from exc
         if fine_tune or ppo.schedule == "fixed":
@@ -183,90 +215,134 @@ def train(
         if fine_tune:
             learner.iteration = learner.env_steps = 0
         else:
-            result.history = list(checkpoint.metadata.get("history", []))
-            earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
-            worlds.restore_random_state(checkpoint.metadata.get("worlds_random_state", {}))
+            self.result.history = list(checkpoint.metadata.get("history", []))
+            self.earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
+            self.worlds.restore_random_state(checkpoint.metadata.get("worlds_random_state", {}))
 
-    worlds.reset(stagger=stagger_episodes)
-    tracker = EpisodeTracker(worlds.num_envs)
-    first_steps = learner.env_steps
-    bar = tqdm(
-        total=max_env_steps if max_wall_s is None else None,  # known once throughput is
-        initial=first_steps,
-        unit="step",
-        unit_scale=True,
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    def collect(self, observations: np.ndarray) -> np.ndarray:
+        """Step every world until the learner's rollout is full; the observations after it.
+        Raises ``JobStoppedError`` when asked to stop."""
+        worlds, learner = self.worlds, self.learner
+        while not learner.ready:
+            if self.stop is not None and self.stop.is_set():
+                raise JobStoppedError("training stopped on request")
+            targets = worlds.task.action_to_targets(learner.act(observations))
+            step = worlds.step(targets)
+            learner.observe(step.reward, step.terminated, step.truncated)
+            self.tracker.add(step)
+            if self.on_step is not None:
+                self.on_step(targets, step)
+            observations = worlds.observation()
+        return observations
 
-    def save() -> None:
-        metadata = policy_metadata(worlds, learner, limits)
-        metadata.update(
-            history=result.history,
-            wall_s=earlier_wall_s + time.perf_counter() - start,
-            worlds_random_state=worlds.random_state(),
-        )
-        save_checkpoint(checkpoint_path, learner, ppo, metadata)
-
-    observations = worlds.observation()
-    while True:
-        rollout_start = time.perf_counter()
-        try:
-            while not learner.ready:
-                if stop is not None and stop.is_set():
-                    raise JobStoppedError("training stopped on request")
-                actions = learner.act(observations)
-                targets = worlds.task.action_to_targets(actions)
-                step = worlds.step(targets)
-                learner.observe(step.reward, step.terminated, step.truncated)
-                tracker.add(step.reward, step.done, step.success)
-                if on_step is not None:
-                    on_step(targets, step)
-                observations = worlds.observation()
-        except JobStoppedError:
-            result.interrupted = True
-            break
+    def update(self, observations: np.ndarray, rollout_start: float) -> dict[str, float]:
+        """One PPO update; the iteration's record."""
+        learner = self.learner
         update_start = time.perf_counter()
         stats = learner.update(observations)
         now = time.perf_counter()
-
-        episodes, mean_return, success_rate = tracker.pop()
-        run_wall = now - start
-        record = {
+        episodes = self.tracker.pop()
+        run_wall = now - self.start
+        return {
             "iteration": learner.iteration,
             "env_steps": learner.env_steps,
-            "wall_s": earlier_wall_s + run_wall,
-            "env_steps_per_s": (learner.env_steps - first_steps) / run_wall,
+            "wall_s": self.earlier_wall_s + run_wall,
+            "env_steps_per_s": (learner.env_steps - self.first_env_steps) / run_wall,
             "rollout_s": update_start - rollout_start,
             "update_s": now - update_start,
-            "episodes": episodes,
-            "mean_return": mean_return,
-            "success_rate": success_rate,
+            "episodes": episodes.episodes,
+            "mean_return": episodes.mean_return,
+            "success_rate": episodes.success_rate,
+            **{REWARD_TERM_PREFIX + name: value for name, value in episodes.reward_terms.items()},
             **stats,
         }
-        result.history.append(record)
-        bar.total = projected_env_steps(record, max_env_steps, max_wall_s)
-        bar.update(learner.env_steps - bar.n)
+
+    def log(self, record: dict[str, float], bar: tqdm, budget: tuple[int | None, float | None]) -> None:
+        """Keep the record (the history a checkpoint carries) and show it on the progress bar."""
+        self.result.history.append(record)
+        bar.total = projected_env_steps(record, *budget)
+        bar.update(self.learner.env_steps - bar.n)
         bar.set_postfix(
-            fps=f"{record['env_steps_per_s']:.0f}", ret=f"{mean_return:.1f}", success=f"{success_rate:.0%}"
+            fps=f"{record['env_steps_per_s']:.0f}",
+            ret=f"{record['mean_return']:.1f}",
+            success=f"{record['success_rate']:.0%}",
         )
-        if checkpoint_path is not None and checkpoint_every and learner.iteration % checkpoint_every == 0:
-            save()
-        done = bool(on_iteration(record, learner)) if on_iteration is not None else False
-        if (
-            done
-            or (max_env_steps is not None and learner.env_steps >= max_env_steps)
-            or (max_wall_s is not None and record["wall_s"] >= max_wall_s)
-        ):
-            break
-    bar.close()
-    if checkpoint_path is not None:
-        save()
-    result.run_wall_s = time.perf_counter() - start
-    result.wall_s = earlier_wall_s + result.run_wall_s
-    result.env_steps = learner.env_steps
-    result.run_env_steps = learner.env_steps - first_steps
-    return result
+
+    def save(self) -> None:
+        """Write the checkpoint (atomically): training state, history, the worlds' random state."""
+        metadata = training_metadata(self.worlds, self.learner)
+        metadata.update(
+            self.checkpoint_metadata,
+            history=self.result.history,
+            wall_s=self.earlier_wall_s + time.perf_counter() - self.start,
+            worlds_random_state=self.worlds.random_state(),
+        )
+        save_checkpoint(self.checkpoint_path, self.learner, self.ppo, metadata)
+
+    def run(self, max_env_steps: int | None = None, max_wall_s: float | None = None) -> TrainResult:
+        """Train until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes), a stop
+        request, or ``on_iteration`` asking to; before the first step, ``JobStoppedError`` propagates."""
+        if max_env_steps is None and max_wall_s is None:
+            raise ValueError("give max_env_steps or max_wall_s, or training never ends")
+        learner, result = self.learner, self.result
+        self.worlds.reset(stagger=self.stagger_episodes)
+        self.first_env_steps = learner.env_steps
+        bar = tqdm(
+            total=max_env_steps if max_wall_s is None else None,  # known once throughput is
+            initial=self.first_env_steps,
+            unit="step",
+            unit_scale=True,
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        observations = self.worlds.observation()
+        while True:
+            rollout_start = time.perf_counter()
+            try:
+                observations = self.collect(observations)
+            except JobStoppedError:
+                result.interrupted = True
+                break
+            record = self.update(observations, rollout_start)
+            self.log(record, bar, (max_env_steps, max_wall_s))
+            periodic = self.checkpoint_every and learner.iteration % self.checkpoint_every == 0
+            if self.checkpoint_path is not None and periodic:
+                self.save()
+            done = bool(self.on_iteration(record, learner)) if self.on_iteration is not None else False
+            if (
+                done
+                or (max_env_steps is not None and learner.env_steps >= max_env_steps)
+                or (max_wall_s is not None and record["wall_s"] >= max_wall_s)
+            ):
+                break
+        bar.close()
+        if self.checkpoint_path is not None:
+            self.save()
+        result.run_wall_s = time.perf_counter() - self.start
+        result.wall_s = self.earlier_wall_s + result.run_wall_s
+        result.env_steps = learner.env_steps
+        result.run_env_steps = learner.env_steps - self.first_env_steps
+        return result
+
+
+def train(
+    worlds: Worlds,
+    ppo: PpoConfig | None = None,
+    max_env_steps: int | None = None,
+    max_wall_s: float | None = None,
+    *,
+    resume: str | os.PathLike | None = None,
+    fine_tune: bool = False,
+    **options: Any,
+) -> TrainResult:
+    """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s``: a ``PpoRunner`` (its
+    keyword ``options``), restored from ``resume`` when given, run once."""
+    if max_env_steps is None and max_wall_s is None:
+        raise ValueError("give max_env_steps or max_wall_s, or training never ends")
+    runner = PpoRunner(worlds, ppo, **options)
+    if resume is not None:
+        runner.restore(resume, fine_tune)
+    return runner.run(max_env_steps, max_wall_s)
 
 
 def projected_env_steps(

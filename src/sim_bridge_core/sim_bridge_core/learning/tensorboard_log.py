@@ -16,7 +16,9 @@ from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
-# runner.train's per-iteration record key -> tag
+from sim_bridge_core.learning.runner import REWARD_TERM_PREFIX
+
+# PpoRunner's per-iteration record key -> tag
 ITERATION_TAGS = {
     "surrogate_loss": "loss/surrogate",
     "value_loss": "loss/value",
@@ -46,7 +48,9 @@ class TensorBoardLog:
         self._writer = SummaryWriter(log_dir=str(directory), flush_secs=FLUSH_S)
 
     def iteration(self, record: dict[str, float], _learner: object = None) -> None:
-        self._add(ITERATION_TAGS, record, int(record["env_steps"]))
+        """One iteration's scalars, each reward term's mean per episode (``reward/<term>``) included."""
+        terms = {key: key for key in record if key.startswith(REWARD_TERM_PREFIX)}
+        self._add({**ITERATION_TAGS, **terms}, record, int(record["env_steps"]))
 
     def evaluation(self, results: dict[str, float | None], env_steps: int) -> None:
         self._add(EVALUATION_TAGS, results, env_steps)

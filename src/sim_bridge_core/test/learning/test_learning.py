@@ -25,9 +25,9 @@ from sim_bridge_core.learning import (
     export_policy,
     load_checkpoint,
     plot_training_curve,
-    policy_metadata,
     save_checkpoint,
     train,
+    training_metadata,
 )
 from sim_bridge_core.simulator.core import Simulator, SimulatorConfig
 from sim_bridge_core.tasks import ReachTask
@@ -146,7 +146,7 @@ def test_evaluate_counts_success_at_episode_end(bias, expected):
 class _EvenWorldsFailAtOnce(ReachTask):
     """Even worlds fail at every first step; odd worlds last their episode and succeed."""
 
-    def evaluate(self, backend, inputs, memory):
+    def outcome(self, backend, inputs, history):
         odd = np.arange(backend.num_envs) % 2 == 1
         return TaskOutcome(reward=np.zeros(backend.num_envs), terminated=~odd, success=odd)
 
@@ -348,7 +348,7 @@ def test_resume_continues_iterations_env_steps_and_optimizer(tmp_path):
     saved = load_checkpoint(path, expect_joints=["hinge"], expect_task="pendulum")
     assert saved.metadata["iteration"] == 4 and saved.metadata["env_steps"] == 4 * 256
     assert saved.metadata == {
-        **policy_metadata(env(), first.learner),
+        **training_metadata(env(), first.learner),
         "history": first.history,
         "wall_s": pytest.approx(first.wall_s, abs=0.5),
         "worlds_random_state": {"reset": saved.metadata["worlds_random_state"]["reset"]},

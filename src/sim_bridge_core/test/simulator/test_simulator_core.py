@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.simulator.core import (
-    STEP_MODULUS,
-    CommandError,
-    Simulator,
-    SimulatorConfig,
-    control_step,
-)
+from sim_bridge_core.simulator.core import CommandError, Simulator, SimulatorConfig
+from sim_bridge_core.simulator.protocol import STEP_MODULUS, control_step
 from sim_bridge_core.simulator.wire import (
     JointTrajectoryEncoder,
     decode_joint_state,
