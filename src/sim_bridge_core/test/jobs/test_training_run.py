@@ -7,13 +7,18 @@ import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
+import yaml
 from rosbags.highlevel import AnyReader
 from sim_bridge_core.envs.batched import JobStoppedError
 from sim_bridge_core.envs.gym import make_batched_env
 from sim_bridge_core.learning import PpoConfig, evaluate, load_checkpoint, train
+from sim_bridge_core.models import load_robot
+from sim_bridge_core.tasks import make_task
 
+QUADRUPED = str(Path(__file__).resolve().parents[1] / "models" / "quadruped.xml")
 SMALL = PpoConfig(num_steps=8, num_minibatches=2, actor_hidden=[32, 32], critic_hidden=[32, 32], threads=1)
 
 
@@ -88,3 +93,34 @@ def test_a_failing_recorder_stops_recording_with_one_error_and_training_goes_on(
         assert (run / name).stat().st_size > 0, name
     with AnyReader([run / "rollouts"]) as bag:  # as at its last flush (here: before the first step)
         assert {c.topic for c in bag.connections} >= {"/clock", "/env_31/joint_states"}
+
+
+def test_each_reward_term_is_in_tensorboard_and_the_terms_add_up_to_the_return(tmp_path):
+    """A locomotion run (its reward has many terms) as a user reads it in TensorBoard: one curve per
+    term, reward/<term>, whose values at each iteration sum to that iteration's mean return."""
+    from sim_bridge_core.deploy.policy import PolicyConfig
+    from sim_bridge_core.jobs.training import TrainingJob
+    from sim_bridge_core.simulator.core import SimulatorConfig
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    policy = PolicyConfig(mode="train", output_dir=str(run), max_env_steps=3 * 8 * 32, eval_episodes=8)
+    settings = {"feet": ["fl_foot", "fr_foot", "rl_foot", "rr_foot"], "nominal_height": 0.21}
+    sim = SimulatorConfig(
+        model=QUADRUPED,
+        home="home",
+        task="locomotion",
+        task_settings=yaml.safe_dump(settings),
+        num_envs=32,
+        episode_length_s=0.1,
+    )
+    TrainingJob(policy, SMALL, sim, progress=False).run()
+    board = EventAccumulator(str(run)).Reload()
+    terms = sorted(tag for tag in board.Tags()["scalars"] if tag.startswith("reward/"))
+    weights = make_task("locomotion", load_robot(QUADRUPED, home="home"), settings).reward_weights
+    assert {f"reward/{name}" for name in weights} <= set(terms)
+    returns = {event.step: event.value for event in board.Scalars("episode/mean_return")}
+    assert len(returns) == 3
+    for step, mean_return in returns.items():
+        total = sum(next(e.value for e in board.Scalars(tag) if e.step == step) for tag in terms)
+        assert total == pytest.approx(mean_return, rel=1e-4, abs=1e-4)
