@@ -44,7 +44,7 @@ import numpy as np
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import RobotModel
-from sim_bridge_core.tasks import PolicyMemory, Task
+from sim_bridge_core.tasks import ControlHistory, Task
 
 Policy = Callable[[np.ndarray], np.ndarray]
 # A measured position this far outside the joint's range (rad or m) is a sensor fault, not a pose.
@@ -519,7 +519,7 @@ class Deployment:
             state.velocities[None],
             inputs[None],
             imu=imu[None],
-            memory=PolicyMemory(self.previous_targets[None], np.array([state.time - self.clock_start])),
+            history=ControlHistory(self.previous_targets[None], np.array([state.time - self.clock_start])),
         )
         actions = np.asarray(self.policy(observation), dtype=np.float64)
         # A bad output is this period's answer too: the network runs once a period, not on every

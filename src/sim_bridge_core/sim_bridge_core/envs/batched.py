@@ -11,7 +11,7 @@ bias and noise, drawn once per step. Without one, everything is as the backend a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from sim_bridge_core.sim.backends import SimBackend
 from sim_bridge_core.sim.control import CommandExecution, updates_per_period
 from sim_bridge_core.sim.sensors import SensorLayout
-from sim_bridge_core.tasks import PolicyMemory, Task
+from sim_bridge_core.tasks import ControlHistory, Task
 
 if TYPE_CHECKING:
     from sim_bridge_core.randomization import Randomizer
@@ -32,6 +32,8 @@ class StepResult:
     Worlds that finished (``terminated | truncated``) were already reset: the env's
     state and inputs are those of their next episode, and ``final_observations`` holds the
     observation of the last (measured) state of each episode that ended, in world order.
+    ``reward_terms``: the reward's terms times their weights, name -> (N,), summing to ``reward``
+    (empty where the worlds do not report them).
     """
 
     reward: np.ndarray
@@ -39,6 +41,7 @@ class StepResult:
     truncated: np.ndarray
     success: np.ndarray
     final_observations: np.ndarray
+    reward_terms: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def done(self) -> np.ndarray:
@@ -210,7 +213,7 @@ class BatchedEnv:
         self.episode_step += 1
         if randomizer is not None:
             randomizer.after_step()
-        outcome = self.task.evaluate(self.backend, self.inputs, self.memory())
+        outcome = self.task.outcome(self.backend, self.inputs, self.control_history())
         truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated & self.task.episodic
         done_ids = np.flatnonzero(outcome.terminated | truncated)
         # Most steps end no episode: no second read of every world's state then.
@@ -226,6 +229,7 @@ class BatchedEnv:
             truncated=truncated,
             success=outcome.success,
             final_observations=final_observations,
+            reward_terms=outcome.reward_terms,
         )
 
     def measured_positions(self) -> np.ndarray:
@@ -244,9 +248,9 @@ class BatchedEnv:
         rows = self.sensors.read(self.backend)
         return rows if self.randomizer is None else self.randomizer.measure_imu(rows, self.sensors.fields)
 
-    def memory(self, rows: np.ndarray | slice = slice(None)) -> PolicyMemory:
+    def control_history(self, rows: np.ndarray | slice = slice(None)) -> ControlHistory:
         """What each world's policy keeps: its last targets and the time into its episode."""
-        return PolicyMemory(
+        return ControlHistory(
             self.previous_targets[rows].copy(), self.episode_step[rows] * self.backend.control_dt
         )
 
@@ -259,5 +263,5 @@ class BatchedEnv:
             self.measured_velocities()[rows],
             self.inputs[rows],
             imu=imu,
-            memory=self.memory(rows),
+            history=self.control_history(rows),
         )

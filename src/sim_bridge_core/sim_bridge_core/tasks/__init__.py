@@ -7,10 +7,11 @@ from typing import Any
 
 from sim_bridge_core.config import from_mapping
 from sim_bridge_core.models import ModelError, RobotModel
-from sim_bridge_core.tasks.base import HoldTask, PolicyMemory, Task, TaskOutcome
+from sim_bridge_core.tasks.base import ControlHistory, HoldTask, Task, TaskOutcome, TaskSettings
 from sim_bridge_core.tasks.locomotion import LocomotionTask
 from sim_bridge_core.tasks.pendulum import PendulumTask
 from sim_bridge_core.tasks.reach import ReachTask
+from sim_bridge_core.tasks.terms import ObservationSources, ObservationTerm
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (HoldTask, ReachTask, PendulumTask, LocomotionTask)}
 
@@ -26,12 +27,15 @@ def make_task(name: str, robot: RobotModel, settings: Mapping[str, Any] | None =
 
 __all__ = [
     "TASKS",
+    "ControlHistory",
     "HoldTask",
     "LocomotionTask",
+    "ObservationSources",
+    "ObservationTerm",
     "PendulumTask",
-    "PolicyMemory",
     "ReachTask",
     "Task",
     "TaskOutcome",
+    "TaskSettings",
     "make_task",
 ]

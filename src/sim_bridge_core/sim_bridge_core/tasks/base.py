@@ -2,33 +2,44 @@
 
 All methods work on whole batches ((N, ...) arrays). The observation builder takes only
 what a real robot exposes (joint positions and velocities from JointState, the IMU for tasks
-that use it) plus the task inputs (a goal, a velocity command) and the policy's own previous
-targets, so the same function serves training and deployment.
+that use it) plus the task inputs (a goal, a velocity command) and the policy's own control
+history, so the same function serves training and deployment. The observation is an ordered
+tuple of named terms and the reward a sum of named terms times weights (``tasks.<name>.reward_weights``
+of a robot config over the task's defaults), so the policy's contract and the reward's log follow
+from what a task declares once.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 
+from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.sim.backends import SimBackend
+from sim_bridge_core.tasks import terms
+from sim_bridge_core.tasks.terms import ObservationSources, ObservationTerm
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """Per-world result of one control step."""
+    """Per-world result of one control step; ``reward_terms`` holds each reward term times its
+    weight (name -> (N,)), which sum to ``reward``."""
 
     reward: np.ndarray
     terminated: np.ndarray
     success: np.ndarray
+    reward_terms: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class PolicyMemory:
+class ControlHistory:
     """What a policy keeps of its own per world, in training and in deployment alike: the targets
     it commanded last period (N, J) and the time since its episode began (N,), seconds (deployed:
     since it began commanding)."""
@@ -38,8 +49,13 @@ class PolicyMemory:
 
 
 @dataclass(frozen=True)
-class NoSettings:
-    """A task without settings of its own."""
+class TaskSettings:
+    """What a robot config's ``tasks.<name>`` may set for every task; tasks with settings of their
+    own extend it."""
+
+    reward_weights: dict = setting(
+        {}, "weights of the reward's terms by name, over the task's defaults ({} = the defaults)"
+    )
 
 
 class Task(ABC):
@@ -48,7 +64,8 @@ class Task(ABC):
     ``Settings`` is the task's config schema: what a robot config's ``tasks.<name>`` may set.
     ``input_message`` is how an operator sends the inputs: ``goal`` (geometry_msgs/PointStamped)
     or ``cmd_vel`` (geometry_msgs/Twist: linear x, y and angular z). ``uses_imu``: the
-    observation reads the IMU (sensor_msgs/Imu) besides JointState.
+    observation reads the IMU (sensor_msgs/Imu) besides JointState. ``default_reward_weights``
+    names the reward's terms, in the order the task computes them, with their weights.
     """
 
     name: ClassVar[str]
@@ -58,25 +75,52 @@ class Task(ABC):
     action_scale: ClassVar[float] = 0.5
     # False: worlds run on without episodes (no truncation, no auto-reset), like a real robot.
     episodic: ClassVar[bool] = True
-    Settings: ClassVar[type] = NoSettings
+    Settings: ClassVar[type[TaskSettings]] = TaskSettings
+    default_reward_weights: ClassVar[Mapping[str, float]] = {}
 
-    def __init__(self, robot: RobotModel, settings: Any = None) -> None:
+    def __init__(self, robot: RobotModel, settings: TaskSettings | None = None) -> None:
         self.robot = robot
         self.settings = settings if settings is not None else self.Settings()
+        self.reward_weights = self._reward_weights(self.settings.reward_weights)
+
+    def _reward_weights(self, overrides: Mapping[str, Any]) -> dict[str, float]:
+        """The defaults with a robot config's overrides; ConfigError naming a term the task lacks."""
+        section = f"tasks.{self.name}.reward_weights"
+        weights = dict(self.default_reward_weights)
+        for term, weight in overrides.items():
+            if term not in weights:
+                known = ", ".join(self.default_reward_weights) or "none"
+                raise ConfigError(f"{section}.{term}: unknown reward term (known: {known})")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ConfigError(f"{section}.{term}: must be a finite number, got {weight!r}")
+            weights[term] = float(weight)
+        return weights
+
+    def weighted(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each reward term's values (N,) times its weight: what ``TaskOutcome.reward_terms`` holds."""
+        return {name: self.reward_weights[name] * value for name, value in values.items()}
+
+    def observation_layout(self) -> tuple[ObservationTerm, ...]:
+        """The observation's terms in order: joint positions about home, velocities, the task
+        inputs. A task that observes more returns its own."""
+        return (
+            terms.joint_position_minus_home(self.robot),
+            terms.joint_velocity(self.robot),
+            *terms.task_inputs(self.input_names),
+        )
+
+    @cached_property
+    def _layout(self) -> tuple[ObservationTerm, ...]:
+        return self.observation_layout()
 
     @property
     def observation_terms(self) -> tuple[tuple[str, int], ...]:
         """The observation's layout, (name, size) in order: what a policy's contract publishes."""
-        joints = self.robot.num_joints
-        return (
-            ("joint_position_minus_home", joints),
-            ("joint_velocity", joints),
-            *((name, 1) for name in self.input_names),
-        )
+        return tuple((term.name, term.size) for term in self._layout)
 
     @property
     def observation_size(self) -> int:
-        return sum(size for _, size in self.observation_terms)
+        return sum(term.size for term in self._layout)
 
     @abstractmethod
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,10 +131,10 @@ class Task(ABC):
         return  # most tasks keep nothing per episode
 
     @abstractmethod
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
-        """Reward, termination and success of every world at the backend's current state, after
-        the period that executed ``memory.previous_targets`` (N, J), ``memory.elapsed_s`` into
-        each world's episode."""
+    def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
+        """Reward (with its weighted terms), termination and success of every world at the backend's
+        current state, after the period that executed ``history.previous_targets`` (N, J),
+        ``history.elapsed_s`` into each world's episode."""
 
     def observation(
         self,
@@ -98,13 +142,14 @@ class Task(ABC):
         velocities: np.ndarray,
         inputs: np.ndarray,
         imu: np.ndarray | None = None,
-        memory: PolicyMemory | None = None,
+        history: ControlHistory | None = None,
     ) -> np.ndarray:
-        """(N, observation_size) float32: joint positions about home, velocities, task inputs.
+        """(N, observation_size) float32: the terms of ``observation_layout`` side by side.
 
         ``imu`` (N, 10: orientation x, y, z, w, angular velocity, linear acceleration) and the
-        policy's ``memory`` serve the tasks that observe them."""
-        return np.concatenate([positions - self.robot.home, velocities, inputs], axis=-1, dtype=np.float32)
+        policy's control ``history`` serve the tasks that observe them."""
+        sources = ObservationSources(positions, velocities, inputs, imu, history)
+        return np.concatenate([term.compute(sources) for term in self._layout], axis=-1, dtype=np.float32)
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
         """Task inputs from a deployment goal point (x, y, z); tasks without inputs ignore it."""
@@ -128,6 +173,6 @@ class HoldTask(Task):
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         return np.tile(self.robot.home, (count, 1)), np.zeros((count, 0))
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
+    def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
         zeros = np.zeros(backend.num_envs, dtype=bool)
         return TaskOutcome(reward=np.zeros(backend.num_envs), terminated=zeros, success=zeros)

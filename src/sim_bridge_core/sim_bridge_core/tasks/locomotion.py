@@ -15,10 +15,10 @@ Rewards follow the established velocity-tracking recipes (legged_gym / Isaac Lab
 Playground joystick): exponential tracking of planar velocity and yaw rate, penalties on
 vertical and roll/pitch motion, tilt, torque, action rate and straying from the default pose,
 a bonus for feet that swing long enough and one for contacts that follow the gait clock (stance
-in the first half of each foot's cycle); the sum is clipped at zero. A fall (base below half
-its nominal height, or tilted past 60 degrees) ends the episode. Success: the episode ends
-without a fall and the mean planar velocity error and mean yaw-rate error stay within their
-tolerances.
+in the first half of each foot's cycle), weighted by ``reward_weights``; the sum is clipped at zero
+(what the clip adds is the term ``clip_at_zero``). A fall (base below half its nominal height, or
+tilted past 60 degrees) ends the episode. Success: the episode ends without a fall and the mean
+planar velocity error and mean yaw-rate error stay within their tolerances.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ import numpy as np
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sim.backends import SimBackend
-from sim_bridge_core.sim.sensors import imu_gravity, rotate_into
-from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
+from sim_bridge_core.sim.sensors import rotate_into
+from sim_bridge_core.tasks import terms
+from sim_bridge_core.tasks.base import ControlHistory, Task, TaskOutcome, TaskSettings
+from sim_bridge_core.tasks.terms import ObservationSources, ObservationTerm
 
 FALL_HEIGHT_FRACTION = 0.5
 FALL_TILT_COS = np.cos(np.radians(60.0))
@@ -40,22 +42,10 @@ INITIAL_JOINT_NOISE_RAD = 0.1
 STANDING_COMMAND = 0.1
 AIR_TIME_TARGET_S = 0.1
 TRACKING_SIGMA = 0.25
-WEIGHTS = {
-    "track_linear": 1.0,
-    "track_yaw": 0.5,
-    "vertical_velocity": -2.0,
-    "roll_pitch_rate": -0.05,
-    "tilt": -5.0,
-    "torque": -2e-4,
-    "action_rate": -0.01,
-    "pose": -0.1,
-    "feet_air_time": 1.0,
-    "gait": 0.5,
-}
 
 
 @dataclass(frozen=True)
-class LocomotionSettings:
+class LocomotionSettings(TaskSettings):
     """``tasks.locomotion`` of a robot config; the default pose is the robot's ``home`` keyframe."""
 
     feet: list[str] = setting([], "the foot sites (at the centre of each foot's contact sphere)")
@@ -91,6 +81,19 @@ class LocomotionTask(Task):
     action_scale = 0.5
 
     Settings = LocomotionSettings
+    # The reward's terms in the order they are summed, with their default weights.
+    default_reward_weights = {
+        "track_linear": 1.0,
+        "track_yaw": 0.5,
+        "vertical_velocity": -2.0,
+        "roll_pitch_rate": -0.05,
+        "tilt": -5.0,
+        "torque": -2e-4,
+        "action_rate": -0.01,
+        "pose": -0.1,
+        "feet_air_time": 1.0,
+        "gait": 0.5,
+    }
 
     def __init__(self, robot: RobotModel, settings: LocomotionSettings | None = None) -> None:
         super().__init__(robot, settings)
@@ -120,47 +123,22 @@ class LocomotionTask(Task):
         self.gait_offsets = np.asarray(offsets, float)
         self._episodes: _EpisodeState | None = None
 
-    @property
-    def observation_terms(self) -> tuple[tuple[str, int], ...]:
-        joints = self.robot.num_joints
-        return (
-            ("imu_gravity", 3),
-            ("imu_angular_velocity", 3),
-            ("joint_position_minus_home", joints),
-            ("joint_velocity", joints),
-            *((name, 1) for name in self.input_names),
-            ("previous_action", joints),
-            ("gait_clock", 2),
-        )
-
-    def observation(
-        self,
-        positions: np.ndarray,
-        velocities: np.ndarray,
-        inputs: np.ndarray,
-        imu: np.ndarray | None = None,
-        memory: PolicyMemory | None = None,
-    ) -> np.ndarray:
+    def observation_layout(self) -> tuple[ObservationTerm, ...]:
         """Gravity in the IMU's frame and its angular velocity, joints about home, the command, the
         previous action (the previous targets about home, in action units) and the gait clock."""
-        if imu is None or memory is None:
-            raise ValueError("the locomotion observation needs the IMU and the policy's memory")
-        previous_action = (memory.previous_targets - self.robot.home) / self.action_scale
-        phase = 2.0 * np.pi * self.settings.gait_frequency_hz * memory.elapsed_s
-        return np.concatenate(
-            [
-                imu_gravity(imu),
-                imu[:, 4:7],
-                positions - self.robot.home,
-                velocities,
-                inputs,
-                previous_action,
-                np.sin(phase)[:, None],
-                np.cos(phase)[:, None],
-            ],
-            axis=-1,
-            dtype=np.float32,
+        return (
+            terms.imu_gravity(),
+            terms.imu_angular_velocity(),
+            *super().observation_layout(),
+            terms.previous_action(self.robot, self.action_scale),
+            ObservationTerm("gait_clock", 2, self._gait_clock),
         )
+
+    def _gait_clock(self, sources: ObservationSources) -> np.ndarray:
+        """sin and cos of the gait phase, from the time since the episode began."""
+        elapsed_s = sources.require_history("gait_clock").elapsed_s
+        phase = 2.0 * np.pi * self.settings.gait_frequency_hz * elapsed_s
+        return np.stack([np.sin(phase), np.cos(phase)], axis=-1)
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         noise = rng.uniform(-INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, (count, self.robot.num_joints))
@@ -174,7 +152,7 @@ class LocomotionTask(Task):
             self._episodes = _EpisodeState.empty(num_envs, len(self.feet), self.robot.home)
         self._episodes.clear(ids, self.robot.home)
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
+    def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
         if self._episodes is None:
             self.reset_episodes(np.arange(backend.num_envs), backend.num_envs)
         state = self._episodes
@@ -195,28 +173,31 @@ class LocomotionTask(Task):
         air_bonus = np.sum((state.air_time - AIR_TIME_TARGET_S) * first_contact, axis=1) * moving
         state.air_time[contact] = 0.0
         # Each foot stands in the first half of its cycle; asked to stand, every foot stands.
-        cycle = (self.settings.gait_frequency_hz * memory.elapsed_s[:, None] + self.gait_offsets) % 1.0
+        cycle = (self.settings.gait_frequency_hz * history.elapsed_s[:, None] + self.gait_offsets) % 1.0
         stance = (cycle < 0.5) | ~moving[:, None]
         gait = np.mean(contact == stance, axis=1)
 
-        terms = {
-            "track_linear": np.exp(-(planar_error**2) / TRACKING_SIGMA),
-            "track_yaw": np.exp(-(yaw_error**2) / TRACKING_SIGMA),
-            "vertical_velocity": linear[:, 2] ** 2,
-            "roll_pitch_rate": np.sum(angular[:, :2] ** 2, axis=1),
-            "tilt": np.sum(gravity[:, :2] ** 2, axis=1),
-            "torque": np.sum(backend.joint_efforts() ** 2, axis=1),
-            "action_rate": np.sum(
-                ((memory.previous_targets - state.targets) / self.action_scale) ** 2, axis=1
-            ),
-            "pose": np.sum((backend.joint_positions() - self.robot.home) ** 2, axis=1),
-            "feet_air_time": air_bonus,
-            "gait": gait,
-        }
+        reward_terms = self.weighted(
+            {
+                "track_linear": np.exp(-(planar_error**2) / TRACKING_SIGMA),
+                "track_yaw": np.exp(-(yaw_error**2) / TRACKING_SIGMA),
+                "vertical_velocity": linear[:, 2] ** 2,
+                "roll_pitch_rate": np.sum(angular[:, :2] ** 2, axis=1),
+                "tilt": terms.tilt(gravity),
+                "torque": terms.joint_torque(backend.joint_efforts()),
+                "action_rate": terms.action_rate(history.previous_targets, state.targets, self.action_scale),
+                "pose": terms.joint_position_about_home(backend.joint_positions(), self.robot.home),
+                "feet_air_time": air_bonus,
+                "gait": gait,
+            }
+        )
         # Clipped at zero (legged_gym's only_positive_rewards): early on the penalties outweigh the
-        # rest, and a negative reward per step would teach the robot to fall sooner.
-        reward = np.maximum(sum(WEIGHTS[name] * value for name, value in terms.items()), 0.0)
-        state.targets[:] = memory.previous_targets
+        # rest, and a negative reward per step would teach the robot to fall sooner. What the clip
+        # adds is a term of its own, so that the terms still sum to the reward.
+        unclipped = sum(reward_terms.values())
+        reward = np.maximum(unclipped, 0.0)
+        reward_terms["clip_at_zero"] = reward - unclipped
+        state.targets[:] = history.previous_targets
 
         fallen = (pose[:, 2] < FALL_HEIGHT_FRACTION * self.settings.nominal_height) | (
             -gravity[:, 2] < FALL_TILT_COS
@@ -227,7 +208,9 @@ class LocomotionTask(Task):
         tracking = (state.planar_error / state.steps <= self.settings.tracking_tolerance) & (
             state.yaw_error / state.steps <= self.settings.yaw_rate_tolerance
         )
-        return TaskOutcome(reward=reward, terminated=fallen, success=tracking & ~fallen)
+        return TaskOutcome(
+            reward=reward, terminated=fallen, success=tracking & ~fallen, reward_terms=reward_terms
+        )
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
         """A velocity command (forward, lateral, yaw rate), clamped into the range trained on;

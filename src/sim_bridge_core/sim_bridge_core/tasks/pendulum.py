@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sim.backends import SimBackend
-from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
+from sim_bridge_core.tasks import terms
+from sim_bridge_core.tasks.base import ControlHistory, Task, TaskOutcome, TaskSettings
 
 SUCCESS_ANGLE_RAD = 0.05
 SUCCESS_SPEED_RAD_S = 0.5
@@ -22,8 +21,9 @@ class PendulumTask(Task):
     name = "pendulum"
     input_names = ("goal_angle",)
     action_scale = np.pi
+    default_reward_weights = {"angle_error": -1.0, "joint_speed": -0.01}
 
-    def __init__(self, robot: RobotModel, settings: Any = None) -> None:
+    def __init__(self, robot: RobotModel, settings: TaskSettings | None = None) -> None:
         if robot.num_joints != 1:
             raise ModelError(
                 f"task 'pendulum' needs a model with one joint, '{robot.name}' has {robot.num_joints}"
@@ -42,11 +42,13 @@ class PendulumTask(Task):
     def goal_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
         return np.array([float(inputs[0]), 0.0, 0.0])
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
+    def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
         error = np.abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
-        speed = np.abs(backend.joint_velocities()[:, 0])
+        speed = terms.joint_speed(backend.joint_velocities())
+        reward_terms = self.weighted({"angle_error": error, "joint_speed": speed})
         return TaskOutcome(
-            reward=-error - 0.01 * speed,
+            reward=sum(reward_terms.values()),
             terminated=np.zeros(backend.num_envs, dtype=bool),
             success=(error < SUCCESS_ANGLE_RAD) & (speed < SUCCESS_SPEED_RAD_S),
+            reward_terms=reward_terms,
         )

@@ -17,14 +17,15 @@ import numpy as np
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sim.backends import SimBackend
-from sim_bridge_core.tasks.base import PolicyMemory, Task, TaskOutcome
+from sim_bridge_core.tasks.base import ControlHistory, Task, TaskOutcome, TaskSettings
+from sim_bridge_core.tasks.terms import ObservationSources, ObservationTerm
 
 SUCCESS_RADIUS_M = 0.02
 INITIAL_JOINT_NOISE_RAD = 0.1
 
 
 @dataclass(frozen=True)
-class ReachSettings:
+class ReachSettings(TaskSettings):
     """``tasks.reach`` of a robot config. The default box lies in front of a 0.85 m manipulator."""
 
     ee_site: str = setting("ee", "the end-effector site that must reach the goal")
@@ -124,6 +125,7 @@ class ReachTask(Task):
     action_scale = 1.5
 
     Settings = ReachSettings
+    default_reward_weights = {"goal_distance": -1.0, "goal_bonus": 1.0}
 
     def __init__(self, robot: RobotModel, settings: ReachSettings | None = None) -> None:
         super().__init__(robot, settings)
@@ -141,37 +143,31 @@ class ReachTask(Task):
             raise ConfigError(f"tasks.reach.ee_site: {exc}") from exc
         self.kinematics = SiteKinematics(robot, self.ee_site)
 
-    @property
-    def observation_terms(self) -> tuple[tuple[str, int], ...]:
-        return (*super().observation_terms, ("end_effector_position", 3), ("goal_minus_end_effector", 3))
-
-    def observation(
-        self,
-        positions: np.ndarray,
-        velocities: np.ndarray,
-        inputs: np.ndarray,
-        imu: np.ndarray | None = None,
-        memory: PolicyMemory | None = None,
-    ) -> np.ndarray:
+    def observation_layout(self) -> tuple[ObservationTerm, ...]:
         """Joint positions about home, velocities, goal, then end-effector position and goal error."""
-        ee = self.kinematics(positions)
-        return np.concatenate(
-            [positions - self.robot.home, velocities, inputs, ee, inputs - ee], axis=-1, dtype=np.float32
+        return (
+            *super().observation_layout(),
+            ObservationTerm("end_effector_position", 3, self._end_effector),
+            ObservationTerm("goal_minus_end_effector", 3, lambda s: s.inputs - self._end_effector(s)),
         )
+
+    def _end_effector(self, sources: ObservationSources) -> np.ndarray:
+        return sources.derived("end_effector", lambda: self.kinematics(sources.positions))
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
         noise = rng.uniform(-INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, (count, self.robot.num_joints))
         goals = rng.uniform(self.goal_low, self.goal_high, (count, 3))
         return self.robot.clamp(self.robot.home + noise), goals
 
-    def evaluate(self, backend: SimBackend, inputs: np.ndarray, memory: PolicyMemory) -> TaskOutcome:
+    def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
         distance = np.linalg.norm(backend.site_positions(self.ee_site) - inputs, axis=1)
         # Dense shaping plus a sharp bonus near the goal, so the last centimetres still pay.
-        reward = -distance + np.exp(-distance / 0.02)
+        reward_terms = self.weighted({"goal_distance": distance, "goal_bonus": np.exp(-distance / 0.02)})
         return TaskOutcome(
-            reward=reward,
+            reward=sum(reward_terms.values()),
             terminated=np.zeros(backend.num_envs, dtype=bool),
             success=distance < SUCCESS_RADIUS_M,
+            reward_terms=reward_terms,
         )
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:

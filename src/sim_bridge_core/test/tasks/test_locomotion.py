@@ -17,7 +17,7 @@ from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.models import ModelError, load_robot, parse_model_parameters
 from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.simulator.core import CommandError, Simulator, SimulatorConfig
-from sim_bridge_core.tasks import make_task
+from sim_bridge_core.tasks import LocomotionTask, make_task
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "quadruped.xml")
 CONFIG = Path(__file__).resolve().parents[4] / "config"
@@ -27,8 +27,8 @@ ROBOT = load_robot(MODEL, home="home")
 CONTROL_DT = 0.02
 
 
-def locomotion_env(num_envs: int, episode_length_s: float = 2.0) -> BatchedEnv:
-    task = make_task("locomotion", ROBOT, SETTINGS)
+def locomotion_env(num_envs: int, episode_length_s: float = 2.0, settings: dict | None = None) -> BatchedEnv:
+    task = make_task("locomotion", ROBOT, settings or SETTINGS)
     return BatchedEnv(CpuBackend(ROBOT, num_envs, CONTROL_DT), task, episode_length_s, seed=1)
 
 
@@ -252,13 +252,11 @@ def test_velocity_commands_are_clamped_to_what_was_trained():
     np.testing.assert_allclose(forward_only.inputs_from_goal(np.zeros(3)), 0.0)  # stand: trained too
 
 
-def test_feet_that_step_to_the_gait_clock_earn_the_gait_reward(monkeypatch):
+def test_feet_that_step_to_the_gait_clock_earn_the_gait_reward():
     """Standing when asked to walk keeps two of four feet off their schedule; asked to stand, all
     four are on it."""
-    import sim_bridge_core.tasks.locomotion as locomotion
-
-    monkeypatch.setattr(locomotion, "WEIGHTS", {name: float(name == "gait") for name in locomotion.WEIGHTS})
-    env = locomotion_env(2)
+    only_gait = {name: float(name == "gait") for name in LocomotionTask.default_reward_weights}
+    env = locomotion_env(2, settings={**SETTINGS, "reward_weights": only_gait})
     env.inputs[:] = [[0.0, 0.0, 0.0], [0.6, 0.0, 0.0]]
     rewards = np.array([stand(env).reward for _ in range(20)])
     np.testing.assert_allclose(rewards[5:, 0], 1.0)
