@@ -1,4 +1,5 @@
-"""Training and evaluation jobs, start to outputs (DESIGN §6), whatever transport carries the steps.
+"""Training and evaluation jobs, start to outputs, whatever transport carries the steps (the outputs:
+docs/policy.md, "Outputs").
 
 A training job trains PPO on ``Worlds``, checkpoints every ``checkpoint_every`` iterations
 (a rerun with the same ``output_dir`` resumes from ``checkpoint.pt``), writes TensorBoard event

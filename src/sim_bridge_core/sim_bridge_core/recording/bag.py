@@ -134,8 +134,8 @@ def rollouts_dir(output_dir: Path) -> Path:
 
 
 def camera_topics(name: str, depth: bool) -> list[tuple[str, str]]:
-    """(topic in one world's namespace, message type) of a camera's streams (DESIGN §12): the
-    image, the depth image when the camera has one, and camera_info."""
+    """(topic in one world's namespace, message type) of a camera's streams: the image, the depth
+    image when the camera has one, and camera_info (docs/recording.md, "Camera streams")."""
     topics = [(f"{name}/image_raw", IMAGE_TYPE)]
     if depth:
         topics.append((f"{name}/depth/image_raw", IMAGE_TYPE))
