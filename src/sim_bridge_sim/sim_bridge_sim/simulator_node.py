@@ -110,6 +110,23 @@ class SimulatorNode(Node):
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="simulation", daemon=True)
 
+        prefix = "" if self.config.num_envs == 1 else "env_{}/"
+        self._create_batch_topics()
+        self._create_world_topics(prefix)
+        self._cameras = self._create_cameras(prefix)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(SetBool, "~/pause", self._on_pause)
+        self.create_service(Trigger, "~/step", self._on_step)
+        self.create_service(Trigger, "~/randomize", self._on_randomize)
+        robot = self.sim.robot
+        self.get_logger().info(
+            f"{self.config.num_envs} x {robot.name} ({robot.num_joints} joints, {robot.path}) on "
+            f"{self.config.backend}, task '{self.config.task}', mode {self.config.mode}, "
+            f"control_dt {self.config.control_dt} s = {self.sim.env.backend.substeps} x {robot.physics_dt} s"
+        )
+
+    def _create_batch_topics(self) -> None:
+        """The lockstep ``batch/*`` topics for every world, /clock and randomization/applied."""
         self._clock_pub = (
             self.create_publisher(Clock, "/clock", RELIABLE) if self.config.publish_clock else None
         )
@@ -119,16 +136,19 @@ class SimulatorNode(Node):
         self.create_subscription(
             JointTrajectory, "batch/joint_trajectory", self._on_batch_command, RELIABLE_LATEST, raw=True
         )
-        prefix = "" if self.config.num_envs == 1 else "env_{}/"
-        command_type, command_topic = COMMAND_TOPICS[self.config.command_interface]
-        self._world_state_pubs = []
-        self._world_sensor_pubs: list[dict[str, Publisher]] = []
-        blocks = self.sim.sensors.blocks
         self._sensors_pub = (
             None
             if self.sim.sensors.empty
             else self.create_publisher(Float32MultiArray, "batch/sensors", RELIABLE_LATEST)
         )
+
+    def _create_world_topics(self, prefix: str) -> None:
+        """Each mirrored world's robot topics, as a ros2_control robot has them: joint_states, the
+        sensors, the controller's command topic and, for velocity-commanded tasks, cmd_vel."""
+        command_type, command_topic = COMMAND_TOPICS[self.config.command_interface]
+        self._world_state_pubs = []
+        self._world_sensor_pubs: list[dict[str, Publisher]] = []
+        blocks = self.sim.sensors.blocks
         for world in self.sim.mirrored:
             ns = prefix.format(world)
             self._world_state_pubs.append(self.create_publisher(JointState, f"{ns}joint_states", RELIABLE))
@@ -149,38 +169,32 @@ class SimulatorNode(Node):
                 self.create_subscription(
                     Twist, f"{ns}cmd_vel", lambda data, world=world: self._on_cmd_vel(world, data), RELIABLE
                 )
-        self._cameras = None  # no camera listed: GL is never touched
+
+    def _create_cameras(self, prefix: str) -> CameraPublisher | None:
+        """The robot's cameras for each mirrored world, recorded when asked; None (GL never
+        touched) when the robot lists none."""
         if self.config.record_cameras and not self.sim.robot.cameras:
             raise ConfigError("simulator.record_cameras: the robot lists no cameras to record")
-        if self.sim.robot.cameras:
-            require_gl()
-            record_to = None
-            if self.config.record_cameras:
-                record_to = rollouts_dir(prepare_output_dir(self.config.output_dir, "simulator.output_dir"))
-            try:
-                self._camera_columns = np.arange(self.sim.robot.model.nq)
-                self._camera_worlds = np.asarray(self.sim.mirrored)
-                self._cameras = CameraPublisher(
-                    self,
-                    self.sim.robot,
-                    self.sim.robot.cameras,
-                    [prefix.format(world) for world in self.sim.mirrored],
-                    self._camera_snapshot,
-                    lambda: self.sim.time_ns,
-                    record_to,
-                )
-            except RecordingError as exc:
-                raise ConfigError(f"simulator.record_cameras: {exc}") from exc
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_service(SetBool, "~/pause", self._on_pause)
-        self.create_service(Trigger, "~/step", self._on_step)
-        self.create_service(Trigger, "~/randomize", self._on_randomize)
-        robot = self.sim.robot
-        self.get_logger().info(
-            f"{self.config.num_envs} x {robot.name} ({robot.num_joints} joints, {robot.path}) on "
-            f"{self.config.backend}, task '{self.config.task}', mode {self.config.mode}, "
-            f"control_dt {self.config.control_dt} s = {self.sim.env.backend.substeps} x {robot.physics_dt} s"
-        )
+        if not self.sim.robot.cameras:
+            return None
+        require_gl()
+        record_to = None
+        if self.config.record_cameras:
+            record_to = rollouts_dir(prepare_output_dir(self.config.output_dir, "simulator.output_dir"))
+        self._camera_columns = np.arange(self.sim.robot.model.nq)
+        self._camera_worlds = np.asarray(self.sim.mirrored)
+        try:
+            return CameraPublisher(
+                self,
+                self.sim.robot,
+                self.sim.robot.cameras,
+                [prefix.format(world) for world in self.sim.mirrored],
+                self._camera_snapshot,
+                lambda: self.sim.time_ns,
+                record_to,
+            )
+        except RecordingError as exc:
+            raise ConfigError(f"simulator.record_cameras: {exc}") from exc
 
     def start(self) -> None:
         self._thread.start()
