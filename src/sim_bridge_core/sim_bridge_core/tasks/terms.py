@@ -42,11 +42,14 @@ class ObservationSources:
         return self._derived[name]
 
     def require_imu(self, term: str) -> np.ndarray:
+        """The IMU rows, or ValueError naming the term: a caller that left them out built the wrong
+        observation."""
         if self.imu is None:
             raise ValueError(f"the observation term '{term}' needs the IMU")
         return self.imu
 
     def require_history(self, term: str) -> ControlHistory:
+        """The control history, or ValueError naming the term that needs it."""
         if self.history is None:
             raise ValueError(f"the observation term '{term}' needs the policy's control history")
         return self.history
@@ -62,8 +65,7 @@ class ObservationTerm:
 
 
 def joint_position_minus_home(robot: RobotModel) -> ObservationTerm:
-    home = robot.home
-    return ObservationTerm("joint_position_minus_home", robot.num_joints, lambda s: s.positions - home)
+    return ObservationTerm("joint_position_minus_home", robot.num_joints, lambda s: s.positions - robot.home)
 
 
 def joint_velocity(robot: RobotModel) -> ObservationTerm:
@@ -89,10 +91,9 @@ def imu_angular_velocity() -> ObservationTerm:
 
 def previous_action(robot: RobotModel, action_scale: float) -> ObservationTerm:
     """The policy's previous targets about home, in action units (what it output last period)."""
-    home = robot.home
 
     def compute(sources: ObservationSources) -> np.ndarray:
-        return (sources.require_history("previous_action").previous_targets - home) / action_scale
+        return (sources.require_history("previous_action").previous_targets - robot.home) / action_scale
 
     return ObservationTerm("previous_action", robot.num_joints, compute)
 
