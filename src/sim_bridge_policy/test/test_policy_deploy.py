@@ -100,7 +100,8 @@ def test_deployed_policy_brings_the_arm_to_its_goals(tmp_path, start_node, ros_c
     policy_file = checkpoint
     if runtime == "onnxruntime":
         loaded = load_checkpoint(checkpoint)
-        policy_file = export_policy(loaded.build_model(), tmp_path / "export", loaded.contract)["onnx"]
+        contract = PolicyContract.of_checkpoint(loaded)
+        policy_file = export_policy(loaded.build_model(), tmp_path / "export", contract)["onnx"]
     start_node("sim_bridge_sim", "simulator", model="arm7", mode="realtime", command_interface=interface)
     policy = start_node(
         "sim_bridge_policy",
