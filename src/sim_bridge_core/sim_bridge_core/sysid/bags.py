@@ -21,7 +21,7 @@ is one that cannot be read at all: one line, whatever the reader raised.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +134,59 @@ def read_run(
     )
 
 
+@dataclass
+class _States:
+    """The usable joint states of a bag in reading order, and the unusable ones counted."""
+
+    joints: tuple[str, ...]
+    times: list[float] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)
+    positions: list[np.ndarray] = field(default_factory=list)
+    velocities: list[np.ndarray] = field(default_factory=list)
+    foreign: int = 0
+    invalid: int = 0
+    foreign_names: tuple[str, ...] = ()  # the first foreign message's joints, for the message
+    columns: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)  # names -> robot columns
+
+    def add(self, now: float, data: bytes) -> None:
+        """Keep the state in ``data`` received at ``now``, or count why it cannot be used."""
+        state = decode_joint_state(data)
+        index = self.columns.get(state.names)
+        if index is None:
+            if not set(self.joints) <= set(state.names):
+                self.foreign += 1
+                self.foreign_names = self.foreign_names or state.names
+                return
+            index = self.columns[state.names] = np.array([state.names.index(j) for j in self.joints])
+        names = len(state.names)
+        if state.position.size != names or state.velocity.size != names:
+            self.invalid += 1
+            return
+        position, velocity = state.position[index], state.velocity[index]
+        if not (np.isfinite(position).all() and np.isfinite(velocity).all()):
+            self.invalid += 1
+            return
+        self.times.append(now)
+        self.stamps.append(state.stamp_ns)
+        self.positions.append(position)
+        self.velocities.append(velocity)
+
+    def none_usable(self, path: Path, topic: str) -> SysidInputError:
+        """Why none of the states on ``topic`` can be used."""
+        if self.invalid:
+            return SysidInputError(
+                f"bag {path}: none of the {self.invalid} states on {topic} with the robot's joints has "
+                "a finite position and velocity for each of them"
+            )
+        if self.foreign:
+            missing = [j for j in self.joints if j not in self.foreign_names]
+            return SysidInputError(
+                f"bag {path}: {topic} lacks the robot's joints {', '.join(missing)} "
+                f"(it has {', '.join(self.foreign_names) or 'none'})"
+            )
+        return SysidInputError(f"bag {path} holds no joint states on {topic}")
+
+
 def _decode(
     path: Path,
     robot: RobotModel,
@@ -147,86 +200,32 @@ def _decode(
     if not messages:
         raise SysidInputError(f"bag {path} holds no messages on {state_topic} and {command_topic}")
     start_ns = messages[0][1]
-    columns: dict[tuple[str, ...], np.ndarray] = {}
-    times, stamps, positions, velocities = [], [], [], []
+    states = _States(joints)
     command_times: list[float] = []
     commands: list[TrajectoryGoal | np.ndarray] = []
-    rejected = foreign = invalid = 0
-    foreign_names: tuple[str, ...] = ()
+    rejected = 0
     try:
         for topic, time_ns, data in messages:
             now = (time_ns - start_ns) / _NS
             if topic == state_topic:
-                state = decode_joint_state(data)
-                index = columns.get(state.names)
-                if index is None:
-                    if not set(joints) <= set(state.names):
-                        foreign += 1
-                        foreign_names = foreign_names or state.names
-                        continue
-                    index = columns[state.names] = np.array([state.names.index(j) for j in joints])
-                names = len(state.names)
-                if state.position.size != names or state.velocity.size != names:
-                    invalid += 1
-                    continue
-                position, velocity = state.position[index], state.velocity[index]
-                if not (np.isfinite(position).all() and np.isfinite(velocity).all()):
-                    invalid += 1
-                    continue
-                times.append(now)
-                stamps.append(state.stamp_ns)
-                positions.append(position)
-                velocities.append(velocity)
-            elif not times:
+                states.add(now, data)
+                continue
+            if not states.times:
                 continue  # a command before any state answers nothing we know
-            elif interface == "position":
-                _, values = decode_multi_array(data, np.float64)
-                if values.size != len(joints) or not np.isfinite(values).all():
-                    rejected += 1
-                    continue
-                command_times.append(now)
-                commands.append(robot.clamp(values.reshape(-1).astype(np.float64)))
+            if interface == "position":
+                command = _position_command(data, robot, len(joints))
             else:
-                message = decode_joint_trajectory(data)
-                stamp_s = 0.0  # start when accepted
-                if message.stamp_ns:  # on the bag's time axis (0 would read as "now")
-                    stamp_s = (message.stamp_ns - start_ns) / _NS or 1e-9
-                try:
-                    goal = parse_goal(
-                        message.joint_names,
-                        stamp_s=stamp_s,
-                        times_s=[p.time_from_start_ns / _NS for p in message.points],
-                        positions=[p.positions for p in message.points],
-                        velocities=[p.velocities for p in message.points],
-                        accelerations=[p.accelerations for p in message.points],
-                        robot_joints=joints,
-                        lower=robot.lower,
-                        upper=robot.upper,
-                        allow_partial=True,
-                        now_s=now,
-                        efforts=[p.effort for p in message.points],
-                    )
-                except TrajectoryError:
-                    rejected += 1
-                    continue
-                command_times.append(now)
-                commands.append(goal)
+                command = _trajectory_command(data, robot, joints, start_ns, now)
+            if command is None:
+                rejected += 1
+                continue
+            command_times.append(now)
+            commands.append(command)
     except WireError as exc:
         raise SysidInputError(f"bag {path}: a malformed message: {exc}") from exc
-    if not times:
-        if invalid:
-            raise SysidInputError(
-                f"bag {path}: none of the {invalid} states on {state_topic} with the robot's joints has "
-                "a finite position and velocity for each of them"
-            )
-        if foreign:
-            missing = [j for j in joints if j not in foreign_names]
-            raise SysidInputError(
-                f"bag {path}: {state_topic} lacks the robot's joints {', '.join(missing)} "
-                f"(it has {', '.join(foreign_names) or 'none'})"
-            )
-        raise SysidInputError(f"bag {path} holds no joint states on {state_topic}")
-    times, order = _state_times(np.array(times), np.array(stamps, dtype=np.int64), start_ns)
+    if not states.times:
+        raise states.none_usable(path, state_topic)
+    times, order = _state_times(np.array(states.times), np.array(states.stamps, dtype=np.int64), start_ns)
     if not commands:
         raise SysidInputError(f"bag {path} holds no usable commands on {command_topic} after its first state")
     return RecordedRun(
@@ -235,11 +234,46 @@ def _decode(
         command_topic=command_topic,
         interface=interface,
         times=times,
-        positions=np.array(positions)[order],
-        velocities=np.array(velocities)[order],
+        positions=np.array(states.positions)[order],
+        velocities=np.array(states.velocities)[order],
         command_times=np.array(command_times),
         commands=tuple(commands),
         rejected=rejected,
-        foreign=foreign,
-        invalid=invalid,
+        foreign=states.foreign,
+        invalid=states.invalid,
     )
+
+
+def _position_command(data: bytes, robot: RobotModel, width: int) -> np.ndarray | None:
+    """A forward position controller's command, clamped as the robot clamps it; None if it would refuse it."""
+    _, values = decode_multi_array(data, np.float64)
+    if values.size != width or not np.isfinite(values).all():
+        return None
+    return robot.clamp(values.reshape(-1).astype(np.float64))
+
+
+def _trajectory_command(
+    data: bytes, robot: RobotModel, joints: tuple[str, ...], start_ns: int, now: float
+) -> TrajectoryGoal | None:
+    """The goal received at ``now`` (on the bag's time axis); None if the controller would refuse it."""
+    message = decode_joint_trajectory(data)
+    stamp_s = 0.0  # start when accepted
+    if message.stamp_ns:  # on the bag's time axis (0 would read as "now")
+        stamp_s = (message.stamp_ns - start_ns) / _NS or 1e-9
+    try:
+        return parse_goal(
+            message.joint_names,
+            stamp_s=stamp_s,
+            times_s=[p.time_from_start_ns / _NS for p in message.points],
+            positions=[p.positions for p in message.points],
+            velocities=[p.velocities for p in message.points],
+            accelerations=[p.accelerations for p in message.points],
+            robot_joints=joints,
+            lower=robot.lower,
+            upper=robot.upper,
+            allow_partial=True,
+            now_s=now,
+            efforts=[p.effort for p in message.points],
+        )
+    except TrajectoryError:
+        return None
