@@ -227,6 +227,7 @@ def _urdf_with_resolved_meshes(path: Path) -> str:
 
 def load_robot(
     model: str,
+    *,
     gains: PdGains | None = None,
     parameters: ModelParameters | None = None,
     joint_names: tuple[str, ...] | list[str] = (),

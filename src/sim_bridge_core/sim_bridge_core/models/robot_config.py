@@ -126,13 +126,13 @@ def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
     parameters = parse_model_parameters(robot.model_parameters, f"{where}: model_parameters")
     model = load_robot(
         robot.model,
-        PdGains(robot.kp, robot.kd),
-        parameters,
-        robot.joint_names,
-        robot.home,
-        robot.imu_site,
-        robot.sites,
-        parse_cameras(robot.cameras, f"{where}: cameras"),
+        gains=PdGains(robot.kp, robot.kd),
+        parameters=parameters,
+        joint_names=robot.joint_names,
+        home=robot.home,
+        imu_site=robot.imu_site,
+        sites=robot.sites,
+        cameras=parse_cameras(robot.cameras, f"{where}: cameras"),
     )
     driver_joint_names(robot.joint_name_map, robot.joint_prefix, model.joint_names, where)
     return model

@@ -199,16 +199,16 @@ def simulated_robot(config: SimulatorConfig, section: str = "simulator") -> tupl
     try:
         robot = load_robot(
             config.model,
-            PdGains(config.kp, config.kd),
-            parse_model_parameters(
+            gains=PdGains(config.kp, config.kd),
+            parameters=parse_model_parameters(
                 _yaml_setting(config.model_parameters, f"{section}.model_parameters"),
                 f"{section}.model_parameters",
             ),
-            config.joint_names,
-            config.home,
-            config.imu_site,
-            _yaml_setting(config.sites, f"{section}.sites"),
-            parse_cameras(_yaml_list(config.cameras, f"{section}.cameras"), f"{section}.cameras"),
+            joint_names=config.joint_names,
+            home=config.home,
+            imu_site=config.imu_site,
+            sites=_yaml_setting(config.sites, f"{section}.sites"),
+            cameras=parse_cameras(_yaml_list(config.cameras, f"{section}.cameras"), f"{section}.cameras"),
         )
     except ModelError as exc:
         raise ConfigError(f"{section}.model: {exc}") from exc

@@ -26,7 +26,7 @@ def test_builtin_arm7_is_a_seven_joint_position_controlled_arm():
 
 
 def test_motor_gets_a_torque_limited_pd_servo():
-    pendulum = load_robot("pendulum", PdGains(kp=80.0, kd=5.0))
+    pendulum = load_robot("pendulum", gains=PdGains(kp=80.0, kd=5.0))
     assert pendulum.pd_joints == ("hinge",)
     act = pendulum.actuator_ids[0]
     assert pendulum.model.actuator_gainprm[act, 0] == 80.0
@@ -40,7 +40,7 @@ def test_motor_gets_a_torque_limited_pd_servo():
 
 
 def test_torque_limit_of_the_motor_is_kept():
-    pendulum = load_robot("pendulum", PdGains(kp=1000.0, kd=5.0))
+    pendulum = load_robot("pendulum", gains=PdGains(kp=1000.0, kd=5.0))
     backend = CpuBackend(pendulum, 1, 0.02)
     backend.step(np.array([[3.0]]))
     assert np.abs(backend.joint_efforts()).max() <= 8.0 + 1e-9

@@ -204,7 +204,7 @@ def test_higher_friction_slows_a_sliding_box(tmp_path):
 
 def _pendulum_swing(spec: dict, steps: int = 100) -> np.ndarray:
     """Joint angle of a pendulum released from 1 rad with a negligible servo, per step."""
-    robot = load_robot("pendulum", PdGains(kp=1e-6, kd=0.0))
+    robot = load_robot("pendulum", gains=PdGains(kp=1e-6, kd=0.0))
     backend = randomized(spec, robot=robot, num_envs=1).backend
     backend.reset(np.array([0]), np.array([[1.0]]))
     angles = []
