@@ -329,8 +329,34 @@ def spec_from_mapping(data: Mapping[str, Any]) -> RandomizationSpec:
 
 
 def _parameter(name: str, values: Any) -> ParameterSpec:
+    """One parameter's entry, checked in order: targets, operation, range, axes, limits, interval."""
     kind = PARAMETERS[name]
     key = f"{SECTION}.{name}"
+    values, fields = _parameter_fields(key, values)
+    if "targets" in values and kind.target is None:
+        raise ConfigError(f"{key}.targets: {name} takes no targets")
+    if not fields.targets:
+        raise ConfigError(f"{key}.targets: must name at least one {kind.target}")
+    operation = _operation(key, kind, fields)
+    _check_range(key, fields)
+    _check_axes(key, kind, fields, values)
+    _check_limits(key, kind, operation, fields.low, fields.high)
+    return ParameterSpec(
+        name=name,
+        targets=tuple(fields.targets),
+        operation=operation,
+        distribution=fields.distribution,
+        low=fields.low,
+        high=fields.high,
+        std=fields.std,
+        axes=fields.axes,
+        shared=fields.shared,
+        interval_s=_interval(key, kind, fields, values),
+    )
+
+
+def _parameter_fields(key: str, values: Any) -> tuple[dict[str, Any], _ParameterFields]:
+    """The entry as a dict (a lone target or interval made a list) and its typed fields."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{key}: must be a mapping (targets, operation, distribution, low, high)")
     values = dict(values)
@@ -341,19 +367,22 @@ def _parameter(name: str, values: Any) -> ParameterSpec:
         values["targets"] = [values["targets"]]
     if isinstance(values.get("interval_s"), (int, float)) and not isinstance(values["interval_s"], bool):
         values["interval_s"] = [values["interval_s"]]
-    fields = from_mapping(_ParameterFields, values, key)
+    return values, from_mapping(_ParameterFields, values, key)
 
-    if "targets" in values and kind.target is None:
-        raise ConfigError(f"{key}.targets: {name} takes no targets")
-    if not fields.targets:
-        raise ConfigError(f"{key}.targets: must name at least one {kind.target}")
+
+def _operation(key: str, kind: ParameterKind, fields: _ParameterFields) -> str:
     operation = fields.operation or kind.default_operation
     if operation not in OPERATIONS:
         raise ConfigError(f"{key}.operation: must be one of {', '.join(OPERATIONS)}, got '{operation}'")
     if operation not in kind.operations:
         raise ConfigError(
-            f"{key}.operation: must be one of {', '.join(kind.operations)} for {name}, got '{operation}'"
+            f"{key}.operation: must be one of {', '.join(kind.operations)} for {kind.name}, got '{operation}'"
         )
+    return operation
+
+
+def _check_range(key: str, fields: _ParameterFields) -> None:
+    """A finite [low, high] that the distribution can draw from."""
     low, high = fields.low, fields.high
     for end, value in (("low", low), ("high", high)):
         if not math.isfinite(value):
@@ -364,15 +393,23 @@ def _parameter(name: str, values: Any) -> ParameterSpec:
         raise ConfigError(f"{key}.low: log_uniform needs low > 0, got {low}")
     if fields.std and fields.distribution != "gaussian":
         raise ConfigError(f"{key}.std: only the gaussian distribution takes a std")
+
+
+def _check_axes(key: str, kind: ParameterKind, fields: _ParameterFields, values: dict[str, Any]) -> None:
     if "axes" in values and not kind.axes:
-        raise ConfigError(f"{key}.axes: {name} is not a vector parameter")
+        raise ConfigError(f"{key}.axes: {kind.name} is not a vector parameter")
     axes = fields.axes
     if not axes or any(a not in AXES for a in axes) or len(set(axes)) != len(axes):
         raise ConfigError(f"{key}.axes: must be distinct letters of xyz, got '{axes}'")
+
+
+def _check_limits(key: str, kind: ParameterKind, operation: str, low: float, high: float) -> None:
+    """A range that keeps the kind's quantity whole and within its bounds, where that shows from the
+    range alone (the model's nominal values are checked when the spec is bound)."""
     if kind.integer:
         for end, value in (("low", low), ("high", high)):
             if not float(value).is_integer():
-                raise ConfigError(f"{key}.{end}: {name} counts whole steps, got {value}")
+                raise ConfigError(f"{key}.{end}: {kind.name} counts whole steps, got {value}")
     if operation == "abs" and kind.minimum is not None:
         bad = low <= kind.minimum if kind.strict else low < kind.minimum
         if bad:
@@ -387,27 +424,21 @@ def _parameter(name: str, values: Any) -> ParameterSpec:
             raise ConfigError(f"{key}.low: a scale of {low} would make the {kind.quantity} non-positive")
         if not kind.strict and low < 0:
             raise ConfigError(f"{key}.low: a scale of {low} would make the {kind.quantity} negative")
-    interval = None
-    if kind.stage == PUSH:
-        if not fields.interval_s or len(fields.interval_s) > 2:
-            raise ConfigError(f"{key}.interval_s: required for {name}: [seconds] or [min, max]")
-        first, last = fields.interval_s[0], fields.interval_s[-1]
-        if first <= 0:
-            raise ConfigError(f"{key}.interval_s: must be > 0, got {first}")
-        if first > last:
-            raise ConfigError(f"{key}.interval_s: min {first} is above max {last}")
-        interval = (first, last)
-    elif "interval_s" in values:
-        raise ConfigError(f"{key}.interval_s: only push_velocity has an interval")
-    return ParameterSpec(
-        name=name,
-        targets=tuple(fields.targets),
-        operation=operation,
-        distribution=fields.distribution,
-        low=low,
-        high=high,
-        std=fields.std,
-        axes=axes,
-        shared=fields.shared,
-        interval_s=interval,
-    )
+
+
+def _interval(
+    key: str, kind: ParameterKind, fields: _ParameterFields, values: dict[str, Any]
+) -> tuple[float, float] | None:
+    """The (min, max) push period of a push parameter; None for the others, which must not give one."""
+    if kind.stage != PUSH:
+        if "interval_s" in values:
+            raise ConfigError(f"{key}.interval_s: only push_velocity has an interval")
+        return None
+    if not fields.interval_s or len(fields.interval_s) > 2:
+        raise ConfigError(f"{key}.interval_s: required for {kind.name}: [seconds] or [min, max]")
+    first, last = fields.interval_s[0], fields.interval_s[-1]
+    if first <= 0:
+        raise ConfigError(f"{key}.interval_s: must be > 0, got {first}")
+    if first > last:
+        raise ConfigError(f"{key}.interval_s: min {first} is above max {last}")
+    return (first, last)

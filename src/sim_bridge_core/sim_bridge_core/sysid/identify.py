@@ -552,32 +552,8 @@ def identify(
         jacobian = np.asarray(result.jac)[: sum(r.size for r in residuals)]  # the prior's rows left out
         half_widths, sum_half_widths = confidence(sysid, unknowns, np.concatenate(residuals), jacobian)
     identified = {u.name: float(v) * u.unit for u, v in zip(unknowns, x, strict=True)}
-    candidates = result.extras.get("candidate", [])
-    earlier = (
-        np.asarray(candidates[-1 - SETTLE_ITERATIONS]) if len(candidates) > SETTLE_ITERATIONS else x + np.inf
-    )
-    moved = {u.name: float(v - w) * u.unit for u, v, w in zip(unknowns, x, earlier, strict=True)}
-
-    # Errors as the simulator will reproduce them: the delay in whole physics steps.
-    rounded = dict(identified)
-    if DELAY in rounded:
-        rounded[DELAY] = round(rounded[DELAY] / dt) * dt
-    x_identified = np.array([rounded[u.name] / u.unit for u in unknowns])
-    x_nominal = problem.x_nominal.copy()
-    for k, unknown in enumerate(unknowns):  # the nominal delay as the simulator applies it, too
-        if unknown.joint is None:
-            x_nominal[k] = round(unknown.nominal / dt) * dt / unknown.unit
-    errors: dict[str, dict[str, Any]] = {}
-    traces: dict[str, list[np.ndarray]] = {}
-    for part, part_windows in problem.windows.items():
-        errors[part] = {}
-        for which, point in (("nominal", x_nominal), ("identified", x_identified)):
-            predicted = problem.predictions(part, point)
-            errors[part][which] = error_figures(part_windows, predicted, robot.joint_names)
-            if part == "held_out":
-                traces[which] = predicted
-        nominal = errors[part]["nominal"]["position_rms_rad"]
-        errors[part]["ratio"] = errors[part]["identified"]["position_rms_rad"] / nominal if nominal else None
+    moved = _moved(unknowns, x, result)
+    errors, traces = _compare(problem, unknowns, identified, dt, robot.joint_names)
     iterations = len(result.extras.get("objective", [])) if hasattr(result, "extras") else 0
     return SysidResult(
         joint_names=robot.joint_names,
@@ -596,3 +572,45 @@ def identify(
         traces=traces,
         log=output.getvalue(),
     )
+
+
+def _moved(unknowns: Sequence[Unknown], x: np.ndarray, result: Any) -> dict[str, float]:
+    """How far each unknown moved over the fit's last SETTLE_ITERATIONS iterations (inf if it took fewer)."""
+    candidates = result.extras.get("candidate", [])
+    earlier = (
+        np.asarray(candidates[-1 - SETTLE_ITERATIONS]) if len(candidates) > SETTLE_ITERATIONS else x + np.inf
+    )
+    return {u.name: float(v - w) * u.unit for u, v, w in zip(unknowns, x, earlier, strict=True)}
+
+
+def _compare(
+    problem: Problem,
+    unknowns: Sequence[Unknown],
+    identified: dict[str, float],
+    dt: float,
+    joint_names: Sequence[str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[np.ndarray]]]:
+    """Errors of the nominal and the identified model on each part's windows, and the held-out traces.
+
+    Errors as the simulator will reproduce them: the delay in whole physics steps.
+    """
+    rounded = dict(identified)
+    if DELAY in rounded:
+        rounded[DELAY] = round(rounded[DELAY] / dt) * dt
+    x_identified = np.array([rounded[u.name] / u.unit for u in unknowns])
+    x_nominal = problem.x_nominal.copy()
+    for k, unknown in enumerate(unknowns):  # the nominal delay as the simulator applies it, too
+        if unknown.joint is None:
+            x_nominal[k] = round(unknown.nominal / dt) * dt / unknown.unit
+    errors: dict[str, dict[str, Any]] = {}
+    traces: dict[str, list[np.ndarray]] = {}
+    for part, part_windows in problem.windows.items():
+        errors[part] = {}
+        for which, point in (("nominal", x_nominal), ("identified", x_identified)):
+            predicted = problem.predictions(part, point)
+            errors[part][which] = error_figures(part_windows, predicted, joint_names)
+            if part == "held_out":
+                traces[which] = predicted
+        nominal = errors[part]["nominal"]["position_rms_rad"]
+        errors[part]["ratio"] = errors[part]["identified"]["position_rms_rad"] / nominal if nominal else None
+    return errors, traces
