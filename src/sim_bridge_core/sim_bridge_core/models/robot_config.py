@@ -48,7 +48,9 @@ class RobotConfig:
         "when listed)",
     )
     tasks: dict = setting(
-        {}, "per-task settings, e.g. reach: {ee_site: TCP, goal_low: [x, y, z], goal_high: [x, y, z]}"
+        {},
+        "per-task settings, e.g. reach: {ee_site: TCP, goal_low: [x, y, z], goal_high: [x, y, z], "
+        "reward_weights: {goal_bonus: 2.0}}",
     )
     kp: float = setting(100.0, "PD stiffness for torque-driven joints", low=0.0)
     kd: float = setting(10.0, "PD damping for torque-driven joints", low=0.0)
