@@ -2,7 +2,7 @@
 it from the bag with `bringup sysid`, and check the identified robot against the real one.
 
 The "real" robot is the simulator running a robot config with changed joint parameters and a
-command delay (tests/test_sysid.py's PERTURBED); sysid only gets the nominal arm7.
+command delay (src/sim_bridge_core/test/sysid/test_sysid.py's PERTURBED); sysid only gets the nominal arm7.
 """
 
 from __future__ import annotations
