@@ -3,12 +3,15 @@
 A checkpoint is a plain dict of tensors, dicts, lists, strings and numbers, so it loads
 with ``torch.load(weights_only=True)`` (no code runs from the file):
 
-    format    CHECKPOINT_FORMAT
-    config    the PpoConfig as a dict
-    metadata  model, joint_names, observation_size, action_size, task, iteration, env_steps, ...,
-              and what the job adds (the policy contract, ``sim_bridge_core.deploy.contract``)
-    model     ActorCritic state dict (normalizer statistics included)
-    learner   PpoLearner state (optimizer, learning rate, counters, RNG), absent for a bare model
+    format     CHECKPOINT_FORMAT
+    algorithm  ppo, sac or td3 (absent in older files: ppo)
+    config     the algorithm's config (PpoConfig, OffPolicyConfig) as a dict
+    metadata   model, joint_names, observation_size, action_size, task, iteration, env_steps, ...,
+               and what the job adds (the policy contract, ``sim_bridge_core.deploy.contract``)
+    model      the deployable module's state dict (normalizer statistics included): PPO's
+               ActorCritic, SAC's SquashedGaussianActor, TD3's DeterministicActor
+    learner    the learner's other state (optimizers, learning rate, counters, RNG; off-policy:
+               critics, targets, temperature), absent for a bare model; never the replay buffer
 
 ``load_checkpoint`` refuses, with one line, a file that is missing or unreadable or that
 was trained for another robot, observation size or task; building the network refuses
@@ -36,9 +39,16 @@ import onnx
 import torch
 from torch import nn
 
+from sim_bridge_core.learning.algorithms import (
+    Learner,
+    LearnerConfig,
+    algorithm_of,
+    make_config,
+    make_policy,
+)
 from sim_bridge_core.learning.config import PpoConfig
-from sim_bridge_core.learning.modules import ActorCritic, EmpiricalNormalizer
-from sim_bridge_core.learning.ppo import PpoLearner
+from sim_bridge_core.learning.modules import EmpiricalNormalizer, Policy
+from sim_bridge_core.learning.offpolicy_config import ALGORITHMS
 
 CHECKPOINT_FORMAT = "sim_bridge_policy/1"
 REQUIRED_METADATA = ("model", "joint_names", "observation_size", "action_size", "task")
@@ -64,19 +74,22 @@ class Checkpoint:
     metadata: dict[str, Any]
     model_state: dict[str, Any]
     learner_state: dict[str, Any] | None
+    algorithm: str = "ppo"
 
     def ppo_config(self) -> PpoConfig:
         return PpoConfig.from_dict(self.config)
 
-    def build_model(self) -> ActorCritic:
-        """The trained ActorCritic (eval mode, cpu)."""
-        config = self.ppo_config()
-        model = ActorCritic(
+    def learner_config(self) -> LearnerConfig:
+        """The config it was trained with, of its algorithm's class."""
+        return make_config(self.algorithm, self.config)
+
+    def build_model(self) -> Policy:
+        """The trained deployable module of its algorithm (eval mode, cpu)."""
+        model = make_policy(
+            self.algorithm,
             int(self.metadata["observation_size"]),
             int(self.metadata["action_size"]),
-            config.actor_hidden,
-            config.critic_hidden,
-            config.init_log_std,
+            self.learner_config(),
         )
         try:
             model.load_state_dict(self.model_state)
@@ -101,25 +114,29 @@ class Checkpoint:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    learner: PpoLearner | ActorCritic,
-    config: PpoConfig | dict[str, Any],
+    learner: Learner | Policy,
+    config: LearnerConfig | dict[str, Any],
     metadata: dict[str, Any],
 ) -> Path:
-    """Write atomically (temporary file in the same folder, then rename): a crash leaves the old file."""
+    """Write atomically (temporary file in the same folder, then rename): a crash leaves the old file.
+    A learner writes its whole training state, a bare policy module its weights; either names its
+    algorithm."""
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise ValueError(f"checkpoint metadata lacks {', '.join(missing)}")
+    bare = isinstance(learner, nn.Module)
     contents: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
-        "config": config.to_dict() if isinstance(config, PpoConfig) else dict(config),
+        "algorithm": algorithm_of(learner) if bare else learner.algorithm,
+        "config": dict(config) if isinstance(config, dict) else config.to_dict(),
         "metadata": dict(metadata, joint_names=list(metadata["joint_names"])),
     }
-    if isinstance(learner, PpoLearner):
+    if bare:
+        contents["model"] = learner.state_dict()
+    else:
         state = learner.state_dict()
         contents["model"] = state.pop("model")
         contents["learner"] = state
-    else:
-        contents["model"] = learner.state_dict()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(_staged(path, lambda temporary: torch.save(contents, temporary)), path)
@@ -161,6 +178,9 @@ def load_checkpoint(
     metadata = contents.get("metadata")
     if not isinstance(metadata, dict) or any(key not in metadata for key in REQUIRED_METADATA):
         raise CheckpointError(f"checkpoint {path} lacks metadata ({', '.join(REQUIRED_METADATA)})")
+    algorithm = contents.get("algorithm", "ppo")
+    if algorithm not in ALGORITHMS:
+        raise CheckpointError(f"checkpoint {path} was trained with an unknown algorithm '{algorithm}'")
 
     joints = list(metadata["joint_names"])
     if expect_joints is not None and joints != list(expect_joints):
@@ -183,13 +203,15 @@ def load_checkpoint(
         metadata=metadata,
         model_state=contents["model"],
         learner_state=contents.get("learner"),
+        algorithm=algorithm,
     )
 
 
 class InferencePolicy(nn.Module):
-    """The deterministic policy alone (normalizer, then actor mean): what deployment runs."""
+    """The deterministic policy alone (normalizer, then the actor: PPO's mean, TD3's and SAC's tanh
+    included in ``actor``): what deployment runs."""
 
-    def __init__(self, model: ActorCritic) -> None:
+    def __init__(self, model: Policy) -> None:
         super().__init__()
         self.normalizer: EmpiricalNormalizer = copy.deepcopy(model.normalizer).cpu()
         self.actor: nn.Sequential = copy.deepcopy(model.actor).cpu()
@@ -199,7 +221,7 @@ class InferencePolicy(nn.Module):
 
 
 def export_policy(
-    model: ActorCritic, directory: str | os.PathLike, description: PolicyDescription
+    model: Policy, directory: str | os.PathLike, description: PolicyDescription
 ) -> dict[str, Path]:
     """Write ``policy.pt`` (TorchScript), ``policy.onnx`` and ``policy.json`` (the description).
 

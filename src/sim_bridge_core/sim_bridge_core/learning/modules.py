@@ -1,6 +1,8 @@
-"""Networks: an observation normalizer and a Gaussian actor-critic.
+"""Networks: an observation normalizer, PPO's Gaussian actor-critic, and TD3's and SAC's actors
+and critics.
 
-``ActorCritic.act_inference`` (normalize, then the actor's mean) is the deterministic
+Every policy module (``ActorCritic``, ``DeterministicActor``, ``SquashedGaussianActor``) has a
+``normalizer`` and an ``actor`` whose composition, ``act_inference``, is the deterministic
 policy that deployment runs and that ``export_policy`` writes out; the normalizer's
 statistics are buffers, so they travel in the state dict with the weights.
 """
@@ -51,13 +53,17 @@ class EmpiricalNormalizer(nn.Module):
         self.count.copy_(total)
 
 
-def mlp(inputs: int, hidden: Sequence[int], outputs: int) -> nn.Sequential:
+def hidden_layers(inputs: int, hidden: Sequence[int]) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for size in hidden:
         layers += [nn.Linear(inputs, size), nn.ELU()]
         inputs = size
-    layers.append(nn.Linear(inputs, outputs))
-    return nn.Sequential(*layers)
+    return layers
+
+
+def mlp(inputs: int, hidden: Sequence[int], outputs: int) -> nn.Sequential:
+    width = hidden[-1] if hidden else inputs
+    return nn.Sequential(*hidden_layers(inputs, hidden), nn.Linear(width, outputs))
 
 
 class ActorCritic(nn.Module):
@@ -103,3 +109,90 @@ class ActorCritic(nn.Module):
 
     def entropy(self) -> torch.Tensor:
         return (self.log_std + 0.5 + _LOG_SQRT_2PI).sum()
+
+
+class DeterministicActor(nn.Module):
+    """TD3's policy: normalize, then an MLP squashed by tanh into the action range [-1, 1]."""
+
+    def __init__(self, observation_size: int, action_size: int, hidden: Sequence[int] = (256, 128)) -> None:
+        super().__init__()
+        self.observation_size, self.action_size = observation_size, action_size
+        self.normalizer = EmpiricalNormalizer(observation_size)
+        self.actor = nn.Sequential(mlp(observation_size, hidden, action_size), nn.Tanh())
+        # Small last layer: the first actions stay near the middle of the range (near home).
+        nn.init.orthogonal_(self.actor[0][-1].weight, gain=0.01)
+        nn.init.zeros_(self.actor[0][-1].bias)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.act_inference(observations)
+
+    def act_inference(self, observations: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions in [-1, 1] for raw observations."""
+        return self.actor(self.normalizer(observations))
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: a Gaussian with state-dependent std whose samples tanh squashes into [-1, 1].
+
+    ``actor`` is the deterministic part, tanh of the mean (trunk, mean head, tanh), so it
+    deploys and exports like TD3's; ``log_std`` is the head only training uses.
+    """
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, observation_size: int, action_size: int, hidden: Sequence[int] = (256, 128)) -> None:
+        super().__init__()
+        self.observation_size, self.action_size = observation_size, action_size
+        self.normalizer = EmpiricalNormalizer(observation_size)
+        width = hidden[-1] if hidden else observation_size
+        trunk = nn.Sequential(*hidden_layers(observation_size, hidden))
+        self.actor = nn.Sequential(trunk, nn.Linear(width, action_size), nn.Tanh())
+        self.log_std = nn.Linear(width, action_size)
+        for head in (self.actor[1], self.log_std):
+            nn.init.orthogonal_(head.weight, gain=0.01)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.act_inference(observations)
+
+    def act_inference(self, observations: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions (tanh of the mean) for raw observations."""
+        return self.actor(self.normalizer(observations))
+
+    def sample(
+        self, normalized: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions in (-1, 1) for normalized observations, and their (B,) log densities."""
+        trunk, mean_head, _ = self.actor
+        features = trunk(normalized)
+        mean = mean_head(features)
+        log_std = self.log_std(features).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        unsquashed = mean + noise * log_std.exp()
+        # log tanh'(u) = 2 (log 2 - u - softplus(-2u)): the change of variables, stable for large |u|.
+        log_det = 2.0 * (math.log(2.0) - unsquashed - nn.functional.softplus(-2.0 * unsquashed))
+        log_prob = (-0.5 * noise.square() - log_std - _LOG_SQRT_2PI - log_det).sum(-1)
+        return torch.tanh(unsquashed), log_prob
+
+
+class TwinQ(nn.Module):
+    """Two independent critics Q(s, a) on normalized observations: targets take their minimum
+    (clipped double Q), which counters the overestimation a single critic's maximum feeds."""
+
+    def __init__(self, observation_size: int, action_size: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.q1 = mlp(observation_size + action_size, hidden, 1)
+        self.q2 = mlp(observation_size + action_size, hidden, 1)
+
+    def forward(self, normalized: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(2, B) values of both critics."""
+        inputs = torch.cat([normalized, actions], dim=-1)
+        return torch.stack([self.q1(inputs).squeeze(-1), self.q2(inputs).squeeze(-1)])
+
+    def q1_value(self, normalized: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(B,) values of the first critic alone (what TD3's actor climbs)."""
+        return self.q1(torch.cat([normalized, actions], dim=-1)).squeeze(-1)
+
+
+Policy = ActorCritic | DeterministicActor | SquashedGaussianActor
+"""A deployable policy module: ``normalizer``, ``actor``, ``act_inference``, ``observation_size``."""

@@ -33,6 +33,8 @@ MIN_LEARNING_RATE = 1e-5
 class PpoLearner:
     """Collects a rollout of ``config.num_steps`` steps of ``num_envs`` worlds, then updates."""
 
+    algorithm = "ppo"
+
     def __init__(
         self,
         observation_size: int,

@@ -1,8 +1,9 @@
 """The training loop and evaluation, over any ``Worlds``: the transport decides where they run.
 
 ``fused``: a ``BatchedEnv`` in this process, arrays handed over in memory. ``ros``: the
-simulator node's worlds through the lockstep ``batch/*`` topics. One iteration is
-``num_steps`` control steps of every world followed by one PPO update::
+simulator node's worlds through the lockstep ``batch/*`` topics. One iteration is the learner's
+control steps of every world (PPO: a rollout of ``num_steps``; SAC and TD3:
+``steps_per_iteration``) followed by its update::
 
     obs = worlds.observation()
     actions = learner.act(obs)
@@ -10,8 +11,9 @@ simulator node's worlds through the lockstep ``batch/*`` topics. One iteration i
     learner.observe(result.reward, result.terminated, result.truncated)
     if learner.ready: learner.update(worlds.observation())
 
-``PpoRunner`` is that loop as an object with one method per stage (``restore``, ``collect``,
-``update``, ``log``, ``save``); ``train`` builds one and runs it. The worlds execute the targets
+``Runner`` is that loop as an object with one method per stage (``restore``, ``collect``,
+``update``, ``log``, ``save``), for any algorithm of ``algorithms``; ``train`` builds one and
+runs it. The worlds execute the targets
 through their command interface (``sim_bridge_core.sim.control``), as the robot's controller will.
 The deploy safety filter's step limit is not applied here: it is a safety net, and training under it
 learns reach far more slowly (docs/policy.md has the figures); the deploy-path evaluation measures
@@ -37,17 +39,23 @@ from tqdm import tqdm
 
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.envs.batched import JobStoppedError, StepResult, Worlds
+from sim_bridge_core.learning.algorithms import (
+    SECTIONS,
+    Learner,
+    LearnerConfig,
+    check_algorithm,
+    make_learner,
+)
 from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sim_bridge_core.learning.config import PpoConfig
-from sim_bridge_core.learning.modules import ActorCritic
-from sim_bridge_core.learning.ppo import PpoLearner
+from sim_bridge_core.learning.modules import Policy
 
 REWARD_TERM_PREFIX = "reward/"  # an iteration record's key for a reward term's mean per episode
 
 
 @dataclass
 class TrainResult:
-    learner: PpoLearner
+    learner: Learner
     history: list[dict[str, float]] = field(default_factory=list)  # resumed runs' records included
     wall_s: float = 0.0  # in total, resumed runs included
     env_steps: int = 0  # in total, resumed runs included
@@ -56,7 +64,7 @@ class TrainResult:
     interrupted: bool = False  # ended by a stop request, not by a budget
 
     @property
-    def model(self) -> ActorCritic:
+    def model(self) -> Policy:
         return self.learner.model
 
     @property
@@ -65,7 +73,7 @@ class TrainResult:
         return self.run_env_steps / self.run_wall_s if self.run_wall_s > 0 else 0.0
 
 
-def training_metadata(worlds: Worlds, learner: PpoLearner | None = None) -> dict[str, Any]:
+def training_metadata(worlds: Worlds, learner: Learner | None = None) -> dict[str, Any]:
     """What a checkpoint records about the robot and task it was trained for (``load_checkpoint``
     checks a resume against it), and the learner's counters."""
     task = worlds.task
@@ -132,9 +140,10 @@ class EpisodeTracker:
         return EpisodeStats(returns.size, float(returns.mean()), float(success.mean()), terms)
 
 
-class PpoRunner:
-    """One PPO training run on ``worlds``: ``restore`` (optional), then ``run``, which repeats
-    ``collect`` (a rollout), ``update`` (one PPO update, its record), ``log`` and ``save``.
+class Runner:
+    """One training run of ``algorithm`` (``config``: its config class) on ``worlds``: ``restore``
+    (optional), then ``run``, which repeats ``collect`` (an iteration's control steps), ``update``
+    (the learner's update, its record), ``log`` and ``save``.
 
     ``on_iteration(record, learner)`` sees each iteration's record (also kept in ``history``)
     and the learner after its update, and may return True to stop; ``on_step(targets, result)``
@@ -149,13 +158,14 @@ class PpoRunner:
     def __init__(
         self,
         worlds: Worlds,
-        ppo: PpoConfig | None = None,
+        config: LearnerConfig | None = None,
         *,
+        algorithm: str = "ppo",
         device: str = "cpu",
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_every: int = 0,
         checkpoint_metadata: Mapping[str, Any] | None = None,
-        on_iteration: Callable[[dict[str, float], PpoLearner], bool | None] | None = None,
+        on_iteration: Callable[[dict[str, float], Learner], bool | None] | None = None,
         on_step: Callable[[np.ndarray, StepResult], None] | None = None,
         progress: bool = True,
         stagger_episodes: bool = True,
@@ -163,15 +173,17 @@ class PpoRunner:
     ) -> None:
         self.start = time.perf_counter()
         self.worlds = worlds
-        self.ppo = ppo = ppo or PpoConfig()
-        samples = ppo.num_steps * worlds.num_envs
-        if ppo.num_minibatches > samples:
+        self.algorithm = check_algorithm(algorithm)
+        if isinstance(config, PpoConfig) and config.num_minibatches > config.num_steps * worlds.num_envs:
             raise ConfigError(
-                f"ppo.num_minibatches: {ppo.num_minibatches} is more than the {samples} samples of a "
-                "rollout (num_steps x num_envs)"
+                f"ppo.num_minibatches: {config.num_minibatches} is more than the "
+                f"{config.num_steps * worlds.num_envs} samples of a rollout (num_steps x num_envs)"
             )
         task = worlds.task
-        self.learner = PpoLearner(task.observation_size, task.robot.num_joints, worlds.num_envs, ppo, device)
+        self.learner = make_learner(
+            algorithm, task.observation_size, task.robot.num_joints, worlds.num_envs, config, device
+        )
+        self.config = self.learner.config
         self.result = TrainResult(self.learner)
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
@@ -187,16 +199,22 @@ class PpoRunner:
     def restore(self, source: str | os.PathLike, fine_tune: bool = False) -> None:
         """Continue ``source``'s run: its iteration count, env steps, wall time, history, optimizer,
         normalizer, RNG and the worlds' random state (reset draws, randomization streams and
-        curriculum, where fused). With ``fine_tune``, ``source`` is another run's checkpoint (its
-        robot may differ, its joints may not): training starts from its weights, normalizer and
-        optimizer, with counters, curve and budget of its own."""
-        task, learner, ppo = self.worlds.task, self.learner, self.ppo
+        curriculum, where fused); an off-policy learner's replay starts empty. With ``fine_tune``,
+        ``source`` is another run's checkpoint (its robot may differ, its joints may not):
+        training starts from its weights, normalizer and optimizer, with counters, curve and
+        budget of its own. Either way it must be of this run's algorithm."""
+        task, learner, config = self.worlds.task, self.learner, self.config
         checkpoint = load_checkpoint(
             source,
             expect_joints=task.robot.joint_names,
             expect_observation_size=task.observation_size,
             expect_task=task.name,
         )
+        if checkpoint.algorithm != self.algorithm:
+            raise CheckpointError(
+                f"{source} was trained with {checkpoint.algorithm}, not {self.algorithm}: "
+                "train with its algorithm or start a new run"
+            )
         if checkpoint.learner_state is None and not fine_tune:
             raise ValueError(f"{source} holds a bare policy, not a training state to resume")
         try:
@@ -206,12 +224,13 @@ class PpoRunner:
                 learner.load_state_dict({"model": checkpoint.model_state, **checkpoint.learner_state})
         except RuntimeError as exc:  # torch: missing keys or shapes that differ
             raise CheckpointError(
-                f"{source}: its network does not fit ppo.actor_hidden {ppo.actor_hidden} / "
-                f"critic_hidden {ppo.critic_hidden} ({str(exc).splitlines()[0]})"
+                f"{source}: its network does not fit {SECTIONS[self.algorithm]}.actor_hidden "
+                f"{config.actor_hidden} / critic_hidden {config.critic_hidden} ({str(exc).splitlines()[0]})"
             ) from exc
-        if fine_tune or ppo.schedule == "fixed":
+        adaptive = isinstance(config, PpoConfig) and config.schedule == "adaptive"
+        if fine_tune or not adaptive:
             # A new run (or a fixed rate) starts at the configured rate, not the checkpoint's.
-            learner.set_learning_rate(ppo.learning_rate)
+            learner.set_learning_rate(config.learning_rate)
         if fine_tune:
             learner.iteration = learner.env_steps = 0
         else:
@@ -236,7 +255,7 @@ class PpoRunner:
         return observations
 
     def update(self, observations: np.ndarray, rollout_start: float) -> dict[str, float]:
-        """One PPO update; the iteration's record."""
+        """The learner's update; the iteration's record."""
         learner = self.learner
         update_start = time.perf_counter()
         stats = learner.update(observations)
@@ -277,7 +296,7 @@ class PpoRunner:
             wall_s=self.earlier_wall_s + time.perf_counter() - self.start,
             worlds_random_state=self.worlds.random_state(),
         )
-        save_checkpoint(self.checkpoint_path, self.learner, self.ppo, metadata)
+        save_checkpoint(self.checkpoint_path, self.learner, self.config, metadata)
 
     def run(self, max_env_steps: int | None = None, max_wall_s: float | None = None) -> TrainResult:
         """Train until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes), a stop
@@ -325,21 +344,26 @@ class PpoRunner:
         return result
 
 
+PpoRunner = Runner  # the name that callers from before SAC and TD3 use
+
+
 def train(
     worlds: Worlds,
-    ppo: PpoConfig | None = None,
+    config: LearnerConfig | None = None,
     max_env_steps: int | None = None,
     max_wall_s: float | None = None,
     *,
     resume: str | os.PathLike | None = None,
     fine_tune: bool = False,
+    algorithm: str = "ppo",
     **options: Any,
 ) -> TrainResult:
-    """Train PPO on ``worlds`` until ``max_env_steps`` or ``max_wall_s``: a ``PpoRunner`` (its
-    keyword ``options``), restored from ``resume`` when given, run once."""
+    """Train ``algorithm`` (``config``: its config class) on ``worlds`` until ``max_env_steps`` or
+    ``max_wall_s``: a ``Runner`` (its keyword ``options``), restored from ``resume`` when given,
+    run once."""
     if max_env_steps is None and max_wall_s is None:
         raise ValueError("give max_env_steps or max_wall_s, or training never ends")
-    runner = PpoRunner(worlds, ppo, **options)
+    runner = Runner(worlds, config, algorithm=algorithm, **options)
     if resume is not None:
         runner.restore(resume, fine_tune)
     return runner.run(max_env_steps, max_wall_s)
@@ -359,7 +383,7 @@ def projected_env_steps(
 
 
 @torch.no_grad()
-def evaluate(worlds: Worlds, model: ActorCritic, episodes: int, stop: threading.Event | None = None) -> float:
+def evaluate(worlds: Worlds, model: Policy, episodes: int, stop: threading.Event | None = None) -> float:
     """Success rate of the deterministic policy over at least ``episodes`` fresh episodes.
 
     Every world starts a new episode, and each counted world counts the same number of its

@@ -18,10 +18,16 @@ from torch.utils.tensorboard import SummaryWriter
 
 from sim_bridge_core.learning.runner import REWARD_TERM_PREFIX
 
-# PpoRunner's per-iteration record key -> tag
+# Runner's per-iteration record key -> tag (PPO's, then SAC's and TD3's)
 ITERATION_TAGS = {
     "surrogate_loss": "loss/surrogate",
     "value_loss": "loss/value",
+    "critic_loss": "loss/critic",
+    "actor_loss": "loss/actor",
+    "q_value": "policy/q_value",
+    "alpha": "policy/alpha",
+    "entropy": "policy/entropy",
+    "replay_size": "perf/replay_size",
     "learning_rate": "policy/learning_rate",
     "kl": "policy/kl",
     "clip_fraction": "policy/clip_fraction",
