@@ -25,6 +25,7 @@ from sim_bridge_core.deploy.policy import PolicyConfig
 from sim_bridge_core.envs.batched import JobStoppedError
 from sim_bridge_core.jobs.training import TrainingJob, make_task_for, prepare_output_dir, run_evaluation
 from sim_bridge_core.learning import PpoConfig
+from sim_bridge_core.learning.offpolicy_config import OFF_POLICY_SECTION, OffPolicyConfig
 from sim_bridge_core.ros.batch_topics import connect_remote_worlds
 from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.simulator.core import SimulatorConfig
@@ -47,12 +48,16 @@ class JobRole:
         self.finished = threading.Event()
         self._log = node.get_logger()
         sim = declare_config(node, SimulatorConfig, "sim", prefix="sim.")
+        # Both sections are declared (a config file may set either); the algorithm's is the one used.
         ppo = declare_config(node, PpoConfig, "ppo", prefix="ppo.")
+        section = OFF_POLICY_SECTION
+        off_policy = declare_config(node, OffPolicyConfig, section, prefix=f"{section}.")
+        learning = ppo if config.algorithm == "ppo" else off_policy
         output_dir = prepare_output_dir(config.output_dir)
         self.config = config = dataclasses.replace(config, output_dir=str(output_dir))
         training = None
         if config.mode == "train":  # before the transport: a checkpoint it cannot start from fails first
-            training = TrainingJob(config, ppo, sim, log=self._log.info, log_error=self._log.error)
+            training = TrainingJob(config, learning, sim, log=self._log.info, log_error=self._log.error)
         # ros: the simulator's randomization in effect (env, parameter) and its parameter labels
         self._applied: tuple[np.ndarray, tuple[str, ...]] | None = None
         self._worlds, applied = self._connect(node, config, sim)
@@ -65,7 +70,8 @@ class JobRole:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="job", daemon=True)
         self._log.info(
-            f"{config.mode}: {sim.task} on {sim.model}, transport {config.transport}, outputs in {output_dir}"
+            f"{config.mode}: {sim.task} on {sim.model}, transport {config.transport}, "
+            f"{config.algorithm if training else 'evaluation'}, outputs in {output_dir}"
         )
 
     def start(self) -> None:

@@ -30,7 +30,9 @@ from sim_bridge_core.deploy.deployment import safety_filter
 from sim_bridge_core.deploy.policy import PolicyConfig, load_deployment
 from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.learning import PpoConfig, export_policy, load_checkpoint, save_checkpoint
+from sim_bridge_core.learning.algorithms import make_policy
 from sim_bridge_core.learning.modules import ActorCritic
+from sim_bridge_core.learning.offpolicy_config import OffPolicyConfig
 from sim_bridge_core.models import load_robot
 from sim_bridge_core.sim.backends.cpu import CpuBackend
 from sim_bridge_core.tasks import make_task
@@ -62,24 +64,35 @@ def jacobian(q: np.ndarray, step: float = 1e-6) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def ik_checkpoint(path: Path, interface: str = "trajectory", overflow: bool = False) -> Path:
+def ik_checkpoint(
+    path: Path, interface: str = "trajectory", overflow: bool = False, algorithm: str = "ppo"
+) -> Path:
     """A checkpoint whose deterministic policy puts the hand on goals near CENTER (linearized IK).
 
     ``overflow``: finite weights near float32's maximum, whose sum overflows to inf for any goal.
+    ``algorithm`` sac or td3: their deployable module, whose actions tanh squashes; the IK is then
+    linearized through atanh about the actions at CENTER.
     """
     env = BatchedEnv(CpuBackend(ARM, 1, 0.02), REACH, 3.0, command_interface=interface)
-    config = PpoConfig(actor_hidden=[], critic_hidden=[16])
-    model = ActorCritic(REACH.observation_size, 7, [], [16], config.init_log_std)
     pinv = np.linalg.pinv(jacobian(POSE))
+    weight = np.zeros((7, REACH.observation_size))
+    weight[:, GOAL_COLUMNS] = pinv / REACH.action_scale
+    bias = (POSE - ARM.home - pinv @ CENTER) / REACH.action_scale
+    if algorithm == "ppo":
+        config = PpoConfig(actor_hidden=[], critic_hidden=[16])
+    else:
+        config = OffPolicyConfig(actor_hidden=[])
+        center_actions = (POSE - ARM.home) / REACH.action_scale
+        weight *= (1.0 / (1.0 - center_actions**2))[:, None]  # d atanh(a) / da
+        bias = np.arctanh(center_actions) - weight[:, GOAL_COLUMNS] @ CENTER
+    if overflow:
+        weight[:, GOAL_COLUMNS.start], bias = 3e38, np.full(7, 3e38)
+    model = make_policy(algorithm, REACH.observation_size, 7, config)
+    layer = [module for module in model.actor.modules() if isinstance(module, torch.nn.Linear)][-1]
     with torch.no_grad():
         model.normalizer.var.fill_(0.99**2)  # (x - 0) / (0.99 + 0.01): the identity
-        weight = np.zeros((7, REACH.observation_size))
-        weight[:, GOAL_COLUMNS] = pinv / REACH.action_scale
-        bias = (POSE - ARM.home - pinv @ CENTER) / REACH.action_scale
-        if overflow:
-            weight[:, GOAL_COLUMNS.start], bias = 3e38, np.full(7, 3e38)
-        model.actor[0].weight.copy_(torch.tensor(weight, dtype=torch.float32))
-        model.actor[0].bias.copy_(torch.tensor(bias, dtype=torch.float32))
+        layer.weight.copy_(torch.tensor(weight, dtype=torch.float32))
+        layer.bias.copy_(torch.tensor(bias, dtype=torch.float32))
     return save_checkpoint(path, model, config, policy_metadata(env))
 
 
@@ -94,9 +107,20 @@ def send_goal(publisher, goal: np.ndarray) -> None:
     publisher.publish(message)
 
 
-@pytest.mark.parametrize(("interface", "runtime"), [("trajectory", "torch"), ("position", "onnxruntime")])
-def test_deployed_policy_brings_the_arm_to_its_goals(tmp_path, start_node, ros_client, interface, runtime):
-    checkpoint = ik_checkpoint(tmp_path / "checkpoint.pt", interface)
+@pytest.mark.parametrize(
+    ("interface", "runtime", "algorithm"),
+    [
+        ("trajectory", "torch", "ppo"),
+        ("position", "onnxruntime", "ppo"),
+        ("trajectory", "torch", "td3"),
+        ("position", "onnxruntime", "sac"),
+    ],
+)
+def test_deployed_policy_brings_the_arm_to_its_goals(
+    tmp_path, start_node, ros_client, interface, runtime, algorithm
+):
+    """Whichever algorithm trained it, a policy deploys the same way and reaches."""
+    checkpoint = ik_checkpoint(tmp_path / "checkpoint.pt", interface, algorithm=algorithm)
     policy_file = checkpoint
     if runtime == "onnxruntime":
         loaded = load_checkpoint(checkpoint)

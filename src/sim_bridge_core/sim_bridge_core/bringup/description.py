@@ -43,6 +43,7 @@ from sim_bridge_core.config import (
 from sim_bridge_core.deploy.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.jobs.parity import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
+from sim_bridge_core.learning.offpolicy_config import ALGORITHMS, OFF_POLICY_SECTION, OffPolicyConfig
 from sim_bridge_core.models import RobotConfig, RobotModel, driver_joint_names, load_robot_config
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.sim.backends import BACKENDS
@@ -93,6 +94,11 @@ class BringupArguments:
     )
     output_dir: str = setting("", "run folder (default runs/<timestamp>)")
     seed: int = setting(0, "seed of worlds, randomization and learner", low=0, high=(1 << 31) - 1)
+    algorithm: str = setting(
+        "ppo",
+        "training: ppo, sac or td3 (their settings: the policy node's ppo.* or off_policy.*)",
+        choices=ALGORITHMS,
+    )
     max_env_steps: int = setting(50_000_000, "training budget in env steps", low=1, high=1 << 62)
     max_wall_s: float = setting(600.0, "training budget in wall seconds", low=0.0, high=1e9)
     eval_episodes: int = setting(1024, "episodes per evaluation", low=1, high=1 << 30)
@@ -172,7 +178,16 @@ class Bringup:
 # package, executable and config schemas (by parameter prefix) of each node
 NODES: dict[str, tuple[str, str, dict[str, type]]] = {
     "simulator": ("sim_bridge_sim", "simulator", {"": SimulatorConfig}),
-    "policy": ("sim_bridge_policy", "policy", {"": PolicyConfig, "sim.": SimulatorConfig, "ppo.": PpoConfig}),
+    "policy": (
+        "sim_bridge_policy",
+        "policy",
+        {
+            "": PolicyConfig,
+            "sim.": SimulatorConfig,
+            "ppo.": PpoConfig,
+            f"{OFF_POLICY_SECTION}.": OffPolicyConfig,
+        },
+    ),
     "randomization": ("sim_bridge_randomization", "randomization", {"": RandomizationNodeConfig}),
     "evaluator": ("sim_bridge_policy", "evaluator", {"": EvaluatorConfig, "sim.": SimulatorConfig}),
     "exciter": ("sim_bridge_policy", "excite", {"": ExciterConfig, "excitation.": ExcitationConfig}),
@@ -315,6 +330,7 @@ def argument_parameters(
             "record": args.record,
             "video": args.video,
             "checkpoint": args.checkpoint,
+            "algorithm": args.algorithm,
             "command_interface": args.command_interface,
             "position_limits": list(robot.position_limits),
             "velocity_limits": list(robot.velocity_limits),
@@ -332,7 +348,8 @@ def argument_parameters(
             policy["transport"] = args.transport
         if args.device:
             policy["device"] = args.device
-        return {**policy, **sim_keys, "ppo.seed": args.seed, **common}
+        seeds = {"ppo.seed": args.seed, f"{OFF_POLICY_SECTION}.seed": args.seed}
+        return {**policy, **sim_keys, **seeds, **common}
     if kind == "exciter":
         exciter = {
             "model": robot.model,

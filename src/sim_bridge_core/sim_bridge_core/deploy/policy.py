@@ -21,6 +21,7 @@ from sim_bridge_core.deploy.deployment import (
     tightest,
 )
 from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint
+from sim_bridge_core.learning.offpolicy_config import ALGORITHMS
 from sim_bridge_core.models import (
     ModelError,
     RobotConfig,
@@ -56,6 +57,11 @@ class PolicyConfig:
         "limits apply and its drivers' joint names are used ('' = the model the policy was trained on)",
     )
     device: str = setting("cpu", "torch device for inference and training")
+    algorithm: str = setting(
+        "ppo",
+        "train: the learning algorithm: ppo (settings ppo.*), sac or td3 (settings off_policy.*)",
+        choices=ALGORITHMS,
+    )
     control_rate_hz: float = setting(
         0.0,
         "deploy: commands per second; 0 = the policy's control period (another rate is refused "

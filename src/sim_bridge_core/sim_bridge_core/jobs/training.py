@@ -34,9 +34,7 @@ from sim_bridge_core.deploy.policy import PolicyConfig, command_safety
 from sim_bridge_core.envs.batched import BatchedEnv, JobStoppedError, StepResult, Worlds
 from sim_bridge_core.jobs.videos import VIDEOS, write_policy_videos
 from sim_bridge_core.learning import (
-    ActorCritic,
     CheckpointError,
-    PpoConfig,
     TrainResult,
     evaluate,
     export_policy,
@@ -44,6 +42,8 @@ from sim_bridge_core.learning import (
     plot_training_curve,
     train,
 )
+from sim_bridge_core.learning.algorithms import CONFIGS, SECTIONS, LearnerConfig
+from sim_bridge_core.learning.modules import Policy
 from sim_bridge_core.learning.tensorboard_log import TensorBoardLog
 from sim_bridge_core.models import RobotModel, load_robot_config
 from sim_bridge_core.recording import RecordingError, RolloutRecorder
@@ -84,7 +84,7 @@ def evaluation_worlds(sim: SimulatorConfig, episodes: int, **changes: Any) -> Ba
 
 
 def evaluate_both(
-    worlds: Worlds, model: ActorCritic, episodes: int, stop: threading.Event | None = None
+    worlds: Worlds, model: Policy, episodes: int, stop: threading.Event | None = None
 ) -> dict[str, float]:
     """Success rates with nominal physics and with the randomization in effect (equal without a spec)."""
     worlds.set_randomization_enabled(False)
@@ -95,7 +95,7 @@ def evaluate_both(
 
 
 def evaluation_videos(
-    sim: SimulatorConfig, model: ActorCritic, output_dir: Path, episodes: int, **options: Any
+    sim: SimulatorConfig, model: Policy, output_dir: Path, episodes: int, **options: Any
 ) -> dict[str, Any]:
     """Videos of ``model`` in one fresh fused world (whatever transport the evaluation used), to
     ``output_dir/videos``; the summary keys that list them and what they cost."""
@@ -194,16 +194,23 @@ def _remote_feed(worlds: Worlds, read_applied: AppliedReader | None) -> _Feed:
 
 @dataclass
 class TrainingJob:
-    """One training run; ``run`` blocks until the outputs are written and returns the summary."""
+    """One training run; ``run`` blocks until the outputs are written and returns the summary.
+    ``learning`` holds the settings of ``policy.algorithm`` (``PpoConfig`` or ``OffPolicyConfig``)."""
 
     policy: PolicyConfig
-    ppo: PpoConfig
+    learning: LearnerConfig
     sim: SimulatorConfig
     progress: bool = True
     log: Callable[[str], None] = print
     log_error: Callable[[str], None] = functools.partial(print, file=sys.stderr)
 
     def __post_init__(self) -> None:
+        algorithm = self.policy.algorithm
+        if not isinstance(self.learning, CONFIGS[algorithm]):
+            raise ConfigError(
+                f"policy.algorithm: {algorithm} takes {SECTIONS[algorithm]}.* settings, "
+                f"not a {type(self.learning).__name__}"
+            )
         self.output_dir = prepare_output_dir(self.policy.output_dir)
         self.checkpoint_path = self.output_dir / CHECKPOINT
         self.resume_from, self.fine_tune = self._resume_source()
@@ -252,7 +259,8 @@ class TrainingJob:
             try:
                 result = train(
                     worlds,
-                    self.ppo,
+                    self.learning,
+                    algorithm=policy.algorithm,
                     max_env_steps=policy.max_env_steps,
                     max_wall_s=policy.max_wall_s,
                     resume=self.resume_from,
@@ -372,6 +380,7 @@ class TrainingJob:
             "wall_s": result.wall_s,
             "env_steps_per_s": result.env_steps_per_s,
             **describe_run(worlds, self.policy.transport, self.sim),
+            "algorithm": self.policy.algorithm,
             **rates,
             **videos,
             "eval_episodes": self.policy.eval_episodes,
@@ -390,7 +399,7 @@ class TrainingJob:
 
 
 def evaluate_compare_robot(
-    policy: PolicyConfig, sim: SimulatorConfig, robot: RobotModel, model: ActorCritic
+    policy: PolicyConfig, sim: SimulatorConfig, robot: RobotModel, model: Policy
 ) -> dict[str, Any]:
     """Success on ``policy.compare_robot`` (e.g. an identified robot.yaml), nominal physics, fused
     worlds otherwise as ``sim``: the figure to put beside ``eval_success_rate_nominal``."""
@@ -448,6 +457,7 @@ def run_evaluation(
     summary = {
         "checkpoint": str(Path(policy.checkpoint).resolve()),
         **describe_run(worlds, policy.transport, sim),
+        "algorithm": checkpoint.algorithm,
         **rates,
         "eval_episodes": policy.eval_episodes,
         "eval_wall_s": eval_wall_s,

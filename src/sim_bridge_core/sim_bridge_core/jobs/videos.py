@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sim_bridge_core.envs.batched import BatchedEnv
-from sim_bridge_core.learning import ActorCritic
+from sim_bridge_core.learning.modules import Policy
 from sim_bridge_core.rendering import WorldRenderer, write_mp4
 
 VIDEOS = "videos"
@@ -74,7 +74,7 @@ class EpisodeVideo:
         self._base = robot.base
         self._arrow_height = 0.5 * robot_radius(robot.model)
 
-    def record(self, model: ActorCritic, path: Path) -> int:
+    def record(self, model: Policy, path: Path) -> int:
         """One fresh episode of the deterministic policy to ``path``; returns its frame count."""
         env = self.env
         device = next(model.parameters()).device
@@ -126,7 +126,7 @@ class EpisodeVideo:
 
 def write_policy_videos(
     env: BatchedEnv,
-    model: ActorCritic,
+    model: Policy,
     directory: Path,
     episodes: int,
     prefix: str = "",
