@@ -124,3 +124,51 @@ def test_each_reward_term_is_in_tensorboard_and_the_terms_add_up_to_the_return(t
     for step, mean_return in returns.items():
         total = sum(next(e.value for e in board.Scalars(tag) if e.step == step) for tag in terms)
         assert total == pytest.approx(mean_return, rel=1e-4, abs=1e-4)
+
+
+def test_an_off_policy_job_writes_what_ppo_writes_resumes_and_keeps_to_its_algorithm(tmp_path):
+    """algorithm td3: the same outputs as PPO (checkpoint, exports, summary naming the algorithm), a
+    rerun resumes it, and neither another algorithm's settings nor another algorithm on its run
+    folder is taken."""
+    import dataclasses
+
+    from sim_bridge_core.config import ConfigError
+    from sim_bridge_core.deploy.policy import PolicyConfig
+    from sim_bridge_core.jobs.training import TrainingJob, run_evaluation
+    from sim_bridge_core.learning import OffPolicyConfig
+    from sim_bridge_core.simulator.core import SimulatorConfig
+
+    run = tmp_path / "run"
+    small = OffPolicyConfig(
+        steps_per_iteration=4,
+        batch_size=128,
+        buffer_size=10_000,
+        learning_starts=256,
+        actor_hidden=[32],
+        critic_hidden=[32, 32],
+    )
+    sim = SimulatorConfig(task="reach", num_envs=32, episode_length_s=0.5)
+    policy = PolicyConfig(
+        mode="train", algorithm="td3", output_dir=str(run), max_env_steps=32 * 4 * 6, eval_episodes=16
+    )
+    first = TrainingJob(policy, small, sim, progress=False).run()
+    assert first["algorithm"] == "td3" and first["iterations"] == 6
+    for name in ("checkpoint.pt", "policy.onnx", "policy.pt", "policy.json", "training_curve.png"):
+        assert (run / name).stat().st_size > 0, name
+    saved = load_checkpoint(run / "checkpoint.pt")
+    assert saved.algorithm == "td3" and saved.learner_config() == small
+
+    longer = dataclasses.replace(policy, max_env_steps=32 * 4 * 9)
+    second = TrainingJob(longer, small, sim, progress=False).run()
+    assert second["iterations"] == 9 and second["resumed_from"].endswith("checkpoint.pt")
+
+    evaluated = run_evaluation(
+        PolicyConfig(mode="eval", checkpoint=str(run / "checkpoint.pt"), output_dir=str(tmp_path / "eval")),
+        sim,
+    )
+    assert evaluated["algorithm"] == "td3"
+
+    with pytest.raises(ConfigError, match="was trained with td3, not sac"):
+        TrainingJob(dataclasses.replace(longer, algorithm="sac"), small, sim, progress=False).run()
+    with pytest.raises(ConfigError, match=r"policy\.algorithm: td3 takes off_policy\.\* settings"):
+        TrainingJob(policy, SMALL, sim)
