@@ -68,6 +68,8 @@ def test_arguments_reach_every_node_that_has_the_setting():
     assert simulator.parameters["randomization"] == randomization.parameters["config"] == spec
     assert simulator.parameters["control_dt"] == policy.parameters["sim.control_dt"] == 0.01
     assert policy.parameters["mode"] == "train" and policy.parameters["transport"] == "ros"
+    assert policy.parameters["algorithm"] == "ppo" and policy.parameters["off_policy.seed"] == 7
+    assert nodes("training", algorithm="sac")["policy"].parameters["algorithm"] == "sac"
     # File values are converted by the schema: YAML ints for float settings become floats.
     assert isinstance(policy.parameters["ppo.learning_rate"], float)
 
@@ -245,6 +247,7 @@ def test_overrides_parse_like_ros_arguments():
         ({"randomization": "extreme"}, "randomization: 'extreme' is neither a preset"),
         ({"transport": "zmq"}, "arguments.transport: must be one of fused, ros, deploy"),
         ({"command_interface": "effort"}, "arguments.command_interface: must be one of"),
+        ({"algorithm": "ddpg"}, "arguments.algorithm: must be one of ppo, sac, td3"),
         ({"mirror_envs": [5], "num_envs": 2, "transport": "ros"}, "simulator.mirror_envs"),
     ],
 )
