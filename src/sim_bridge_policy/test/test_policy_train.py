@@ -256,3 +256,38 @@ def test_ros_transport_trains_over_the_batch_topics_and_records(tmp_path, start_
         assert types["/env_0/joint_states"] == "sensor_msgs/msg/JointState"
         assert types["/env_0/joint_trajectory"] == "trajectory_msgs/msg/JointTrajectory"
         assert counts["/randomization/applied"] >= 1  # the simulator's values, received on the topic
+
+
+def test_an_off_policy_learner_trains_over_the_batch_topics(tmp_path, start_node):
+    """SAC on the simulator node's worlds (transport ros): its gradient steps run on what came over
+    batch/*, and its run writes what a PPO run writes."""
+    run = tmp_path / "run"
+    world = {"task": "reach", "num_envs": 32, "episode_length_s": 1.0, "control_dt": 0.02}
+    simulator = start_node("sim_bridge_sim", "simulator", mode="lockstep", **world)
+    small = {
+        "steps_per_iteration": 4,
+        "batch_size": 64,
+        "buffer_size": 4096,
+        "learning_starts": 128,
+        "actor_hidden": [32],
+        "critic_hidden": [32, 32],
+    }
+    training = start_node(
+        "sim_bridge_policy",
+        "policy",
+        mode="train",
+        transport="ros",
+        algorithm="sac",
+        output_dir=str(run),
+        max_env_steps=4 * 4 * 32,
+        eval_episodes=8,
+        **{f"off_policy.{key}": value for key, value in small.items()},
+        **{f"sim.{key}": value for key, value in world.items()},
+    )
+    assert training.wait_exit(180) == 0, training.output() + simulator.output()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["algorithm"] == "sac" and summary["transport"] == "ros" and summary["env_steps"] == 512
+    assert (run / "policy.onnx").stat().st_size > 0
+    board = EventAccumulator(str(run)).Reload()
+    # Losses are logged once finite: the updates ran from the second iteration on (128 transitions).
+    assert [event.step for event in board.Scalars("loss/critic")] == [256, 384, 512]
