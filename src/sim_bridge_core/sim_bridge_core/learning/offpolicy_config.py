@@ -1,9 +1,11 @@
 """TD3 and SAC settings (section ``off_policy``), in the one config schema that PPO's share.
 
 The defaults follow the parallel-world recipes (FastTD3, FastSAC; 2025), scaled to a small
-CPU: thousands of worlds fill a large replay buffer quickly, so large batches, n-step returns
-and fast target networks (tau 0.1) learn from it in few gradient steps, and about one
-gradient step per control step keeps the update's time near the physics' time.
+CPU: many worlds fill a large replay buffer quickly, so n-step returns and fast target networks
+(tau 0.1) learn from it in few gradient steps, and about one gradient step per control step
+keeps the update's time near the physics' time. On 2 cores, batches of 1024 (not FastTD3's
+4096+) and a few hundred worlds (512 for arm7 reach, not PPO's 2048) give the most learning per
+second of wall time: docs/performance.md ("Off-policy: TD3 and SAC beside PPO") has the figures.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ class OffPolicyConfig:
         low=0.0,
         high=1000.0,
     )
-    batch_size: int = setting(4096, "transitions per gradient step", low=1)
+    batch_size: int = setting(1024, "transitions per gradient step", low=1)
     buffer_size: int = setting(
         1_000_000, "replay capacity in transitions, all worlds together (the oldest are overwritten)", low=1
     )
     learning_starts: int = setting(
-        32_768,
+        10_000,
         "transitions the buffer holds before the first gradient step (until then actions are "
         "uniformly random); after a resume it refills to this many, acting with the policy",
         low=1,
