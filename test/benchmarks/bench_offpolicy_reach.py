@@ -26,9 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench_train_reach import raw_physics_rate
+from bench_train_reach import env_factory, raw_physics_rate
 from cli import world_parser
-from sim_bridge_core.envs.gym import make_batched_env
 from sim_bridge_core.learning import OffPolicyConfig, PpoConfig, Runner, evaluate
 
 # docs/policy.md: fewer worlds than PPO's 2048 (more gradient steps per env step)
@@ -54,17 +53,7 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
 
-    def make_env(num_envs: int, seed: int):
-        return make_batched_env(
-            args.model,
-            args.task,
-            num_envs,
-            "cpu",
-            args.control_dt,
-            args.episode_length_s,
-            seed,
-            args.command_interface,
-        )
+    make_env = env_factory(args)
 
     algorithms = [name.strip() for name in args.algorithms.split(",") if name.strip()]
     periodic_env = make_env(args.eval_episodes_periodic, args.seed + 1000)

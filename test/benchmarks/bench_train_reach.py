@@ -15,16 +15,19 @@ Run: python test/benchmarks/bench_train_reach.py [--num-envs 2048] [--max-wall-s
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
 import time
+from collections.abc import Callable
 
 import mujoco
 import numpy as np
 from cli import world_parser
 from mujoco.batch import Batch
 from sim_bridge_core.deploy.contract import PolicyContract
+from sim_bridge_core.envs.batched import BatchedEnv
 from sim_bridge_core.envs.gym import make_batched_env
 from sim_bridge_core.learning import (
     PpoConfig,
@@ -58,6 +61,25 @@ def raw_physics_rate(robot: RobotModel, num_envs: int, substeps: int, seconds: f
     return steps * num_envs / (time.perf_counter() - start)
 
 
+def env_factory(args: argparse.Namespace) -> Callable[[int, int], BatchedEnv]:
+    """Worlds as the command line gives them (model, task, control period, episode length, command
+    interface), for ``num_envs`` worlds and a seed."""
+
+    def make_env(num_envs: int, seed: int) -> BatchedEnv:
+        return make_batched_env(
+            args.model,
+            args.task,
+            num_envs,
+            "cpu",
+            args.control_dt,
+            args.episode_length_s,
+            seed,
+            args.command_interface,
+        )
+
+    return make_env
+
+
 def main() -> None:
     parser = world_parser(__doc__, num_envs=2048, episode_length_s=3.0)
     parser.add_argument("--command-interface", choices=("trajectory", "position"), default="trajectory")
@@ -70,17 +92,7 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
 
-    def make_env(num_envs: int, seed: int):
-        return make_batched_env(
-            args.model,
-            args.task,
-            num_envs,
-            "cpu",
-            args.control_dt,
-            args.episode_length_s,
-            seed,
-            args.command_interface,
-        )
+    make_env = env_factory(args)
 
     ppo = PpoConfig.from_dict({"seed": args.seed, **json.loads(args.ppo)})
     env = make_env(args.num_envs, args.seed)
