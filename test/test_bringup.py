@@ -173,8 +173,15 @@ def untrained_checkpoint(path: Path, interface: str) -> Path:
 @pytest.mark.parametrize("interface", ["trajectory", "position"])
 def test_bringup_eval_over_the_deploy_path_writes_the_deploy_success(tmp_path, start_executable, interface):
     """transport:=deploy: the checkpoint drives one simulated robot through its robot topics, in
-    lockstep on sim time, episode after episode, and the summary puts both figures side by side."""
+    lockstep on sim time, episode after episode, and the summary puts both figures side by side.
+    The position case evaluates on another robot file (eval_robot:=): its solver, delay and noise."""
     checkpoint = untrained_checkpoint(tmp_path / "checkpoint.pt", interface)
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "model: arm7\nmodel_parameters: {command_delay_s: 0.008, options: {timestep: 0.001}}\n"
+        "sensor_noise: {joint_position: 0.005}\n"
+    )
+    eval_robot = [f"eval_robot:={other}"] if interface == "position" else []
     evaluation = start_executable(
         "sim_bridge",
         "bringup",
@@ -186,10 +193,15 @@ def test_bringup_eval_over_the_deploy_path_writes_the_deploy_success(tmp_path, s
         "num_envs:=16",
         "eval_episodes:=16",
         "episode_length_s:=0.5",
+        *eval_robot,
     )
     assert evaluation.wait_exit(180) == 0, evaluation.output()
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["transport"] == "deploy" and summary["command_interface"] == interface
+    if eval_robot:
+        assert summary["physics_dt"] == 0.001
+        assert summary["model_parameters"]["command_delay_s"] == 0.008
+        assert "joint_position_noise" in summary["randomization"]
     assert summary["deploy_episodes"] == 3 and summary["deploy_steps"] >= 3 * 25  # whole 25-step episodes
     for key in ("eval_success_rate_deploy", "eval_success_rate_nominal"):
         assert 0.0 <= summary[key] <= 1.0

@@ -44,7 +44,13 @@ from sim_bridge_core.deploy.policy import TRANSPORTS, PolicyConfig, read_contrac
 from sim_bridge_core.jobs.parity import EvaluatorConfig
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.learning.offpolicy_config import ALGORITHMS, OFF_POLICY_SECTION, OffPolicyConfig
-from sim_bridge_core.models import RobotConfig, RobotModel, driver_joint_names, load_robot_config
+from sim_bridge_core.models import (
+    RobotConfig,
+    RobotModel,
+    driver_joint_names,
+    load_robot_config,
+    sensor_noise_randomization,
+)
 from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.sim.backends import BACKENDS
 from sim_bridge_core.sim.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
@@ -152,6 +158,11 @@ class BringupArguments:
     bag: list[str] = setting([], "sysid: rosbag2 folder(s) of the robot (bag:=A bag:=B, or bag:=[A, B])")
     compare_robot: str = setting(
         "", "eval: also evaluate on this robot (e.g. sysid's robot.yaml), nominal physics, side by side"
+    )
+    eval_robot: str = setting(
+        "",
+        "eval: simulate this robot file instead of robot:= (its model_parameters, solver options, "
+        "command delay and sensor_noise) and evaluate the policy trained on robot:= against it",
     )
 
 
@@ -286,8 +297,9 @@ def simulator_parameters(
         "episode_length_s": args.episode_length_s,
         "seed": args.seed,
         "mirror_envs": [0] if deployed else list(args.mirror_envs),
-        # The deploy path is measured against fused worlds with the same (nominal) physics.
-        "randomization": "" if deployed else randomization,
+        # The deploy path is measured against fused worlds with the same physics: the robot's own,
+        # with its sensors' noise.
+        "randomization": sensor_noise_randomization(robot) if deployed else randomization,
     }
 
 
@@ -300,12 +312,14 @@ def argument_parameters(
     robot_path: str = "",
     compare_robot: str = "",
     driver_names: tuple[str, ...] = (),
+    simulated: RobotConfig | None = None,
 ) -> dict:
     """Parameters of a node of ``kind`` that the arguments set (they win over the config file's).
 
     ``robot_path`` and ``compare_robot`` are the robot files the arguments name, resolved;
-    ``driver_names`` the robot's joints as its drivers name them."""
-    sim = simulator_parameters(args, robot, randomization, interface)
+    ``driver_names`` the robot's joints as its drivers name them; ``simulated`` the robot the
+    simulated worlds are, when it is not ``robot`` (``eval_robot``)."""
+    sim = simulator_parameters(args, simulated or robot, randomization, interface)
     sim_keys = {f"sim.{key}": value for key, value in sim.items()}
     common = {"use_sim_time": args.use_sim_time}
     if kind == "simulator":
@@ -375,6 +389,18 @@ def argument_parameters(
     raise ConfigError(f"nodes.{kind}: unknown node (known: {', '.join(NODES)})")
 
 
+def evaluated_robot(source: str, config_dir: Path, trained: RobotConfig, model: RobotModel) -> RobotConfig:
+    """The ``eval_robot`` file: another robot of the same joints, as its drivers name them."""
+    robot, path, other = load_robot_config(source, config_dir, check_robot_tasks)
+    ours = driver_joint_names(trained.joint_name_map, trained.joint_prefix, model.joint_names, "robot")
+    theirs = driver_joint_names(robot.joint_name_map, robot.joint_prefix, other.joint_names, path.name)
+    if theirs != ours:
+        raise ConfigError(
+            f"eval_robot: {path.name} has joints {list(theirs)}, the policy's robot {list(ours)}"
+        )
+    return robot
+
+
 def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> Bringup:
     """Everything to start for config/<job>.yaml with ``overrides``; ConfigError on any bad input."""
     config_dir = Path(config_dir)
@@ -409,6 +435,7 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
     compare_robot = ""
     if args.compare_robot:
         compare_robot = str(load_robot_config(args.compare_robot, config_dir, check_robot_tasks)[1].resolve())
+    eval_robot = evaluated_robot(args.eval_robot, config_dir, robot, model) if args.eval_robot else None
     randomization = resolve_randomization(args.randomization, config_dir)
     interface = resolve_command_interface(args)
     driver_names = driver_joint_names(
@@ -439,6 +466,7 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
             str(robot_path.resolve()),
             compare_robot,
             driver_names,
+            eval_robot,
         )
         clash = sorted(set(parameters) & set(from_arguments))
         if clash:

@@ -115,6 +115,7 @@ def describe_run(worlds: Worlds, transport: str, sim: SimulatorConfig) -> dict[s
         "task": worlds.task.name,
         "control_dt": float(worlds.control_dt),
         "physics_dt": float(robot.physics_dt),
+        "model_parameters": robot.parameters.to_mapping(),
         "command_interface": worlds.command_interface,
         "episode_length_s": float(worlds.episode_steps * worlds.control_dt),
         "randomization": sim.randomization or "none",

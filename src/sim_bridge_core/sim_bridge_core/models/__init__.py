@@ -17,6 +17,7 @@ from sim_bridge_core.models.robot_config import (
     read_robot_config,
     robot_config_path,
     robot_from_config,
+    sensor_noise_randomization,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "robot_config_path",
     "robot_from_config",
     "robot_spec",
+    "sensor_noise_randomization",
 ]

@@ -12,10 +12,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from sim_bridge_core.config import ConfigError, from_mapping, read_yaml_file, setting
 from sim_bridge_core.models.parameters import parse_model_parameters
 from sim_bridge_core.models.robot import ModelError, PdGains, RobotModel, load_robot
 from sim_bridge_core.rendering.cameras import parse_cameras
+
+# sensor_noise keys: joint_states' position (rad) and velocity (rad/s), the IMU's angular velocity
+# (rad/s) and linear acceleration (m/s^2).
+SENSOR_NOISE = ("joint_position", "joint_velocity", "imu_angular_velocity", "imu_linear_acceleration")
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,11 @@ class RobotConfig:
         "commands out ({} = the model's names, with joint_prefix)",
     )
     joint_prefix: str = setting("", "a prefix the drivers put before every model joint name (e.g. fr3_)")
+    sensor_noise: dict = setting(
+        {},
+        "noise on what the robot's drivers report, the half-width of a uniform draw per reading: "
+        f"{{{', '.join(SENSOR_NOISE)}}}; a simulated stand-in of this robot (deploy, eval_robot) adds it",
+    )
 
 
 def robot_config_path(robot: str, config_dir: Path) -> Path:
@@ -137,7 +148,32 @@ def robot_from_config(robot: RobotConfig, where: str) -> RobotModel:
         cameras=parse_cameras(robot.cameras, f"{where}: cameras"),
     )
     driver_joint_names(robot.joint_name_map, robot.joint_prefix, model.joint_names, where)
+    check_sensor_noise(robot.sensor_noise, where)
     return model
+
+
+def check_sensor_noise(noise: Mapping, where: str) -> None:
+    """Known readings, each a finite half-width >= 0; ConfigError naming the key."""
+    for key, value in noise.items():
+        if key not in SENSOR_NOISE:
+            known = ", ".join(SENSOR_NOISE)
+            raise ConfigError(f"{where}: sensor_noise.{key}: unknown reading (known: {known})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < float("inf"):
+            raise ConfigError(f"{where}: sensor_noise.{key}: must be a number >= 0, got {value!r}")
+
+
+def sensor_noise_randomization(robot: RobotConfig) -> str:
+    """The randomization spec (YAML text) that adds ``robot.sensor_noise`` to every reading of a
+    simulated stand-in ('' for none): the simulator's own noise terms, drawn each step."""
+    terms = {}
+    for key, half_width in robot.sensor_noise.items():
+        if half_width > 0:
+            target = {"axes": "xyz"} if key.startswith("imu_") else {"targets": "*"}
+            uniform = {"distribution": "uniform", "low": -half_width, "high": half_width}
+            terms[f"{key}_noise"] = {**target, "operation": "add", **uniform}
+    if not terms:
+        return ""
+    return yaml.safe_dump({"randomization": {"enabled": True, "schedule": "reset", **terms}}, sort_keys=False)
 
 
 def driver_joint_names(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
+import mujoco
+import numpy as np
 import pytest
 import yaml
 from sim_bridge_core.bringup.description import JOBS, BringupArguments, describe, parse_overrides
 from sim_bridge_core.config import ConfigError, setting_specs
+from sim_bridge_core.simulator.core import Simulator, SimulatorConfig
 
 CONFIG = Path(__file__).resolve().parents[4] / "config"
 
@@ -219,6 +223,48 @@ def test_eval_names_the_robot_to_compare_with(tmp_path):
     assert policy.parameters["compare_robot"] == str(identified.resolve())
     with pytest.raises(ConfigError, match="robot: no robot file"):
         describe("eval", {"compare_robot": str(tmp_path / "missing.yaml")}, CONFIG)
+
+
+def test_eval_robot_is_the_robot_the_simulator_steps(tmp_path):
+    """eval_robot:= (transport:=deploy): the simulator stands in for the other robot file (its
+    solver options, parameters, command delay and sensor noise), the policy stays bound to robot:=."""
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "model: arm7\n"
+        "model_parameters:\n"
+        "  joints: {joint2: {damping: 7.5}}\n"
+        "  command_delay_s: 0.01\n"
+        "  options: {timestep: 0.001, cone: elliptic}\n"
+        "sensor_noise: {joint_position: 0.02}\n"
+    )
+    described = nodes("eval", transport="deploy", eval_robot=str(other), checkpoint="x.pt")
+    assert described["policy"].parameters["robot"] == str((CONFIG / "robots" / "arm7.yaml").resolve())
+    fields = {field.name for field in dataclasses.fields(SimulatorConfig)}
+    simulated = {k: v for k, v in described["simulator"].parameters.items() if k in fields}
+    simulator = Simulator(SimulatorConfig(**simulated))
+    model = simulator.robot.model
+    assert model.opt.timestep == 0.001 and model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
+    assert model.dof_damping[model.jnt_dofadr[model.joint("joint2").id]] == 7.5
+    assert simulator.robot.parameters.command_delay_s == 0.01
+    # The sensor noise reaches what the simulated robot reports, and only that.
+    simulator.step()
+    error = simulator.env.measured_positions() - simulator.env.backend.joint_positions()
+    assert 0.0 < np.max(np.abs(error)) <= 0.02
+    evaluator = described["evaluator"].parameters
+    assert evaluator["sim.model_parameters"] == described["simulator"].parameters["model_parameters"]
+    # The fused evaluation beside it runs on the same robot; without eval_robot, nothing of this.
+    assert "options" in described["policy"].parameters["sim.model_parameters"]
+    assert nodes("eval", transport="deploy")["simulator"].parameters["model_parameters"] == ""
+
+
+def test_eval_robot_must_have_the_policys_joints(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text("model: arm7\njoint_prefix: fr3_\n")
+    with pytest.raises(ConfigError, match=r"eval_robot: other\.yaml has joints .*fr3_joint1"):
+        describe("eval", {"eval_robot": str(other)}, CONFIG)
+    other.write_text("model: arm7\nsensor_noise: {joint_torque: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"other\.yaml: sensor_noise\.joint_torque: unknown reading"):
+        describe("eval", {"eval_robot": str(other)}, CONFIG)
 
 
 def test_overrides_parse_like_ros_arguments():
