@@ -192,6 +192,11 @@ class PolicyConfig:
         "eval: a robot config (YAML) to evaluate on as well, nominal physics, e.g. the robot.yaml of "
         "bringup sysid: summary.json then holds both success rates",
     )
+    sweep: str = setting(
+        "",
+        "eval: a robustness sweep file (YAML; bringup also takes a preset of config/sweeps/): success "
+        "over a grid of one parameter at a time, to output_dir/robustness.json and robustness.png",
+    )
 
 
 def command_safety(

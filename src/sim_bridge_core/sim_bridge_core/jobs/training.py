@@ -32,6 +32,7 @@ from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy.contract import PolicyContract
 from sim_bridge_core.deploy.policy import PolicyConfig, command_safety
 from sim_bridge_core.envs.batched import BatchedEnv, JobStoppedError, StepResult, Worlds
+from sim_bridge_core.jobs.robustness import RobustnessSweep
 from sim_bridge_core.jobs.videos import VIDEOS, write_policy_videos
 from sim_bridge_core.learning import (
     CheckpointError,
@@ -448,11 +449,14 @@ def run_evaluation(
         model = checkpoint.build_model().to(policy.device)
     except CheckpointError as exc:
         raise ConfigError(f"policy.checkpoint: {exc}") from exc
+    sweep = RobustnessSweep.prepare(policy, sim, worlds.task) if policy.sweep else None  # checked first
     start = time.perf_counter()
     rates = evaluate_both(worlds, model, policy.eval_episodes, stop)
     if policy.compare_robot:
         rates.update(evaluate_compare_robot(policy, sim, robot, model))
     eval_wall_s = time.perf_counter() - start
+    if sweep is not None:  # fused worlds, whatever transport the evaluation used
+        rates.update(sweep.run(model, output_dir, functools.partial(evaluation_worlds, sim), stop))
     if policy.video:
         rates.update(evaluation_videos(sim, model, output_dir, VIDEO_EPISODES))
     summary = {
