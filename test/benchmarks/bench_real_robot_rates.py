@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from cli import add_ros_arguments
-from ros_processes import client_node, cpu_seconds, isolate_dds, node_executable, stop_process
+from ros_processes import (
+    client_node,
+    cpu_seconds,
+    isolate_dds,
+    node_executable,
+    start_logged,
+    stop_process,
+    wait_for_line,
+)
 from trajectory_msgs.msg import JointTrajectory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,31 +95,18 @@ def standing_policy(model: str, directory: Path) -> tuple[Path, Path, list[str],
     return checkpoint, Path(robot.path), stand_in, parameters
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"{log.name}: no '{text}':\n{log.read_text()}")
-        time.sleep(0.05)
-
-
 def run_rate(
     state_hz: float, args: argparse.Namespace, setup: tuple, workdir: Path, node: Any, executor: Any
 ) -> dict[str, Any]:
     """One stand-in at ``state_hz`` and one policy node; the figures of this rate."""
     checkpoint, model, stand_in_args, parameters = setup
     robot_log, policy_log = workdir / f"robot-{state_hz:g}.log", workdir / f"policy-{state_hz:g}.log"
-    robot = start(
+    robot = start_logged(
         [sys.executable, str(STAND_IN), "--model", str(model), *stand_in_args,
          "--state-rate-hz", str(state_hz), "--imu-rate-hz", str(args.imu_rate_hz)],
         robot_log,
     )  # fmt: skip
-    wait_for(robot_log, "stand-in robot ready", robot, args.startup_timeout)
+    wait_for_line(robot_log, "stand-in robot ready", robot, args.startup_timeout)
     policy_args = [
         node_executable("sim_bridge_policy", "policy"),
         "--ros-args",
@@ -126,8 +120,8 @@ def run_rate(
         **parameters,
     }.items():
         policy_args += ["-p", f"{key}:={value}"]
-    policy = start(policy_args, policy_log)
-    wait_for(policy_log, "deploying", policy, args.startup_timeout)
+    policy = start_logged(policy_args, policy_log)
+    wait_for_line(policy_log, "deploying", policy, args.startup_timeout)
     heard: list[float] = []
     subscription = node.create_subscription(
         JointTrajectory,

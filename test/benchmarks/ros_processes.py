@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,21 @@ def start_node(package: str, name: str, parameters: dict[str, Any], log_path: Pa
 
 def start_simulator(parameters: dict[str, Any], log_path: Path) -> subprocess.Popen:
     return start_node("sim_bridge_sim", "simulator", parameters, log_path)
+
+
+def start_logged(args: list[str], log: Path) -> subprocess.Popen:
+    """A process (its own process group) whose output goes to ``log``."""
+    with open(log, "w") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    """Until ``text`` is in ``log``; exit with the log if the process ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"{log.name}: no '{text}':\n{log.read_text()}")
+        time.sleep(0.05)
 
 
 def cpu_seconds(pid: int) -> float:
