@@ -42,6 +42,7 @@ from sim_bridge_core.config import (
 )
 from sim_bridge_core.deploy.policy import TRANSPORTS, PolicyConfig, read_contract
 from sim_bridge_core.jobs.parity import EvaluatorConfig
+from sim_bridge_core.jobs.robustness import load_sweep
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.learning.offpolicy_config import ALGORITHMS, OFF_POLICY_SECTION, OffPolicyConfig
 from sim_bridge_core.models import (
@@ -164,6 +165,11 @@ class BringupArguments:
         "eval: simulate this robot file instead of robot:= (its model_parameters, solver options, "
         "command delay and sensor_noise) and evaluate the policy trained on robot:= against it",
     )
+    sweep: str = setting(
+        "",
+        "eval: robustness sweep, a preset of config/sweeps/ (default, ...) or a sweep file: "
+        "<output_dir>/robustness.json and robustness.png",
+    )
 
 
 @dataclass(frozen=True)
@@ -269,6 +275,20 @@ def resolve_randomization(value: str, config_dir: Path) -> str:
     return str(path.resolve())
 
 
+def resolve_sweep(args: BringupArguments, config_dir: Path) -> str:
+    """The sweep preset (config/sweeps/<name>.yaml) or file as a checked path ('' for none)."""
+    if not args.sweep:
+        return ""
+    if args.transport == "deploy":
+        raise ConfigError("sweep: runs in fused worlds beside transport:=fused or ros, not deploy")
+    preset = config_dir / "sweeps" / f"{args.sweep}.yaml"
+    path = preset if "/" not in args.sweep and preset.is_file() else Path(args.sweep)
+    if not path.is_file():
+        presets = ", ".join(sorted(p.stem for p in (config_dir / "sweeps").glob("*.yaml")))
+        raise ConfigError(f"sweep: '{args.sweep}' is neither a preset ({presets}) nor a file")
+    return load_sweep(path).source
+
+
 def resolve_command_interface(args: BringupArguments) -> str:
     """The argument, else the checkpoint's (when there is one to read), else trajectory."""
     if args.command_interface:
@@ -350,6 +370,7 @@ def argument_parameters(
             "velocity_limits": list(robot.velocity_limits),
             "max_position_step": robot.max_position_step,
             "compare_robot": compare_robot,
+            "sweep": args.sweep,
             "dry_run": args.dry_run,
             "robot": robot_path,
             "start_enabled": args.start_enabled,
@@ -437,6 +458,7 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         compare_robot = str(load_robot_config(args.compare_robot, config_dir, check_robot_tasks)[1].resolve())
     eval_robot = evaluated_robot(args.eval_robot, config_dir, robot, model) if args.eval_robot else None
     randomization = resolve_randomization(args.randomization, config_dir)
+    args = dataclasses.replace(args, sweep=resolve_sweep(args, config_dir))
     interface = resolve_command_interface(args)
     driver_names = driver_joint_names(
         robot.joint_name_map, robot.joint_prefix, model.joint_names, robot_path.name

@@ -381,8 +381,8 @@ def run_sweep(
     results = {}
     for plan in plans:
         parameter = plan.parameter
-        rates = []
-        for value, changes in zip(parameter.values, plan.points, strict=True):
+        rates: list[float] = []
+        for value, changes in zip(parameter.values, plan.points, strict=False):  # none: skipped
             rates.append(evaluate(make_worlds(episodes, **changes), model, episodes, stop))
             done += 1
             elapsed = time.perf_counter() - start
