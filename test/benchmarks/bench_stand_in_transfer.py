@@ -247,6 +247,7 @@ def run(
     from trajectory_msgs.msg import JointTrajectory
 
     options = PERTURBED[args.robot] if variant == "perturbed" else []
+    options = options + args.stand_in_options.split()
     print(f"{label} on the {variant} stand-in {' '.join(options)}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         logs = args.log_dir / f"{label}-{variant}" if args.log_dir else Path(folder)
@@ -302,6 +303,7 @@ def main() -> None:
     parser.add_argument("--fall-height-m", type=float, default=0.15)
     parser.add_argument("--goals", type=int, default=20)
     parser.add_argument("--episode-s", type=float, default=3.0)
+    parser.add_argument("--stand-in-options", default="", help="more stand-in options, every run")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep each run's process logs here")
     add_ros_arguments(parser)
     args = parser.parse_args()

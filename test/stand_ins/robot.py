@@ -295,6 +295,7 @@ class StandInRobot:
         self._base_body = int(model.jnt_bodyid[free[0]]) if free else 0
         base_name = model.body(self._base_body).name or "world"
         self._free_qpos = int(model.jnt_qposadr[free[0]]) if free else -1
+        self._free_dof = int(model.jnt_dofadr[free[0]]) if free else -1
 
         self._commands: collections.deque = collections.deque()
         self._trajectory: Trajectory | None = None
@@ -332,7 +333,6 @@ class StandInRobot:
             odom_msg = Odometry(child_frame_id=prefix + base_name)
             odom_msg.header.frame_id = "world"
             self._odom_wire = WireMessage(odom_msg, {"pose": (7, _set_pose), "twist": (6, _set_twist)})
-            self._velocity = np.zeros(6)
         self._thread = threading.Thread(target=self._run, name="physics", daemon=True)
 
     def connect(self, context: Any, namespace: str) -> list[Node]:
@@ -549,10 +549,12 @@ class StandInRobot:
         values["pose"][:3] = pose[:3]
         values["pose"][3:6] = pose[4:7]
         values["pose"][6] = pose[3]
-        body = mujoco.mjtObj.mjOBJ_BODY
-        mujoco.mj_objectVelocity(self.model, self.data, body, self._base_body, self._velocity, 1)
-        values["twist"][:3] = self._velocity[3:]
-        values["twist"][3:] = self._velocity[:3]
+        # A free joint's qvel: the body's linear velocity in the world frame, then its angular
+        # velocity in its own frame; odometry's twist is both in the body frame.
+        velocity = self.data.qvel[self._free_dof : self._free_dof + 6]
+        rotation = self.data.xmat[self._base_body].reshape(3, 3)
+        values["twist"][:3] = rotation.T @ velocity[:3]
+        values["twist"][3:] = velocity[3:]
         self._odom_wire.publish(self._odom_pub, time.time())
 
     def start(self) -> None:
