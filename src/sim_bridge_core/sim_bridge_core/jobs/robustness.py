@@ -1,5 +1,5 @@
 """Robustness sweep: a checkpoint's success rate as one physical parameter at a time moves past the
-ranges it was trained on, everything else nominal (docs/policy.md, "Robustness sweep").
+ranges it was trained on, everything else nominal (docs/evaluation.md).
 
 A sweep file (``config/sweeps/<preset>.yaml`` or any path; ``bringup eval sweep:=...``)::
 
@@ -317,7 +317,7 @@ def _plan_model_parameter(parameter: SweepParameter, sim: SimulatorConfig) -> _P
             substeps_per_control(sim.control_dt, simulated_robot(changed, SECTION)[0].physics_dt)
         except (ConfigError, BackendError, ModelError) as exc:
             raise ConfigError(f"{parameter.key}.values: {value!r}: {exc}") from exc
-        points.append({"model_parameters": text})
+        points.append({"model_parameters": text, "randomization": ""})  # the rest nominal
     robot = simulated_robot(sim, SECTION)[0]
     option = parameter.model_parameter.partition(".")[2]
     if not option:

@@ -136,23 +136,29 @@ def test_a_reaching_arm_fails_with_a_200_ms_command_delay(reach_checkpoint, tmp_
                 "values": [1],
             },
             "gyro": {"randomization": "imu_angular_velocity_noise", "spread": "symmetric", "values": [0.1]},
+            "timestep": {"model_parameter": "options.timestep", "values": [0.002]},
         },
     )
-    sim = dataclasses.replace(REACH, randomization=str(CONFIG / "randomization" / "default.yaml"))
+    # The evaluation's own randomization, which no point may inherit: a 200 ms delay everywhere.
+    late = tmp_path / "late.yaml"
+    late.write_text(yaml.safe_dump({"action_delay_steps": {"low": 10, "high": 10}}))
+    sim = dataclasses.replace(REACH, randomization=str(late))
     result = evaluate_with_sweep(reach_checkpoint, sim, sweep, tmp_path / "eval")
     assert (result["model"], result["task"], result["episodes_per_point"]) == ("arm7", "reach", 32)
     delay = result["parameters"]["delay"]
     assert delay["values"] == [0, 10] and delay["episodes"] == 32
     assert delay["success_rate"][0] >= 0.9  # 0 ms: reaches
     assert delay["success_rate"][1] <= 0.25  # 200 ms at 50 Hz: the hand is still on its way at the end
+    # At its nominal value every parameter meets the same episodes, nothing else randomized.
+    assert result["parameters"]["timestep"]["success_rate"] == delay["success_rate"][:1]
     # The training range: the evaluation's randomization (no training summary beside the checkpoint).
-    assert delay["training_range"] == [0, 1] and delay["nominal"] == 0
+    assert delay["training_range"] == [10, 10] and delay["nominal"] == 0
     payload, gyro = result["parameters"]["payload"], result["parameters"]["gyro"]
     assert payload["skipped"] == "the robot has no floating base" and payload["success_rate"] == []
     assert gyro["skipped"] == "the robot has no IMU"
     out = capsys.readouterr().out
     assert "sweep: payload skipped: the robot has no floating base" in out
-    assert "sweep 2/2: delay = 10.0 control periods: success" in out and "points/s" in out
+    assert "sweep 2/3: delay = 10.0 control periods: success" in out and "points/s" in out
 
 
 def test_payload_and_weak_motors_fell_a_standing_quadruped(stand_checkpoint, tmp_path):
