@@ -46,7 +46,7 @@ from sim_bridge_core.models.parameters import JOINT_FIELDS, apply_model_paramete
 from sim_bridge_core.sysid.bags import RecordedRun, SysidInputError
 from sim_bridge_core.sysid.config import DELAY, SysidConfig
 from sim_bridge_core.sysid.replay import CommandReplay, delayed
-from sim_bridge_core.sysid.selection import IDENTIFIED_WITHIN, joint_motion, judge, relative
+from sim_bridge_core.sysid.selection import joint_motion, judge, pinned, relative, unpinned_reason
 
 SYSID_MISSING = "the sysid extra is not installed: pip install 'mujoco[sysid]'"
 # The measurement noise assumed at least, rad: a joint encoder and servo's, and what a noise-free
@@ -690,20 +690,21 @@ def _choose(
     reasons = dict(judged.reasons)
     values, iterations = dict(estimates), first.iterations
     moved = {u.name: float(m) * u.unit for u, m in zip(unknowns, first.moved, strict=True)}
-    for _ in range(MAX_ROUNDS):
+    for round_ in range(MAX_ROUNDS + 1):  # the last refit only makes the values consistent again
         kept = [u for u in unknowns if reasons[u.name] is None]
         if len(kept) == len(unknowns) or not kept:
             break
         refit = _refit(robot, spec, kept, fit, history, config, estimates, output)
         iterations += refit.iterations
-        widths = confidence(kept, refit.jacobian, intervals(sysid, refit.residual, refit.jacobian, sigma))[0]
-        failed = _unsettled(kept, refit, widths)
+        floor = max(sigma, noise(refit.residual, len(kept)))
+        widths = confidence(kept, refit.jacobian, intervals(sysid, refit.residual, refit.jacobian, floor))[0]
         for u, x, step in zip(kept, refit.x, refit.moved, strict=True):
             values[u.name], half_widths[u.name], moved[u.name] = (
                 float(x) * u.unit,
                 widths[u.name],
                 step * u.unit,
             )
+        failed = _unsettled(kept, refit, widths) if round_ < MAX_ROUNDS else {}
         reasons.update(failed)
         if not failed:
             break
@@ -740,15 +741,20 @@ def _refit(
 
 
 def _unsettled(kept: Sequence[Unknown], refit: _Fit, widths: dict[str, float]) -> dict[str, str]:
-    """The refitted unknowns the data still does not pin (their reasons): an interval wider than
-    IDENTIFIED_WITHIN, or an estimate still moving by more than its half-width."""
+    """The refitted unknowns the data still does not pin (their reasons): one run into a bound (other
+    than zero), one not ``pinned`` by its interval, or an estimate still moving by more than its
+    half-width."""
     failed = {}
     for u, x, step in zip(kept, refit.x, refit.moved, strict=True):
-        width = relative(widths[u.name], float(x) * u.unit, u.unit)
-        if not width <= IDENTIFIED_WITHIN:
+        value = float(x) * u.unit
+        width = relative(widths[u.name], value, u.unit)
+        bound = next((b for b in (u.lower, u.upper) if b and abs(value - b) <= 1e-6 * abs(b)), None)
+        if bound is not None:
+            failed[u.name] = f"the refit ran into its bound {bound:g} (the data does not hold it inside)"
+        elif not pinned(u, value, widths[u.name]):
             failed[u.name] = (
-                f"95 % interval ±{100 * width:.0f} % (above {100 * IDENTIFIED_WITHIN:.0f} %) when refitted "
-                "with the parameters the data does not identify at nominal"
+                f"{unpinned_reason(width)}, when refitted with the parameters the data does not "
+                "identify at nominal"
             )
         elif abs(step) * u.unit > widths[u.name]:
             failed[u.name] = (

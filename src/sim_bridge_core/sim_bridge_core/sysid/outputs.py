@@ -31,7 +31,7 @@ import yaml
 
 from sim_bridge_core.sysid.config import DELAY
 from sim_bridge_core.sysid.identify import SysidResult
-from sim_bridge_core.sysid.selection import IDENTIFIED_WITHIN, relative
+from sim_bridge_core.sysid.selection import IDENTIFIED_WITHIN, REJECTS_WITHIN, relative
 
 ROBOT = "robot.yaml"
 SUMMARY = "sysid.json"
@@ -114,6 +114,7 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
         "wall_s": result.wall_s,
         "optimizer": "mujoco.sysid.optimize (mujoco.minimize.least_squares, Levenberg-Marquardt)",
         "identified_within": IDENTIFIED_WITHIN,
+        "rejects_nominal_within": REJECTS_WITHIN,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 

@@ -7,17 +7,18 @@ is judged, in this order, on the data's Jacobian at the optimum:
 
 1. **motion**: a joint whose recorded positions move less than ``min_joint_rms_rad`` RMS says
    nothing about its own parameters (they stay nominal);
-2. **sensitivity**: the parameter alone (every other one known) could not be pinned within
-   ``IDENTIFIED_WITHIN`` of its size: a 10 % change moves the predictions by less than the noise
-   can tell over the samples;
-3. **separability**: among the rest, the one with the widest 95 % interval is fixed at nominal,
-   the intervals of the others recomputed without it, until every one left is within
-   ``IDENTIFIED_WITHIN``. Where parameters act alike (a joint's damping and its servo's kv) or
-   only their ratios matter (kp, kv and armature of a joint without load), one of them is fixed
-   and the others, refitted, carry what the data does say.
+2. **sensitivity**: the parameter alone (every other one known) would not be pinned (below): a
+   10 % change moves the predictions by less than the noise can tell over the samples;
+3. **separability**: a parameter is pinned when its 95 % interval is within ``IDENTIFIED_WITHIN``
+   of its size, or within ``REJECTS_WITHIN`` and clear of its nominal value (the data rules the
+   nominal value out: fixing it there would cost more than leaving it at the estimate). Of the
+   unpinned, the one with the widest interval is fixed at nominal and the intervals of the others
+   recomputed without it, until every one left is pinned. Where parameters act alike (a joint's
+   damping and its servo's kv) or only their ratios matter (kp, kv and armature of a joint without
+   load), one of them is fixed and the others, refitted, carry what the data does say.
 
-The kept unknowns are then refitted with the others at nominal; one that then fails its interval
-or has not settled is fixed too, and the rest refitted again (``max_rounds``).
+The kept unknowns are then refitted with the others at nominal; one that then is not pinned, has
+not settled or runs into a bound is fixed too, and the rest refitted again (``identify.MAX_ROUNDS``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import numpy as np
 
 # A parameter is identified when the data pins it within this fraction of its size (95 %).
 IDENTIFIED_WITHIN = 0.1
+# ... or within this fraction when its interval excludes the nominal value.
+REJECTS_WITHIN = 0.5
 Z95 = 1.959964  # two-sided 95 % of a normal distribution
 
 
@@ -51,6 +54,22 @@ def joint_motion(positions: np.ndarray, joint_names: Sequence[str]) -> dict[str,
 def relative(half_width: float, value: float, unit: float) -> float:
     """A 95 % half-width relative to the parameter's size (its value, or its unit where that is larger)."""
     return half_width / max(abs(value), unit)
+
+
+def pinned(unknown, value: float, half_width: float) -> bool:
+    """The data pins ``value``: within IDENTIFIED_WITHIN, or within REJECTS_WITHIN and clear of nominal."""
+    width = relative(half_width, value, unknown.unit)
+    return width <= IDENTIFIED_WITHIN or (
+        width <= REJECTS_WITHIN and abs(value - unknown.nominal) > half_width
+    )
+
+
+def unpinned_reason(width: float) -> str:
+    spread = "unbounded" if not math.isfinite(width) else f"±{100 * width:.0f} %"
+    return (
+        f"95 % interval {spread}: above {100 * IDENTIFIED_WITHIN:.0f} %, and above "
+        f"{100 * REJECTS_WITHIN:.0f} % or around the nominal value"
+    )
 
 
 def judge(
@@ -79,7 +98,7 @@ def judge(
                 f"{u.joint} moved {motion[u.joint]:.3g} rad rms "
                 f"(below min_joint_rms_rad {min_joint_rms_rad:g})"
             )
-        elif Z95 * sigma / max(norms[k], 1e-300) > IDENTIFIED_WITHIN * size:
+        elif not pinned(u, values[u.name], Z95 * sigma / max(norms[k], 1e-300) * u.unit):
             threshold = Z95 * sigma / math.sqrt(rows)
             reasons[u.name] = (
                 f"sensitivity below threshold: a 10 % change moves the predictions by "
@@ -92,19 +111,20 @@ def judge(
 
 
 def _separate(unknowns, values, jacobian, reasons, interval) -> None:
-    """Fix, one at a time, the kept unknown with the widest relative interval until all kept are within
-    IDENTIFIED_WITHIN; its reason names the kept unknown it is most correlated with."""
+    """Fix, one at a time, the unpinned kept unknown with the widest relative interval until all kept
+    are pinned; its reason names the kept unknown it is most correlated with."""
     while True:
         kept = [k for k, u in enumerate(unknowns) if reasons[u.name] is None]
         if not kept:
             return
-        half = interval(kept)
+        half = interval(kept) * np.array([unknowns[k].unit for k in kept])
+        names = [unknowns[k].name for k in kept]
         widths = [
-            relative(h * unknowns[k].unit, values[unknowns[k].name], unknowns[k].unit)
-            for k, h in zip(kept, half, strict=True)
+            -1.0 if pinned(unknowns[k], values[n], h) else relative(h, values[n], unknowns[k].unit)
+            for k, n, h in zip(kept, names, half, strict=True)
         ]
         worst = int(np.argmax(widths))
-        if widths[worst] <= IDENTIFIED_WITHIN:
+        if widths[worst] < 0:
             return
         k = kept[worst]
         partner = _most_correlated(jacobian, k, [c for c in kept if c != k])
@@ -128,7 +148,7 @@ def _most_correlated(jacobian: np.ndarray, k: int, others: Sequence[int]) -> int
 def _inseparable(unknown, partner, width: float) -> str:
     spread = "unbounded" if not math.isfinite(width) else f"±{100 * width:.0f} %"
     if partner is None:
-        return f"95 % interval {spread} (above {100 * IDENTIFIED_WITHIN:.0f} %)"
+        return unpinned_reason(width)
     if (
         unknown.joint is not None
         and unknown.joint == partner.joint
@@ -143,6 +163,6 @@ def _inseparable(unknown, partner, width: float) -> str:
             f"the sum fitted in {partner.name}"
         )
     return (
-        f"not separable from {partner.name} (95 % interval {spread} with both free, above "
-        f"{100 * IDENTIFIED_WITHIN:.0f} %); kept nominal, {partner.name} fitted with it fixed"
+        f"not separable from {partner.name} (95 % interval {spread} with both free, around the nominal "
+        f"value or above {100 * REJECTS_WITHIN:.0f} %); kept nominal, {partner.name} fitted with it fixed"
     )
