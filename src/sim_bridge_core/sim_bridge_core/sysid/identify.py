@@ -113,6 +113,7 @@ class SysidResult:
     identified: dict[str, float]  # what robot.yaml holds: the fit's value if identified, else nominal
     estimates: dict[str, float]  # the first fit's values, every unknown free
     reasons: dict[str, str | None]  # None: identified by the data; else why it stays nominal
+    partners: dict[str, str]  # a parameter kept nominal -> the identified one it could not be told from
     sensitivity: dict[str, float]  # RMS change of the predictions for a 10 % change, rad
     motion: dict[str, float]  # per joint, RMS of its recorded positions in the fit windows, rad
     half_widths: dict[str, float]  # 95 % confidence half-widths, data alone (inf: not identifiable)
@@ -632,6 +633,7 @@ def identify(
         identified=chosen.values,
         estimates=chosen.estimates,
         reasons=chosen.reasons,
+        partners=chosen.partners,
         sensitivity=chosen.sensitivity,
         motion=chosen.motion,
         half_widths=chosen.half_widths,
@@ -657,6 +659,7 @@ class _Chosen:
     values: dict[str, float]
     estimates: dict[str, float]
     reasons: dict[str, str | None]
+    partners: dict[str, str]
     sensitivity: dict[str, float]
     motion: dict[str, float]
     half_widths: dict[str, float]
@@ -715,6 +718,7 @@ def _choose(
         values=values,
         estimates=estimates,
         reasons=reasons,
+        partners=judged.partners,
         sensitivity=judged.sensitivity_rad,
         motion=motion,
         half_widths=half_widths,

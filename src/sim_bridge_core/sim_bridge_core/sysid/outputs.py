@@ -85,6 +85,13 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
             "identified_by_data": result.reasons[unknown.name] is None,
             "written": result.reasons[unknown.name] is None,
             "why_nominal": result.reasons[unknown.name],
+            # identified with these at nominal (the data could not tell them apart): its value
+            # reproduces the robot together with theirs, and is not its true value if theirs is off
+            "given_nominal": sorted(
+                fixed
+                for fixed, partner in result.partners.items()
+                if partner == unknown.name and result.reasons[fixed] is not None
+            ),
         }
         if unknown.kind == DELAY:
             entry["applied"] = result.parameters().command_delay_s if entry["written"] else unknown.nominal

@@ -41,6 +41,7 @@ class Judged:
     """What the data says of each unknown: kept (None) or the reason it stays nominal."""
 
     reasons: dict[str, str | None]
+    partners: dict[str, str]  # an unknown fixed at nominal -> the kept one it could not be told from
     sensitivity_rad: dict[str, float]  # RMS change of the predictions for a 10 % change
     motion_rad: dict[str, float]  # per joint, RMS of its recorded positions about their mean
 
@@ -106,17 +107,18 @@ def judge(
             )
         else:
             reasons[u.name] = None
-    _separate(unknowns, values, jacobian, reasons, interval)
-    return Judged(reasons=reasons, sensitivity_rad=sensitivity, motion_rad=motion)
+    partners = _separate(unknowns, values, jacobian, reasons, interval)
+    return Judged(reasons=reasons, partners=partners, sensitivity_rad=sensitivity, motion_rad=motion)
 
 
-def _separate(unknowns, values, jacobian, reasons, interval) -> None:
+def _separate(unknowns, values, jacobian, reasons, interval) -> dict[str, str]:
     """Fix, one at a time, the unpinned kept unknown with the widest relative interval until all kept
-    are pinned; its reason names the kept unknown it is most correlated with."""
+    are pinned; its reason names the kept unknown it is most correlated with (returned, per fixed one)."""
+    partners: dict[str, str] = {}
     while True:
         kept = [k for k, u in enumerate(unknowns) if reasons[u.name] is None]
         if not kept:
-            return
+            return partners
         half = interval(kept) * np.array([unknowns[k].unit for k in kept])
         names = [unknowns[k].name for k in kept]
         widths = [
@@ -125,9 +127,11 @@ def _separate(unknowns, values, jacobian, reasons, interval) -> None:
         ]
         worst = int(np.argmax(widths))
         if widths[worst] < 0:
-            return
+            return partners
         k = kept[worst]
         partner = _most_correlated(jacobian, k, [c for c in kept if c != k])
+        if partner is not None:
+            partners[unknowns[k].name] = unknowns[partner].name
         reasons[unknowns[k].name] = _inseparable(
             unknowns[k], unknowns[partner] if partner is not None else None, widths[worst]
         )
