@@ -187,7 +187,7 @@ def test_payload_and_weak_motors_fell_a_standing_quadruped(stand_checkpoint, tmp
     assert timestep["nominal"] == 0.004 and len(timestep["success_rate"]) == 2
 
 
-def test_the_default_preset_fits_an_arm_and_a_quadruped():
+def test_the_presets_fit_an_arm_and_a_quadruped():
     sweep = load_sweep(CONFIG / "sweeps" / "default.yaml")
     skipped = {}
     for sim in (REACH, WALK):
@@ -198,6 +198,10 @@ def test_the_default_preset_fits_an_arm_and_a_quadruped():
         "locomotion": {"payload_end_effector"},
     }
     assert max(next(p for p in sweep.parameters if p.name == "command_delay").values) * 0.02 >= 0.2
+    go1 = load_sweep(CONFIG / "sweeps" / "go1.yaml")
+    assert not [
+        plan.parameter.name for plan in plan_sweep(go1, WALK, simulated_robot(WALK)[1], None) if plan.skipped
+    ]
 
 
 def test_bringup_hands_the_preset_to_the_policy_node(tmp_path):
