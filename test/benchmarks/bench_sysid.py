@@ -24,6 +24,7 @@ from the first, given only the nominal arm7, with the second as validation_bags.
                  nominal where the data does not identify it
 
 Run: python test/benchmarks/bench_sysid.py [--robot in-process|stand-in] [--duration 30] [--json out.json]
+     [--work DIR (keep the bags and sysid's outputs)]
 """
 
 from __future__ import annotations
@@ -211,6 +212,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="draws the unknown parameters (--truth random)")
     parser.add_argument("--duration", type=float, default=30.0, help="identification excitation, s")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--work", type=Path, default=None, help="keep the bags and outputs here")
     args = parser.parse_args()
     if args.robot == "stand-in" and args.truth != "stand-in":
         parser.error("--robot stand-in has the stand-in's truth only")
@@ -218,7 +220,8 @@ def main() -> None:
     truth = stand_in_truth() if args.truth == "stand-in" else random_truth(args.seed)
     settings = describe("sysid", {}, CONFIG).nodes[0].parameters  # config/sysid.yaml's
     with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
+        work = args.work or Path(folder)
+        work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         if args.robot == "stand-in":
             bag, other = stand_in_bags(work, args.duration)

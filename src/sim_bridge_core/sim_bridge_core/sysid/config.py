@@ -46,10 +46,11 @@ class ExcitationConfig:
         high=2000.0,
     )
     trajectory_lead_s: float = setting(
-        0.0,
-        "trajectory: 0 = it starts when the controller receives it (stamp 0, as a policy's commands do), "
-        "so the fit sees the delay from sending to motion; > 0 = stamped to start this long after it is "
-        "sent (the transport and the controller's arrival delay then do not show), s",
+        1.0,
+        "trajectory: stamped to start this long after it is sent, so that however long the robot takes "
+        "to receive and unpack it, it starts at a time the bag records (a delay on arrival then does not "
+        "show); 0 = stamp 0, it starts on arrival as a policy's commands do (that delay shows, and so "
+        "does the one-off time the robot takes over the one large message), s",
         low=0.0,
         high=10.0,
     )

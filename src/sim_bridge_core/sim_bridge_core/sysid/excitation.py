@@ -165,13 +165,13 @@ class Exciter:
     ``trajectory``: the whole excitation as one JointTrajectory, sent at once (points every
     ``1 / point_rate_hz`` with positions, velocities and accelerations, so the controller
     interpolates it quintically): the controller then runs it to its end at rest, without a
-    command stream to keep up and without restarting from the measured state. By default it is
-    stamped 0, so the controller starts it when it arrives, as it starts a policy's commands: the
-    bag records when it was sent, and the fit sees the delay from sending to motion that a
-    deployed policy meets (a robot that delays commands on arrival shows it only so).
-    ``trajectory_lead_s`` > 0 stamps it to start that long after it is sent, on the robot's clock
-    (the controller's and servos' delay only; the stamp is taken when it is sent, so a stall
-    between planning and sending cannot start it mid-way). ``position``: one
+    command stream to keep up and without restarting from the measured state. It is stamped to
+    start ``trajectory_lead_s`` after it is sent, on the robot's clock: however long the robot
+    takes to receive and unpack one large message, it starts at a time the bag records, so the
+    fit sees the controller's and servos' delay, not that one-off time (the stamp is taken when
+    it is sent, so a stall between planning and sending cannot start it mid-way). With
+    ``trajectory_lead_s`` 0 it is stamped 0 and starts on arrival, as a policy's commands do: a
+    delay the robot applies on arrival then shows, and so does the one-off time. ``position``: one
     Float64MultiArray per period, the plan one period ahead (a forward controller steps to it),
     each within the filter's step (``max_step``) of the one before, the first of the start pose:
     after a stall (no state, so no command, for a while) the commands catch up with the plan at
