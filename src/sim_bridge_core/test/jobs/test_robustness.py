@@ -21,7 +21,7 @@ import yaml
 from sim_bridge_core.bringup.description import describe
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy.policy import PolicyConfig
-from sim_bridge_core.jobs.robustness import load_sweep, plan_sweep
+from sim_bridge_core.jobs.robustness import load_sweep, main, plan_sweep
 from sim_bridge_core.jobs.training import evaluation_worlds, run_evaluation
 from sim_bridge_core.learning import PpoConfig, save_checkpoint, training_metadata
 from sim_bridge_core.learning.modules import ActorCritic
@@ -185,6 +185,11 @@ def test_payload_and_weak_motors_fell_a_standing_quadruped(stand_checkpoint, tmp
     assert result["parameters"]["hand"]["skipped"] == "task locomotion has no end effector"
     timestep = result["parameters"]["timestep"]
     assert timestep["nominal"] == 0.004 and len(timestep["success_rate"]) == 2
+    # Two sweeps side by side in one figure (here the same one twice).
+    both = tmp_path / "both.png"
+    sweep_json = str(tmp_path / "eval" / "robustness.json")
+    assert main(["--out", str(both), f"a={sweep_json}", f"b={sweep_json}"]) == 0
+    assert both.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_presets_fit_an_arm_and_a_quadruped():
