@@ -113,7 +113,8 @@ def judge(
 
 def _separate(unknowns, values, jacobian, reasons, interval) -> dict[str, str]:
     """Fix, one at a time, the unpinned kept unknown with the widest relative interval until all kept
-    are pinned; its reason names the kept unknown it is most correlated with (returned, per fixed one)."""
+    are pinned; its reason names the kept unknown it is most correlated with, of its own joint and the
+    delay where there are any (returned, per fixed one)."""
     partners: dict[str, str] = {}
     while True:
         kept = [k for k, u in enumerate(unknowns) if reasons[u.name] is None]
@@ -129,7 +130,8 @@ def _separate(unknowns, values, jacobian, reasons, interval) -> dict[str, str]:
         if widths[worst] < 0:
             return partners
         k = kept[worst]
-        partner = _most_correlated(jacobian, k, [c for c in kept if c != k])
+        near = [c for c in kept if c != k and unknowns[c].joint in (unknowns[k].joint, None)]
+        partner = _most_correlated(jacobian, k, near or [c for c in kept if c != k])
         if partner is not None:
             partners[unknowns[k].name] = unknowns[partner].name
         reasons[unknowns[k].name] = _inseparable(
