@@ -31,8 +31,8 @@ from test_sysid import PERTURBED, corrupt_chunk, hold, simulated_robot, write_ba
 
 # What an arm7 excitation identifies for sure (sysid.json: identified_by_data), within 3 %: the servo
 # stiffness and velocity damping (damping + kv) of the gravity-loaded joints. Anything else the fit
-# marks identified (on its own: not given_nominal) must lie within twice its 95 % half-width (+1 %)
-# of the truth; the delay within one physics step.
+# marks identified must lie within twice its 95 % half-width (+1 %) of the truth; the delay within
+# one physics step.
 MUST_IDENTIFY = [
     "joint2.kp",
     "joint4.kp",
@@ -104,8 +104,6 @@ def test_the_loop_identifies_a_robot_it_is_not_told_about(tmp_path, start_execut
     for name in MUST_IDENTIFY:
         assert identified[name]["identified"] == pytest.approx(truth(name), rel=0.03), name
     for name, entry in identified.items():
-        if entry.get("given_nominal"):  # identified with a partner held at its (wrong) nominal value
-            continue
         error = abs(entry["identified"] - truth(name))
         assert error <= 2 * entry["uncertainty_95"] + 0.01 * truth(name), (name, entry, truth(name))
     delay = summary["parameters"]["command_delay_s"]

@@ -5,9 +5,8 @@ At the first ``joint_states`` it plans the excitation about the measured pose (r
 line, a joint with no room to move) and sends it through the robot's controller: the whole
 trajectory at once on ``joint_trajectory`` (``command_interface: trajectory``) or one position
 per period on ``joint_commands`` (``position``). The robot's states, the commands and ``/clock``
-go to ``<output_dir>/rollouts/`` as deploy records them. A stamped trajectory
-(``excitation.trajectory_lead_s`` > 0) is stamped on this node's clock, so the node refuses to start
-when the robot stamps its states on another one.
+go to ``<output_dir>/rollouts/`` as deploy records them. The trajectory is stamped on this
+node's clock, so the node refuses to start when the robot stamps its states on another one.
 When the excitation has run its course the node ends the process (exit 0). If the states stop
 for ``state_timeout_s`` it commands a hold at the last measured pose and ends with exit 1; so
 does Ctrl-C (the hold, exit 0). ``dry_run`` prints the excitation's extent against the limits
@@ -187,7 +186,6 @@ class ExciterNode(Node):
                 self._start(now, positions, state.stamp_ns / 1e9)
                 if self.finished.is_set():
                     return
-                self._last_state = time.monotonic()  # planning took this node's time, not the robot's
             for command in self.exciter.commands(now):
                 self._publisher.publish(command)
                 self._record(self._publisher.topic_name, command)

@@ -49,11 +49,7 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
         source.joint_name_map, source.joint_prefix, robot.joint_names, source_path.name
     )
     runs = [read_run(bag, robot, config.state_topic, config.command_topic, names) for bag in config.bags]
-    validation = [
-        read_run(bag, robot, config.state_topic, config.command_topic, names)
-        for bag in config.validation_bags
-    ]
-    for run in runs + validation:
+    for run in runs:
         skipped = [
             f"{count} {what}"
             for count, what in (
@@ -68,6 +64,6 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
             f"{run.command_topic} ({run.interface}) over {run.duration_s:.1f} s"
             + (f"; skipped {', '.join(skipped)}" if skipped else "")
         )
-    result = identify(runs, robot, spec, config, log=log, validation=validation)
+    result = identify(runs, robot, spec, config, log=log)
     paths = write_outputs(result, source, source_path, robot.path, output_dir)
     return {"paths": paths, "result": result}

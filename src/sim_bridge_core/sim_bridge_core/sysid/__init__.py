@@ -3,7 +3,6 @@
 
 Modules: ``config`` (the node settings), ``excitation`` (the safe multi-sine), ``bags`` (a
 recorded run), ``replay`` (its commands as the controller executed them), ``identify`` (the fit),
-``selection`` (which parameters the data identifies, and why the others stay nominal),
 ``outputs`` (robot.yaml, sysid.json, sysid_report.png, randomization.yaml), ``simulated`` (a run
 recorded from the simulator in-process, for tests and benchmarks).
 """

@@ -25,7 +25,7 @@ class ExcitationConfig:
     )
     ramp_s: float = setting(2.0, "the motion fades in and out over this long, s", low=0.1, high=60.0)
     min_frequency_hz: float = setting(0.1, "lowest sine frequency, Hz", low=0.001, high=100.0)
-    max_frequency_hz: float = setting(3.0, "highest sine frequency, Hz", low=0.001, high=100.0)
+    max_frequency_hz: float = setting(1.5, "highest sine frequency, Hz", low=0.001, high=100.0)
     sines: int = setting(4, "sines per joint (no two joints share a frequency)", low=1, high=64)
     max_amplitude_rad: float = setting(
         0.4, "largest excursion of a joint from the start pose, rad (m for slide joints)", low=0.0, high=10.0
@@ -34,25 +34,16 @@ class ExcitationConfig:
         0.1, "distance kept from every position limit, rad (m)", low=0.0, high=10.0
     )
     velocity_fraction: float = setting(
-        0.4, "peak speed as a fraction of each joint's velocity limit", low=0.01, high=1.0
+        0.3, "peak speed as a fraction of each joint's velocity limit", low=0.01, high=1.0
     )
     max_acceleration: float = setting(
-        15.0, "peak acceleration of every joint, rad/s^2 (m/s^2)", low=0.01, high=1000.0
+        5.0, "peak acceleration of every joint, rad/s^2 (m/s^2)", low=0.01, high=1000.0
     )
     point_rate_hz: float = setting(
-        100.0,
+        50.0,
         "trajectory: points per second of the one JointTrajectory sent; position: commands per second",
         low=1.0,
         high=2000.0,
-    )
-    trajectory_lead_s: float = setting(
-        1.0,
-        "trajectory: stamped to start this long after it is sent, so that however long the robot takes "
-        "to receive and unpack it, it starts at a time the bag records (a delay on arrival then does not "
-        "show); 0 = stamp 0, it starts on arrival as a policy's commands do (that delay shows, and so "
-        "does the one-off time the robot takes over the one large message), s",
-        low=0.0,
-        high=10.0,
     )
     seed: int = setting(0, "seed of the frequency assignment and phases", low=0, high=(1 << 31) - 1)
 
@@ -108,11 +99,6 @@ class SysidConfig:
     robot: str = setting(
         "", "the robot config (YAML) of the recorded robot: its model and nominal parameters"
     )
-    validation_bags: list[str] = setting(
-        [],
-        "rosbag2 directories of the same robot doing something else (a faster excitation, a deploy run): "
-        "never fitted; nominal and identified are compared on them",
-    )
     output_dir: str = setting("", "where robot.yaml, sysid.json, sysid_report.png, randomization.yaml go")
     state_topic: str = setting(
         "/joint_states", "JointState topic in the bags (if absent, the bag's only JointState topic)"
@@ -139,12 +125,6 @@ class SysidConfig:
     )
     min_motion_rad: float = setting(
         0.01, "a joint whose recorded positions span less than this never moved, rad (m)", low=0.0
-    )
-    min_joint_rms_rad: float = setting(
-        0.02,
-        "a joint whose fitted positions move less than this RMS about their mean keeps its parameters "
-        "nominal, rad (m)",
-        low=0.0,
     )
     samples_per_parameter: int = setting(
         100, "joint-state samples the fit needs per fitted parameter (else: the bags are too short)", low=1

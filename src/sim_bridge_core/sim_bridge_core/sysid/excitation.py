@@ -159,6 +159,10 @@ def plan_excitation(
     return dataclasses.replace(unit, amplitudes=0.995 * amplitude)
 
 
+# The excitation trajectory starts this long after it is sent (its header stamp), s.
+TRAJECTORY_LEAD_S = 0.5
+
+
 class Exciter:
     """What the exciter node does, without ROS: plan at the first joint state, then send commands.
 
@@ -166,12 +170,11 @@ class Exciter:
     ``1 / point_rate_hz`` with positions, velocities and accelerations, so the controller
     interpolates it quintically): the controller then runs it to its end at rest, without a
     command stream to keep up and without restarting from the measured state. It is stamped to
-    start ``trajectory_lead_s`` after it is sent, on the robot's clock: however long the robot
-    takes to receive and unpack one large message, it starts at a time the bag records, so the
-    fit sees the controller's and servos' delay, not that one-off time (the stamp is taken when
-    it is sent, so a stall between planning and sending cannot start it mid-way). With
-    ``trajectory_lead_s`` 0 it is stamped 0 and starts on arrival, as a policy's commands do: a
-    delay the robot applies on arrival then shows, and so does the one-off time. ``position``: one
+    start ``TRAJECTORY_LEAD_S`` after it is sent, on the robot's clock: however long a large
+    message takes to arrive, the controller starts it at a time the bag records (until then it
+    holds the start pose, which is where the excitation begins), so the identified command delay
+    is the controller's and servos', not a one-off transport time; the stamp is taken when it is
+    sent, so a stall between planning and sending cannot start it mid-way. ``position``: one
     Float64MultiArray per period, the plan one period ahead (a forward controller steps to it),
     each within the filter's step (``max_step``) of the one before, the first of the start pose:
     after a stall (no state, so no command, for a while) the commands catch up with the plan at
@@ -216,7 +219,7 @@ class Exciter:
         self.started_s = self._next_s = now_s
         self._commanded = self.plan.start
         if self.interface == "trajectory":
-            self.started_s += self.config.trajectory_lead_s
+            self.started_s += TRAJECTORY_LEAD_S
         return self.plan
 
     @property
@@ -238,7 +241,7 @@ class Exciter:
             if self._sent:
                 return []
             self._sent = True
-            self.started_s = now_s + self.config.trajectory_lead_s
+            self.started_s = now_s + TRAJECTORY_LEAD_S
             return [self._trajectory()]
         if now_s < self._next_s - 0.1 * self.period_s:  # a state up to a tenth of a period early counts
             return []
@@ -253,7 +256,7 @@ class Exciter:
         times = np.arange(1, count + 1) * self.period_s
         positions, velocities, accelerations = self.plan.sample(times)
         positions = np.clip(positions, self.safety.lower, self.safety.upper)
-        stamp_ns = round(self.started_s * 1e9) if self.config.trajectory_lead_s > 0 else 0
+        stamp_ns = round(self.started_s * 1e9)
         return encode_joint_trajectory(
             self.driver_names, stamp_ns, np.round(times * 1e9), positions, velocities, accelerations
         )

@@ -46,7 +46,6 @@ from sim_bridge_core.models.parameters import JOINT_FIELDS, apply_model_paramete
 from sim_bridge_core.sysid.bags import RecordedRun, SysidInputError
 from sim_bridge_core.sysid.config import DELAY, SysidConfig
 from sim_bridge_core.sysid.replay import CommandReplay, delayed
-from sim_bridge_core.sysid.selection import joint_motion, judge, pinned, relative, unpinned_reason
 
 SYSID_MISSING = "the sysid extra is not installed: pip install 'mujoco[sysid]'"
 # The measurement noise assumed at least, rad: a joint encoder and servo's, and what a noise-free
@@ -63,8 +62,6 @@ LAMBDA_ZERO = 1e-10
 V_ZERO = 1e-3
 # An estimate still moving by more than its half-width over this many iterations has not settled.
 SETTLE_ITERATIONS = 3
-# Refits with the unidentified parameters at nominal, at most (each may find one more to fix).
-MAX_ROUNDS = 3
 
 
 def load_sysid() -> Any:
@@ -110,34 +107,24 @@ class SysidResult:
 
     joint_names: tuple[str, ...]
     unknowns: list[Unknown]
-    identified: dict[str, float]  # what robot.yaml holds: the fit's value if identified, else nominal
-    estimates: dict[str, float]  # the first fit's values, every unknown free
-    reasons: dict[str, str | None]  # None: identified by the data; else why it stays nominal
-    partners: dict[str, str]  # a parameter kept nominal -> the identified one it could not be told from
-    sensitivity: dict[str, float]  # RMS change of the predictions for a 10 % change, rad
-    motion: dict[str, float]  # per joint, RMS of its recorded positions in the fit windows, rad
+    identified: dict[str, float]
     half_widths: dict[str, float]  # 95 % confidence half-widths, data alone (inf: not identifiable)
     sum_half_widths: dict[str, float]  # per joint, of damping + kv
     moved: dict[str, float]  # each estimate's change over the last SETTLE_ITERATIONS iterations
-    errors: dict[str, dict[str, Any]]  # fit / held_out / validation -> nominal / identified -> figures
-    windows: list[Window]  # the bags' (fitted and held out), then the validation bags' (held out)
+    errors: dict[str, dict[str, Any]]  # fit / held_out -> nominal / identified -> figures
+    windows: list[Window]
     runs: list[RecordedRun]
-    validation_runs: list[RecordedRun]
     window_s: float
     physics_dt: float
     iterations: int
     wall_s: float = 0.0
-    traces: dict[str, list[np.ndarray]] = field(default_factory=dict)  # <part>.<nominal|identified>
+    traces: dict[str, list[np.ndarray]] = field(default_factory=dict)  # nominal / identified predictions
     log: str = ""
-
-    def written(self) -> list[Unknown]:
-        """The unknowns the data identified: the only ones robot.yaml sets."""
-        return [u for u in self.unknowns if self.reasons[u.name] is None]
 
     def parameters(self) -> ModelParameters:
         """The identified values as model_parameters overrides: joint fields, and the delay in
         whole physics steps as the simulator applies it."""
-        return parameters_from(self.written(), self.identified, self.physics_dt)
+        return parameters_from(self.unknowns, self.identified, self.physics_dt)
 
 
 def parameters_from(
@@ -292,7 +279,7 @@ class Problem:
         robot: RobotModel,
         spec: mujoco.MjSpec,
         unknowns: list[Unknown],
-        parts: dict[str, list[Window]],
+        windows: list[Window],
         history: int,
         velocity_weight_s: float,
         threads: int,
@@ -321,9 +308,14 @@ class Problem:
                 )
             )
         self.x_nominal = self.params.as_vector()
-        self.windows = {part: windows for part, windows in parts.items() if windows}
         with quiet_absl():
-            self.sequences = {part: self._sequences(spec, windows) for part, windows in self.windows.items()}
+            self.sequences = {
+                part: self._sequences(spec, [w for w in windows if w.held_out == (part == "held_out")])
+                for part in ("fit", "held_out")
+            }
+        self.windows = {
+            part: [w for w in windows if w.held_out == (part == "held_out")] for part in self.sequences
+        }
 
     # mujoco.sysid hooks -------------------------------------------------------------------------
 
@@ -465,53 +457,38 @@ def interpolate_rows(at: np.ndarray, times: np.ndarray, rows: np.ndarray) -> np.
     return rows[upper - 1] * (1.0 - fraction) + rows[upper] * fraction
 
 
-def noise(residual: np.ndarray, count: int) -> float:
-    """The residual's RMS (per degree of freedom), floored at ``NOISE_FLOOR``: what the fit takes the
-    measurement noise to be (a simulated, noise-free bag would otherwise claim a precision no robot gives)."""
-    rms = float(np.sqrt(residual @ residual / max(residual.size - count, 1)))
-    return max(rms, NOISE_FLOOR)
-
-
-def intervals(
-    sysid: Any, residual: np.ndarray, jacobian: np.ndarray, sigma: float
-) -> Callable[..., np.ndarray]:
-    """``half(columns)``: 95 % half-widths, in units, of the unknowns at ``columns`` with every other one
-    fixed (``sysid.calculate_intervals``, the residual's RMS taken as ``sigma``). Directions the data
-    cannot see (eigenvalues of J'J below ``LAMBDA_ZERO`` of the largest) make the parameters in them
-    infinitely uncertain."""
-    rms = float(np.sqrt(residual @ residual / max(residual.size - jacobian.shape[1], 1)))
-    scale = sigma / max(rms, 1e-300)
-
-    def half(columns: Sequence[int]) -> np.ndarray:
-        matrix = jacobian[:, list(columns)]
-        _, widths = sysid.calculate_intervals(
-            [residual], matrix, lambda_zero_thresh=LAMBDA_ZERO, v_zero_thresh=V_ZERO
-        )
-        return np.asarray(widths) * scale
-
-    return half
-
-
 def confidence(
-    unknowns: Sequence[Unknown], jacobian: np.ndarray, half: Callable[..., np.ndarray]
+    sysid: Any, unknowns: Sequence[Unknown], residual: np.ndarray, jacobian: np.ndarray
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """95 % half-widths of every unknown, and of each joint's damping + kv, at the optimum.
+    """95 % half-widths of every unknown, and of each joint's damping + kv, from the data's residual
+    and Jacobian at the optimum (``sysid.calculate_intervals``).
 
-    damping and kv of one joint usually form a direction the data cannot see together, so their sum
-    gets its own interval, from the Jacobian with damping moved at a fixed sum.
+    The residual's RMS is floored at ``NOISE_FLOOR`` (a simulated, noise-free bag would otherwise
+    claim a precision no robot gives). Directions the data cannot see (eigenvalues of J'J below
+    ``LAMBDA_ZERO`` of the largest) make the parameters in them infinitely uncertain. damping
+    and kv of one joint usually form such a direction together, so their sum gets its own
+    interval, from the Jacobian with damping moved at a fixed sum.
     """
+    count = len(unknowns)
+    rms = float(np.sqrt(residual @ residual / max(residual.size - count, 1)))
+    scale = max(1.0, NOISE_FLOOR / max(rms, 1e-300))
     index = {u.name: k for k, u in enumerate(unknowns)}
     pairs = [
         (u.joint, index[u.name], index[f"{u.joint}.kv"])
         for u in unknowns
         if u.kind == "damping" and f"{u.joint}.kv" in index
     ]
-    widths = half(range(len(unknowns)))
-    half_widths = {u.name: float(h) * u.unit for u, h in zip(unknowns, widths, strict=True)}
-    sums = {}
-    for joint, damping, kv in pairs:  # the sum's interval: kv's, with damping fixed (it moves the sum alone)
-        others = [k for k in range(len(unknowns)) if k != damping]
-        sums[joint] = float(half(others)[others.index(kv)]) * unknowns[kv].unit
+    summed = jacobian.copy()
+    for _, damping, kv in pairs:
+        summed[:, damping] -= jacobian[:, kv] * (unknowns[damping].unit / unknowns[kv].unit)
+    widths = {}
+    for name, matrix in (("plain", jacobian), ("summed", summed)):
+        _, half = sysid.calculate_intervals(
+            [residual], matrix, lambda_zero_thresh=LAMBDA_ZERO, v_zero_thresh=V_ZERO
+        )
+        widths[name] = np.asarray(half) * scale
+    half_widths = {u.name: float(h) * u.unit for u, h in zip(unknowns, widths["plain"], strict=True)}
+    sums = {joint: float(widths["summed"][kv]) * unknowns[kv].unit for joint, _, kv in pairs}
     return half_widths, sums
 
 
@@ -533,70 +510,18 @@ def error_figures(
     }
 
 
-@dataclass
-class _Fit:
-    """One Levenberg-Marquardt run: the values (units), the data's residual and Jacobian, the settling."""
-
-    x: np.ndarray
-    residual: np.ndarray
-    jacobian: np.ndarray
-    moved: np.ndarray  # units
-    iterations: int
-
-
-def _optimize(problem: Problem, max_iterations: int, output: io.StringIO) -> _Fit:
-    """Fit ``problem``'s unknowns to its fit windows (the prior included), from its current values."""
-    with quiet_absl():
-        optimized, result = problem.sysid.optimize(
-            problem.params,
-            problem.residual_fn("fit", prior=True),
-            optimizer="mujoco",
-            verbose=False,
-            max_iters=max_iterations,
-            eps=FD_STEP,
-            output=output,
-        )
-        x = np.asarray(result.x, dtype=float).reshape(-1)
-        residuals, _, _ = problem.residual_fn("fit", prior=False)(x, optimized)
-    rows = sum(r.size for r in residuals)
-    candidates = result.extras.get("candidate", []) if hasattr(result, "extras") else []
-    return _Fit(
-        x=x,
-        residual=np.concatenate(residuals),
-        jacobian=np.asarray(result.jac)[:rows],  # the prior's rows left out
-        moved=_moved(x, candidates, max_iterations),
-        iterations=len(candidates),
-    )
-
-
-def _moved(x: np.ndarray, candidates: Sequence[np.ndarray], max_iterations: int) -> np.ndarray:
-    """How far each unknown moved over the fit's last SETTLE_ITERATIONS iterations; a fit that stopped
-    before ``max_iterations`` converged, so only its last step counts."""
-    if not candidates:
-        return np.zeros_like(x)
-    if len(candidates) < max_iterations:
-        return x - np.asarray(candidates[-1])
-    earlier = (
-        np.asarray(candidates[-1 - SETTLE_ITERATIONS]) if len(candidates) > SETTLE_ITERATIONS else x + np.inf
-    )
-    return x - earlier
-
-
 def identify(
     runs: Sequence[RecordedRun],
     robot: RobotModel,
     spec: mujoco.MjSpec,
     config: SysidConfig,
     log: Callable[[str], None] = print,
-    validation: Sequence[RecordedRun] = (),
 ) -> SysidResult:
-    """Fit ``config.fit`` of ``robot`` to ``runs``, keep what the data identifies (the rest nominal) and
-    compare nominal and identified on the held-out windows and on ``validation`` (runs of another kind,
-    every window held out); SysidInputError (one line) for data it cannot use."""
+    """Fit ``config.fit`` of ``robot`` to ``runs``; SysidInputError (one line) for data it cannot use."""
     import time
 
     config.check()
-    load_sysid()
+    sysid = load_sysid()
     started = time.perf_counter()
     dt = robot.physics_dt
     history = math.ceil(max(config.max_delay_s, robot.parameters.command_delay_s) / dt) + 1
@@ -604,167 +529,58 @@ def identify(
     windows = make_windows(runs, robot, config.window_s, history)
     windows = split_windows(windows, config.holdout_every, config.max_fit_s, config.window_s)
     check_data(windows, robot, config, len(unknowns))
-    checks = [
-        dataclasses.replace(w, held_out=True)
-        for w in make_windows(validation, robot, config.window_s, history)
-    ]
-    if validation and not checks:
-        raise SysidInputError(
-            f"validation_bags: no window of {config.window_s:g} s with known commands in them"
-        )
-    parts = {
-        "fit": [w for w in windows if not w.held_out],
-        "held_out": [w for w in windows if w.held_out],
-        "validation": checks,
-    }
-    problem = Problem(robot, spec, unknowns, parts, history, config.velocity_weight_s, config.threads)
+    problem = Problem(robot, spec, unknowns, windows, history, config.velocity_weight_s, config.threads)
+    fit_windows = problem.windows["fit"]
     problem.start_delay()
     log(
-        f"fitting {len(unknowns)} parameters to {len(parts['fit'])} windows of {config.window_s:g} s "
-        f"({len(parts['held_out'])} held out, {len(checks)} of another kind to validate on)"
+        f"fitting {len(unknowns)} parameters to {len(fit_windows)} windows of {config.window_s:g} s "
+        f"({len(problem.windows['held_out'])} held out)"
     )
     output = io.StringIO()
-    chosen = _choose(problem, parts["fit"], spec, history, config, output)
-    log(f"{len(chosen.kept)} of {len(unknowns)} parameters identified by the data")
-    errors, traces = _compare(problem, unknowns, chosen.values, dt, robot.joint_names)
+    with quiet_absl():
+        optimized, result = sysid.optimize(
+            problem.params,
+            problem.residual_fn("fit", prior=True),
+            optimizer="mujoco",
+            verbose=False,
+            max_iters=config.max_iterations,
+            eps=FD_STEP,
+            output=output,
+        )
+        x = np.asarray(result.x, dtype=float).reshape(-1)
+        residuals, _, _ = problem.residual_fn("fit", prior=False)(x, optimized)
+        jacobian = np.asarray(result.jac)[: sum(r.size for r in residuals)]  # the prior's rows left out
+        half_widths, sum_half_widths = confidence(sysid, unknowns, np.concatenate(residuals), jacobian)
+    identified = {u.name: float(v) * u.unit for u, v in zip(unknowns, x, strict=True)}
+    moved = _moved(unknowns, x, result)
+    errors, traces = _compare(problem, unknowns, identified, dt, robot.joint_names)
+    iterations = len(result.extras.get("objective", [])) if hasattr(result, "extras") else 0
     return SysidResult(
         joint_names=robot.joint_names,
         unknowns=unknowns,
-        identified=chosen.values,
-        estimates=chosen.estimates,
-        reasons=chosen.reasons,
-        partners=chosen.partners,
-        sensitivity=chosen.sensitivity,
-        motion=chosen.motion,
-        half_widths=chosen.half_widths,
-        sum_half_widths=chosen.sum_half_widths,
-        moved=chosen.moved,
+        identified=identified,
+        half_widths=half_widths,
+        sum_half_widths=sum_half_widths,
+        moved=moved,
         errors=errors,
-        windows=windows + checks,
+        windows=windows,
         runs=list(runs),
-        validation_runs=list(validation),
         window_s=config.window_s,
         physics_dt=dt,
-        iterations=chosen.iterations,
+        iterations=iterations,
         wall_s=time.perf_counter() - started,
         traces=traces,
         log=output.getvalue(),
     )
 
 
-@dataclass
-class _Chosen:
-    """The fit's outcome: every unknown's value (nominal unless kept), and what the data said of each."""
-
-    values: dict[str, float]
-    estimates: dict[str, float]
-    reasons: dict[str, str | None]
-    partners: dict[str, str]
-    sensitivity: dict[str, float]
-    motion: dict[str, float]
-    half_widths: dict[str, float]
-    sum_half_widths: dict[str, float]
-    moved: dict[str, float]
-    iterations: int
-
-    @property
-    def kept(self) -> list[str]:
-        return [name for name, reason in self.reasons.items() if reason is None]
-
-
-def _choose(
-    problem: Problem,
-    fit: list[Window],
-    spec: mujoco.MjSpec,
-    history: int,
-    config: SysidConfig,
-    output: io.StringIO,
-) -> _Chosen:
-    """Fit every unknown, judge which the data identifies (``selection.judge``), then refit those with
-    the others at nominal until every one refitted is still identified (at most MAX_ROUNDS)."""
-    robot, unknowns, sysid = problem.robot, problem.unknowns, problem.sysid
-    first = _optimize(problem, config.max_iterations, output)
-    sigma = noise(first.residual, len(unknowns))
-    half = intervals(sysid, first.residual, first.jacobian, sigma)
-    estimates = {u.name: float(v) * u.unit for u, v in zip(unknowns, first.x, strict=True)}
-    half_widths, sum_half_widths = confidence(unknowns, first.jacobian, half)
-    motion = joint_motion(np.concatenate([w.positions for w in fit]), robot.joint_names)
-    judged = judge(unknowns, estimates, first.jacobian, sigma, motion, config.min_joint_rms_rad, half)
-    reasons = dict(judged.reasons)
-    values, iterations = dict(estimates), first.iterations
-    moved = {u.name: float(m) * u.unit for u, m in zip(unknowns, first.moved, strict=True)}
-    for round_ in range(MAX_ROUNDS + 1):  # the last refit only makes the values consistent again
-        kept = [u for u in unknowns if reasons[u.name] is None]
-        if len(kept) == len(unknowns) or not kept:
-            break
-        refit = _refit(robot, spec, kept, fit, history, config, estimates, output)
-        iterations += refit.iterations
-        floor = max(sigma, noise(refit.residual, len(kept)))
-        widths = confidence(kept, refit.jacobian, intervals(sysid, refit.residual, refit.jacobian, floor))[0]
-        for u, x, step in zip(kept, refit.x, refit.moved, strict=True):
-            values[u.name], half_widths[u.name], moved[u.name] = (
-                float(x) * u.unit,
-                widths[u.name],
-                step * u.unit,
-            )
-        failed = _unsettled(kept, refit, widths) if round_ < MAX_ROUNDS else {}
-        reasons.update(failed)
-        if not failed:
-            break
-    for u in unknowns:
-        if reasons[u.name] is not None:
-            values[u.name] = u.nominal
-    return _Chosen(
-        values=values,
-        estimates=estimates,
-        reasons=reasons,
-        partners=judged.partners,
-        sensitivity=judged.sensitivity_rad,
-        motion=motion,
-        half_widths=half_widths,
-        sum_half_widths=sum_half_widths,
-        moved=moved,
-        iterations=iterations,
+def _moved(unknowns: Sequence[Unknown], x: np.ndarray, result: Any) -> dict[str, float]:
+    """How far each unknown moved over the fit's last SETTLE_ITERATIONS iterations (inf if it took fewer)."""
+    candidates = result.extras.get("candidate", [])
+    earlier = (
+        np.asarray(candidates[-1 - SETTLE_ITERATIONS]) if len(candidates) > SETTLE_ITERATIONS else x + np.inf
     )
-
-
-def _refit(
-    robot: RobotModel,
-    spec: mujoco.MjSpec,
-    kept: list[Unknown],
-    fit: list[Window],
-    history: int,
-    config: SysidConfig,
-    start: dict[str, float],
-    output: io.StringIO,
-) -> _Fit:
-    """The ``kept`` unknowns fitted again with every other one at its nominal value, from ``start``."""
-    problem = Problem(robot, spec, kept, {"fit": fit}, history, config.velocity_weight_s, config.threads)
-    problem.params.update_from_vector(np.array([start[u.name] / u.unit for u in kept]))
-    return _optimize(problem, config.max_iterations, output)
-
-
-def _unsettled(kept: Sequence[Unknown], refit: _Fit, widths: dict[str, float]) -> dict[str, str]:
-    """The refitted unknowns the data still does not pin (their reasons): one run into a bound (other
-    than zero), one not ``pinned`` by its interval, or an estimate still moving by more than its
-    half-width."""
-    failed = {}
-    for u, x, step in zip(kept, refit.x, refit.moved, strict=True):
-        value = float(x) * u.unit
-        width = relative(widths[u.name], value, u.unit)
-        bound = next((b for b in (u.lower, u.upper) if b and abs(value - b) <= 1e-6 * abs(b)), None)
-        if bound is not None:
-            failed[u.name] = f"the refit ran into its bound {bound:g} (the data does not hold it inside)"
-        elif not pinned(u, value, widths[u.name]):
-            failed[u.name] = (
-                f"{unpinned_reason(width)}, when refitted with the parameters the data does not "
-                "identify at nominal"
-            )
-        elif abs(step) * u.unit > widths[u.name]:
-            failed[u.name] = (
-                f"the fit was still moving it ({abs(step) * u.unit:.3g} over its last iterations)"
-            )
-    return failed
+    return {u.name: float(v - w) * u.unit for u, v, w in zip(unknowns, x, earlier, strict=True)}
 
 
 def _compare(
@@ -774,8 +590,7 @@ def _compare(
     dt: float,
     joint_names: Sequence[str],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[np.ndarray]]]:
-    """Errors of the nominal and the identified model on each part's windows, and the traces of the
-    held-out and validation windows (``<part>.<nominal|identified>``).
+    """Errors of the nominal and the identified model on each part's windows, and the held-out traces.
 
     Errors as the simulator will reproduce them: the delay in whole physics steps.
     """
@@ -794,8 +609,8 @@ def _compare(
         for which, point in (("nominal", x_nominal), ("identified", x_identified)):
             predicted = problem.predictions(part, point)
             errors[part][which] = error_figures(part_windows, predicted, joint_names)
-            if part != "fit":
-                traces[f"{part}.{which}"] = predicted
+            if part == "held_out":
+                traces[which] = predicted
         nominal = errors[part]["nominal"]["position_rms_rad"]
         errors[part]["ratio"] = errors[part]["identified"]["position_rms_rad"] / nominal if nominal else None
     return errors, traces

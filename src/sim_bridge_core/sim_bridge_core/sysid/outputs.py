@@ -1,16 +1,15 @@
 """What ``bringup sysid`` writes: robot.yaml, sysid.json, sysid_report.png and randomization.yaml.
 
 * ``robot.yaml``: the recorded robot's config (every key of the robot config it was given) with
-  ``model_parameters`` holding the values the data identified (and only those: every other
-  parameter stays as the robot config has it), the delay in whole physics steps as the
+  ``model_parameters`` holding the identified values, the delay in whole physics steps as the
   simulator applies it. Every job takes it as ``robot:=S/robot.yaml``.
-* ``sysid.json``: per parameter its nominal value, the first fit's estimate, the value robot.yaml
-  holds, bounds, the 95 % half-width of its confidence interval, whether the data identifies it
-  and, if not, why (``sysid.selection``); per joint its motion and the damping + kv sum (what a
-  position servo's data fixes); the errors before and after on fit, held-out and validation
-  windows (bags of another kind); the bags, windows and optimizer figures.
-* ``sysid_report.png``: recorded, nominal and identified joint positions on held-out windows and,
-  beside them, on the validation windows.
+* ``sysid.json``: per parameter its nominal and identified value, bounds, the 95 % half-width
+  of its confidence interval and whether the data identifies it (a half-width within
+  ``IDENTIFIED_WITHIN`` of the value, and an estimate that settled: it moved less than its
+  half-width over the fit's last iterations); per joint the damping + kv
+  sum (what a position servo's data fixes); the errors before and after on fit and held-out
+  windows; the bags, windows and optimizer figures.
+* ``sysid_report.png``: recorded, nominal and identified joint positions on held-out windows.
 * ``randomization.yaml``: a spec for ``randomization:=`` centred on the identified values (with
   ``robot:=S/robot.yaml`` they are the nominal ones, so every range is a ``scale`` about 1) whose
   ranges come from the uncertainties: the widest relative half-width of the identified joints of
@@ -31,12 +30,13 @@ import yaml
 
 from sim_bridge_core.sysid.config import DELAY
 from sim_bridge_core.sysid.identify import SysidResult
-from sim_bridge_core.sysid.selection import IDENTIFIED_WITHIN, REJECTS_WITHIN, relative
 
 ROBOT = "robot.yaml"
 SUMMARY = "sysid.json"
 REPORT = "sysid_report.png"
 RANDOMIZATION = "randomization.yaml"
+# A parameter is identified when the data pins it within this fraction of its size (95 %).
+IDENTIFIED_WITHIN = 0.1
 MIN_RANGE, MAX_RANGE = 0.02, 0.5
 RANDOMIZED = {
     "damping": "dof_damping",
@@ -50,7 +50,15 @@ REPORT_WINDOWS = 6
 
 def relative_half_width(result: SysidResult, name: str) -> float:
     unknown = next(u for u in result.unknowns if u.name == name)
-    return relative(result.half_widths[name], result.identified[name], unknown.unit)
+    return result.half_widths[name] / max(abs(result.identified[name]), unknown.unit)
+
+
+def is_identified(result: SysidResult, name: str) -> bool:
+    """Pinned by the data within IDENTIFIED_WITHIN, and settled there (the fit stopped moving it)."""
+    return (
+        relative_half_width(result, name) <= IDENTIFIED_WITHIN
+        and abs(result.moved[name]) <= result.half_widths[name]
+    )
 
 
 def robot_config(source: Any, result: SysidResult) -> dict[str, Any]:
@@ -61,8 +69,8 @@ def robot_config(source: Any, result: SysidResult) -> dict[str, Any]:
     identified = result.parameters()
     for joint, values in identified.joints.items():
         joints.setdefault(joint, {}).update(values)
-    overrides["joints"] = {joint: values for joint, values in joints.items() if values}
-    if any(u.joint is None for u in result.written()):
+    overrides["joints"] = joints
+    if any(u.joint is None for u in result.unknowns):
         overrides["command_delay_s"] = identified.command_delay_s
     config["model_parameters"] = overrides
     return config
@@ -76,25 +84,14 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
             "joint": unknown.joint,
             "kind": unknown.kind,
             "nominal": unknown.nominal,
-            "estimate": result.estimates[unknown.name],
             "identified": result.identified[unknown.name],
             "lower": unknown.lower,
             "upper": unknown.upper,
             "uncertainty_95": half if math.isfinite(half) else None,
-            "sensitivity_rad": result.sensitivity[unknown.name],
-            "identified_by_data": result.reasons[unknown.name] is None,
-            "written": result.reasons[unknown.name] is None,
-            "why_nominal": result.reasons[unknown.name],
-            # identified with these at nominal (the data could not tell them apart): its value
-            # reproduces the robot together with theirs, and is not its true value if theirs is off
-            "given_nominal": sorted(
-                fixed
-                for fixed, partner in result.partners.items()
-                if partner == unknown.name and result.reasons[fixed] is not None
-            ),
+            "identified_by_data": is_identified(result, unknown.name),
         }
         if unknown.kind == DELAY:
-            entry["applied"] = result.parameters().command_delay_s if entry["written"] else unknown.nominal
+            entry["applied"] = result.parameters().command_delay_s
         parameters[unknown.name] = entry
     sums = {}
     for joint, half in result.sum_half_widths.items():
@@ -103,15 +100,26 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
             "nominal": sum(parameters[f"{joint}.{kind}"]["nominal"] for kind in ("damping", "kv")),
             "identified": value,
             "uncertainty_95": half if math.isfinite(half) else None,
-            "identified_by_data": any(parameters[f"{joint}.{kind}"]["written"] for kind in ("damping", "kv"))
-            and half <= IDENTIFIED_WITHIN * abs(value),
+            "identified_by_data": half <= IDENTIFIED_WITHIN * abs(value)
+            and abs(result.moved[f"{joint}.damping"] + result.moved[f"{joint}.kv"]) <= half,
         }
     return {
         "robot": str(source_path),
         "model_path": model_path,
-        "bags": [_bag(run) for run in result.runs],
-        "validation_bags": [_bag(run) for run in result.validation_runs],
-        "joint_motion_rms_rad": result.motion,
+        "bags": [
+            {
+                "path": str(run.path),
+                "state_topic": run.state_topic,
+                "command_topic": run.command_topic,
+                "command_interface": run.interface,
+                "duration_s": run.duration_s,
+                "states": len(run.times),
+                "commands": len(run.commands),
+                "commands_skipped": run.rejected,
+                "states_skipped": {"without_robot_joints": run.foreign, "invalid": run.invalid},
+            }
+            for run in result.runs
+        ],
         "physics_dt": result.physics_dt,
         "window_s": result.window_s,
         "parameters": parameters,
@@ -121,22 +129,7 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
         "wall_s": result.wall_s,
         "optimizer": "mujoco.sysid.optimize (mujoco.minimize.least_squares, Levenberg-Marquardt)",
         "identified_within": IDENTIFIED_WITHIN,
-        "rejects_nominal_within": REJECTS_WITHIN,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-
-
-def _bag(run: Any) -> dict[str, Any]:
-    return {
-        "path": str(run.path),
-        "state_topic": run.state_topic,
-        "command_topic": run.command_topic,
-        "command_interface": run.interface,
-        "duration_s": run.duration_s,
-        "states": len(run.times),
-        "commands": len(run.commands),
-        "commands_skipped": run.rejected,
-        "states_skipped": {"without_robot_joints": run.foreign, "invalid": run.invalid},
     }
 
 
@@ -164,33 +157,19 @@ def randomization(result: SysidResult) -> dict[str, Any]:
 
 
 def plot_report(result: SysidResult, path: Path) -> None:
-    """Recorded, nominal and identified positions of each joint on the first held-out windows and, in a
-    second column, on the first validation windows (bags of another kind), if any."""
+    """Recorded, nominal and identified positions of each joint on the first held-out windows."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     joints = result.joint_names
-    parts = [part for part in ("held_out", "validation") if part in result.errors]
-    figure = Figure(figsize=(10 * len(parts), 1.6 * len(joints) + 1), tight_layout=True)
+    figure = Figure(figsize=(10, 1.6 * len(joints) + 1), tight_layout=True)
     FigureCanvasAgg(figure)
-    for column, part in enumerate(parts):
-        axes = [
-            figure.add_subplot(len(joints), len(parts), k * len(parts) + column + 1)
-            for k in range(len(joints))
-        ]
-        windows = [w for w in result.windows if w.held_out][: len(result.traces[f"{part}.nominal"])]
-        if part == "validation":
-            windows = result.windows[len(result.windows) - len(result.traces["validation.nominal"]) :]
-        _plot_part(result, part, windows, axes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80)
-
-
-def _plot_part(result: SysidResult, part: str, windows: list, axes: list) -> None:
-    traces = zip(windows, result.traces[f"{part}.nominal"], result.traces[f"{part}.identified"], strict=True)
+    axes = [figure.add_subplot(len(joints), 1, k + 1) for k in range(len(joints))]
+    held_out = [w for w in result.windows if w.held_out]
+    traces = zip(held_out, result.traces["nominal"], result.traces["identified"], strict=True)
     for w, (window, nominal, identified) in enumerate(list(traces)[:REPORT_WINDOWS]):
-        first = w == 0
         for k, axis in enumerate(axes):
+            first = w == 0
             axis.plot(
                 window.times, window.positions[:, k], color="0.6", lw=3, label="recorded" if first else None
             )
@@ -200,18 +179,18 @@ def _plot_part(result: SysidResult, part: str, windows: list, axes: list) -> Non
             axis.plot(
                 window.times, identified[:, k], color="tab:blue", lw=1, label="identified" if first else None
             )
-    errors = result.errors[part]
-    what = "held-out" if part == "held_out" else "validation (another kind)"
-    for joint, axis in zip(result.joint_names, axes, strict=True):
+    errors = result.errors["held_out"]
+    for joint, axis in zip(joints, axes, strict=True):
         before = errors["nominal"]["position_rms_rad_per_joint"][joint]
         after = errors["identified"]["position_rms_rad_per_joint"][joint]
         axis.set_ylabel(f"{joint}, rad", fontsize=8)
         axis.set_title(
-            f"{joint}: {what} RMS error {before:.2e} rad nominal, {after:.2e} rad identified", fontsize=8
+            f"{joint}: held-out RMS error {before:.2e} rad nominal, {after:.2e} rad identified", fontsize=8
         )
     axes[0].legend(loc="upper right", fontsize=8)
-    bags = "bag" if part == "held_out" else "validation bag"
-    axes[-1].set_xlabel(f"{bags} time, s: {what} windows, each rolled out open loop from its recorded start")
+    axes[-1].set_xlabel("bag time, s: held-out windows, each rolled out open loop from its recorded start")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
 
 
 def write_outputs(
@@ -220,19 +199,13 @@ def write_outputs(
     """Write the four files into ``output_dir`` (created); return their paths."""
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in (ROBOT, SUMMARY, REPORT, RANDOMIZATION)}
+    held_out = result.errors["held_out"]
     header = (
         f"# Identified by bringup sysid from {', '.join(str(r.path) for r in result.runs)}\n"
-        f"# (robot {source_path}); {len(result.written())} of {len(result.unknowns)} parameters identified "
-        f"by the data, the others as the robot config has them.\n"
+        f"# (robot {source_path}). Held-out joint position error: "
+        f"{held_out['nominal']['position_rms_rad']:.3g} rad nominal -> "
+        f"{held_out['identified']['position_rms_rad']:.3g} rad identified. Details: {SUMMARY}.\n"
     )
-    for part, what in (("held_out", "Held-out"), ("validation", "Validation (bags of another kind)")):
-        if part in result.errors:
-            errors = result.errors[part]
-            header += (
-                f"# {what} joint position error: {errors['nominal']['position_rms_rad']:.3g} rad nominal -> "
-                f"{errors['identified']['position_rms_rad']:.3g} rad identified.\n"
-            )
-    header += f"# Details, and why each other parameter stays nominal: {SUMMARY}.\n"
     paths[ROBOT].write_text(header + yaml.safe_dump(robot_config(source, result), sort_keys=False))
     paths[SUMMARY].write_text(json.dumps(summary(result, source_path, model_path), indent=2) + "\n")
     paths[RANDOMIZATION].write_text(

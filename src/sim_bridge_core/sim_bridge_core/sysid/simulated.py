@@ -9,7 +9,6 @@ what the nodes record, less the DDS latency.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +33,17 @@ STATE_TOPIC = "/joint_states"
 
 
 def record_excitation(
-    bag: str | Path,
-    sim: SimulatorConfig,
-    excitation: ExcitationConfig,
-    start_s: float = 0.0,
-    position_limits: Sequence[float] = (),
+    bag: str | Path, sim: SimulatorConfig, excitation: ExcitationConfig, start_s: float = 0.0
 ) -> Path:
     """Excite the simulated robot ``sim`` (one world) and record it to the bag directory ``bag``.
 
     The simulator rests for ``start_s`` first (the robot settles under gravity), as a robot would
-    before ``bringup excite`` starts. ``position_limits`` (lower, upper per joint) narrow the
-    exciter's, as a robot config's do.
+    before ``bringup excite`` starts.
     """
     simulator = Simulator(sim)
     robot = simulator.robot
     interface = sim.command_interface
-    safety = safety_filter(robot, sim.control_dt, position_limits, section="exciter")
-    exciter = Exciter(excitation, robot, interface, safety)
+    exciter = Exciter(excitation, robot, interface, safety_filter(robot, sim.control_dt, section="exciter"))
     command_topic = "/" + COMMAND_TOPIC_NAMES[interface]
     topics = [
         (STATE_TOPIC, JOINT_STATE_TYPE, STREAM_QOS),
