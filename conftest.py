@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+import sim_bridge_core  # noqa: F401  (picks MuJoCo's GL backend before a test module imports mujoco)
+
 
 def _claim_domain() -> tuple[int, object]:
     """A ROS domain no other test run on this machine holds: a random free one, locked for the run."""

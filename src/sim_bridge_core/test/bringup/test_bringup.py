@@ -6,12 +6,12 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-import mujoco
 import numpy as np
 import pytest
 import yaml
 from sim_bridge_core.bringup.description import JOBS, BringupArguments, describe, parse_overrides
 from sim_bridge_core.config import ConfigError, setting_specs
+from sim_bridge_core.models.parameters import CONES
 from sim_bridge_core.simulator.core import Simulator, SimulatorConfig
 
 CONFIG = Path(__file__).resolve().parents[4] / "config"
@@ -243,7 +243,7 @@ def test_eval_robot_is_the_robot_the_simulator_steps(tmp_path):
     simulated = {k: v for k, v in described["simulator"].parameters.items() if k in fields}
     simulator = Simulator(SimulatorConfig(**simulated))
     model = simulator.robot.model
-    assert model.opt.timestep == 0.001 and model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
+    assert model.opt.timestep == 0.001 and model.opt.cone == CONES["elliptic"]
     assert model.dof_damping[model.jnt_dofadr[model.joint("joint2").id]] == 7.5
     assert simulator.robot.parameters.command_delay_s == 0.01
     # The sensor noise reaches what the simulated robot reports, and only that.
