@@ -262,17 +262,22 @@ def check_robot_tasks(robot: RobotConfig, model: RobotModel) -> None:
         make_task(task, model, settings)
 
 
+def resolve_preset(value: str, key: str, folder: Path) -> Path:
+    """A preset name (``folder``/<name>.yaml) or a file path, as the file; ConfigError naming ``key``."""
+    preset = folder / f"{value}.yaml"
+    path = preset if "/" not in value and preset.is_file() else Path(value)
+    if not path.is_file():
+        presets = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise ConfigError(f"{key}: '{value}' is neither a preset ({presets}) nor a file")
+    return path.resolve()
+
+
 def resolve_randomization(value: str, config_dir: Path) -> str:
     """A preset name (config/randomization/<name>.yaml) or a spec path as the path the nodes load
     ('' for none)."""
     if value in ("", "none"):
         return ""
-    preset = config_dir / "randomization" / f"{value}.yaml"
-    path = preset if "/" not in value and preset.is_file() else Path(value)
-    if not path.is_file():
-        presets = ", ".join(sorted(p.stem for p in (config_dir / "randomization").glob("*.yaml")))
-        raise ConfigError(f"randomization: '{value}' is neither a preset ({presets}) nor a file")
-    return str(path.resolve())
+    return str(resolve_preset(value, "randomization", config_dir / "randomization"))
 
 
 def resolve_sweep(args: BringupArguments, config_dir: Path) -> str:
@@ -281,12 +286,7 @@ def resolve_sweep(args: BringupArguments, config_dir: Path) -> str:
         return ""
     if args.transport == "deploy":
         raise ConfigError("sweep: runs in fused worlds beside transport:=fused or ros, not deploy")
-    preset = config_dir / "sweeps" / f"{args.sweep}.yaml"
-    path = preset if "/" not in args.sweep and preset.is_file() else Path(args.sweep)
-    if not path.is_file():
-        presets = ", ".join(sorted(p.stem for p in (config_dir / "sweeps").glob("*.yaml")))
-        raise ConfigError(f"sweep: '{args.sweep}' is neither a preset ({presets}) nor a file")
-    return load_sweep(path).source
+    return load_sweep(resolve_preset(args.sweep, "sweep", config_dir / "sweeps")).source
 
 
 def resolve_command_interface(args: BringupArguments) -> str:
