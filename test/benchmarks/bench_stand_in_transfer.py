@@ -179,6 +179,8 @@ def walk(client: Client, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.05)
         window = [o for o in list(client.odometry) if o[0] >= start]
         settled = [o for o in window if o[0] >= start + args.hold_s - args.settle_s]
+        if not settled:
+            raise SystemExit(f"no ground_truth/odom from the stand-in during '{name}'")
         fell = any(z < args.fall_height_m for *_, z in window)
         rows[name] = {
             "command": list(command),
