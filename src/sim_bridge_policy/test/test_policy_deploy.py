@@ -424,6 +424,8 @@ def test_a_failure_in_the_deploy_path_holds_and_the_node_answers_enable(tmp_path
     feed(ros_client, policy, ARM.home + 0.02, count=10)
     ros_client.wait_until(lambda: len(commands) >= 5, what="commands")
     publisher = ros_client.node.create_publisher(JointState, "joint_states", RELIABLE)
+    # a message published before discovery matches this new publisher is lost
+    ros_client.wait_until(lambda: publisher.get_subscription_count() > 0, timeout=30, what="policy")
     fast = joint_state(ARM.home + 0.04, ros_client.node.get_clock().now().nanoseconds / 1e9)
     fast.velocity = [150.0] * 7
     publisher.publish(fast)

@@ -71,6 +71,7 @@ def test_image_shows_the_arm_move_and_stays_still_when_it_does_not(start_node, r
         "sim_bridge_sim", "simulator", "--params-file", _params(tmp_path, [OVERHEAD]), model="arm7"
     )
     images = ros_client.collect(Image, "overhead/image_raw", RELIABLE)
+    states = ros_client.collect(JointState, "joint_states", RELIABLE)
     depths = ros_client.collect(Image, "overhead/depth/image_raw", RELIABLE)
     infos = ros_client.collect(CameraInfo, "overhead/camera_info", RELIABLE)
     ros_client.wait_until(lambda: len(images) >= 3 and depths and infos, 20.0, "camera images")
@@ -88,10 +89,17 @@ def test_image_shows_the_arm_move_and_stays_still_when_it_does_not(start_node, r
     assert depth[1, 1] == pytest.approx(HEIGHT, abs=0.02)
     assert depth.min() < HEIGHT - 0.3  # the arm, nearer than the floor
 
-    # at rest: later pictures are the same, at advancing sim instants
-    at_rest = len(images)
-    ros_client.wait_until(lambda: len(images) >= at_rest + 3, 10.0, "more images")
-    still = [_pixels(m) for m in images[at_rest:]]
+    # at rest (after the sag under gravity in the first tenths of a second): later pictures are
+    # the same, at advancing sim instants
+    settled = ros_client.wait_until(
+        lambda: next((m for m in states if _stamp(m) > 0.3e9 and np.abs(m.velocity).max() < 1e-4), None),
+        20.0,
+        "the arm at rest",
+    )
+    ros_client.wait_until(
+        lambda: sum(_stamp(m) >= _stamp(settled) for m in images) >= 3, 10.0, "more images at rest"
+    )
+    still = [_pixels(m) for m in images if _stamp(m) >= _stamp(settled)]
     assert all(np.array_equal(still[0], other) for other in still[1:])
     stamps = [_stamp(m) for m in images]
     assert all(b > a for a, b in itertools.pairwise(stamps)), "stamps are the sim instants shown"
