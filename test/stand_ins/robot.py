@@ -20,7 +20,10 @@ Physics (stepped on its own thread, one step per ``timestep`` of wall-clock time
   --timestep S  --cone {pyramidal,elliptic}  --impratio X  --iterations N    solver overrides
   --mass-scale X  --friction-scale X (sliding)  --damping-scale X  --armature-add X  --frictionloss-add X
   --kp-scale X               position gain scale (position servos and the PD below): softer servos
-  --command-delay-s S        commands take effect this long after they arrive (default 0)
+  --command-delay-s S        commands take effect this long after they arrive (default 0): transport and
+                             queues; a trajectory stamped for later starts at its stamp all the same
+  --actuation-delay-s S      the servos get each target this long after the controller writes it (default
+                             0): a bus and drive latency, which every command sees
   --kp X  --kd X             PD gains for joints driven by motor (torque) actuators (default 30, 1)
 Rates (Hz): --state-rate-hz (500), --imu-rate-hz (250), --trajectory-rate-hz (500).
   A driver faster than the physics republishes the latest state with a fresh stamp.
@@ -39,13 +42,16 @@ On the wire (names relative to the namespace; every stamp is the wall clock, tim
     any other length is ignored with a throttled warning)
   node ``joint_trajectory_controller``: parameter ``joints``, subscribes
     ``joint_trajectory_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory by joint name; stamp 0
-    starts it on arrival; linear interpolation from the current target through the points, then holds the
-    last one)
+    starts it on arrival; from the current target (at rest) through the points, then holds the last one;
+    as joint_trajectory_controller interpolates: linear between positions, cubic with velocities, quintic
+    with velocities and accelerations)
   The latest command wins: a forward command ends a trajectory under way.
 
 Joints driven by position actuators take the target as ctrl; joints driven by motors follow it through
 the PD. Until a command arrives every target is the initial pose, so the robot stands before it is armed.
-Prints ``stand-in robot ready`` once publishing; SIGINT or SIGTERM stops it with exit status 0, after a
+Prints ``stand-in robot parameters: {json}`` (per controller joint its damping, armature, frictionloss and
+servo kp / kv as perturbed, and both delays: the truth a system identification is judged against), then
+``stand-in robot ready`` once publishing; SIGINT or SIGTERM stops it with exit status 0, after a
 line of timing statistics. Bad arguments end it with a one-line error (exit status 2).
 """
 
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import math
 import signal
 import sys
@@ -116,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--frictionloss-add", type=non_negative, default=0.0)
     parser.add_argument("--kp-scale", type=positive, default=1.0)
     parser.add_argument("--command-delay-s", type=non_negative, default=0.0)
+    parser.add_argument("--actuation-delay-s", type=non_negative, default=0.0)
     parser.add_argument("--kp", type=non_negative, default=30.0, help="PD stiffness for motor-driven joints")
     parser.add_argument("--kd", type=non_negative, default=1.0, help="PD damping for motor-driven joints")
     parser.add_argument("--state-rate-hz", type=positive, default=500.0)
@@ -249,10 +257,23 @@ def _set_twist(msg: Odometry, values: np.ndarray) -> None:
 
 
 class Trajectory:
-    """A joint trajectory under way: positions of some target slots against wall-clock time."""
+    """A joint trajectory under way: positions of some target slots against wall-clock time.
 
-    def __init__(self, slots: np.ndarray, start: float, times: np.ndarray, positions: np.ndarray) -> None:
+    Between points, as joint_trajectory_controller samples a trajectory: a quintic when the points carry
+    velocities and accelerations, a cubic with velocities alone, else a straight line.
+    """
+
+    def __init__(
+        self,
+        slots: np.ndarray,
+        start: float,
+        times: np.ndarray,
+        positions: np.ndarray,
+        velocities: np.ndarray | None = None,
+        accelerations: np.ndarray | None = None,
+    ) -> None:
         self.slots, self.start, self.times, self.positions = slots, start, times, positions
+        self.velocities, self.accelerations = velocities, accelerations
 
     def sample(self, now: float) -> tuple[np.ndarray, bool]:
         """Positions at ``now`` and whether the trajectory has ended (it then holds its last point)."""
@@ -262,8 +283,30 @@ class Trajectory:
         if elapsed <= self.times[0]:
             return self.positions[0], False
         k = int(np.searchsorted(self.times, elapsed, side="right"))
-        fraction = (elapsed - self.times[k - 1]) / (self.times[k] - self.times[k - 1])
-        return self.positions[k - 1] + fraction * (self.positions[k] - self.positions[k - 1]), False
+        span = self.times[k] - self.times[k - 1]
+        x = (elapsed - self.times[k - 1]) / span
+        p0, p1 = self.positions[k - 1], self.positions[k]
+        if self.velocities is None:
+            return p0 + x * (p1 - p0), False
+        v0, v1 = self.velocities[k - 1] * span, self.velocities[k] * span  # per unit of x
+        if self.accelerations is None:
+            h01 = x**2 * (3 - 2 * x)  # Hermite basis: p1's weight; p0's is 1 - h01
+            return p0 + h01 * (p1 - p0) + x * (1 - x) ** 2 * v0 + x**2 * (x - 1) * v1, False
+        a0, a1 = self.accelerations[k - 1] * span**2, self.accelerations[k] * span**2
+        # The quintic with these end positions, velocities and accelerations (x from 0 to 1).
+        c3 = 10 * (p1 - p0) - 6 * v0 - 4 * v1 - 1.5 * a0 + 0.5 * a1
+        c4 = -15 * (p1 - p0) + 8 * v0 + 7 * v1 + 1.5 * a0 - a1
+        c5 = 6 * (p1 - p0) - 3 * v0 - 3 * v1 - 0.5 * a0 + 0.5 * a1
+        return p0 + x * (v0 + x * (0.5 * a0 + x * (c3 + x * (c4 + x * c5)))), False
+
+
+def _per_point(points: Sequence[Any], field: str, count: int) -> np.ndarray | None:
+    """(P, count) of every point's ``field``, or None unless each point has ``count`` finite values."""
+    rows = [getattr(point, field) for point in points]
+    if any(len(row) != count for row in rows):
+        return None
+    values = np.array(rows, dtype=np.float64)
+    return values if np.all(np.isfinite(values)) else None
 
 
 class StandInRobot:
@@ -429,7 +472,9 @@ class StandInRobot:
         self._motor_gain = model.actuator_gainprm[motor_acts, 0] * model.actuator_gear[motor_acts, 0]
         self._kp, self._kd = args.kp * args.kp_scale, args.kd
         self.target = self.data.qpos[model.jnt_qposadr[driven]].copy()
-        self._target_changed = True
+        # What the drives have been sent, newest last: they act on the oldest (the actuation delay).
+        steps = round(args.actuation_delay_s / model.opt.timestep)
+        self._sent = collections.deque([self.target.copy()] * (steps + 1), maxlen=steps + 1)
 
     def _controller_slots(self, args: argparse.Namespace) -> list[int]:
         if not args.controller_joints:
@@ -486,8 +531,11 @@ class StandInRobot:
                 throttle_duration_sec=2.0,
             )
             return
+        velocities = _per_point(msg.points, "velocities", len(slots))
+        accelerations = None if velocities is None else _per_point(msg.points, "accelerations", len(slots))
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        self._commands.append((time.monotonic() + self._delay, slots, positions, (stamp, times)))
+        timing = (stamp, times, velocities, accelerations)
+        self._commands.append((time.monotonic() + self._delay, slots, positions, timing))
 
     def _apply_commands(self, now: float) -> None:
         """Commands whose delay has passed: a forward command sets targets, a trajectory starts."""
@@ -498,14 +546,16 @@ class StandInRobot:
             elif timing is None:
                 self.target[slots] = values
                 self._trajectory = None
-                self._target_changed = True
             else:
-                stamp, times = timing
+                stamp, times, velocities, accelerations = timing
                 start = stamp if stamp > 0 else time.time()
-                if times[0] > 0:
+                if times[0] > 0:  # from the current target, at rest
                     times = np.concatenate(([0.0], times))
                     values = np.vstack((self.target[slots], values))
-                self._trajectory = Trajectory(slots, start, times, values)
+                    rest = np.zeros((1, len(slots)))
+                    velocities = None if velocities is None else np.vstack((rest, velocities))
+                    accelerations = None if accelerations is None else np.vstack((rest, accelerations))
+                self._trajectory = Trajectory(slots, start, times, values, velocities, accelerations)
 
     def _follow_trajectory(self) -> None:
         trajectory = self._trajectory
@@ -513,17 +563,16 @@ class StandInRobot:
             return
         positions, ended = trajectory.sample(time.time())
         self.target[trajectory.slots] = positions
-        self._target_changed = True
         if ended:
             self._trajectory = None
 
     def _actuate(self) -> None:
         data = self.data
-        if self._target_changed:
-            data.ctrl[self._servo_acts] = self.target[self._servo_slots]
-            self._target_changed = False
+        self._sent.append(self.target.copy())
+        target = self._sent[0]
+        data.ctrl[self._servo_acts] = target[self._servo_slots]
         if self._motor_acts.size:
-            error = self.target[self._motor_slots] - data.qpos[self._motor_qpos]
+            error = target[self._motor_slots] - data.qpos[self._motor_qpos]
             torque = self._kp * error - self._kd * data.qvel[self._motor_dof]
             data.ctrl[self._motor_acts] = torque / self._motor_gain
 
@@ -609,6 +658,28 @@ class StandInRobot:
                         due[i] += math.ceil((now - due[i]) / periods[i]) * periods[i]
         self._seconds = time.monotonic() - begin
 
+    def parameters(self) -> dict[str, Any]:
+        """The joints' true parameters and the delays, as the perturbations made them."""
+        model, joints = self.model, {}
+        servo_of = dict(zip(self._servo_slots.tolist(), self._servo_acts.tolist(), strict=True))
+        for name, slot in self._slot_of.items():
+            dof = int(model.jnt_dofadr[self._driven[slot]])
+            act = servo_of.get(slot)
+            kp, kv = (
+                (float(model.actuator_gainprm[act, 0]), float(-model.actuator_biasprm[act, 2]))
+                if act is not None
+                else (self._kp, self._kd)
+            )
+            joints[name] = {
+                "damping": float(model.dof_damping[dof]),
+                "armature": float(model.dof_armature[dof]),
+                "frictionloss": float(model.dof_frictionloss[dof]),
+                "kp": kp,
+                "kv": kv,
+            }
+        actuation = (self._sent.maxlen - 1) * model.opt.timestep
+        return {"joints": joints, "command_delay_s": self._delay, "actuation_delay_s": actuation}
+
     def summary(self) -> str:
         """What the robot achieved: the physics against the wall clock, and each driver's rate."""
         seconds, counts = self._seconds, self.counts
@@ -637,6 +708,7 @@ def main(argv: Sequence[str]) -> int:
     for node in nodes:
         executor.add_node(node)
     robot.start()
+    print(f"stand-in robot parameters: {json.dumps(robot.parameters())}", flush=True)
     print("stand-in robot ready", flush=True)
     try:
         while not stopping.is_set():

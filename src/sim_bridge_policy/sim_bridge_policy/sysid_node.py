@@ -19,6 +19,7 @@ from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.ros.run import run_node
 from sim_bridge_core.sysid.bags import SysidInputError
 from sim_bridge_core.sysid.config import SysidConfig
+from sim_bridge_core.sysid.outputs import error_line
 
 
 class SysidNode(Node):
@@ -42,12 +43,9 @@ class SysidNode(Node):
         try:
             outcome = run_sysid(self.config, log=log)
             result, paths = outcome["result"], outcome["paths"]
-            held_out = result.errors["held_out"]
             log(
-                f"done in {result.wall_s:.0f} s ({result.iterations} iterations): held-out joint position "
-                f"error {held_out['nominal']['position_rms_rad']:.3g} rad nominal -> "
-                f"{held_out['identified']['position_rms_rad']:.3g} rad identified; wrote "
-                + ", ".join(str(path) for path in paths.values())
+                f"done in {result.wall_s:.0f} s ({result.iterations} iterations): {error_line(result)}; "
+                "wrote " + ", ".join(str(path) for path in paths.values())
             )
         except (ConfigError, SysidInputError) as exc:
             print(f"[sysid] error: {exc}", file=sys.stderr, flush=True)

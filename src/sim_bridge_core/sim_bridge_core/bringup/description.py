@@ -157,6 +157,9 @@ class BringupArguments:
     )
     duration_s: float = setting(30.0, "excite: length of the excitation, s", low=1.0, high=3600.0)
     bag: list[str] = setting([], "sysid: rosbag2 folder(s) of the robot (bag:=A bag:=B, or bag:=[A, B])")
+    validation_bag: list[str] = setting(
+        [], "sysid: rosbag2 folder(s) of the robot doing something else: validated on, never fitted"
+    )
     compare_robot: str = setting(
         "", "eval: also evaluate on this robot (e.g. sysid's robot.yaml), nominal physics, side by side"
     )
@@ -211,7 +214,7 @@ NODES: dict[str, tuple[str, str, dict[str, type]]] = {
     "sysid": ("sim_bridge_policy", "sysid", {"": SysidConfig}),
 }
 # Arguments whose values add up when given more than once (bag:=A bag:=B).
-REPEATABLE = ("bag",)
+REPEATABLE = ("bag", "validation_bag")
 
 
 def runs_job(kind: str, parameters: Mapping[str, Any]) -> bool:
@@ -401,6 +404,7 @@ def argument_parameters(
     if kind == "sysid":
         sysid = {
             "bags": list(args.bag),
+            "validation_bags": list(args.validation_bag),
             "robot": robot_path,
             "output_dir": args.output_dir,
             "state_topic": args.state_topic,

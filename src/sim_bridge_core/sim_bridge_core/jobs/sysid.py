@@ -48,8 +48,11 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
     names = driver_joint_names(
         source.joint_name_map, source.joint_prefix, robot.joint_names, source_path.name
     )
-    runs = [read_run(bag, robot, config.state_topic, config.command_topic, names) for bag in config.bags]
-    for run in runs:
+    runs, validation = (
+        [read_run(bag, robot, config.state_topic, config.command_topic, names) for bag in bags]
+        for bags in (config.bags, config.validation_bags)
+    )
+    for run in runs + validation:
         skipped = [
             f"{count} {what}"
             for count, what in (
@@ -64,6 +67,6 @@ def run_sysid(config: SysidConfig, log: Callable[[str], None] = print) -> dict[s
             f"{run.command_topic} ({run.interface}) over {run.duration_s:.1f} s"
             + (f"; skipped {', '.join(skipped)}" if skipped else "")
         )
-    result = identify(runs, robot, spec, config, log=log)
+    result = identify(runs, robot, spec, config, log=log, validation=validation)
     paths = write_outputs(result, source, source_path, robot.path, output_dir)
     return {"paths": paths, "result": result}

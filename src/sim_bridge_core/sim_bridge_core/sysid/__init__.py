@@ -3,6 +3,7 @@
 
 Modules: ``config`` (the node settings), ``excitation`` (the safe multi-sine), ``bags`` (a
 recorded run), ``replay`` (its commands as the controller executed them), ``identify`` (the fit),
-``outputs`` (robot.yaml, sysid.json, sysid_report.png, randomization.yaml), ``simulated`` (a run
-recorded from the simulator in-process, for tests and benchmarks).
+``selection`` (what the data identifies), ``outputs`` (robot.yaml, sysid.json, sysid_report.png,
+randomization.yaml), ``simulated`` (a run recorded from the simulator in-process, for tests and
+benchmarks).
 """

@@ -99,6 +99,11 @@ class SysidConfig:
     robot: str = setting(
         "", "the robot config (YAML) of the recorded robot: its model and nominal parameters"
     )
+    validation_bags: list[str] = setting(
+        [],
+        "rosbag2 directories of the same robot doing something else (a faster excitation, a deploy run): "
+        "never fitted; nominal and identified are compared on them",
+    )
     output_dir: str = setting("", "where robot.yaml, sysid.json, sysid_report.png, randomization.yaml go")
     state_topic: str = setting(
         "/joint_states", "JointState topic in the bags (if absent, the bag's only JointState topic)"

@@ -46,6 +46,7 @@ from sim_bridge_core.models.parameters import JOINT_FIELDS, apply_model_paramete
 from sim_bridge_core.sysid.bags import RecordedRun, SysidInputError
 from sim_bridge_core.sysid.config import DELAY, SysidConfig
 from sim_bridge_core.sysid.replay import CommandReplay, delayed
+from sim_bridge_core.sysid.selection import select
 
 SYSID_MISSING = "the sysid extra is not installed: pip install 'mujoco[sysid]'"
 # The measurement noise assumed at least, rad: a joint encoder and servo's, and what a noise-free
@@ -62,6 +63,8 @@ LAMBDA_ZERO = 1e-10
 V_ZERO = 1e-3
 # An estimate still moving by more than its half-width over this many iterations has not settled.
 SETTLE_ITERATIONS = 3
+# Windows fitted, held out of the fit (same runs) and of the validation runs (another kind).
+PARTS = ("fit", "held_out", "validation")
 
 
 def load_sysid() -> Any:
@@ -98,7 +101,7 @@ class Window:
     velocities: np.ndarray  # (M, J)
     setpoints: np.ndarray  # (history + steps, J), one per physics step from start - history steps
     steps: int
-    held_out: bool
+    part: str  # one of PARTS
 
 
 @dataclass
@@ -107,24 +110,31 @@ class SysidResult:
 
     joint_names: tuple[str, ...]
     unknowns: list[Unknown]
-    identified: dict[str, float]
+    identified: dict[str, float]  # what robot.yaml holds: the refit where kept, else nominal
+    fitted: dict[str, float]  # the first fit, every unknown free
+    reasons: dict[str, str | None]  # None: identified by the data; else why it stays nominal
     half_widths: dict[str, float]  # 95 % confidence half-widths, data alone (inf: not identifiable)
     sum_half_widths: dict[str, float]  # per joint, of damping + kv
-    moved: dict[str, float]  # each estimate's change over the last SETTLE_ITERATIONS iterations
-    errors: dict[str, dict[str, Any]]  # fit / held_out -> nominal / identified -> figures
+    moved: dict[str, float]  # each first-fit estimate's change over its last SETTLE_ITERATIONS iterations
+    errors: dict[str, dict[str, Any]]  # fit / held_out / validation -> nominal / identified -> figures
     windows: list[Window]
     runs: list[RecordedRun]
     window_s: float
     physics_dt: float
     iterations: int
     wall_s: float = 0.0
-    traces: dict[str, list[np.ndarray]] = field(default_factory=dict)  # nominal / identified predictions
+    # part -> nominal / identified -> per window predictions, for the held-out and validation windows
+    traces: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
     log: str = ""
+
+    def written(self) -> list[Unknown]:
+        """The unknowns robot.yaml sets: those the data identifies, and the delay (nominal if not)."""
+        return [u for u in self.unknowns if self.reasons[u.name] is None or u.joint is None]
 
     def parameters(self) -> ModelParameters:
         """The identified values as model_parameters overrides: joint fields, and the delay in
         whole physics steps as the simulator applies it."""
-        return parameters_from(self.unknowns, self.identified, self.physics_dt)
+        return parameters_from(self.written(), self.identified, self.physics_dt)
 
 
 def parameters_from(
@@ -186,7 +196,7 @@ def make_unknowns(robot: RobotModel, fit: Sequence[str], max_delay_s: float) -> 
 
 
 def make_windows(
-    runs: Sequence[RecordedRun], robot: RobotModel, window_s: float, history: int
+    runs: Sequence[RecordedRun], robot: RobotModel, window_s: float, history: int, part: str = "fit"
 ) -> list[Window]:
     """Windows of every run, from where the delayed setpoints are known (``CommandReplay.known_from``)."""
     dt = robot.physics_dt
@@ -213,7 +223,7 @@ def make_windows(
                     velocities=run.velocities[inside],
                     setpoints=replay.setpoints(grid, dt),
                     steps=steps,
-                    held_out=False,
+                    part=part,
                 )
             )
             i = max(inside.stop - 1, i + 1)
@@ -229,13 +239,13 @@ def split_windows(
     count = min(len(candidates), max(1, int(max_fit_s / window_s + 1e-9)))
     picks = np.linspace(0, len(candidates) - 1, count).round().astype(int) if candidates else []
     chosen = {candidates[i] for i in picks}
-    return [dataclasses.replace(w, held_out=k not in chosen) for k, w in enumerate(windows)]
+    return [dataclasses.replace(w, part="fit" if k in chosen else "held_out") for k, w in enumerate(windows)]
 
 
 def check_data(windows: Sequence[Window], robot: RobotModel, config: SysidConfig, unknowns: int) -> None:
     """SysidInputError (one line) when the windows cannot support the fit asked for."""
-    fit = [w for w in windows if not w.held_out]
-    held_out = [w for w in windows if w.held_out]
+    fit = [w for w in windows if w.part == "fit"]
+    held_out = [w for w in windows if w.part == "held_out"]
     samples = sum(len(w.times) for w in fit)
     needed = unknowns * config.samples_per_parameter
     if not held_out or samples < needed:
@@ -308,14 +318,10 @@ class Problem:
                 )
             )
         self.x_nominal = self.params.as_vector()
+        self.windows = {part: [w for w in windows if w.part == part] for part in PARTS}
+        self.windows = {part: part_windows for part, part_windows in self.windows.items() if part_windows}
         with quiet_absl():
-            self.sequences = {
-                part: self._sequences(spec, [w for w in windows if w.held_out == (part == "held_out")])
-                for part in ("fit", "held_out")
-            }
-        self.windows = {
-            part: [w for w in windows if w.held_out == (part == "held_out")] for part in self.sequences
-        }
+            self.sequences = {part: self._sequences(spec, w) for part, w in self.windows.items()}
 
     # mujoco.sysid hooks -------------------------------------------------------------------------
 
@@ -457,6 +463,16 @@ def interpolate_rows(at: np.ndarray, times: np.ndarray, rows: np.ndarray) -> np.
     return rows[upper - 1] * (1.0 - fraction) + rows[upper] * fraction
 
 
+def _rms(residual: np.ndarray, count: int) -> float:
+    return float(np.sqrt(residual @ residual / max(residual.size - count, 1)))
+
+
+def noise(residual: np.ndarray, count: int) -> float:
+    """The measurement noise the fit's ``residual`` shows (``count`` unknowns fitted), at least
+    ``NOISE_FLOOR``."""
+    return max(_rms(residual, count), NOISE_FLOOR)
+
+
 def confidence(
     sysid: Any, unknowns: Sequence[Unknown], residual: np.ndarray, jacobian: np.ndarray
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -469,9 +485,7 @@ def confidence(
     and kv of one joint usually form such a direction together, so their sum gets its own
     interval, from the Jacobian with damping moved at a fixed sum.
     """
-    count = len(unknowns)
-    rms = float(np.sqrt(residual @ residual / max(residual.size - count, 1)))
-    scale = max(1.0, NOISE_FLOOR / max(rms, 1e-300))
+    scale = noise(residual, len(unknowns)) / max(_rms(residual, len(unknowns)), 1e-300)
     index = {u.name: k for k, u in enumerate(unknowns)}
     pairs = [
         (u.joint, index[u.name], index[f"{u.joint}.kv"])
@@ -510,32 +524,23 @@ def error_figures(
     }
 
 
-def identify(
-    runs: Sequence[RecordedRun],
-    robot: RobotModel,
-    spec: mujoco.MjSpec,
-    config: SysidConfig,
-    log: Callable[[str], None] = print,
-) -> SysidResult:
-    """Fit ``config.fit`` of ``robot`` to ``runs``; SysidInputError (one line) for data it cannot use."""
-    import time
+@dataclass(frozen=True)
+class Fit:
+    """One Levenberg-Marquardt fit: the values and what the data says of them."""
 
-    config.check()
-    sysid = load_sysid()
-    started = time.perf_counter()
-    dt = robot.physics_dt
-    history = math.ceil(max(config.max_delay_s, robot.parameters.command_delay_s) / dt) + 1
-    unknowns = make_unknowns(robot, config.fit, config.max_delay_s)
-    windows = make_windows(runs, robot, config.window_s, history)
-    windows = split_windows(windows, config.holdout_every, config.max_fit_s, config.window_s)
-    check_data(windows, robot, config, len(unknowns))
-    problem = Problem(robot, spec, unknowns, windows, history, config.velocity_weight_s, config.threads)
-    fit_windows = problem.windows["fit"]
-    problem.start_delay()
-    log(
-        f"fitting {len(unknowns)} parameters to {len(fit_windows)} windows of {config.window_s:g} s "
-        f"({len(problem.windows['held_out'])} held out)"
-    )
+    values: dict[str, float]
+    half_widths: dict[str, float]
+    sum_half_widths: dict[str, float]
+    moved: dict[str, float]
+    hessian: np.ndarray  # J'J of the data, plus the prior's diagonal, per unit of each unknown
+    sigma: float  # the noise, ``noise``
+    iterations: int
+    log: str
+
+
+def fit(problem: Problem, max_iterations: int) -> Fit:
+    """Fit ``problem``'s unknowns to its fit windows from where its parameters stand."""
+    sysid, unknowns = problem.sysid, problem.unknowns
     output = io.StringIO()
     with quiet_absl():
         optimized, result = sysid.optimize(
@@ -543,74 +548,133 @@ def identify(
             problem.residual_fn("fit", prior=True),
             optimizer="mujoco",
             verbose=False,
-            max_iters=config.max_iterations,
+            max_iters=max_iterations,
             eps=FD_STEP,
             output=output,
         )
         x = np.asarray(result.x, dtype=float).reshape(-1)
         residuals, _, _ = problem.residual_fn("fit", prior=False)(x, optimized)
         jacobian = np.asarray(result.jac)[: sum(r.size for r in residuals)]  # the prior's rows left out
-        half_widths, sum_half_widths = confidence(sysid, unknowns, np.concatenate(residuals), jacobian)
-    identified = {u.name: float(v) * u.unit for u, v in zip(unknowns, x, strict=True)}
-    moved = _moved(unknowns, x, result)
-    errors, traces = _compare(problem, unknowns, identified, dt, robot.joint_names)
-    iterations = len(result.extras.get("objective", [])) if hasattr(result, "extras") else 0
-    return SysidResult(
-        joint_names=robot.joint_names,
-        unknowns=unknowns,
-        identified=identified,
+        residual = np.concatenate(residuals)
+        half_widths, sum_half_widths = confidence(sysid, unknowns, residual, jacobian)
+    return Fit(
+        values={u.name: float(v) * u.unit for u, v in zip(unknowns, x, strict=True)},
         half_widths=half_widths,
         sum_half_widths=sum_half_widths,
-        moved=moved,
-        errors=errors,
-        windows=windows,
-        runs=list(runs),
-        window_s=config.window_s,
-        physics_dt=dt,
-        iterations=iterations,
-        wall_s=time.perf_counter() - started,
-        traces=traces,
+        moved=_moved(unknowns, x, result, max_iterations),
+        hessian=jacobian.T @ jacobian + PRIOR_WEIGHT**2 * np.eye(len(unknowns)),
+        sigma=noise(residual, len(unknowns)),
+        iterations=len(result.extras.get("objective", [])) if hasattr(result, "extras") else 0,
         log=output.getvalue(),
     )
 
 
-def _moved(unknowns: Sequence[Unknown], x: np.ndarray, result: Any) -> dict[str, float]:
-    """How far each unknown moved over the fit's last SETTLE_ITERATIONS iterations (inf if it took fewer)."""
-    candidates = result.extras.get("candidate", [])
-    earlier = (
-        np.asarray(candidates[-1 - SETTLE_ITERATIONS]) if len(candidates) > SETTLE_ITERATIONS else x + np.inf
+def identify(
+    runs: Sequence[RecordedRun],
+    robot: RobotModel,
+    spec: mujoco.MjSpec,
+    config: SysidConfig,
+    log: Callable[[str], None] = print,
+    validation: Sequence[RecordedRun] = (),
+) -> SysidResult:
+    """Fit ``config.fit`` of ``robot`` to ``runs``, choose what robot.yaml takes (``selection``: what
+    the data does not identify stays nominal), and compare nominal and identified on the held-out
+    windows and on the ``validation`` runs (never fitted). SysidInputError (one line) for data it
+    cannot use."""
+    import time
+
+    config.check()
+    started = time.perf_counter()
+    dt = robot.physics_dt
+    history = math.ceil(max(config.max_delay_s, robot.parameters.command_delay_s) / dt) + 1
+    unknowns = make_unknowns(robot, config.fit, config.max_delay_s)
+    windows = make_windows(runs, robot, config.window_s, history)
+    windows = split_windows(windows, config.holdout_every, config.max_fit_s, config.window_s)
+    check_data(windows, robot, config, len(unknowns))
+    windows += make_windows(validation, robot, config.window_s, history, part="validation")
+    if validation and not any(w.part == "validation" for w in windows):
+        raise SysidInputError(
+            f"the validation bags hold no window of {config.window_s:g} s of commanded motion"
+        )
+
+    def problem_of(chosen: list[Unknown]) -> Problem:
+        return Problem(robot, spec, chosen, windows, history, config.velocity_weight_s, config.threads)
+
+    problem = problem_of(unknowns)
+    problem.start_delay()
+    log(
+        f"fitting {len(unknowns)} parameters to {len(problem.windows['fit'])} windows of "
+        f"{config.window_s:g} s ({len(problem.windows['held_out'])} held out"
+        + (f", {len(problem.windows['validation'])} to validate on)" if validation else ")")
     )
+    first = fit(problem, config.max_iterations)
+    chosen = select(
+        unknowns,
+        first.values,
+        first.half_widths,
+        first.sum_half_widths,
+        first.moved,
+        first.hessian,
+        first.sigma,
+    )
+    kept = sum(reason is None for reason in chosen.reasons.values())
+    log(f"robot.yaml takes {kept} of them; the others stay nominal (sysid.json says why)")
+    identified = chosen.values
+    errors, traces = _compare(problem, {"identified": identified, "all_fitted": first.values}, dt)
+    return SysidResult(
+        joint_names=robot.joint_names,
+        unknowns=unknowns,
+        identified=identified,
+        fitted=first.values,
+        reasons=chosen.reasons,
+        half_widths=first.half_widths,
+        sum_half_widths=first.sum_half_widths,
+        moved=first.moved,
+        errors=errors,
+        windows=windows,
+        runs=list(runs) + list(validation),
+        window_s=config.window_s,
+        physics_dt=dt,
+        iterations=first.iterations,
+        wall_s=time.perf_counter() - started,
+        traces=traces,
+        log=first.log,
+    )
+
+
+def _moved(unknowns: Sequence[Unknown], x: np.ndarray, result: Any, max_iterations: int) -> dict[str, float]:
+    """How far each unknown moved over the fit's last SETTLE_ITERATIONS iterations: 0 where the
+    optimizer stopped before ``max_iterations`` (it converged, by its own tolerances)."""
+    candidates = result.extras.get("candidate", [])
+    if len(candidates) - 1 < max_iterations:  # one candidate per iteration, and the final one
+        return {u.name: 0.0 for u in unknowns}
+    earlier = np.asarray(candidates[-1 - SETTLE_ITERATIONS])
     return {u.name: float(v - w) * u.unit for u, v, w in zip(unknowns, x, earlier, strict=True)}
 
 
 def _compare(
-    problem: Problem,
-    unknowns: Sequence[Unknown],
-    identified: dict[str, float],
-    dt: float,
-    joint_names: Sequence[str],
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[np.ndarray]]]:
-    """Errors of the nominal and the identified model on each part's windows, and the held-out traces.
+    problem: Problem, models: dict[str, dict[str, float]], dt: float
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[np.ndarray]]]]:
+    """Errors of the nominal model and of each of ``models`` (values of every unknown) on each
+    part's windows, and the predictions on the held-out and validation windows.
 
     Errors as the simulator will reproduce them: the delay in whole physics steps.
     """
-    rounded = dict(identified)
-    if DELAY in rounded:
-        rounded[DELAY] = round(rounded[DELAY] / dt) * dt
-    x_identified = np.array([rounded[u.name] / u.unit for u in unknowns])
-    x_nominal = problem.x_nominal.copy()
-    for k, unknown in enumerate(unknowns):  # the nominal delay as the simulator applies it, too
-        if unknown.joint is None:
-            x_nominal[k] = round(unknown.nominal / dt) * dt / unknown.unit
+    unknowns = problem.unknowns
+    points = {"nominal": {u.name: u.nominal for u in unknowns}, **models}
     errors: dict[str, dict[str, Any]] = {}
-    traces: dict[str, list[np.ndarray]] = {}
+    traces: dict[str, dict[str, list[np.ndarray]]] = {}
     for part, part_windows in problem.windows.items():
         errors[part] = {}
-        for which, point in (("nominal", x_nominal), ("identified", x_identified)):
-            predicted = problem.predictions(part, point)
-            errors[part][which] = error_figures(part_windows, predicted, joint_names)
-            if part == "held_out":
-                traces[which] = predicted
+        for which, values in points.items():
+            rounded = [
+                round(values[u.name] / dt) * dt if u.joint is None else values[u.name] for u in unknowns
+            ]
+            x = np.array([value / u.unit for value, u in zip(rounded, unknowns, strict=True)])
+            predicted = problem.predictions(part, x)
+            errors[part][which] = error_figures(part_windows, predicted, problem.robot.joint_names)
+            if part != "fit" and which in ("nominal", "identified"):
+                traces.setdefault(part, {})[which] = predicted
         nominal = errors[part]["nominal"]["position_rms_rad"]
         errors[part]["ratio"] = errors[part]["identified"]["position_rms_rad"] / nominal if nominal else None
     return errors, traces

@@ -1,15 +1,15 @@
 """What ``bringup sysid`` writes: robot.yaml, sysid.json, sysid_report.png and randomization.yaml.
 
 * ``robot.yaml``: the recorded robot's config (every key of the robot config it was given) with
-  ``model_parameters`` holding the identified values, the delay in whole physics steps as the
-  simulator applies it. Every job takes it as ``robot:=S/robot.yaml``.
-* ``sysid.json``: per parameter its nominal and identified value, bounds, the 95 % half-width
-  of its confidence interval and whether the data identifies it (a half-width within
-  ``IDENTIFIED_WITHIN`` of the value, and an estimate that settled: it moved less than its
-  half-width over the fit's last iterations); per joint the damping + kv
-  sum (what a position servo's data fixes); the errors before and after on fit and held-out
+  ``model_parameters`` holding the values the data identifies (``selection``) and the delay in
+  whole physics steps as the simulator applies it. Every job takes it as ``robot:=S/robot.yaml``.
+* ``sysid.json``: per parameter its nominal, first-fit and written value, bounds, the 95 %
+  half-width of its confidence interval, whether the data identifies it and, where not, why it
+  stays nominal; per joint the damping + kv sum (what a position servo's data fixes); the errors
+  of the nominal, the written and the all-fitted model on the fit, held-out and validation
   windows; the bags, windows and optimizer figures.
-* ``sysid_report.png``: recorded, nominal and identified joint positions on held-out windows.
+* ``sysid_report.png``: recorded, nominal and identified joint positions on the validation
+  windows (runs of another kind), or on the held-out ones where there are none.
 * ``randomization.yaml``: a spec for ``randomization:=`` centred on the identified values (with
   ``robot:=S/robot.yaml`` they are the nominal ones, so every range is a ``scale`` about 1) whose
   ranges come from the uncertainties: the widest relative half-width of the identified joints of
@@ -30,13 +30,12 @@ import yaml
 
 from sim_bridge_core.sysid.config import DELAY
 from sim_bridge_core.sysid.identify import SysidResult
+from sim_bridge_core.sysid.selection import IDENTIFIED_WITHIN, pinned, relative_width
 
 ROBOT = "robot.yaml"
 SUMMARY = "sysid.json"
 REPORT = "sysid_report.png"
 RANDOMIZATION = "randomization.yaml"
-# A parameter is identified when the data pins it within this fraction of its size (95 %).
-IDENTIFIED_WITHIN = 0.1
 MIN_RANGE, MAX_RANGE = 0.02, 0.5
 RANDOMIZED = {
     "damping": "dof_damping",
@@ -50,15 +49,7 @@ REPORT_WINDOWS = 6
 
 def relative_half_width(result: SysidResult, name: str) -> float:
     unknown = next(u for u in result.unknowns if u.name == name)
-    return result.half_widths[name] / max(abs(result.identified[name]), unknown.unit)
-
-
-def is_identified(result: SysidResult, name: str) -> bool:
-    """Pinned by the data within IDENTIFIED_WITHIN, and settled there (the fit stopped moving it)."""
-    return (
-        relative_half_width(result, name) <= IDENTIFIED_WITHIN
-        and abs(result.moved[name]) <= result.half_widths[name]
-    )
+    return relative_width(result.half_widths[name], result.fitted[name], unknown.unit)
 
 
 def robot_config(source: Any, result: SysidResult) -> dict[str, Any]:
@@ -85,10 +76,13 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
             "kind": unknown.kind,
             "nominal": unknown.nominal,
             "identified": result.identified[unknown.name],
+            "first_fit": result.fitted[unknown.name],
             "lower": unknown.lower,
             "upper": unknown.upper,
             "uncertainty_95": half if math.isfinite(half) else None,
-            "identified_by_data": is_identified(result, unknown.name),
+            "identified_by_data": pinned(unknown, result.fitted, result.half_widths, result.moved),
+            "in_robot_yaml": result.reasons[unknown.name] is None,
+            "why_nominal": result.reasons[unknown.name],
         }
         if unknown.kind == DELAY:
             entry["applied"] = result.parameters().command_delay_s
@@ -157,7 +151,8 @@ def randomization(result: SysidResult) -> dict[str, Any]:
 
 
 def plot_report(result: SysidResult, path: Path) -> None:
-    """Recorded, nominal and identified positions of each joint on the first held-out windows."""
+    """Recorded, nominal and identified positions of each joint on the first validation windows (runs
+    of another kind), or on the first held-out ones where there are none."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -165,8 +160,10 @@ def plot_report(result: SysidResult, path: Path) -> None:
     figure = Figure(figsize=(10, 1.6 * len(joints) + 1), tight_layout=True)
     FigureCanvasAgg(figure)
     axes = [figure.add_subplot(len(joints), 1, k + 1) for k in range(len(joints))]
-    held_out = [w for w in result.windows if w.held_out]
-    traces = zip(held_out, result.traces["nominal"], result.traces["identified"], strict=True)
+    part = "validation" if "validation" in result.traces else "held_out"
+    shown = [w for w in result.windows if w.part == part]
+    predicted = result.traces[part]
+    traces = zip(shown, predicted["nominal"], predicted["identified"], strict=True)
     for w, (window, nominal, identified) in enumerate(list(traces)[:REPORT_WINDOWS]):
         for k, axis in enumerate(axes):
             first = w == 0
@@ -179,18 +176,30 @@ def plot_report(result: SysidResult, path: Path) -> None:
             axis.plot(
                 window.times, identified[:, k], color="tab:blue", lw=1, label="identified" if first else None
             )
-    errors = result.errors["held_out"]
+    errors = result.errors[part]
+    what = "validation" if part == "validation" else "held-out"
     for joint, axis in zip(joints, axes, strict=True):
         before = errors["nominal"]["position_rms_rad_per_joint"][joint]
         after = errors["identified"]["position_rms_rad_per_joint"][joint]
         axis.set_ylabel(f"{joint}, rad", fontsize=8)
         axis.set_title(
-            f"{joint}: held-out RMS error {before:.2e} rad nominal, {after:.2e} rad identified", fontsize=8
+            f"{joint}: {what} RMS error {before:.2e} rad nominal, {after:.2e} rad identified", fontsize=8
         )
     axes[0].legend(loc="upper right", fontsize=8)
-    axes[-1].set_xlabel("bag time, s: held-out windows, each rolled out open loop from its recorded start")
+    axes[-1].set_xlabel(f"bag time, s: {what} windows, each rolled out open loop from its recorded start")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
+
+
+def error_line(result: SysidResult) -> str:
+    """Joint position errors before and after, held out and (if any) on the validation runs."""
+    parts = [("held-out", "held_out"), ("validation", "validation")]
+    return "; ".join(
+        f"{what} joint position error {result.errors[part]['nominal']['position_rms_rad']:.3g} rad nominal "
+        f"-> {result.errors[part]['identified']['position_rms_rad']:.3g} rad identified"
+        for what, part in parts
+        if part in result.errors
+    )
 
 
 def write_outputs(
@@ -199,12 +208,9 @@ def write_outputs(
     """Write the four files into ``output_dir`` (created); return their paths."""
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in (ROBOT, SUMMARY, REPORT, RANDOMIZATION)}
-    held_out = result.errors["held_out"]
     header = (
         f"# Identified by bringup sysid from {', '.join(str(r.path) for r in result.runs)}\n"
-        f"# (robot {source_path}). Held-out joint position error: "
-        f"{held_out['nominal']['position_rms_rad']:.3g} rad nominal -> "
-        f"{held_out['identified']['position_rms_rad']:.3g} rad identified. Details: {SUMMARY}.\n"
+        f"# (robot {source_path}). {error_line(result)}. Details: {SUMMARY}.\n"
     )
     paths[ROBOT].write_text(header + yaml.safe_dump(robot_config(source, result), sort_keys=False))
     paths[SUMMARY].write_text(json.dumps(summary(result, source_path, model_path), indent=2) + "\n")

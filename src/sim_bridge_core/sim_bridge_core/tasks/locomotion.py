@@ -41,7 +41,6 @@ INITIAL_JOINT_NOISE_RAD = 0.1
 # Below this command speed (m/s and rad/s together) the robot should stand: no air-time bonus.
 STANDING_COMMAND = 0.1
 AIR_TIME_TARGET_S = 0.1
-TRACKING_SIGMA = 0.25
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,12 @@ class LocomotionSettings(TaskSettings):
     )
     command_high: list[float] = setting(
         [0.8, 0.3, 0.8], "highest velocity command (forward m/s, lateral m/s, yaw rate rad/s)"
+    )
+    tracking_sigma: float = setting(
+        0.25,
+        "width of the tracking rewards exp(-error^2 / sigma), (m/s)^2 and (rad/s)^2: smaller pays "
+        "more for the last tenths of a m/s",
+        low=1e-3,
     )
     tracking_tolerance: float = setting(
         0.25, "success: mean planar velocity error over the episode at most this, m/s", low=0.0
@@ -179,8 +184,8 @@ class LocomotionTask(Task):
 
         reward_terms = self.weighted(
             {
-                "track_linear": np.exp(-(planar_error**2) / TRACKING_SIGMA),
-                "track_yaw": np.exp(-(yaw_error**2) / TRACKING_SIGMA),
+                "track_linear": np.exp(-(planar_error**2) / self.settings.tracking_sigma),
+                "track_yaw": np.exp(-(yaw_error**2) / self.settings.tracking_sigma),
                 "vertical_velocity": linear[:, 2] ** 2,
                 "roll_pitch_rate": np.sum(angular[:, :2] ** 2, axis=1),
                 "tilt": terms.tilt(gravity),

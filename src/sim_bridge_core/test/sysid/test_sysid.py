@@ -40,7 +40,8 @@ from sim_bridge_core.sysid import identify as identify_module
 from sim_bridge_core.sysid.bags import SysidInputError, read_run
 from sim_bridge_core.sysid.config import ExcitationConfig, SysidConfig
 from sim_bridge_core.sysid.excitation import TRAJECTORY_LEAD_S, Exciter, plan_excitation
-from sim_bridge_core.sysid.identify import Problem, make_unknowns, make_windows, split_windows
+from sim_bridge_core.sysid.identify import Problem, Unknown, make_unknowns, make_windows, split_windows
+from sim_bridge_core.sysid.selection import select
 from sim_bridge_core.sysid.simulated import record_excitation
 
 CONFIG = Path(__file__).resolve().parents[4] / "config"
@@ -449,3 +450,56 @@ def test_a_bag_in_the_drivers_joint_names_is_read_through_the_robot_files_map(tm
     assert len(run.commands) == 1
     with pytest.raises(SysidInputError, match="lacks the robot's joints"):
         read_run(bag, robot)
+
+
+def test_what_the_data_does_not_pin_stays_nominal_unless_the_data_rules_nominal_out():
+    """Three unknowns of a fit: one pinned (written, re-adjusted for what is fixed), one the data barely
+    sees (fixed at nominal, with the reason) and one not pinned to 10 % whose nominal value the data
+    still rules out (written as fitted)."""
+    unknowns = [
+        Unknown("a.kp", "a", "kp", 1.0, 0.1, 10.0, 1.0),
+        Unknown("a.armature", "a", "armature", 1.0, 0.0, 10.0, 1.0),
+        Unknown("a.frictionloss", "a", "frictionloss", 1.0, 0.0, 10.0, 1.0),
+    ]
+    values = {"a.kp": 2.0, "a.armature": 1.5, "a.frictionloss": 3.0}
+    half_widths = {"a.kp": 0.05, "a.armature": 1.0, "a.frictionloss": 0.5}
+    moved = dict.fromkeys(values, 0.0)
+    sigma = 1e-3
+    # J'J: kp well seen and coupled to armature, armature barely, frictionloss seen 4x the noise.
+    hessian = np.array([[4.0, 2e-7, 0.0], [2e-7, 1e-7, 0.0], [0.0, 0.0, 16 * sigma**2]])
+    chosen = select(unknowns, values, half_widths, {}, moved, hessian, sigma)
+    assert chosen.reasons["a.kp"] is None and chosen.reasons["a.frictionloss"] is None
+    assert "does not pin it (95 % interval ±67 %)" in chosen.reasons["a.armature"]
+    assert chosen.values["a.armature"] == 1.0
+    assert chosen.values["a.frictionloss"] == 3.0
+    # fixing armature 0.5 lower moves kp by -H_ka / H_kk * (-0.5)
+    assert chosen.values["a.kp"] == pytest.approx(2.0 + 0.5 * 2e-7 / 4.0)
+
+
+def test_validation_bags_are_never_fitted_and_are_reported(tmp_path):
+    """A faster run of another kind, given as a validation bag: its windows are only predicted, and
+    sysid.json, the report and the log line give nominal against identified on them."""
+    robot = simulated_robot()
+    bag = record_excitation(tmp_path / "bag", robot, ExcitationConfig(duration_s=10.0, ramp_s=1.0), 0.2)
+    faster = ExcitationConfig(duration_s=6.0, ramp_s=1.0, seed=3, max_frequency_hz=4.0, max_acceleration=20.0)
+    other = record_excitation(tmp_path / "other", robot, faster, 0.2)
+    lines: list[str] = []
+    config = SysidConfig(
+        bags=[str(bag)],
+        validation_bags=[str(other)],
+        robot=ARM7,
+        output_dir=str(tmp_path / "out"),
+        fit=["kp", "command_delay_s"],
+        window_s=1.0,
+        max_iterations=10,
+    )
+    result = run_sysid(config, log=lines.append)["result"]
+    validation = [w for w in result.windows if w.part == "validation"]
+    assert validation and all(w.start_s < read_run(other, load_robot("arm7")).times[-1] for w in validation)
+    assert any("to validate on" in line for line in lines), lines
+    summary = json.loads((tmp_path / "out" / "sysid.json").read_text())
+    errors = summary["errors"]["validation"]
+    assert errors["nominal"]["windows"] == len(validation)
+    assert errors["ratio"] < 0.5, errors
+    assert str(other) in [b["path"] for b in summary["bags"]]
+    assert "validation joint position error" in (tmp_path / "out" / "robot.yaml").read_text()
