@@ -206,10 +206,21 @@ def test_excite_keeps_to_the_robot_safety_limits(tmp_path):
 
 def test_sysid_takes_every_bag_given_and_the_robot_file():
     described = describe(
-        "sysid", parse_overrides(["bag:=/data/a", "bag:=/data/b", "output_dir:=/tmp/s"]), CONFIG
+        "sysid",
+        parse_overrides(
+            [
+                "bag:=/data/a",
+                "validation_bag:=/data/v",
+                "bag:=/data/b",
+                "validation_bag:=/data/w",
+                "output_dir:=/tmp/s",
+            ]
+        ),
+        CONFIG,
     )
     (sysid,) = described.nodes
     assert sysid.parameters["bags"] == ["/data/a", "/data/b"]
+    assert sysid.parameters["validation_bags"] == ["/data/v", "/data/w"]
     assert sysid.parameters["robot"] == str((CONFIG / "robots" / "arm7.yaml").resolve())
     assert sysid.parameters["output_dir"] == "/tmp/s"
     assert nodes("sysid", bag="/data/one")["sysid"].parameters["bags"] == ["/data/one"]  # a launch argument
