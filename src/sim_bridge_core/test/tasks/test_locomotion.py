@@ -263,6 +263,22 @@ def test_feet_that_step_to_the_gait_clock_earn_the_gait_reward():
     np.testing.assert_allclose(rewards[5:, 1], 0.5)
 
 
+def test_tracking_sigma_sets_the_width_of_the_tracking_reward():
+    """The same worlds asked for 0.6 m/s forward while standing, rewarded with two widths: every
+    step, sigma * -log(reward) is the same squared velocity error (near 0.36 once settled)."""
+    only_tracking = {name: float(name == "track_linear") for name in LocomotionTask.default_reward_weights}
+    rewards = {}
+    for sigma in (0.25, 0.1):
+        env = locomotion_env(
+            1, settings={**SETTINGS, "reward_weights": only_tracking, "tracking_sigma": sigma}
+        )
+        env.inputs[:] = [[0.6, 0.0, 0.0]]
+        rewards[sigma] = np.array([stand(env).reward[0] for _ in range(20)])
+    squared_errors = [-sigma * np.log(r) for sigma, r in rewards.items()]
+    np.testing.assert_allclose(squared_errors[0], squared_errors[1], rtol=1e-6)
+    np.testing.assert_allclose(squared_errors[0][10:], 0.36, rtol=0.15)  # once it has settled
+
+
 @pytest.mark.parametrize(
     ("settings", "key"),
     [
