@@ -6,6 +6,7 @@ robot would: its drivers' topics and QoS, its controllers' topics and parameters
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from builtin_interfaces.msg import Duration
 from nav_msgs.msg import Odometry
 from rcl_interfaces.srv import GetParameters
@@ -149,6 +151,34 @@ def test_the_arm_holds_its_pose_and_a_delayed_forward_command_moves_the_named_jo
     expected = ARM7_HOME.copy()
     expected[0] = 0.3
     np.testing.assert_allclose(samples[-1][1], expected, atol=0.02)
+    assert robot.stop() == 0
+
+
+def test_an_actuation_delay_holds_back_even_a_stamped_trajectory_and_the_truth_is_printed(
+    start_robot, ros_client
+):
+    """A delay on arrival cannot hold back a trajectory stamped for later; a bus and drive latency
+    (--actuation-delay-s) does. The perturbed values are printed, as the truth to judge sysid by."""
+    robot = start_robot("--model", str(ARM7), "--kp-scale", "0.5", "--actuation-delay-s", "0.3")
+    line = next(x for x in robot.output().splitlines() if x.startswith("stand-in robot parameters: "))
+    truth = json.loads(line.split(": ", 1)[1])
+    assert truth["joints"]["joint1"]["kp"] == 0.5 * 4500 and truth["joints"]["joint1"]["kv"] == 450
+    assert truth["actuation_delay_s"] == pytest.approx(0.3) and truth["command_delay_s"] == 0.0
+    states = ros_client.collect(JointState, "/joint_states", RELIABLE)
+    ros_client.wait_until(lambda: len(states) > 50, what="joint_states")
+    start = time.time() + 1.0
+    point = JointTrajectoryPoint(
+        positions=[0.3], velocities=[0.0], time_from_start=Duration(nanosec=500_000_000)
+    )
+    trajectory = JointTrajectory(joint_names=["joint1"], points=[point])
+    trajectory.header.stamp.sec, trajectory.header.stamp.nanosec = int(start), int(start % 1 * 1e9)
+    publish_when_heard(
+        ros_client, JointTrajectory, "/joint_trajectory_controller/joint_trajectory", trajectory
+    )
+    samples = positions_between(ros_client, states, start - 0.5, start + 4.0)  # slack for a loaded host
+    moved = [t for t, q in samples if abs(q[0]) > 0.005]
+    assert moved and moved[0] - start >= 0.29, "the servos act on each target 0.3 s after it is written"
+    np.testing.assert_allclose(samples[-1][1][0], 0.3, atol=0.02)
     assert robot.stop() == 0
 
 
