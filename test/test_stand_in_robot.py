@@ -206,7 +206,7 @@ def test_prefixed_names_namespace_parameters_and_a_trajectory(start_robot, ros_c
     line = [(q[1], ARM7_HOME[1] + (t - sent) * (-0.5 - ARM7_HOME[1])) for t, q in samples if t - sent < 0.9]
     # Samples on the way (a loaded host's client hears few of the 500 Hz states), each on the line.
     assert line and all(abs(q - on_line) < 0.1 for q, on_line in line), (
-        "linear interpolation from the current target to the point"
+        "linear interpolation from the measured state to the point"
     )
     expected = ARM7_HOME.copy()
     expected[1] = -0.5

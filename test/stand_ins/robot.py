@@ -42,9 +42,9 @@ On the wire (names relative to the namespace; every stamp is the wall clock, tim
     any other length is ignored with a throttled warning)
   node ``joint_trajectory_controller``: parameter ``joints``, subscribes
     ``joint_trajectory_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory by joint name; stamp 0
-    starts it on arrival; from the current target (at rest) through the points, then holds the last one;
-    as joint_trajectory_controller interpolates: linear between positions, cubic with velocities, quintic
-    with velocities and accelerations)
+    starts it on arrival; from the measured state through the points, then holds the last one; as
+    joint_trajectory_controller (its defaults) does: linear between positions, cubic with velocities,
+    quintic with velocities and accelerations)
   The latest command wins: a forward command ends a trajectory under way.
 
 Joints driven by position actuators take the target as ctrl; joints driven by motors follow it through
@@ -549,12 +549,15 @@ class StandInRobot:
             else:
                 stamp, times, velocities, accelerations = timing
                 start = stamp if stamp > 0 else time.time()
-                if times[0] > 0:  # from the current target, at rest
+                if times[0] > 0:  # from the measured state, as joint_trajectory_controller starts
                     times = np.concatenate(([0.0], times))
-                    values = np.vstack((self.target[slots], values))
-                    rest = np.zeros((1, len(slots)))
-                    velocities = None if velocities is None else np.vstack((rest, velocities))
-                    accelerations = None if accelerations is None else np.vstack((rest, accelerations))
+                    joints = np.asarray(self._driven)[slots]
+                    values = np.vstack((self.data.qpos[self.model.jnt_qposadr[joints]], values))
+                    if velocities is not None:
+                        measured = self.data.qvel[self.model.jnt_dofadr[joints]]
+                        velocities = np.vstack((measured, velocities))
+                    if accelerations is not None:
+                        accelerations = np.vstack((np.zeros(len(slots)), accelerations))
                 self._trajectory = Trajectory(slots, start, times, values, velocities, accelerations)
 
     def _follow_trajectory(self) -> None:
