@@ -597,10 +597,7 @@ def identify(
             f"the validation bags hold no window of {config.window_s:g} s of commanded motion"
         )
 
-    def problem_of(chosen: list[Unknown]) -> Problem:
-        return Problem(robot, spec, chosen, windows, history, config.velocity_weight_s, config.threads)
-
-    problem = problem_of(unknowns)
+    problem = Problem(robot, spec, unknowns, windows, history, config.velocity_weight_s, config.threads)
     problem.start_delay()
     log(
         f"fitting {len(unknowns)} parameters to {len(problem.windows['fit'])} windows of "
