@@ -118,7 +118,8 @@ class SysidResult:
     moved: dict[str, float]  # each first-fit estimate's change over its last SETTLE_ITERATIONS iterations
     errors: dict[str, dict[str, Any]]  # fit / held_out / validation -> nominal / identified -> figures
     windows: list[Window]
-    runs: list[RecordedRun]
+    runs: list[RecordedRun]  # fitted (and held out)
+    validation_runs: list[RecordedRun]  # only predicted
     window_s: float
     physics_dt: float
     iterations: int
@@ -629,7 +630,8 @@ def identify(
         moved=first.moved,
         errors=errors,
         windows=windows,
-        runs=list(runs) + list(validation),
+        runs=list(runs),
+        validation_runs=list(validation),
         window_s=config.window_s,
         physics_dt=dt,
         iterations=first.iterations,

@@ -100,20 +100,8 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
     return {
         "robot": str(source_path),
         "model_path": model_path,
-        "bags": [
-            {
-                "path": str(run.path),
-                "state_topic": run.state_topic,
-                "command_topic": run.command_topic,
-                "command_interface": run.interface,
-                "duration_s": run.duration_s,
-                "states": len(run.times),
-                "commands": len(run.commands),
-                "commands_skipped": run.rejected,
-                "states_skipped": {"without_robot_joints": run.foreign, "invalid": run.invalid},
-            }
-            for run in result.runs
-        ],
+        "bags": [_bag(run) for run in result.runs],
+        "validation_bags": [_bag(run) for run in result.validation_runs],
         "physics_dt": result.physics_dt,
         "window_s": result.window_s,
         "parameters": parameters,
@@ -124,6 +112,20 @@ def summary(result: SysidResult, source_path: Path, model_path: str) -> dict[str
         "optimizer": "mujoco.sysid.optimize (mujoco.minimize.least_squares, Levenberg-Marquardt)",
         "identified_within": IDENTIFIED_WITHIN,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _bag(run: Any) -> dict[str, Any]:
+    return {
+        "path": str(run.path),
+        "state_topic": run.state_topic,
+        "command_topic": run.command_topic,
+        "command_interface": run.interface,
+        "duration_s": run.duration_s,
+        "states": len(run.times),
+        "commands": len(run.commands),
+        "commands_skipped": run.rejected,
+        "states_skipped": {"without_robot_joints": run.foreign, "invalid": run.invalid},
     }
 
 

@@ -501,5 +501,6 @@ def test_validation_bags_are_never_fitted_and_are_reported(tmp_path):
     errors = summary["errors"]["validation"]
     assert errors["nominal"]["windows"] == len(validation)
     assert errors["ratio"] < 0.5, errors
-    assert str(other) in [b["path"] for b in summary["bags"]]
+    assert [b["path"] for b in summary["validation_bags"]] == [str(other)]
+    assert [b["path"] for b in summary["bags"]] == [str(bag)]
     assert "validation joint position error" in (tmp_path / "out" / "robot.yaml").read_text()
