@@ -7,6 +7,7 @@ pointed at an empty folder (nothing is downloaded) and Go1's rows must say why t
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -44,12 +45,13 @@ def check_figures(row: dict) -> None:
         assert row["train_env_steps"] >= 8 * 24  # at least one PPO rollout of every world
 
 
-def test_the_smoke_run_reports_every_stage_in_json_and_markdown(tmp_path):
+def bench(tmp_path: Path, *arguments: str) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    """bench_gpu.py run with ``arguments``, to bench.json and bench.md in ``tmp_path``; it must succeed."""
     env = dict(os.environ)
     env.setdefault("SIM_BRIDGE_MODEL_PATH", str(tmp_path / "no-menagerie"))
     json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
     run = subprocess.run(
-        [sys.executable, str(BENCH), *SMOKE, "--json", str(json_path), "--markdown", str(markdown_path)],
+        [sys.executable, str(BENCH), *arguments, "--json", str(json_path), "--markdown", str(markdown_path)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -57,13 +59,18 @@ def test_the_smoke_run_reports_every_stage_in_json_and_markdown(tmp_path):
         timeout=280,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run, json_path, markdown_path
+
+
+def test_the_smoke_run_reports_every_stage_in_json_and_markdown(tmp_path):
+    run, json_path, markdown_path = bench(tmp_path, *SMOKE)
     assert f"[bench_gpu] wrote {json_path} and {markdown_path}" in run.stdout
 
     report = json.loads(json_path.read_text())
     assert report["device"] == {"name": f"CPU ({os.cpu_count()} cores)", "warp": "cpu", "torch": "cpu"}
     outputs = ("--json", str(json_path), "--markdown", str(markdown_path))
     assert report["command"] == shlex.join(["python", str(BENCH), *SMOKE, *outputs])
-    assert report["date"].startswith("20")
+    assert datetime.datetime.fromisoformat(report["date"]).tzinfo is not None
     assert set(report["versions"]) == {"mujoco", "mujoco-warp", "warp-lang", "torch"}
     rows = report["stages"]
     assert [(row["stage"], row["robot"], row["worlds"]) for row in rows] == STAGES
@@ -87,3 +94,24 @@ def test_the_smoke_run_reports_every_stage_in_json_and_markdown(tmp_path):
             assert cells[3] == f"{row['env_steps_per_s']:,.0f}", line
         else:
             assert cells[3] == "-" and cells[-1] == f"skipped: {row['reason']}", line
+
+
+def test_a_stage_that_fails_is_a_row_with_its_reason_and_the_next_stages_run(tmp_path):
+    """0 worlds, which the training config refuses, stand in for a stage that fails on a GPU (out of
+    memory at 32k worlds): its rows carry the reason, and the 4-world stages after them still run."""
+    stepping = "--device cpu --stages stepping --worlds 0 4 --quick --measure-s 0.2"
+    _, json_path, markdown_path = bench(tmp_path, *stepping.split())
+    rows = json.loads(json_path.read_text())["stages"]
+    assert [(row["stage"], row["worlds"], row["status"]) for row in rows] == [
+        ("raw", 0, "failed"),
+        ("backend", 0, "failed"),
+        ("env", 0, "failed"),
+        ("raw", 4, "ok"),
+        ("backend", 4, "ok"),
+        ("env", 4, "ok"),
+    ]
+    reason = "ConfigError: arguments.num_envs: must be >= 1, got 0"
+    assert all(row["reason"] == reason for row in rows[:3])
+    assert markdown_path.read_text().count(f"| failed: {reason} |") == 3
+    for row in rows[3:]:
+        check_figures(row)

@@ -231,6 +231,12 @@ def overflow_note(backend: Any) -> str:
     return f"MuJoCo Warp overflow ({names}) in {np.count_nonzero(flags)} of {flags.size} worlds at the end"
 
 
+def overflow_summary(notes: list[str]) -> str:
+    """How many PPO iterations ended with MuJoCo Warp overflow, and the last such note; '' if none."""
+    raised = [note for note in notes if note]
+    return f"{len(raised)} of {len(notes)} iterations ended with {raised[-1]}" if raised else ""
+
+
 def throughput(step: Callable[[int], Any], worlds: int, seconds: float) -> float:
     """Env-steps/s of ``step(i)`` calls over about ``seconds`` (timing.rate), after one call that
     compiles or captures and one that is timed to size the run; the device synchronized at the start
@@ -327,18 +333,19 @@ def ppo_figures(report: Report, name: str, args: argparse.Namespace) -> dict[str
     sim, parameters = training_settings(robot_name, task, args.train_worlds, args)
     env = fused_simulator(sim).env
     snapshots: list[tuple[float, int, dict]] = []
-    printed = [0.0]
+    printed, overflows = [0.0], []
 
     def keep(record: dict[str, float], learner: Any) -> None:
         snapshots.append(
             (record["wall_s"], int(record["env_steps"]), copy.deepcopy(learner.model.state_dict()))
         )
+        overflows.append(overflow_note(env.backend))
         if record["wall_s"] - printed[0] >= 10.0:
             printed[0] = record["wall_s"]
             print(
                 f"[bench_gpu]   {record['wall_s']:.0f} s: {int(record['env_steps']):,} env steps, "
                 f"{record['env_steps_per_s']:,.0f} env-steps/s, training episodes' success "
-                f"{record['success_rate']:.0%}",
+                + ("-" if math.isnan(record["success_rate"]) else f"{record['success_rate']:.0%}"),
                 flush=True,
             )
 
@@ -370,7 +377,7 @@ def ppo_figures(report: Report, name: str, args: argparse.Namespace) -> dict[str
                 f"{result.run_wall_s:.0f} s, {result.run_env_steps:,} env steps",
                 f"snapshots evaluated: {len(curve)} x {episodes:,} episodes",
                 f"PPO on torch {args.torch_device}",
-                overflow_note(env.backend),
+                overflow_summary(overflows),
             )
             if note
         ),
