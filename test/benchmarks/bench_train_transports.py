@@ -36,7 +36,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
     ppo = PpoConfig.from_dict({"seed": args.seed, **json.loads(args.ppo)})
     steps = args.iterations * ppo.num_steps * args.num_envs
-    return {"ppo": ppo, "max_env_steps": steps, "progress": False, "stagger_episodes": False}
+    return {"config": ppo, "max_env_steps": steps, "progress": False, "stagger_episodes": False}
 
 
 def summarize(label: str, result: Any) -> dict[str, float]:
@@ -128,7 +128,7 @@ def main() -> None:
         f"\n{args.model}/{args.task} x {args.num_envs} worlds, control_dt {args.control_dt} s, "
         f"{args.iterations} iterations, {os.cpu_count()} cores, ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}"
     )
-    print(f"ppo: {json.dumps(train_kwargs(args)['ppo'].to_dict())}")
+    print(f"ppo: {json.dumps(train_kwargs(args)['config'].to_dict())}")
     print(
         f"{'':8} {'env-steps/s':>12} {'steady':>8} {'wall s':>7} {'rollout s/it':>13} {'update s/it':>12} "
         f"{'last return':>12}"
