@@ -523,10 +523,13 @@ def test_deploy_records_the_cameras_the_robot_file_lists(tmp_path, start_node, r
     ros_client.wait_until(lambda: goals.get_subscription_count() > 0, timeout=30, what="policy")
     policy.wait_for_output("deploying")
     send_goal(goals, CENTER)
-    # Frames flowing (the simulator's first EGL context can take a while on a loaded host), then
-    # a second more of them for the policy's bag.
+    # The policy's recorder subscribed (beside this test's reader), then frames flowing (the
+    # simulator's first EGL context can take a while on a loaded host), then a second more of them.
     seen = ros_client.collect(Image, "/overhead/image_raw", qos_profile_sensor_data)
-    ros_client.wait_until(lambda: len(seen) >= 5, timeout=30, what="camera frames")
+    topic = "/overhead/image_raw"
+    ros_client.wait_until(lambda: ros_client.node.count_subscribers(topic) >= 2, timeout=30, what="recorder")
+    heard = len(seen)
+    ros_client.wait_until(lambda: len(seen) >= heard + 5, timeout=30, what="camera frames")
     time.sleep(1.0)
     assert policy.stop() == 0
 

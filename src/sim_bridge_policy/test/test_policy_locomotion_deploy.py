@@ -56,6 +56,10 @@ def target(command: JointTrajectory) -> float:
     return float(np.mean(np.asarray(command.points[0].positions) - ROBOT.home))
 
 
+def sim_time(state: JointState) -> float:
+    return state.header.stamp.sec + 1e-9 * state.header.stamp.nanosec
+
+
 def offset(state: JointState) -> float:
     """Mean joint position about home: where the policy's command put the legs."""
     positions = dict(zip(state.name, state.position, strict=True))
@@ -102,14 +106,15 @@ def test_the_robot_stops_when_the_teleop_dies(tmp_path, start_node, ros_client):
         time.sleep(0.1)
     ros_client.wait_until(lambda: offset(states[-1]) - standing > 0.5 * (walking - standing), what="the legs")
     teleop.publish(command)
-    last = time.monotonic()  # the teleop dies here
+    last = sim_time(states[-1])  # the teleop dies here, on the robot's clock
     ros_client.wait_until(lambda: abs(target(commands[-1])) < 1e-6, timeout=5, what="a command to stand")
-    told = time.monotonic() - last
+    told = sim_time(states[-1]) - last
     ros_client.wait_until(lambda: abs(offset(states[-1]) - standing) < 0.02, timeout=5, what="the legs back")
-    stopped = time.monotonic() - last
-    # cmd_vel_timeout_s, and half a second more for a loaded host's DDS and executors.
-    assert told < 1.0, f"still told to walk {told:.2f} s after the last command"
-    assert stopped < 1.5, f"the legs stood {stopped:.2f} s after the last command"
+    stopped = sim_time(states[-1]) - last
+    # In the robot's (simulated) time, which a loaded host's realtime simulator lets lag the wall
+    # clock: cmd_vel_timeout_s, and 0.3 s more for DDS, executors and a control period.
+    assert told < 0.8, f"still told to walk {told:.2f} s after the last command"
+    assert stopped < 1.3, f"the legs stood {stopped:.2f} s after the last command"
     policy.wait_for_output("standing")
 
 
