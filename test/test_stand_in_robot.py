@@ -125,7 +125,7 @@ def test_the_arm_holds_its_pose_and_a_delayed_forward_command_moves_the_named_jo
         "--model", str(ARM7), "--controller-joints", ",".join(order), "--command-delay-s", "0.3"
     )
     states = ros_client.collect(JointState, "/joint_states", RELIABLE)
-    ros_client.wait_until(lambda: len(states) > 50, what="joint_states")
+    ros_client.wait_until(lambda: len(states) > 50, timeout=30, what="joint_states")  # a loaded host
     np.testing.assert_allclose(
         states[-1].position, ARM7_HOME, atol=0.01, err_msg="the arm holds its home pose"
     )
@@ -165,7 +165,7 @@ def test_an_actuation_delay_holds_back_even_a_stamped_trajectory_and_the_truth_i
     assert truth["joints"]["joint1"]["kp"] == 0.5 * 4500 and truth["joints"]["joint1"]["kv"] == 450
     assert truth["actuation_delay_s"] == pytest.approx(0.3) and truth["command_delay_s"] == 0.0
     states = ros_client.collect(JointState, "/joint_states", RELIABLE)
-    ros_client.wait_until(lambda: len(states) > 50, what="joint_states")
+    ros_client.wait_until(lambda: len(states) > 50, timeout=30, what="joint_states")  # a loaded host
     start = time.time() + 1.0
     point = JointTrajectoryPoint(
         positions=[0.3], velocities=[0.0], time_from_start=Duration(nanosec=500_000_000)

@@ -9,7 +9,8 @@ runs and mislead on motion of another kind. So after the fit:
 2. The others are fixed at their nominal values, one at a time, the least costly first, for as
    long as the nominal values of all those fixed together still fit the data: the fit's cost
    rises, with the free unknowns re-adjusted, by no more than the noise explains (the 95 %
-   chi-square quantile, as many degrees of freedom as unknowns fixed, times the noise variance).
+   chi-square quantile, as many degrees of freedom as unknowns fixed, times the noise variance),
+   and no pinned unknown moves by more than its 95 % half-width.
    A joint's damping and its servo's kv act alike (both -c*qdot): where their sum is pinned, at
    most one of them is fixed and the other carries the sum.
 3. An unpinned unknown that cannot be fixed (the data rules its nominal value out) is written
@@ -63,16 +64,29 @@ def select(
     x = np.array([values[u.name] / u.unit for u in unknowns])
     nominal = np.array([u.nominal / u.unit for u in unknowns])
     unpinned = [k for k, u in enumerate(unknowns) if not pinned(u, values, half_widths, moved)]
+    # A pinned unknown may move by at most its half-width when others are fixed (in units).
+    allowed = np.array([half_widths[u.name] / u.unit for u in unknowns])
+    allowed[unpinned] = np.inf
 
-    def cost(fixed: list[int]) -> float:
-        """The rise of the fit's cost with ``fixed`` at nominal and the rest re-adjusted."""
+    def adjusted(fixed: list[int]) -> np.ndarray:
+        """Every unknown with ``fixed`` at nominal and the rest re-adjusted (least squares)."""
+        point = x.copy()
+        point[fixed] = nominal[fixed]
         free = [k for k in range(len(unknowns)) if k not in fixed]
-        shift = nominal[fixed] - x[fixed]
-        schur = hessian[np.ix_(fixed, fixed)]
-        if free:
+        if fixed and free:
             coupling = hessian[np.ix_(free, fixed)]
-            schur = schur - coupling.T @ np.linalg.solve(hessian[np.ix_(free, free)], coupling)
-        return float(shift @ schur @ shift)
+            point[free] -= np.linalg.solve(hessian[np.ix_(free, free)], coupling @ (nominal - x)[fixed])
+        return point
+
+    def rise(fixed: list[int]) -> float:
+        """How much the fit's cost rises (linearized) with ``fixed`` at nominal."""
+        shift = adjusted(fixed) - x
+        return float(shift @ hessian @ shift)
+
+    def acceptable(fixed: list[int]) -> bool:
+        """The cost rise within the noise, and every pinned unknown within its interval."""
+        within = rise(fixed) <= sigma**2 * chi2.ppf(CONFIDENCE, len(fixed))
+        return within and bool(np.all(np.abs(adjusted(fixed) - x) <= allowed))
 
     index = {u.name: k for k, u in enumerate(unknowns)}
     partner = {}  # damping <-> kv of a joint whose damping + kv the data pins
@@ -81,18 +95,10 @@ def select(
         if half <= IDENTIFIED_WITHIN * abs(values[f"{joint}.damping"] + values[f"{joint}.kv"]):
             partner |= {damping: kv, kv: damping}
     fixed: list[int] = []
-    for k in sorted(unpinned, key=lambda k: cost([k])):
-        if partner.get(k) in fixed:
-            continue
-        if cost([*fixed, k]) <= sigma**2 * chi2.ppf(CONFIDENCE, len(fixed) + 1):
+    for k in sorted(unpinned, key=lambda k: rise([k])):
+        if partner.get(k) not in fixed and acceptable([*fixed, k]):
             fixed.append(k)
-    written = x.copy()
-    free = [k for k in range(len(unknowns)) if k not in fixed]
-    if fixed:
-        written[fixed] = nominal[fixed]
-        if free:
-            coupling = hessian[np.ix_(free, fixed)]
-            written[free] -= np.linalg.solve(hessian[np.ix_(free, free)], coupling @ (nominal - x)[fixed])
+    written = adjusted(fixed)
     reasons: dict[str, str | None] = dict.fromkeys(values)
     for k, u in enumerate(unknowns):
         width = relative_width(half_widths[u.name], values[u.name], u.unit)
