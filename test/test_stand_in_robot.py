@@ -178,7 +178,8 @@ def test_an_actuation_delay_holds_back_even_a_stamped_trajectory_and_the_truth_i
     samples = positions_between(ros_client, states, start - 0.5, start + 4.0)  # slack for a loaded host
     moved = [t for t, q in samples if abs(q[0]) > 0.005]
     assert moved and moved[0] - start >= 0.29, "the servos act on each target 0.3 s after it is written"
-    np.testing.assert_allclose(samples[-1][1][0], 0.3, atol=0.02)
+    # A loaded host's reader hears few states: wait for one with the joint there.
+    ros_client.wait_until(lambda: abs(states[-1].position[0] - 0.3) < 0.02, timeout=10, what="joint1 at 0.3")
     assert robot.stop() == 0
 
 
