@@ -8,7 +8,7 @@ runs and mislead on motion of another kind. So after the fit:
    ``IDENTIFIED_WITHIN`` of its value and the fit had settled it. Pinned unknowns are written.
 2. The others are fixed at their nominal values, one at a time, the least costly first, for as
    long as the nominal values of all those fixed together still fit the data: the fit's cost
-   rises, with the free unknowns re-adjusted, by no more than the noise explains (the 95 %
+   rises, with the pinned unknowns re-adjusted, by no more than the noise explains (the 95 %
    chi-square quantile, as many degrees of freedom as unknowns fixed, times the noise variance),
    and no pinned unknown moves by more than its 95 % half-width.
    A joint's damping and its servo's kv act alike (both -c*qdot): where their sum is pinned, at
@@ -16,7 +16,7 @@ runs and mislead on motion of another kind. So after the fit:
 3. An unpinned unknown that cannot be fixed (the data rules its nominal value out) is written
    as fitted.
 
-The re-adjustment of the free unknowns is the linear one, from the fit's Jacobian at its optimum
+The re-adjustment of the pinned unknowns is the linear one, from the fit's Jacobian at its optimum
 (the Schur complement of the fixed block of J'J): no second nonlinear fit, which could wander off
 where the first one settled. The errors in sysid.json are those of the written model, rolled out.
 """
@@ -69,10 +69,11 @@ def select(
     allowed[unpinned] = np.inf
 
     def adjusted(fixed: list[int]) -> np.ndarray:
-        """Every unknown with ``fixed`` at nominal and the rest re-adjusted (least squares)."""
+        """Every unknown with ``fixed`` at nominal and the pinned ones re-adjusted (least squares);
+        the other unpinned ones stay as fitted (the data cannot say where to move them)."""
         point = x.copy()
         point[fixed] = nominal[fixed]
-        free = [k for k in range(len(unknowns)) if k not in fixed]
+        free = [k for k in range(len(unknowns)) if k not in fixed and k not in unpinned]
         if fixed and free:
             coupling = hessian[np.ix_(free, fixed)]
             point[free] -= np.linalg.solve(hessian[np.ix_(free, free)], coupling @ (nominal - x)[fixed])
