@@ -86,8 +86,9 @@ def select(
 
     def acceptable(fixed: list[int]) -> bool:
         """The cost rise within the noise, and every pinned unknown within its interval."""
-        within = rise(fixed) <= sigma**2 * chi2.ppf(CONFIDENCE, len(fixed))
-        return within and bool(np.all(np.abs(adjusted(fixed) - x) <= allowed))
+        shift = adjusted(fixed) - x
+        within = float(shift @ hessian @ shift) <= sigma**2 * chi2.ppf(CONFIDENCE, len(fixed))
+        return within and bool(np.all(np.abs(shift) <= allowed))
 
     index = {u.name: k for k, u in enumerate(unknowns)}
     partner = {}  # damping <-> kv of a joint whose damping + kv the data pins
