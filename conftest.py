@@ -244,8 +244,22 @@ class RosClient:
             time.sleep(0.01)
         return future.result()
 
+    def publish_until(
+        self,
+        publisher: Any,
+        message: Callable[[], Any],
+        condition: Callable[[], Any],
+        timeout: float = 10.0,
+        what: str = "it",
+    ) -> Any:
+        """Publish ``message()`` (stamped afresh) every 0.1 s until ``condition`` holds: a best-effort
+        subscriber that has not yet matched a new publisher (discovery is not symmetric) drops it."""
+        return self.wait_until(lambda: publisher.publish(message()) or condition(), timeout, what, period=0.1)
+
     @staticmethod
-    def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    def wait_until(
+        condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition", period: float = 0.01
+    ) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             value = condition()
@@ -253,7 +267,7 @@ class RosClient:
                 return value
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.01)
+            time.sleep(period)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)

@@ -20,11 +20,12 @@ import pytest
 pytestmark = pytest.mark.warp
 
 BENCH = Path(__file__).resolve().parent / "benchmarks" / "bench_gpu.py"
-SMOKE = ("--device", "cpu", "--worlds", "4", "--train-worlds", "8", "--train-s", "20", "--quick")
+SMOKE = ("--device", "cpu", "--worlds", "4", "--train-worlds", "8", "--train-s", "10", "--quick")
 STAGES = [
     ("raw", "arm7", 4),
     ("backend", "arm7", 4),
     ("env", "arm7", 4),
+    ("env_host", "arm7", 4),
     ("raw", "arm7", 8),
     ("ppo", "arm7", 8),
     ("raw", "go1", 8),
@@ -106,12 +107,14 @@ def test_a_stage_that_fails_is_a_row_with_its_reason_and_the_next_stages_run(tmp
         ("raw", 0, "failed"),
         ("backend", 0, "failed"),
         ("env", 0, "failed"),
+        ("env_host", 0, "failed"),
         ("raw", 4, "ok"),
         ("backend", 4, "ok"),
         ("env", 4, "ok"),
+        ("env_host", 4, "ok"),
     ]
     reason = "ConfigError: arguments.num_envs: must be >= 1, got 0"
-    assert all(row["reason"] == reason for row in rows[:3])
-    assert markdown_path.read_text().count(f"| failed: {reason} |") == 3
-    for row in rows[3:]:
+    assert all(row["reason"] == reason for row in rows[:4])
+    assert markdown_path.read_text().count(f"| failed: {reason} |") == 4
+    for row in rows[4:]:
         check_figures(row)

@@ -36,14 +36,19 @@ def assert_clean(output: str, processes: int) -> None:
         assert trouble not in output, output
 
 
-@pytest.mark.parametrize(("transport", "processes"), [("fused", 1), ("ros", 3)])
-def test_training_ends_by_itself_with_its_outputs(tmp_path, start_ros2, transport, processes):
+@pytest.mark.parametrize(
+    ("transport", "shards", "processes"),
+    # 2 shards: a simulator and a randomization node in each shard's namespace, one learner
+    [("fused", 1, 1), ("ros", 1, 3), ("ros", 2, 5)],
+)
+def test_training_ends_by_itself_with_its_outputs(tmp_path, start_ros2, transport, shards, processes):
     run = tmp_path / "run"
     launch = start_ros2(
         "launch",
         "sim_bridge",
         "training.launch.py",
         f"transport:={transport}",
+        f"num_shards:={shards}",
         "randomization:=default",
         *WORLDS,
         f"max_env_steps:={2 * ITERATION}",
@@ -53,6 +58,7 @@ def test_training_ends_by_itself_with_its_outputs(tmp_path, start_ros2, transpor
     assert_clean(launch.output(), processes)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["transport"] == transport and summary["env_steps"] == 2 * ITERATION
+    assert summary["simulator_shards"] == ([f"shard_{k}" for k in range(shards)] if shards > 1 else [])
     assert not summary["interrupted"] and 0.0 <= summary["eval_success_rate_randomized"] <= 1.0
     for name in ("checkpoint.pt", "policy.onnx", "policy.pt", "training_curve.png"):
         assert (run / name).stat().st_size > 0, name

@@ -7,12 +7,15 @@ physics of the same model at the same number of worlds, measured in the same run
               each of --worlds: physics steps/s and env-steps/s (an env step is one control
               period: arm7 10 x 2 ms). On CUDA a period is one captured graph, replayed; the
               device is synchronized only at the end of the measurement;
-  2. backend  ``WarpBackend`` as the simulator builds it for ``bringup training backend:=warp``,
-              stepped with random joint targets, positions and velocities read back every period
-              (what BatchedEnv reads); env: that ``BatchedEnv`` with the reach task (trajectory
-              command execution, reward, auto-reset, observation) under random actions;
-  3. ppo      fused PPO (``learning.train``) on arm7 reach and on Go1 locomotion, worlds and PPO
-              settings as ``bringup training robot:=<robot> task:=<task> backend:=warp`` has them,
+  2. backend  ``WarpBackend`` as ``bringup training backend:=warp`` builds it (resident: its state
+              stays on the device as torch tensors), stepped with random joint targets, positions
+              and velocities read back every period (what BatchedEnv reads); env: that
+              ``BatchedEnv`` with the reach task (trajectory command execution, reward, auto-reset,
+              observation, all on the device) under random actions; env_host: the same with the
+              worlds' arrays copied to numpy every step (the simulator node's path);
+  3. ppo      fused PPO (``learning.train``) on arm7 reach (nominal) and on Go1 locomotion (the
+              recipe, ``randomization:=go1``, drawn on the device), worlds and PPO settings as
+              ``bringup training robot:=<robot> task:=<task> backend:=warp`` has them,
               at --train-worlds for --train-s seconds each, raw Warp of that model measured just
               before; time to 80 % success: the policy is snapshotted after every iteration (in
               memory) and, after training, up to --eval-points snapshots evenly spread over the
@@ -28,7 +31,7 @@ rewritten after every stage, so a run cut short keeps what it measured.
 Run on a GPU machine:  python test/benchmarks/bench_gpu.py [--worlds 1024 4096 16384 32768]
                        [--train-worlds 4096] [--train-s 150] [--stages stepping reach go1]
 Smoke run on Warp's CPU device (a few minutes):
-    python test/benchmarks/bench_gpu.py --device cpu --worlds 4 --train-worlds 8 --train-s 20 --quick
+    python test/benchmarks/bench_gpu.py --device cpu --worlds 4 --train-worlds 8 --train-s 10 --quick
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ import numpy as np
 import torch
 import warp as wp
 from bench_robots import ROOT, menagerie
+from sim_bridge_core.arrays import on_device
 from sim_bridge_core.bringup.description import describe
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.jobs.training import fused_simulator
+from sim_bridge_core.jobs.training import fused_simulator, resident_worlds
 from sim_bridge_core.learning import PpoConfig, evaluate, train
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sim.backends import substeps_per_control
@@ -66,7 +70,8 @@ from timing import rate
 
 wp.config.quiet = True
 SUCCESS = 0.8  # the success rate whose first time is reported
-TRAININGS = {"reach": ("arm7", "reach"), "go1": ("go1", "locomotion")}  # --stages name: robot, task
+# --stages name: robot, task, randomization (Go1: the recipe docs/locomotion.md gives for hardware).
+TRAININGS = {"reach": ("arm7", "reach", "none"), "go1": ("go1", "locomotion", "go1")}
 STAGES = ("stepping", *TRAININGS)
 PACKAGES = ("mujoco", "mujoco-warp", "warp-lang", "torch")
 
@@ -176,11 +181,12 @@ def section(parameters: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def training_settings(
-    robot: str, task: str, worlds: int, args: argparse.Namespace
+    robot: str, task: str, worlds: int, args: argparse.Namespace, randomization: str = "none"
 ) -> tuple[SimulatorConfig, dict[str, Any]]:
     """The worlds' settings and the policy node's parameters of ``bringup training robot:=<robot>
-    task:=<task> backend:=warp device:=<device> num_envs:=<worlds>``."""
+    task:=<task> backend:=warp device:=<device> num_envs:=<worlds> randomization:=<randomization>``."""
     overrides = {"robot": robot, "task": task, "num_envs": worlds, "backend": "warp", "device": args.device}
+    overrides["randomization"] = randomization
     try:
         bringup = describe("training", {**overrides, "seed": args.seed}, ROOT / "config")
     except ConfigError as exc:
@@ -266,11 +272,13 @@ def raw_figures(sim: SimulatorConfig, args: argparse.Namespace) -> dict[str, Any
 
 
 def stepping_figures(report: Report, stage: str, worlds: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The warp backend (``stage`` backend) or BatchedEnv with reach (env) on the training worlds."""
-    env = fused_simulator(training_settings("arm7", "reach", worlds, args)[0]).env
+    """The warp backend (``stage`` backend) or BatchedEnv with reach (env; env_host: on host arrays)
+    on the training worlds."""
+    sim = training_settings("arm7", "reach", worlds, args)[0]
+    env = fused_simulator(sim, resident=stage != "env_host" and resident_worlds(sim, "ppo")).env
     backend, robot = env.backend, env.backend.robot
     rng = np.random.default_rng(args.seed)
-    actions = rng.uniform(-1.0, 1.0, (8, worlds, robot.num_joints))
+    actions = [on_device(a, env.observation()) for a in rng.uniform(-1.0, 1.0, (8, worlds, robot.num_joints))]
     targets = [env.task.action_to_targets(a) for a in actions]
 
     def backend_step(i: int) -> None:
@@ -300,8 +308,8 @@ def stepping(report: Report, args: argparse.Namespace) -> None:
             {"stage": "raw", "robot": "arm7", "task": None, "worlds": worlds},
             lambda worlds=worlds: raw_figures(training_settings("arm7", "reach", worlds, args)[0], args),
         )
-        for stage in ("backend", "env"):
-            row = {"stage": stage, "robot": "arm7", "task": "reach" if stage == "env" else None}
+        for stage in ("backend", "env", "env_host"):
+            row = {"stage": stage, "robot": "arm7", "task": None if stage == "backend" else "reach"}
             run_stage(
                 report,
                 {**row, "worlds": worlds},
@@ -329,9 +337,9 @@ def evaluation_curve(
 
 def ppo_figures(report: Report, name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Fused PPO for ``args.train_s`` seconds on the training worlds of ``name``, then its evaluations."""
-    robot_name, task = TRAININGS[name]
-    sim, parameters = training_settings(robot_name, task, args.train_worlds, args)
-    env = fused_simulator(sim).env
+    robot_name, task, randomization = TRAININGS[name]
+    sim, parameters = training_settings(robot_name, task, args.train_worlds, args, randomization)
+    env = fused_simulator(sim, resident=resident_worlds(sim, "ppo")).env
     snapshots: list[tuple[float, int, dict]] = []
     printed, overflows = [0.0], []
 
@@ -377,6 +385,7 @@ def ppo_figures(report: Report, name: str, args: argparse.Namespace) -> dict[str
                 f"{result.run_wall_s:.0f} s, {result.run_env_steps:,} env steps",
                 f"snapshots evaluated: {len(curve)} x {episodes:,} episodes",
                 f"PPO on torch {args.torch_device}",
+                f"randomization {randomization}",
                 overflow_summary(overflows),
             )
             if note
@@ -386,7 +395,7 @@ def ppo_figures(report: Report, name: str, args: argparse.Namespace) -> dict[str
 
 def training(report: Report, name: str, args: argparse.Namespace, missing: str) -> None:
     """Raw Warp of the robot of training ``name``, then its fused PPO run; both skipped for ``missing``."""
-    robot_name, task = TRAININGS[name]
+    robot_name, task, _ = TRAININGS[name]
 
     def raw() -> dict[str, Any]:
         if missing:

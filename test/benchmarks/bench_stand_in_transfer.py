@@ -13,7 +13,14 @@ go1 (MuJoCo Menagerie's Unitree Go1; --menagerie DIR, else $SIM_BRIDGE_MODEL_PAT
 wheel as bench_robots.py finds it): after arming, `/cmd_vel` holds each of forward, stand, lateral,
 yaw and backward for --hold-s; the stand-in's `ground_truth/odom` gives the mean body-frame velocity
 over the last --settle-s of each, and a fall is the trunk below --fall-height-m. Commands per second
-heard on the controller's topic are counted (the policy's nominal 50).
+heard on the controller's topic are counted (the policy's nominal 50). The baseline, in the same
+run: variant "fused" walks the same commands in our own simulator, in process (4 worlds per
+command, each from an episode's start, the deterministic policy), on the solver the checkpoint
+trained on (its summary.json's model_parameters; the robot config's without one);
+"fused-file-solver" on the model file's own solver, as the stand-in steps it;
+"fused@TIMESTEP/CONE/IMPRATIO" (e.g. fused@0.004/elliptic/100) on those solver options. What
+the policy loses from "fused" to "fused-file-solver" is the solver; from there to "nominal", the
+deploy path, the drivers and the stand-in's 2 ms steps.
 
 arm (arm7 reach): --goals goals drawn from the task's workspace (seed 0); for each, the policy is
 disabled (it holds), the goal is published, the policy enabled: it ramps home, then reaches. Success:
@@ -22,7 +29,7 @@ the joint_states it reports and the model's kinematics).
 
 Run (with the workspace sourced):
   python test/benchmarks/bench_stand_in_transfer.py go1 --checkpoint recipe=runs/go1/checkpoint.pt \
-      [--checkpoint nominal=...] [--variants nominal,perturbed] [--json PATH]
+      [--checkpoint nominal=...] [--variants fused,fused-file-solver,nominal,perturbed] [--json PATH]
   python test/benchmarks/bench_stand_in_transfer.py arm --checkpoint randomized=runs/reach/checkpoint.pt
 """
 
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -61,6 +69,9 @@ PERTURBED = {
             "--frictionloss-add", "0.1", "--command-delay-s", "0.01"],
 }  # fmt: skip
 ROBOTS = {"go1": ("go1", "locomotion"), "arm": ("arm7", "reach")}
+VARIANTS = ("fused", "fused-file-solver", "fused@TIMESTEP/CONE/IMPRATIO", "nominal", "perturbed")
+ODOM_TWIST = ("linear_velocity_x", "linear_velocity_y", "angular_velocity_z")
+FUSED_WORLDS_PER_COMMAND = 4
 # (forward m/s, lateral m/s, yaw rate rad/s), as bench_locomotion.py commands them.
 WALK = {
     "forward": (0.5, 0.0, 0.0),
@@ -198,6 +209,60 @@ def walk(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     return rows
 
 
+def fused_walk(checkpoint: Path, variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The walk's commands in our own simulator, in process, on the solver ``variant`` names: per
+    command, the mean body-frame velocity of its worlds over the last settle_s of hold_s, and
+    whether any fell."""
+    import torch
+    from sim_bridge_core.deploy.contract import PolicyContract
+    from sim_bridge_core.envs.batched import BatchedEnv
+    from sim_bridge_core.learning.checkpoint import load_checkpoint
+    from sim_bridge_core.models import load_robot_config
+    from sim_bridge_core.sim.backends.cpu import CpuBackend
+    from sim_bridge_core.simulator.core import SimulatorConfig, robot_simulator_parameters, simulated_robot
+
+    config, _, _ = load_robot_config(ROBOTS[args.robot][0], CONFIG)
+    settings = robot_simulator_parameters(config, "locomotion")
+    summary = checkpoint.parent / "summary.json"
+    trained = json.loads(summary.read_text()).get("model_parameters") if summary.is_file() else None
+    parameters = dict(config.model_parameters if trained is None else trained)
+    if variant != "fused":
+        parameters.pop("options", None)
+    if variant.startswith("fused@"):
+        timestep, cone, impratio = variant.removeprefix("fused@").split("/")
+        parameters["options"] = {"timestep": float(timestep), "cone": cone, "impratio": float(impratio)}
+    settings["model_parameters"] = json.dumps(parameters) if parameters else ""
+    model, task = simulated_robot(SimulatorConfig(**settings, task="locomotion"))
+    trained_policy = load_checkpoint(checkpoint)
+    contract = PolicyContract.of_checkpoint(trained_policy)
+    policy = trained_policy.build_model()
+    commands = np.repeat(np.array(list(WALK.values())), FUSED_WORLDS_PER_COMMAND, axis=0)
+    backend = CpuBackend(model, len(commands), contract.control_dt, threads=os.cpu_count() or 1)
+    env = BatchedEnv(backend, task, 2 * args.hold_s, command_interface=contract.command_interface)
+    env.inputs[:] = commands
+    # What the stand-in's ground_truth/odom gives: the base's body-frame twist, here from the same
+    # odometry the simulator publishes as odom.
+    twist = [env.sensors.fields.index(f"base/{name}") for name in ODOM_TWIST]
+    fell, velocities = np.zeros(len(commands), bool), []
+    steps = round(args.hold_s / contract.control_dt)
+    for step in range(steps):
+        with torch.no_grad():
+            actions = policy.act_inference(torch.as_tensor(env.observation(), dtype=torch.float32))
+        fell |= env.step(task.action_to_targets(actions.numpy())).terminated
+        env.inputs[:] = commands  # a fallen world's reset draws a command of its own
+        if step >= steps - round(args.settle_s / contract.control_dt):
+            velocities.append(env.sensors.read(backend)[:, twist])
+    mean = np.mean(velocities, axis=0).reshape(len(WALK), FUSED_WORLDS_PER_COMMAND, 3).mean(axis=1)
+    fell = fell.reshape(len(WALK), FUSED_WORLDS_PER_COMMAND).any(axis=1)
+    rows: dict[str, Any] = {
+        name: {"command": list(command), "velocity": [float(v) for v in mean[i, :2]],
+               "yaw_rate": float(mean[i, 2]), "fell": bool(fell[i])}
+        for i, (name, command) in enumerate(WALK.items())
+    }  # fmt: skip
+    rows["commands_per_s"] = None  # no wire
+    return rows
+
+
 def reach(client: Client, robot: Robot, args: argparse.Namespace) -> dict[str, Any]:
     """Goal after goal from home; success within 2 cm episode_s after the arm is home."""
     from sim_bridge_core.simulator.core import SimulatorConfig, robot_simulator_parameters, simulated_robot
@@ -248,6 +313,11 @@ def run(
     from std_msgs.msg import Float64MultiArray
     from trajectory_msgs.msg import JointTrajectory
 
+    if variant.startswith("fused"):
+        print(f"{label}, {variant} (in process)", flush=True)
+        figures = fused_walk(checkpoint, variant, args)
+        print(f"  {json.dumps(figures)}", flush=True)
+        return {"policy": label, "checkpoint": str(checkpoint), "variant": variant, **figures}
     options = PERTURBED[args.robot] if variant == "perturbed" else []
     options = options + args.stand_in_options.split()
     print(f"{label} on the {variant} stand-in {' '.join(options)}", flush=True)
@@ -281,8 +351,9 @@ def print_table(robot: str, rows: list[dict]) -> None:
                 (vx, vy), yaw = walked["velocity"], walked["yaw_rate"]
                 cells.append(f"({vx:+.2f}, {vy:+.2f}) m/s, {yaw:+.2f} rad/s")
             falls = sum(bool(row.get(name, {}).get("fell")) for name in WALK)
+            rate = "—" if row["commands_per_s"] is None else f"{row['commands_per_s']:.1f}"
             print(f"| {row['policy']} | {row['variant']} | " + " | ".join(cells)
-                  + f" | {falls} | {row['commands_per_s']:.1f} |")  # fmt: skip
+                  + f" | {falls} | {rate} |")  # fmt: skip
     else:
         print("\n| policy | stand-in | success (< 2 cm) | median distance | goals |")
         print("|---|---|---|---|---|")
@@ -297,7 +368,11 @@ def main() -> None:
     )
     parser.add_argument("robot", choices=tuple(ROBOTS))
     parser.add_argument("--checkpoint", action="append", required=True, help="LABEL=PATH, repeatable")
-    parser.add_argument("--variants", default="nominal,perturbed")
+    parser.add_argument(
+        "--variants",
+        default="nominal,perturbed",
+        help=", ".join(VARIANTS),
+    )
     parser.add_argument("--menagerie", default="", help="folder of mujoco_menagerie's robots (go1)")
     parser.add_argument("--hold-s", type=float, default=6.0)
     parser.add_argument("--settle-s", type=float, default=4.0)
@@ -314,6 +389,12 @@ def main() -> None:
         from bench_robots import menagerie
 
         os.environ["SIM_BRIDGE_MODEL_PATH"] = str(menagerie(args.menagerie))
+    for variant in args.variants.split(","):
+        known = variant in VARIANTS or re.fullmatch(r"fused@[0-9.]+/(pyramidal|elliptic)/[0-9.]+", variant)
+        if not known:
+            parser.error(f"--variants: '{variant}' is not one of {', '.join(VARIANTS)}")
+        if variant.startswith("fused") and args.robot != "go1":
+            parser.error(f"--variants: '{variant}' walks the go1 only")
     checkpoints = [tuple(item.split("=", 1)) for item in args.checkpoint]
     rows = []
     with client_node("bench_stand_in_transfer") as (node, executor):

@@ -65,10 +65,6 @@ def main(argv: list[str] | None = None) -> int:
             namespace=description.namespace or None,
         )
         nodes.append((make_node, module.prepare))
-    # Composed nodes hand every lockstep step between threads (simulation, executor, job) many
-    # times; at the default 5 ms GIL switch interval each handoff can wait a whole interval
-    # (measured: 125 vs 1,531 env-steps/s for 32 worlds over batch/* in one process).
-    sys.setswitchinterval(1e-4)
     names = ", ".join(description.name for description in bringup.nodes)
     print(f"[bringup] {job}: {names} in one process (Ctrl-C stops)", flush=True)
     return run_nodes("bringup", nodes, args=[], make_executor=lambda: MultiThreadedExecutor(num_threads=4))

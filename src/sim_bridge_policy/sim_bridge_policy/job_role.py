@@ -23,13 +23,14 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy.policy import PolicyConfig
 from sim_bridge_core.envs.batched import JobStoppedError
-from sim_bridge_core.jobs.training import TrainingJob, make_task_for, prepare_output_dir, run_evaluation
+from sim_bridge_core.jobs.training import TrainingJob, make_task_for, prepare_run_dir, run_evaluation
 from sim_bridge_core.learning import PpoConfig
 from sim_bridge_core.learning.offpolicy_config import OFF_POLICY_SECTION, OffPolicyConfig
-from sim_bridge_core.ros.batch_topics import connect_remote_worlds
+from sim_bridge_core.ros.batch_topics import connect_remote_worlds, connect_sharded_worlds
 from sim_bridge_core.ros.parameters import declare_config
 from sim_bridge_core.simulator.core import SimulatorConfig
 from sim_bridge_core.simulator.remote import RemoteWorlds
+from sim_bridge_core.simulator.shards import ShardedWorlds
 from sim_bridge_core.simulator.wire import WireError, decode_multi_array
 from std_msgs.msg import Float64MultiArray
 
@@ -53,13 +54,14 @@ class JobRole:
         section = OFF_POLICY_SECTION
         off_policy = declare_config(node, OffPolicyConfig, section, prefix=f"{section}.")
         learning = ppo if config.algorithm == "ppo" else off_policy
-        output_dir = prepare_output_dir(config.output_dir)
+        output_dir = prepare_run_dir(config)  # under torchrun: rank 0's, the same for every rank
         self.config = config = dataclasses.replace(config, output_dir=str(output_dir))
         training = None
         if config.mode == "train":  # before the transport: a checkpoint it cannot start from fails first
             training = TrainingJob(config, learning, sim, log=self._log.info, log_error=self._log.error)
         # ros: the simulator's randomization in effect (env, parameter) and its parameter labels
         self._applied: tuple[np.ndarray, tuple[str, ...]] | None = None
+        self._shard_applied: list[tuple[np.ndarray, tuple[str, ...]] | None] = []  # per shard, the same
         self._worlds, applied = self._connect(node, config, sim)
         # The job, called with the event that stops it; it returns the summary it wrote.
         self._job: Callable[..., dict[str, Any]] = (
@@ -92,31 +94,46 @@ class JobRole:
 
     def _connect(
         self, node: Node, config: PolicyConfig, sim: SimulatorConfig
-    ) -> tuple[RemoteWorlds | None, dict[str, Any]]:
+    ) -> tuple[RemoteWorlds | ShardedWorlds | None, dict[str, Any]]:
         """The transport's worlds (None: fused, built by the job in this process) and how training
         hands on (fused) or reads (ros) the randomization in effect."""
+        if config.simulators and config.transport != "ros":
+            raise ConfigError("simulators: shards are reached over the batch/* topics: set transport ros")
         if config.transport != "ros":  # the worlds are here: publish what is in effect, as a simulator would
             publisher = node.create_publisher(Float64MultiArray, "randomization/applied", LATCHED)
             return None, {"on_applied": publisher.publish}
-        node.create_subscription(
-            Float64MultiArray, "randomization/applied", self._on_applied, LATCHED, raw=True
-        )
-        worlds = connect_remote_worlds(
-            node,
-            make_task_for(sim),
-            sim.num_envs,
-            sim.control_dt,
-            sim.episode_length_s,
-            config.simulator,
-            config.step_timeout_s,
-            sim.command_interface,
-        )
-        return worlds, {"read_applied": lambda: self._applied}
+        options = {
+            "control_dt": sim.control_dt,
+            "episode_length_s": sim.episode_length_s,
+            "simulator_name": config.simulator,
+            "timeout_s": config.step_timeout_s,
+            "command_interface": sim.command_interface,
+        }
+        task = make_task_for(sim)
+        if not config.simulators:
+            node.create_subscription(
+                Float64MultiArray, "randomization/applied", self._on_applied, LATCHED, raw=True
+            )
+            worlds = connect_remote_worlds(node, task, sim.num_envs, **options)
+            return worlds, {"read_applied": lambda: self._applied}
+        try:
+            sharded = connect_sharded_worlds(node, task, list(config.simulators), sim.num_envs, **options)
+        except ValueError as exc:
+            raise ConfigError(f"simulators: {exc}") from exc
+        self._shard_applied = [None] * len(config.simulators)
+        for shard, namespace in enumerate(config.simulators):
+            topic = f"{namespace.rstrip('/')}/randomization/applied"
+            callback = functools.partial(self._on_applied, shard=shard)
+            node.create_subscription(Float64MultiArray, topic, callback, LATCHED, raw=True)
+        return sharded, {"read_applied": self._sharded_applied}
 
     def _run(self) -> None:
         mode = self.config.mode
         try:
             summary = self._job(stop=self._stop)
+            if "rank" in summary:  # a data-parallel rank above 0: rank 0 writes the outputs
+                self._log.info(f"rank {summary['rank']} done; rank 0 writes the outputs")
+                return
             outputs = ", ".join(sorted(path.name for path in Path(self.config.output_dir).iterdir()))
             if summary.get("interrupted"):
                 done = f"stopped at {summary['env_steps']} env steps, not evaluated"
@@ -135,7 +152,15 @@ class JobRole:
         finally:
             self.finished.set()  # ends the process (run_nodes), or whatever waits on it
 
-    def _on_applied(self, data: bytes) -> None:
+    def _sharded_applied(self) -> tuple[np.ndarray, tuple[str, ...]] | None:
+        """Every shard's randomization in effect, its worlds in the shards' order, once all were
+        heard with the same parameters (None until then)."""
+        heard = self._shard_applied
+        if any(applied is None for applied in heard) or len({names for _, names in heard}) != 1:
+            return None
+        return np.concatenate([values for values, _ in heard]), heard[0][1]
+
+    def _on_applied(self, data: bytes, shard: int | None = None) -> None:
         try:
             labels, values = decode_multi_array(data, np.float64)
         except WireError as exc:
@@ -146,4 +171,8 @@ class JobRole:
                 "rejected randomization/applied: not (env, parameter)", throttle_duration_sec=1.0
             )
             return
-        self._applied = (values, tuple(labels[1].split(",")) if values.shape[1] else ())
+        applied = (values, tuple(labels[1].split(",")) if values.shape[1] else ())
+        if shard is None:
+            self._applied = applied
+        else:
+            self._shard_applied[shard] = applied

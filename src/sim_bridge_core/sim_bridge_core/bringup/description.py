@@ -56,6 +56,7 @@ from sim_bridge_core.randomization.service import RandomizationNodeConfig
 from sim_bridge_core.sim.backends import BACKENDS
 from sim_bridge_core.sim.control import COMMAND_INTERFACES, COMMAND_TOPIC_NAMES
 from sim_bridge_core.simulator.core import SimulatorConfig, robot_simulator_parameters
+from sim_bridge_core.simulator.shards import shard_sizes
 from sim_bridge_core.sysid.config import ExcitationConfig, ExciterConfig, SysidConfig
 from sim_bridge_core.tasks import TASKS, make_task
 
@@ -122,6 +123,18 @@ class BringupArguments:
     simulate: bool = setting(True, "deploy: run the simulator as the robot; false = a real robot's driver")
     namespace: str = setting(
         "", "every node's namespace: topics and services resolve in it (two robots side by side)"
+    )
+    num_shards: int = setting(
+        1,
+        "training/eval, transport:=ros: simulator nodes started here (namespaces shard_0, shard_1, ...), "
+        "num_envs split over them, shard k seeded seed + k; one learner drives them as one batch",
+        low=1,
+        high=256,
+    )
+    simulators: list[str] = setting(
+        [],
+        "training/eval, transport:=ros: namespaces of simulator shards running elsewhere (other hosts), "
+        "each started with its share of num_envs; no simulator is started here",
     )
     state_topic: str = setting("joint_states", "deploy/excite: the robot's JointState topic")
     imu_topic: str = setting("imu", "deploy: the robot's sensor_msgs/Imu topic (tasks that observe it)")
@@ -505,8 +518,54 @@ def describe(job: str, overrides: Mapping[str, Any], config_dir: str | Path) -> 
         nodes.append(NodeDescription(package, executable, kind, parameters, remappings, args.namespace))
     if not nodes:
         raise ConfigError(f"{path.name}: no node runs with these arguments")
+    nodes = shard_nodes(nodes, args)
     _record_cameras(nodes, args, robot, robot_path.name)
     return Bringup(job, args, robot, nodes)
+
+
+def shard_nodes(nodes: list[NodeDescription], args: BringupArguments) -> list[NodeDescription]:
+    """The nodes with the worlds split over simulator shards: ``num_shards`` copies of the simulator
+    (and of its randomization node) in namespaces shard_<k>, each with its share of the worlds and
+    the seed ``seed + k``, or none here for ``simulators`` that run elsewhere; the learner is told
+    the shards' namespaces. One simulator (the default) leaves the nodes as they are."""
+    if args.num_shards == 1 and not args.simulators:
+        return nodes
+    key = "simulators" if args.simulators else "num_shards"
+    if args.num_shards > 1 and args.simulators:
+        raise ConfigError("num_shards: give num_shards (started here) or simulators (elsewhere), not both")
+    if args.transport != "ros" or not any(node.name == "policy" for node in nodes):
+        raise ConfigError(f"{key}: simulator shards serve a learner over transport:=ros (training or eval)")
+    namespaces = list(args.simulators) or [f"shard_{k}" for k in range(args.num_shards)]
+    try:
+        sizes = shard_sizes(args.num_envs, len(namespaces))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+    sharded = []
+    for node in nodes:
+        if node.name == "policy":
+            sharded.append(
+                dataclasses.replace(node, parameters={**node.parameters, "simulators": namespaces})
+            )
+        elif node.name not in ("simulator", "randomization"):
+            sharded.append(node)
+        elif not args.simulators:
+            sharded += [_shard(node, args, k, sizes) for k in range(args.num_shards)]
+    return sharded
+
+
+def _shard(node: NodeDescription, args: BringupArguments, k: int, sizes: list[int]) -> NodeDescription:
+    """Shard k's copy of a simulator or randomization node."""
+    namespace = "/".join(part for part in (args.namespace.strip("/"), f"shard_{k}") if part)
+    parameters = {**node.parameters, "seed": args.seed + k}
+    remappings = list(node.remappings)
+    if node.name == "randomization":  # it reaches its simulator by absolute name
+        parameters["simulator"] = f"{namespace}/simulator"
+    else:
+        first = sum(sizes[:k])
+        local = [world - first for world in args.mirror_envs if first <= world < first + sizes[k]]
+        parameters.update(num_envs=sizes[k], mirror_envs=local or [0])
+        remappings.append(("/clock", "clock"))  # each shard's sim time is its own
+    return dataclasses.replace(node, parameters=parameters, remappings=remappings, namespace=namespace)
 
 
 # Nodes that write <output_dir>/rollouts themselves (a deploy-mode policy records the cameras too).

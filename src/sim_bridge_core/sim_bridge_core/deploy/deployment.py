@@ -406,17 +406,22 @@ class Deployment:
         self.ramp, self._ramp_pending = None, self.enabled and self.settings.home_ramp_s > 0
 
     def set_enabled(self, enabled: bool) -> Command | None:
-        """Enable or disable; disabling returns the one hold command to send. Enabling after a
-        hold starts afresh (``_restart_episode``)."""
+        """Enable or disable; disabling returns the one hold command to send, at the measured pose
+        even after an earlier hold (a stale robot's): the robot may have moved since, and its
+        controller must not pull it back there. Enabling after a hold starts afresh
+        (``_restart_episode``)."""
         if enabled and not self.enabled:
             self.enabled = True
             self._restart_episode()
             self._last_command_time = -np.inf
+        stopping = self.enabled and not enabled
         self.enabled = enabled
         if enabled:
             self._holding = False
             return None
         self.ramp, self._ramp_pending = None, False
+        if stopping:
+            self._holding = False
         return self._hold()
 
     def _pair(self) -> tuple[_Reading, np.ndarray] | None:
@@ -598,6 +603,6 @@ class Deployment:
         return Command(self.positions.copy(), hold=True)
 
     def fail(self) -> Command | None:
-        """Something in the deploy path failed: disable, returning the one hold to send; only an
-        ``enable`` resumes."""
-        return self.set_enabled(False)
+        """Something in the deploy path failed: disable, returning the hold to send; only an
+        ``enable`` resumes. A failure while disabled sends nothing (no command to a disarmed robot)."""
+        return self.set_enabled(False) if self.enabled else None

@@ -94,6 +94,11 @@ class PolicyConfig:
     simulator: str = setting(
         "simulator", "ros transport: the simulator node's name (relative: in this node's namespace)"
     )
+    simulators: list[str] = setting(
+        [],
+        "ros transport: namespaces of simulator shards (any host) one learner drives as one batch, "
+        "sim.num_envs split over them in this order ([] = the one simulator in this node's namespace)",
+    )
     max_env_steps: int = setting(
         50_000_000, "train: stop after this many env steps (over resumes)", low=1, high=(1 << 62)
     )

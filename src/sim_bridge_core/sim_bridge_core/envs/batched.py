@@ -6,6 +6,10 @@ targets go through the per-world action delay and action noise, reset poses get 
 initial joint offset, and ``measured_positions`` / ``measured_velocities`` /
 ``measured_sensors`` (what the observation and the simulator's publishers read) carry sensor
 bias and noise, drawn once per step. Without one, everything is as the backend and task make it.
+
+The env's arrays live where the backend's state does: numpy for host worlds, torch tensors on the
+device for a resident backend (MuJoCo Warp, ``resident=True``), where observations, rewards,
+resets, the reset draws, the command execution and the randomization stay on the device.
 """
 
 from __future__ import annotations
@@ -16,6 +20,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from sim_bridge_core.arrays import (
+    draws,
+    integers,
+    is_host,
+    like,
+    namespace,
+    on_device,
+    restore_stream,
+    stream_state,
+    to_host,
+    zeros,
+)
 from sim_bridge_core.sim.backends import SimBackend
 from sim_bridge_core.sim.control import CommandExecution, updates_per_period
 from sim_bridge_core.sim.sensors import SensorLayout
@@ -47,9 +63,22 @@ class StepResult:
     def done(self) -> np.ndarray:
         return self.terminated | self.truncated
 
+    def on_host(self) -> StepResult:
+        """The same result in numpy arrays (itself where it is in numpy): for messages and files."""
+        if is_host(self.reward):
+            return self
+        terms = {name: to_host(values) for name, values in self.reward_terms.items()}
+        fields = (self.reward, self.terminated, self.truncated, self.success, self.final_observations)
+        return StepResult(*(to_host(values) for values in fields), reward_terms=terms)
+
 
 class JobStoppedError(Exception):
     """Training or evaluation cut short on request (SIGINT/SIGTERM): the job is stopping."""
+
+
+class WorldsLostError(RuntimeError):
+    """The worlds can step no more: a simulator in another process died or stopped answering.
+    Training ends with a checkpoint, so a rerun resumes once the simulators are back."""
 
 
 class Worlds(Protocol):
@@ -104,19 +133,19 @@ class BatchedEnv:
         robot = backend.robot
         updates = updates_per_period(backend.substeps, robot.physics_dt, controller_rate_hz)
         delay_steps = round(robot.parameters.command_delay_s / robot.physics_dt)
-        self.commands = CommandExecution(
-            command_interface, updates, backend.joint_positions(), backend.substeps, delay_steps
-        )
+        positions = backend.joint_positions()  # where the env's arrays live (``self._reference``)
+        self._reference = positions[:0]
+        self.commands = CommandExecution(command_interface, updates, positions, backend.substeps, delay_steps)
         self.randomizer = randomizer
         self.task = task
         self.num_envs = backend.num_envs
         self.episode_steps = max(1, round(episode_length_s / backend.control_dt))
-        self.rng = np.random.default_rng(seed)
-        self.inputs = np.zeros((self.num_envs, len(task.input_names)))
+        self.rng = draws(seed, self._reference)
+        self.inputs = zeros((self.num_envs, len(task.input_names)), self._reference)
         self.sensors = SensorLayout.of(robot)
         # What each world's policy commanded last period (observed by tasks that use it).
-        self.previous_targets = np.tile(robot.home, (self.num_envs, 1))
-        self.episode_step = np.zeros(self.num_envs, dtype=np.int64)
+        self.previous_targets = zeros(positions.shape, positions) + like(robot.home, positions)
+        self.episode_step = zeros((self.num_envs,), self._reference, "int")
         self.steps = 0
         self.reset()
 
@@ -133,8 +162,13 @@ class BatchedEnv:
         """Sim time in integer nanoseconds (exact, never goes backwards)."""
         return self.steps * round(self.backend.control_dt * 1e9)
 
+    @property
+    def resident(self) -> bool:
+        """The worlds' arrays are device tensors (a resident backend), not numpy arrays."""
+        return not is_host(self._reference)
+
     def seed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
+        self.rng = draws(seed, self._reference)
 
     def reset(self, ids: np.ndarray | None = None, stagger: bool = False) -> None:
         """Start new episodes in worlds ``ids`` (all by default) from the task's reset distribution.
@@ -143,18 +177,23 @@ class BatchedEnv:
         rollouts mix early and late steps from the start (as rsl_rl does); evaluation
         wants whole episodes and leaves it off.
         """
-        ids = np.arange(self.num_envs) if ids is None else np.asarray(ids, dtype=np.int64)
-        if ids.size == 0:
+        reference = self._reference
+        if ids is None:
+            ids = namespace(reference).arange(self.num_envs, device=reference.device)
+        elif is_host(reference):
+            ids = np.asarray(ids, dtype=np.int64)
+        count = int(ids.shape[0])
+        if count == 0:
             return
-        positions, inputs = self.task.sample_initial(self.rng, ids.size)
+        positions, inputs = (on_device(draw, reference) for draw in self.task.sample_initial(self.rng, count))
         if self.randomizer is not None:
             positions = self.randomizer.on_reset(ids, positions)
         self.backend.reset(ids, positions)
         self.commands.hold(ids, self.backend.joint_positions()[ids])
         self.inputs[ids] = inputs
-        self.previous_targets[ids] = self.backend.robot.home
+        self.previous_targets[ids] = like(self.backend.robot.home, reference)
         self.task.reset_episodes(ids, self.num_envs)
-        self.episode_step[ids] = self.rng.integers(0, self.episode_steps, ids.size) if stagger else 0
+        self.episode_step[ids] = integers(self.rng, 0, self.episode_steps, (count,)) if stagger else 0
 
     def set_randomization_enabled(self, enabled: bool) -> None:
         """Randomized or nominal physics from now on (no-op without a randomizer)."""
@@ -164,7 +203,7 @@ class BatchedEnv:
     def random_state(self) -> dict[str, Any]:
         """What a training checkpoint keeps to resume the same draws (plain data): the reset
         distribution's stream, and the randomizer's streams and curriculum step."""
-        state: dict[str, Any] = {"reset": self.rng.bit_generator.state}
+        state: dict[str, Any] = {"reset": stream_state(self.rng)}
         if self.randomizer is not None:
             state["randomizer"] = self.randomizer.state()
         return state
@@ -172,7 +211,7 @@ class BatchedEnv:
     def restore_random_state(self, state: dict[str, Any]) -> None:
         """Continue from ``random_state()`` (parts this env lacks or the state lacks are skipped)."""
         if "reset" in state:
-            self.rng.bit_generator.state = state["reset"]
+            restore_stream(self.rng, state["reset"])
         if "randomizer" in state and self.randomizer is not None:
             self.randomizer.restore(state["randomizer"])
 
@@ -191,6 +230,7 @@ class BatchedEnv:
         multi-point trajectory their (U, J) setpoints for the period instead.
         """
         randomizer = self.randomizer
+        targets = on_device(targets, self._reference)
         worlds = None if commanded is None else np.flatnonzero(commanded)
         if worlds is None:
             self.previous_targets[:] = targets
@@ -215,12 +255,12 @@ class BatchedEnv:
             randomizer.after_step()
         outcome = self.task.outcome(self.backend, self.inputs, self.control_history())
         truncated = (self.episode_step >= self.episode_steps) & ~outcome.terminated & self.task.episodic
-        done_ids = np.flatnonzero(outcome.terminated | truncated)
+        done_ids = namespace(truncated).nonzero(outcome.terminated | truncated)[0]
         # Most steps end no episode: no second read of every world's state then.
         final_observations = (
             self.observation(done_ids)
-            if done_ids.size
-            else np.zeros((0, self.task.observation_size), dtype=np.float32)
+            if done_ids.shape[0]
+            else zeros((0, self.task.observation_size), self._reference, "float32")
         )
         self.reset(done_ids)
         return StepResult(
@@ -250,9 +290,9 @@ class BatchedEnv:
 
     def control_history(self, rows: np.ndarray | slice = slice(None)) -> ControlHistory:
         """What each world's policy keeps: its last targets and the time into its episode."""
-        return ControlHistory(
-            self.previous_targets[rows].copy(), self.episode_step[rows] * self.backend.control_dt
-        )
+        previous = self.previous_targets[rows]
+        elapsed_s = self.episode_step[rows] * self.backend.control_dt
+        return ControlHistory(namespace(previous).asarray(previous, copy=True), elapsed_s)
 
     def observation(self, ids: np.ndarray | None = None) -> np.ndarray:
         """The task's observation of the current (measured) state of worlds ``ids`` (default all)."""

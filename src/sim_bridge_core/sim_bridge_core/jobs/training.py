@@ -11,10 +11,15 @@ evaluation. A recording that fails stops with one error line; training goes on.
 
 ``fused`` worlds are built here from the simulator settings (the same ``Simulator`` class the
 simulator node runs); ``ros`` worlds come from the caller, already connected to the topics.
+
+Under torchrun (``learning.distributed``, docs/scale-out.md) every rank runs the job on fused
+worlds of its own, seeded by its rank; rank 0 alone writes: checkpoint, bag, TensorBoard,
+exports, evaluation, videos, plot and summary. The other ranks train, then return at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from sim_bridge_core.arrays import to_host
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.deploy.contract import PolicyContract
 from sim_bridge_core.deploy.policy import PolicyConfig, command_safety
@@ -37,6 +43,7 @@ from sim_bridge_core.jobs.videos import VIDEOS, write_policy_videos
 from sim_bridge_core.learning import (
     CheckpointError,
     TrainResult,
+    distributed,
     evaluate,
     export_policy,
     load_checkpoint,
@@ -57,6 +64,7 @@ from sim_bridge_core.simulator.core import (
     simulated_robot,
 )
 from sim_bridge_core.simulator.protocol import task_signal_rows
+from sim_bridge_core.simulator.shards import ShardedWorlds
 from sim_bridge_core.tasks import Task
 
 CHECKPOINT = "checkpoint.pt"
@@ -70,9 +78,43 @@ def make_task_for(sim: SimulatorConfig) -> Task:
     return simulated_robot(sim, "sim")[1]
 
 
-def fused_simulator(sim: SimulatorConfig, **changes: Any) -> Simulator:
-    """Worlds in this process, exactly as the simulator node would build them from ``sim``."""
-    return Simulator(dataclasses.replace(sim, **changes))
+def fused_simulator(sim: SimulatorConfig, resident: bool = False, **changes: Any) -> Simulator:
+    """Worlds in this process, exactly as the simulator node would build them from ``sim``
+    (``resident``: their arrays stay on the warp backend's device)."""
+    return Simulator(dataclasses.replace(sim, **changes), resident=resident)
+
+
+def resident_worlds(sim: SimulatorConfig, algorithm: str) -> bool:
+    """Whether fused training keeps its worlds on the device: MuJoCo Warp worlds trained by PPO
+    (SAC and TD3 replay from host arrays)."""
+    return sim.backend == "warp" and algorithm == "ppo"
+
+
+def prepare_run_dir(policy: PolicyConfig) -> Path:
+    """The run folder (``prepare_output_dir``: default ``runs/<timestamp>``, created and checked
+    writable). Under torchrun the ranks join here (``distributed.init``), a job they cannot share
+    fails naming its key, and rank 0 alone prepares the folder and tells the others its path: they
+    write nothing there."""
+    ranks = distributed.launch().world_size
+    if ranks > 1:
+        if policy.mode != "train":
+            raise ConfigError(f"policy.mode: {policy.mode} runs in one process, not in {ranks} ranks")
+        if policy.transport != "fused":
+            raise ConfigError(
+                f"policy.transport: torchrun's {ranks} ranks each train on fused worlds of their own: "
+                "set transport fused (ros: one learner over simulator shards, docs/scale-out.md)"
+            )
+        distributed.init(policy.device)
+    path = str(prepare_output_dir(policy.output_dir)) if distributed.is_main() else None
+    return Path(distributed.broadcast_object(path))
+
+
+def rank_simulator_changes(sim: SimulatorConfig) -> dict[str, Any]:
+    """What a data-parallel rank changes in its fused worlds' settings (nothing in one process): a
+    seed of its own (``distributed.rank_seed``) and its share of this host's cores."""
+    if not distributed.active():
+        return {}
+    return {"seed": distributed.rank_seed(sim.seed), "threads": sim.threads or distributed.cores_per_rank()}
 
 
 def evaluation_worlds(sim: SimulatorConfig, episodes: int, **changes: Any) -> BatchedEnv:
@@ -121,6 +163,7 @@ def describe_run(worlds: Worlds, transport: str, sim: SimulatorConfig) -> dict[s
         "episode_length_s": float(worlds.episode_steps * worlds.control_dt),
         "randomization": sim.randomization or "none",
         "seed": sim.seed,
+        "simulator_shards": worlds.names if isinstance(worlds, ShardedWorlds) else [],
     }
 
 
@@ -158,7 +201,7 @@ def recording_hook(
             return
         now = worlds.time_ns
         try:
-            recorder.record_command(now - period_ns, targets)
+            recorder.record_command(now - period_ns, to_host(targets))
             recorder.record_state(now, *read_state(result))
             if applied is None:
                 return
@@ -178,7 +221,7 @@ class _Feed:
     recording reads their state and their randomization."""
 
     worlds: Worlds
-    eval_worlds: Worlds
+    eval_worlds: Worlds | None  # None: a data-parallel rank above 0, which does not evaluate
     task_fields: tuple[str, ...]
     read_state: StateReader
     read_applied: AppliedReader | None
@@ -213,9 +256,11 @@ class TrainingJob:
                 f"policy.algorithm: {algorithm} takes {SECTIONS[algorithm]}.* settings, "
                 f"not a {type(self.learning).__name__}"
             )
-        self.output_dir = prepare_output_dir(self.policy.output_dir)
+        self.output_dir = prepare_run_dir(self.policy)
+        self.world_size = distributed.world_size()  # data-parallel ranks (1: a single process)
         self.checkpoint_path = self.output_dir / CHECKPOINT
-        self.resume_from, self.fine_tune = self._resume_source()
+        # Ranks above 0 read no checkpoint: they start from rank 0's learner (distributed.share_learner).
+        self.resume_from, self.fine_tune = self._resume_source() if distributed.is_main() else (None, False)
 
     def _resume_source(self) -> tuple[Path | None, bool]:
         """``output_dir/checkpoint.pt`` if an earlier run left one (resumed), else ``policy.checkpoint``
@@ -245,19 +290,22 @@ class TrainingJob:
         the values last received there (for the recording). Setting ``stop`` ends training
         early (summary ``interrupted``: true, no evaluation).
         """
-        policy = self.policy
-        if policy.video:
+        policy, main = self.policy, distributed.is_main()  # only rank 0 writes, and publishes
+        if policy.video and main:
             require_gl()  # before training, not after it
-        feed = self._fused_feed(on_applied) if worlds is None else _remote_feed(worlds, read_applied)
+        if worlds is None:
+            feed = self._fused_feed(on_applied if main else None)
+        else:
+            feed = _remote_feed(worlds, read_applied)
         worlds = feed.worlds
-        recorder = self._open_recorder(worlds, feed.task_fields) if policy.record else None
+        recorder = self._open_recorder(worlds, feed.task_fields) if policy.record and main else None
         safety = command_safety(policy, worlds.task.robot, worlds.control_dt)
         self.contract = PolicyContract.describe(
             worlds.task, safety, worlds.control_dt, worlds.command_interface
         )
         if self.resume_from is not None:
             self.log(f"{'fine-tuning' if self.fine_tune else 'resuming'} from {self.resume_from}")
-        with TensorBoardLog(self.output_dir) as board:
+        with TensorBoardLog(self.output_dir) if main else contextlib.nullcontext() as board:
             try:
                 result = train(
                     worlds,
@@ -267,7 +315,7 @@ class TrainingJob:
                     max_wall_s=policy.max_wall_s,
                     resume=self.resume_from,
                     fine_tune=self.fine_tune,
-                    on_iteration=board.iteration,
+                    on_iteration=board.iteration if board is not None else None,
                     on_step=self._step_hook(feed, recorder),
                     checkpoint_path=self.checkpoint_path,
                     checkpoint_every=policy.checkpoint_every,
@@ -280,17 +328,36 @@ class TrainingJob:
                 raise ConfigError(f"policy.checkpoint: {exc}") from exc
             finally:
                 self._close_recorder(recorder)
+                distributed.close()  # the ranks are done together; rank 0 evaluates alone
+            if self.world_size > 1:
+                self._log_rank(result)
+            if not main:
+                return {"rank": distributed.launch().rank, "env_steps": result.env_steps}
             return self.finish(worlds, feed.eval_worlds, result, board, stop)
+
+    def _log_rank(self, result: TrainResult) -> None:
+        """A data-parallel rank's last word: every rank prints the same digest of the parameters
+        (the checkpoint's), or they did not train one model."""
+        digest = distributed.state_digest(result.model.state_dict())
+        rank = distributed.launch().rank
+        self.log(f"rank {rank} of {self.world_size}: {result.env_steps} env steps, parameters {digest}")
 
     def _fused_feed(self, on_applied: Callable[[bytes], None] | None) -> _Feed:
         """Fused worlds from ``sim``, evaluated later on fresh worlds with their own seed (not the
         training worlds' state); each new ``randomization/applied`` message goes to ``on_applied``."""
-        simulator = fused_simulator(self.sim)
+        resident = resident_worlds(self.sim, self.policy.algorithm)
+        simulator = fused_simulator(self.sim, resident, **rank_simulator_changes(self.sim))
         env = simulator.env
+        if resident:
+            self.log(f"worlds, observations, rewards and resets stay on {env.backend.device}")
+        if env.randomizer is not None and not distributed.is_main():  # its own draws too
+            env.randomizer.seed(distributed.rank_seed(env.randomizer.spec.seed))
+            env.randomizer.resample()
 
         def read_state(result: StepResult) -> tuple[np.ndarray, ...]:
-            signals = task_signal_rows(result, env.inputs, env.time_ns, env.control_dt)
-            return env.measured_positions(), env.measured_velocities(), env.backend.joint_efforts(), signals
+            signals = task_signal_rows(result.on_host(), to_host(env.inputs), env.time_ns, env.control_dt)
+            state = env.measured_positions(), env.measured_velocities(), env.backend.joint_efforts()
+            return (*(to_host(values) for values in state), signals)
 
         def read_applied() -> tuple[np.ndarray, tuple[str, ...]] | None:
             message = simulator.randomization_applied()
@@ -303,7 +370,11 @@ class TrainingJob:
             return env.randomizer.applied()
 
         read_applied()  # what is in effect from the start
-        eval_worlds = evaluation_worlds(self.sim, self.policy.eval_episodes, seed=self.sim.seed + 1)
+        eval_worlds = None  # ranks above 0 do not evaluate
+        if distributed.is_main():
+            eval_worlds = evaluation_worlds(
+                self.sim, self.policy.eval_episodes, resident=resident, seed=self.sim.seed + 1
+            )
         return _Feed(
             env, eval_worlds, simulator.task_fields, read_state, read_applied, publishes_applied=True
         )
@@ -382,6 +453,8 @@ class TrainingJob:
             "wall_s": result.wall_s,
             "env_steps_per_s": result.env_steps_per_s,
             **describe_run(worlds, self.policy.transport, self.sim),
+            "num_envs": worlds.num_envs * self.world_size,  # every rank's worlds
+            "world_size": self.world_size,
             "algorithm": self.policy.algorithm,
             **rates,
             **videos,
@@ -483,5 +556,6 @@ __all__ = [
     "fused_simulator",
     "make_task_for",
     "prepare_output_dir",
+    "prepare_run_dir",
     "run_evaluation",
 ]

@@ -35,10 +35,16 @@ class EmpiricalNormalizer(nn.Module):
     def update(self, x: torch.Tensor) -> None:
         """Merge a batch (B, size) into the statistics (Chan et al.'s parallel variance)."""
         x = x.reshape(-1, self.mean.shape[0])
-        batch_count = x.shape[0]
-        if batch_count == 0:
+        if x.shape[0] == 0:
             return
         batch_var, batch_mean = torch.var_mean(x, dim=0, correction=0)
+        self.merge(x.shape[0], batch_mean, batch_var)
+
+    @torch.no_grad()
+    def merge(self, batch_count: int, batch_mean: torch.Tensor, batch_var: torch.Tensor) -> None:
+        """Merge the count, mean and (biased) variance of a batch seen elsewhere (another rank's)."""
+        if batch_count == 0:
+            return
         total = self.count + batch_count
         weight = float(batch_count / total)
         delta = batch_mean - self.mean

@@ -13,16 +13,21 @@ arrays over in memory) and over ROS (the arrays come from ``batch/joint_states``
 Timeouts are bootstrapped the rsl_rl way: a truncated step earns ``gamma * V(s_t)`` on
 top of its reward, using the value stored when acting, because the final observation of
 an auto-reset world is not on the ROS wire.
+
+Under torchrun each rank runs one of these on its own worlds, and ``distributed`` keeps them one
+learner: gradients averaged before clipping, advantages normalized, the learning rate adapted and
+the normalizer updated over every rank's samples, ``env_steps`` counting every rank's steps.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import torch
 
+from sim_bridge_core.arrays import is_host
+from sim_bridge_core.learning import distributed
 from sim_bridge_core.learning.config import PpoConfig
 from sim_bridge_core.learning.modules import ActorCritic
 from sim_bridge_core.learning.storage import RolloutStorage
@@ -46,10 +51,12 @@ class PpoLearner:
         self.config = config = config or PpoConfig()
         self.device = torch.device(device)
         self.num_envs = num_envs
+        self.steps_per_step = num_envs * distributed.world_size()  # env steps of every rank
         # Acting runs on one thread: batches of a few thousand rows gain little from more, and
         # OpenMP workers that spin-wait after each call steal cores from the physics that follows.
-        # The update (large minibatches, physics idle) uses ``threads`` (default: every core).
-        self.update_threads = config.threads or os.cpu_count() or 1
+        # The update (large minibatches, physics idle) uses ``threads`` (default: every core, shared
+        # out among the ranks on this host under torchrun).
+        self.update_threads = config.threads or distributed.cores_per_rank()
         torch.set_num_threads(1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -70,11 +77,12 @@ class PpoLearner:
         return self.storage.full
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), device=self.device).to(dtype)
+        return torch.as_tensor(array, device=self.device).to(dtype)
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
-        """Sampled actions (N, action_size) for observations (N, observation_size); stored for PPO."""
+        """Sampled actions (N, action_size) for observations (N, observation_size); stored for PPO.
+        Numpy observations get numpy actions, tensors (device-resident worlds) tensors beside them."""
         if self.ready:
             raise RuntimeError("the rollout is full: call update() before act()")
         if self._acted:
@@ -90,7 +98,7 @@ class PpoLearner:
         storage.log_probs[t] = self.model.log_prob(actions, mean)
         storage.values[t] = value
         self._acted = True
-        return actions.cpu().numpy()
+        return actions.cpu().numpy() if is_host(observations) else actions.to(observations.device)
 
     @torch.no_grad()
     def observe(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
@@ -103,7 +111,7 @@ class PpoLearner:
         storage.rewards[t] = self._tensor(rewards) + self.config.gamma * storage.values[t] * timeout
         storage.dones[t] = (terminated | timeout).float()
         storage.step += 1
-        self.env_steps += self.num_envs
+        self.env_steps += self.steps_per_step
         self._acted = False
 
     def update(self, last_observations: np.ndarray) -> dict[str, float]:
@@ -123,7 +131,8 @@ class PpoLearner:
                 model.value(self._tensor(last_observations)), config.gamma, config.gae_lambda
             )
             advantages = storage.advantages
-            advantages.sub_(advantages.mean()).div_(advantages.std() + 1e-8)
+            center, spread = distributed.mean_and_std(advantages)
+            advantages.sub_(center).div_(spread + 1e-8)
             old_log_std = model.log_std.detach().clone()
 
         totals = {"surrogate_loss": 0.0, "value_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
@@ -135,6 +144,7 @@ class PpoLearner:
 
                 with torch.no_grad():
                     kl = _gaussian_kl(batch["means"], old_log_std, mean, model.log_std).mean()
+                    kl = distributed.mean(kl)  # every rank adapts to the same KL: one learning rate
                     if config.schedule == "adaptive":
                         self._adapt_learning_rate(kl.item())
 
@@ -155,6 +165,7 @@ class PpoLearner:
 
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(model.parameters())
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 self.optimizer.step()
 
@@ -166,7 +177,7 @@ class PpoLearner:
 
         if config.normalize_observations:
             # After the epochs, so that acting and learning on this rollout saw the same statistics.
-            model.normalizer.update(storage.observations)
+            distributed.update_normalizer(model.normalizer, storage.observations)
         storage.clear()
         self.iteration += 1
         stats = {name: value / updates for name, value in totals.items()}

@@ -37,8 +37,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sim_bridge_core.arrays import device, is_host, namespace, to_host
 from sim_bridge_core.config import ConfigError
-from sim_bridge_core.envs.batched import JobStoppedError, StepResult, Worlds
+from sim_bridge_core.envs.batched import JobStoppedError, StepResult, Worlds, WorldsLostError
+from sim_bridge_core.learning import distributed
 from sim_bridge_core.learning.algorithms import (
     SECTIONS,
     Learner,
@@ -106,38 +108,44 @@ class EpisodeStats:
 
 class EpisodeTracker:
     """Returns, reward terms and success of episodes as they end; success is the task's at the
-    episode's last step."""
+    episode's last step. It keeps running sums beside the worlds (numpy, or the device of resident
+    worlds), so a step asks nothing of the device; ``pop`` reads them once per iteration."""
 
     def __init__(self, num_envs: int) -> None:
         self.num_envs = num_envs
-        self.returns = np.zeros(num_envs)
-        self.terms: dict[str, np.ndarray] = {}
-        self.ended_returns: list[np.ndarray] = []
-        self.ended_success: list[np.ndarray] = []
-        self.ended_terms: dict[str, list[np.ndarray]] = {}
+        self.running: dict[str, Any] = {}  # per world, this episode so far: "return" and each term
+        self.ended: dict[str, Any] = {}  # over the episodes ended: "episodes", "success", the rest
 
     def add(self, step: StepResult) -> None:
-        self.returns += step.reward
-        for name, values in step.reward_terms.items():
-            self.terms.setdefault(name, np.zeros(self.num_envs))
-            self.terms[name] += values
-        done = step.done
-        if done.any():
-            self.ended_returns.append(self.returns[done])
-            self.ended_success.append(step.success[done])
-            self.returns[done] = 0.0
-            for name, sums in self.terms.items():
-                self.ended_terms.setdefault(name, []).append(sums[done])
-                sums[done] = 0.0
+        xp = namespace(step.reward)
+        finished = xp.astype(step.done, xp.float64)
+        self._add_ended("episodes", xp.sum(finished))
+        self._add_ended("success", xp.sum(finished * xp.astype(step.success, xp.float64)))
+        for name, values in {"return": step.reward, **step.reward_terms}.items():
+            so_far = self.running.get(name)
+            if so_far is None:
+                so_far = xp.zeros(self.num_envs, dtype=xp.float64, device=device(values))
+            so_far = so_far + values
+            self._add_ended(name, xp.sum(so_far * finished))
+            self.running[name] = xp.where(step.done, 0.0, so_far)
+
+    def _add_ended(self, name: str, value: Any) -> None:
+        self.ended[name] = value + self.ended[name] if name in self.ended else value
 
     def pop(self) -> EpisodeStats:
-        """The episodes ended since the last pop."""
-        if not self.ended_returns:
+        """The episodes ended since the last pop; with data-parallel learners, those of every rank
+        (every rank pops at the same iteration, and sums and counts are added over the ranks)."""
+        names = [name for name in self.running if name != "return"]
+        keys = ["episodes", "return", "success", *names]
+        sums = np.array([float(to_host(self.ended[key])) if key in self.ended else 0.0 for key in keys])
+        self.ended = {}
+        totals = distributed.sum_over_ranks(sums)
+        count = int(totals[0])
+        if count == 0:
             return EpisodeStats(0, float("nan"), float("nan"), {})
-        returns, success = np.concatenate(self.ended_returns), np.concatenate(self.ended_success)
-        terms = {name: float(np.concatenate(sums).mean()) for name, sums in self.ended_terms.items()}
-        self.ended_returns, self.ended_success, self.ended_terms = [], [], {}
-        return EpisodeStats(returns.size, float(returns.mean()), float(success.mean()), terms)
+        means = totals[1:] / count
+        terms = {name: float(value) for name, value in zip(names, means[2:], strict=True)}
+        return EpisodeStats(count, float(means[0]), float(means[1]), terms)
 
 
 class Runner:
@@ -152,7 +160,13 @@ class Runner:
     ``checkpoint_metadata`` besides the training state (the job's policy contract). Setting
     ``stop`` (or worlds raising ``JobStoppedError``) ends training at the next step as a budget
     would, final checkpoint included, with ``interrupted`` set (the partial rollout is dropped,
-    its env steps counted).
+    its env steps counted). Worlds that are lost (``WorldsLostError``: a simulator that died or
+    stopped answering) end the run with a checkpoint, then the error, saying where it is.
+
+    Under torchrun (``distributed``), each rank runs one ``Runner`` on worlds of its own: they
+    start from rank 0's learner, add up env steps, episodes and budgets over every rank, and stop
+    together at the end of an iteration (a stop request too); only rank 0 writes checkpoints and
+    shows the progress bar, and only PPO learns data-parallel.
     """
 
     def __init__(
@@ -174,6 +188,11 @@ class Runner:
         self.start = time.perf_counter()
         self.worlds = worlds
         self.algorithm = check_algorithm(algorithm)
+        if distributed.active() and self.algorithm != "ppo":
+            raise ConfigError(
+                f"policy.algorithm: {algorithm} learns in one process; data-parallel learners "
+                f"({distributed.world_size()} ranks under torchrun) are ppo only"
+            )
         if isinstance(config, PpoConfig) and config.num_minibatches > config.num_steps * worlds.num_envs:
             raise ConfigError(
                 f"ppo.num_minibatches: {config.num_minibatches} is more than the "
@@ -185,14 +204,15 @@ class Runner:
         )
         self.config = self.learner.config
         self.result = TrainResult(self.learner)
-        self.checkpoint_path = checkpoint_path
+        self.checkpoint_path = checkpoint_path if distributed.is_main() else None
         self.checkpoint_every = checkpoint_every
         self.checkpoint_metadata = dict(checkpoint_metadata or {})
         self.on_iteration = on_iteration
         self.on_step = on_step
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
         self.stagger_episodes = stagger_episodes
         self.stop = stop
+        self.stop_each_step = not distributed.active()  # else at an iteration's end, every rank at once
         self.earlier_wall_s = 0.0  # of the runs this one resumes
         self.tracker = EpisodeTracker(worlds.num_envs)
 
@@ -236,14 +256,15 @@ class Runner:
         else:
             self.result.history = list(checkpoint.metadata.get("history", []))
             self.earlier_wall_s = float(checkpoint.metadata.get("wall_s", 0.0))
-            self.worlds.restore_random_state(checkpoint.metadata.get("worlds_random_state", {}))
+            if distributed.is_main():  # the checkpoint's streams are rank 0's worlds'
+                self.worlds.restore_random_state(checkpoint.metadata.get("worlds_random_state", {}))
 
     def collect(self, observations: np.ndarray) -> np.ndarray:
         """Step every world until the learner's rollout is full; the observations after it.
         Raises ``JobStoppedError`` when asked to stop."""
         worlds, learner = self.worlds, self.learner
         while not learner.ready:
-            if self.stop is not None and self.stop.is_set():
+            if self.stop_each_step and self.stop is not None and self.stop.is_set():
                 raise JobStoppedError("training stopped on request")
             targets = worlds.task.action_to_targets(learner.act(observations))
             step = worlds.step(targets)
@@ -298,6 +319,13 @@ class Runner:
         )
         save_checkpoint(self.checkpoint_path, self.learner, self.config, metadata)
 
+    def save_on_failure(self) -> str:
+        """The checkpoint of a run whose worlds were lost (the partial rollout dropped), and what to say."""
+        if self.checkpoint_path is None:
+            return f"training stopped at {self.learner.env_steps} env steps, no checkpoint asked for"
+        self.save()
+        return f"checkpoint at {self.learner.env_steps} env steps in {self.checkpoint_path} (a rerun resumes)"
+
     def run(self, max_env_steps: int | None = None, max_wall_s: float | None = None) -> TrainResult:
         """Train until ``max_env_steps`` or ``max_wall_s`` (both counted over resumes), a stop
         request, or ``on_iteration`` asking to; before the first step, ``JobStoppedError`` propagates."""
@@ -305,6 +333,7 @@ class Runner:
             raise ValueError("give max_env_steps or max_wall_s, or training never ends")
         learner, result = self.learner, self.result
         self.worlds.reset(stagger=self.stagger_episodes)
+        distributed.share_learner(learner, self.config.seed)
         self.first_env_steps = learner.env_steps
         bar = tqdm(
             total=max_env_steps if max_wall_s is None else None,  # known once throughput is
@@ -322,17 +351,23 @@ class Runner:
             except JobStoppedError:
                 result.interrupted = True
                 break
+            except WorldsLostError as exc:
+                bar.close()
+                raise WorldsLostError(f"{exc}; {self.save_on_failure()}") from exc
             record = self.update(observations, rollout_start)
             self.log(record, bar, (max_env_steps, max_wall_s))
             periodic = self.checkpoint_every and learner.iteration % self.checkpoint_every == 0
             if self.checkpoint_path is not None and periodic:
                 self.save()
             done = bool(self.on_iteration(record, learner)) if self.on_iteration is not None else False
-            if (
+            done = (
                 done
                 or (max_env_steps is not None and learner.env_steps >= max_env_steps)
                 or (max_wall_s is not None and record["wall_s"] >= max_wall_s)
-            ):
+            )
+            stopping = not self.stop_each_step and self.stop is not None and self.stop.is_set()
+            done, result.interrupted = distributed.decide(done, stopping)
+            if done or result.interrupted:
                 break
         bar.close()
         if self.checkpoint_path is not None:
@@ -393,7 +428,7 @@ def evaluate(worlds: Worlds, model: Policy, episodes: int, stop: threading.Event
     step. Setting ``stop`` raises ``JobStoppedError`` at the next step.
     """
     model.eval()
-    device = next(model.parameters()).device
+    model_device = next(model.parameters()).device
     worlds.reset()
     wanted = np.zeros(worlds.num_envs, dtype=int)
     wanted[: min(episodes, worlds.num_envs)] = -(-episodes // worlds.num_envs)
@@ -402,12 +437,13 @@ def evaluate(worlds: Worlds, model: Policy, episodes: int, stop: threading.Event
     while np.any(counted < wanted):
         if stop is not None and stop.is_set():
             raise JobStoppedError("evaluation stopped on request")
-        observations = torch.as_tensor(worlds.observation(), device=device)
-        actions = model.act_inference(observations).cpu().numpy()
+        observations = worlds.observation()
+        actions = model.act_inference(torch.as_tensor(observations, device=model_device))
+        actions = actions.cpu().numpy() if is_host(observations) else actions.to(observations.device)
         step = worlds.step(worlds.task.action_to_targets(actions))
-        done = step.done & (counted < wanted)
+        done = to_host(step.done) & (counted < wanted)
         counted += done
-        successes += int(step.success[done].sum())
+        successes += int(to_host(step.success)[done].sum())
     return successes / int(counted.sum())
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from sim_bridge_core.arrays import like, namespace
 from sim_bridge_core.models.parameters import ModelParameters, apply_model_parameters
 from sim_bridge_core.rendering.cameras import CameraSpec, add_cameras
 
@@ -143,8 +144,9 @@ class RobotModel:
         return float(self.model.opt.timestep)
 
     def clamp(self, positions: np.ndarray) -> np.ndarray:
-        """Joint positions clipped to the joint limits (unlimited joints pass through)."""
-        return np.clip(positions, self.lower, self.upper)
+        """Joint positions clipped to the joint limits (unlimited joints pass through); numpy or device
+        tensors."""
+        return namespace(positions).clip(positions, like(self.lower, positions), like(self.upper, positions))
 
     def site_id(self, name: str) -> int:
         site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, name)

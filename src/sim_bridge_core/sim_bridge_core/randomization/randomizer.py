@@ -18,6 +18,12 @@ renders from its own model copy anyway. ``visual_state`` hands a renderer each w
 which it writes into its copy before drawing that world. They come from a stream of their own,
 so adding them leaves every physical draw of a seed as it was, and they are bound only for a
 randomizer built with ``visual=True`` (the simulator with cameras): elsewhere nothing renders.
+
+On a resident backend (MuJoCo Warp's state as device tensors) everything per world lives on the
+device too: the drawn values, the delay buffer, bias and noise, the streams (torch Generators
+seeded from the same seed sequence, so a seed gives other numbers there than in numpy) and the
+model fields, written into Warp's batched model arrays directly. ``applied`` and ``visual_state``
+give numpy copies: they feed messages and renderers.
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from sim_bridge_core.arrays import (
+    integers,
+    is_host,
+    like,
+    namespace,
+    restore_stream,
+    stream_state,
+    to_host,
+    zeros,
+)
 from sim_bridge_core.randomization.sampling import BoundParameter, bind
 from sim_bridge_core.randomization.spec import (
     AXES,
@@ -82,30 +98,33 @@ class Randomizer:
         self._model = [p for p in self.parameters if p.kind.stage == MODEL]
         self._visual = tuple(p for p in self.parameters if p.kind.stage == VISUAL)
         self._scheduled = [p for p in self.parameters if p.kind.stage in (MODEL, EPISODE)]
-        self._all = np.arange(n)
+        reference = self._reference = backend.joint_positions()[:0]  # where the worlds' arrays live
+        xp = self._xp = namespace(reference)
+        self._all = xp.arange(n, device=reference.device)
         joints = self.robot.num_joints
 
         fields = sorted({w.field for p in self._model for w in p.writes})
         self._fields = {name: backend.model_field(name) for name in fields}
-        self._nominal_fields = {name: array.copy() for name, array in self._fields.items()}
+        self._nominal_fields = {name: xp.asarray(array, copy=True) for name, array in self._fields.items()}
         self._set_const = None
         if any(f in _SETCONST_INPUTS or f.startswith("opt.") for f in fields):
             batch = getattr(backend, "batch", None)
             self._set_const = getattr(batch, "set_const", None)  # the Warp backend has no per-world one
 
         # Drawn values in effect when enabled, (N, K) per parameter.
-        self._values = {p.name: np.broadcast_to(p.nominal, (n, p.size)).copy() for p in self.parameters}
+        self._values = {p.name: self._filled((n, p.size), p.nominal) for p in self.parameters}
         # Actuation and sensing state.
         delay = self._by_name.get("action_delay_steps")
-        self._delay = np.zeros(n, dtype=np.int64)
+        self._delay = zeros((n,), reference, "int")
         self._buffer = None
         self._head = 0
         if delay is not None:
-            self._buffer = np.broadcast_to(self.robot.home, (int(delay.spec.high) + 1, n, joints)).copy()
-        self._bias = np.zeros((n, joints)) if "joint_position_bias" in self._by_name else None
+            self._buffer = self._filled((int(delay.spec.high) + 1, n, joints), self.robot.home)
+        self._bias = zeros((n, joints), reference) if "joint_position_bias" in self._by_name else None
         self._noise: dict[str, np.ndarray] = {}
+        self._found_columns: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}  # _imu_columns
         push = self._by_name.get("push_velocity")
-        self._push_countdown = np.zeros(n, dtype=np.int64)
+        self._push_countdown = zeros((n,), reference, "int")
         self._push_steps = (1, 1)
         self._pushes = push is not None
         if push is not None:
@@ -138,19 +157,30 @@ class Randomizer:
 
     def seed(self, seed: int) -> None:
         """Restart the random streams from ``seed``."""
-        self._streams = tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(_STREAMS))
+        children = np.random.SeedSequence(seed).spawn(_STREAMS)
+        if is_host(self._reference):
+            self._streams = tuple(np.random.default_rng(child) for child in children)
+        else:
+            import torch
+
+            device = self._reference.device
+            self._streams = tuple(
+                torch.Generator(device).manual_seed(int(child.generate_state(1, np.uint64)[0] >> 1))
+                for child in children
+            )
         self._rng_params, self._rng_reset, self._rng_noise, self._rng_push, self._rng_visual = self._streams
 
     def state(self) -> dict[str, Any]:
         """What a training checkpoint needs to resume the draws and the curriculum (plain data)."""
-        return {"step_count": self.step_count, "rng": [g.bit_generator.state for g in self._streams]}
+        return {"step_count": self.step_count, "rng": [stream_state(g) for g in self._streams]}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from ``state()``: the curriculum's step count and the random streams (a checkpoint
-        from before the visual stream restores the four it has)."""
+        from before the visual stream restores the four it has; streams of the other side, numpy or
+        device, are not restored)."""
         self.step_count = int(state["step_count"])
         for generator, saved in zip(self._streams, state["rng"], strict=False):
-            generator.bit_generator.state = saved
+            restore_stream(generator, saved)
 
     def set_enabled(self, enabled: bool) -> None:
         """False: nominal physics (exactly the captured fields), no delay, noise, bias, offsets or pushes.
@@ -178,20 +208,21 @@ class Randomizer:
 
     def resample(self, ids: np.ndarray | None = None) -> None:
         """New model parameters and per-world constants (delay, bias) for worlds ``ids`` (all by default)."""
-        ids = self._all if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
-        if ids.size == 0:
+        ids = self._all if ids is None else self._ids(ids)
+        count = int(ids.shape[0])
+        if count == 0:
             return
         fraction = self.fraction
         self.version += 1
         # Visual draws come from their own stream: adding them leaves a seed's physics as it was.
         drawn = [(p, self._rng_params) for p in self._scheduled]
         for p, rng in drawn + [(p, self._rng_visual) for p in self._visual]:
-            self._values[p.name][ids] = p.effect(p.draw(rng, ids.size), fraction)
+            self._values[p.name][ids] = p.effect(p.draw(rng, count), fraction)
         if "action_delay_steps" in self._values:
-            self._delay[ids] = self._values["action_delay_steps"][ids, 0].astype(np.int64)
+            self._delay[ids] = self._xp.astype(self._values["action_delay_steps"][ids, 0], self._xp.int64)
         if self._bias is not None:
             bias = self._by_name["joint_position_bias"]
-            self._bias[ids[:, None], bias.columns] = self._values[bias.name][ids]
+            self._bias[ids[:, None], self._columns(bias)] = self._values[bias.name][ids]
         if self._enabled:
             self._apply_model(ids)
 
@@ -205,7 +236,7 @@ class Randomizer:
         reported = self._reported()
         if not reported:
             return np.zeros((self.num_envs, 0)), ()
-        columns = [self._in_effect(p, self._all) for p in reported]
+        columns = [self._in_effect(p, to_host(self._all)) for p in reported]
         return np.concatenate(columns, axis=1), self.names
 
     def visual_state(self, worlds: np.ndarray) -> VisualState | None:
@@ -216,9 +247,9 @@ class Randomizer:
         return VisualState(self._visual, tuple(self._in_effect(p, worlds) for p in self._visual))
 
     def _in_effect(self, p: BoundParameter, worlds: np.ndarray) -> np.ndarray:
-        """A copy of ``p``'s values in worlds ``worlds``: drawn while enabled, else nominal."""
+        """A numpy copy of ``p``'s values in worlds ``worlds``: drawn while enabled, else nominal."""
         if self._enabled:
-            return self._values[p.name][worlds]
+            return np.array(to_host(self._values[p.name])[worlds], dtype=np.float64)
         return np.broadcast_to(p.nominal, (len(worlds), p.size)).copy()
 
     # ------------------------------------------------------------- env hooks
@@ -228,15 +259,16 @@ class Randomizer:
         The reset schedule redraws these worlds' parameters here; the initial joint offset
         is drawn at every reset. Delayed targets restart from the reset pose.
         """
+        ids = self._ids(ids)
         if self.spec.schedule == "reset":
             self.resample(ids)
         offset = self._by_name.get("initial_joint_offset")
         if offset is not None:
-            values = offset.effect(offset.draw(self._rng_reset, ids.size), self.fraction)
+            values = offset.effect(offset.draw(self._rng_reset, int(ids.shape[0])), self.fraction)
             self._values[offset.name][ids] = values
             if self._enabled:
-                positions = np.array(positions, dtype=np.float64)
-                positions[:, offset.columns] += values
+                positions = self._copy(positions)
+                positions[:, self._columns(offset)] += values
                 positions = self.robot.clamp(positions)
         if self._buffer is not None:
             self._buffer[:, ids] = positions
@@ -254,7 +286,7 @@ class Randomizer:
                 targets = self._buffer[(self._head - self._delay) % len(self._buffer), self._all]
         noise = self._by_name.get("action_noise")
         if self._enabled and noise is not None:
-            targets = np.array(targets, dtype=np.float64)
+            targets = self._copy(targets)
             self._perturb(
                 noise, targets, noise.effect(noise.draw(self._rng_noise, self.num_envs), self.fraction)
             )
@@ -270,10 +302,10 @@ class Randomizer:
             return
         if self._pushes:
             self._push_countdown -= 1
-            due = np.flatnonzero(self._push_countdown <= 0)
-            if due.size:
+            due = self._xp.nonzero(self._push_countdown <= 0)[0]
+            if due.shape[0]:
                 push = self._by_name["push_velocity"]
-                kick = push.effect(push.draw(self._rng_push, due.size), self.fraction)
+                kick = push.effect(push.draw(self._rng_push, int(due.shape[0])), self.fraction)
                 self._values[push.name][due] = kick
                 self.version += 1
                 self.backend.add_joint_velocities(due, push.dofs, kick)
@@ -284,7 +316,7 @@ class Randomizer:
         """Measured joint positions (N, J): true ones plus bias and this step's noise."""
         if not self._enabled:
             return positions
-        measured = np.array(positions, dtype=np.float64)
+        measured = self._copy(positions)
         if self._bias is not None:
             measured += self._bias
         noise = self._noise.get("joint_position_noise")
@@ -297,7 +329,7 @@ class Randomizer:
         noise = self._noise.get("joint_velocity_noise")
         if not self._enabled or noise is None:
             return velocities
-        measured = np.array(velocities, dtype=np.float64)
+        measured = self._copy(velocities)
         self._perturb(self._by_name["joint_velocity_noise"], measured, noise)
         return measured
 
@@ -307,10 +339,9 @@ class Randomizer:
         parameters = [p for p in self.parameters if p.name.startswith("imu_")]
         if not self._enabled or not parameters:
             return rows
-        measured = np.array(rows, dtype=np.float64)
+        measured = self._copy(rows)
         for p in parameters:
-            quantity = p.name.removeprefix("imu_").rpartition("_")[0]
-            columns = np.array([fields.index(f"imu/{quantity}_{AXES[a]}") for a in p.columns])
+            columns = self._imu_columns(p, tuple(fields))
             if p.kind.stage == STEP:
                 perturbation, operation = self._noise[p.name], p.spec.operation
             else:
@@ -328,6 +359,36 @@ class Randomizer:
     def _steps(self, seconds: float) -> int:
         return max(1, round(seconds / self.backend.control_dt))
 
+    def _filled(self, shape: tuple[int, ...], value: np.ndarray) -> np.ndarray:
+        """An array of ``shape`` beside the worlds, every trailing row ``value``."""
+        filled = zeros(shape, self._reference)
+        return filled + self._xp.asarray(value, dtype=filled.dtype, device=self._reference.device)
+
+    def _copy(self, values: np.ndarray) -> np.ndarray:
+        """A writable copy beside the worlds (numpy: float64)."""
+        if is_host(self._reference):
+            return np.array(values, dtype=np.float64)
+        return self._xp.asarray(values, copy=True)
+
+    def _ids(self, ids: np.ndarray) -> np.ndarray:
+        """World indices beside the worlds."""
+        if is_host(self._reference):
+            return np.asarray(ids, dtype=np.int64).reshape(-1)
+        return self._xp.asarray(ids, device=self._reference.device)
+
+    def _columns(self, p: BoundParameter) -> np.ndarray:
+        return like(p.columns, self._reference, index=True)
+
+    def _imu_columns(self, p: BoundParameter, fields: tuple[str, ...]) -> np.ndarray:
+        """Where an IMU parameter's axes are among the sensor rows' ``fields``, beside the worlds
+        (found once per parameter and layout: ``measure_imu`` runs every step)."""
+        key = (p.name, fields)
+        if key not in self._found_columns:
+            quantity = p.name.removeprefix("imu_").rpartition("_")[0]
+            columns = np.array([fields.index(f"imu/{quantity}_{AXES[a]}") for a in p.columns])
+            self._found_columns[key] = self._xp.asarray(columns, device=self._reference.device)
+        return self._found_columns[key]
+
     def _apply_model(self, ids: np.ndarray) -> None:
         if not self._model:
             return
@@ -336,7 +397,7 @@ class Randomizer:
             for write in p.writes:
                 write.apply(self._fields[write.field], ids, values)
         if self._set_const is not None:
-            self._set_const(None if ids.size == self.num_envs else ids)
+            self._set_const(None if ids.shape[0] == self.num_envs else ids)
 
     def _draw_step_noise(self) -> None:
         if not self._enabled:
@@ -347,14 +408,14 @@ class Randomizer:
                 self._noise[name] = p.effect(p.draw(self._rng_noise, self.num_envs), self.fraction)
 
     def _draw_push_countdown(self, ids: np.ndarray) -> None:
-        if self._pushes and ids.size:
+        if self._pushes and ids.shape[0]:
             low, high = self._push_steps
-            self._push_countdown[ids] = self._rng_push.integers(low, high + 1, ids.size)
+            self._push_countdown[ids] = integers(self._rng_push, low, high + 1, (int(ids.shape[0]),))
 
-    @staticmethod
-    def _perturb(p: BoundParameter, values: np.ndarray, perturbation: np.ndarray) -> None:
+    def _perturb(self, p: BoundParameter, values: np.ndarray, perturbation: np.ndarray) -> None:
         """values[:, p.columns] += (or *=) perturbation, in place."""
+        columns = self._columns(p)
         if p.spec.operation == "scale":
-            values[:, p.columns] *= perturbation
+            values[:, columns] *= perturbation
         else:
-            values[:, p.columns] += perturbation
+            values[:, columns] += perturbation

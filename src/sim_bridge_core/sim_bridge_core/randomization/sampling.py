@@ -2,7 +2,8 @@
 
 ``bind`` turns each ``ParameterSpec`` into a ``BoundParameter`` with K columns (one per
 target, or per target and axis / degree of freedom). Draws are (count, K) arrays from a
-numpy Generator; ``effect`` turns them into the values in effect:
+numpy Generator, or tensors from a torch Generator on the device of resident worlds
+(``sim_bridge_core.arrays``); ``effect`` turns them into the values in effect:
 
 * ``scale``: nominal * draw, ``add``: nominal + draw, ``abs``: draw;
 * a curriculum fraction f < 1 moves the value towards the nominal: nominal + f * (value - nominal).
@@ -23,6 +24,7 @@ from functools import partial
 import mujoco
 import numpy as np
 
+from sim_bridge_core.arrays import as_float, integers, like, namespace, normal, uniform
 from sim_bridge_core.config import ConfigError
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.randomization.spec import (
@@ -84,7 +86,8 @@ class FieldWrite:
     transform: Callable[[np.ndarray], np.ndarray] = _identity
 
     def apply(self, array: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-        array[(rows[:, None], *self.index)] = self.transform(values)
+        index = tuple(like(columns, rows, index=True) for columns in self.index)
+        array[(rows[:, None], *index)] = self.transform(values)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,21 +117,21 @@ class BoundParameter:
         """(count, K) raw draws; a shared parameter draws once per world for all its columns."""
         width = 1 if self.spec.shared else self.size
         values = draw(self.spec, rng, (count, width))
-        return np.broadcast_to(values, (count, self.size)) if self.spec.shared else values
+        return namespace(values).broadcast_to(values, (count, self.size)) if self.spec.shared else values
 
     def effect(self, draws: np.ndarray, fraction: float = 1.0) -> np.ndarray:
         """The values in effect (count, K) for raw draws, at curriculum ``fraction``."""
-        operation = self.spec.operation
+        operation, nominal, xp = self.spec.operation, like(self.nominal, draws), namespace(draws)
         if operation == "scale":
-            values = self.nominal * draws
+            values = nominal * draws
         elif operation == "add":
-            values = self.nominal + draws
+            values = nominal + draws
         else:
-            values = np.array(draws, dtype=np.float64)
+            values = xp.asarray(draws, copy=True)
         if fraction < 1.0 and not self.kind.choice:
-            values = self.nominal + fraction * (values - self.nominal)
+            values = nominal + float(fraction) * (values - nominal)
         if self.kind.integer:
-            values = np.rint(values)
+            values = xp.round(values)
         return values
 
 
@@ -136,15 +139,17 @@ def draw(spec: ParameterSpec, rng: np.random.Generator, shape: tuple[int, ...]) 
     """Float64 draws of ``spec``'s distribution over [low, high] (whole numbers for integer kinds)."""
     low, high = spec.low, spec.high
     if spec.kind.integer and spec.distribution == "uniform":
-        return rng.integers(int(low), int(high) + 1, shape).astype(np.float64)
+        return as_float(integers(rng, int(low), int(high) + 1, shape))
     if spec.distribution == "uniform":
-        values = rng.uniform(low, high, shape)
+        values = uniform(rng, low, high, shape)
     elif spec.distribution == "log_uniform":
-        values = np.exp(rng.uniform(math.log(low), math.log(high), shape))
-        np.clip(values, low, high, out=values)  # exp(log(x)) may miss x by an ulp
+        exponents = uniform(rng, math.log(low), math.log(high), shape)
+        xp = namespace(exponents)
+        values = xp.clip(xp.exp(exponents), low, high)  # exp(log(x)) may miss x by an ulp
     else:
-        values = np.clip(rng.normal(0.5 * (low + high), spec.sigma, shape), low, high)
-    return np.rint(values) if spec.kind.integer else values
+        values = normal(rng, 0.5 * (low + high), spec.sigma, shape)
+        values = namespace(values).clip(values, low, high)
+    return namespace(values).round(values) if spec.kind.integer else values
 
 
 def bind(spec: RandomizationSpec, robot: RobotModel) -> tuple[BoundParameter, ...]:
@@ -195,16 +200,16 @@ def _bind_body_mass(
         raise ConfigError(
             f"{spec.key}.targets: body '{_name(m, BODY, massless[0])}' has no mass to randomize"
         )
-    inertia = m.body_inertia[ids]
+    inertia = m.body_inertia[ids].ravel()
+
+    def scaled_inertia(values: np.ndarray) -> np.ndarray:
+        return namespace(values).repeat(values / like(mass, values), 3, axis=1) * like(inertia, values)
+
     return _with(
         _per_object(spec, m, BODY, ids, mass),
         FieldWrite("body_mass", (ids,)),
         # Scaling a body's mass scales its inertia by the same factor (same shape, density).
-        FieldWrite(
-            "body_inertia",
-            (np.repeat(ids, 3), np.tile(np.arange(3), ids.size)),
-            lambda values: np.repeat(values / mass, 3, axis=1) * inertia.ravel(),
-        ),
+        FieldWrite("body_inertia", (np.repeat(ids, 3), np.tile(np.arange(3), ids.size)), scaled_inertia),
     )
 
 
@@ -263,13 +268,17 @@ def _bind_actuator_strength(
     kp, kd = m.actuator_gainprm[actuators, 0].copy(), -m.actuator_biasprm[actuators, 2]
     low, high = m.actuator_forcerange[actuators].T.copy()
     zeros = np.zeros_like(actuators)
+
+    def times(nominal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda factor: factor * like(nominal, factor)
+
     return _with(
         _per_robot_joint(spec, robot, ids, np.ones(ids.size)),
-        FieldWrite("actuator_gainprm", (actuators, zeros), lambda factor: factor * kp),
-        FieldWrite("actuator_biasprm", (actuators, zeros + 1), lambda factor: -factor * kp),
-        FieldWrite("actuator_biasprm", (actuators, zeros + 2), lambda factor: -factor * kd),
-        FieldWrite("actuator_forcerange", (actuators, zeros), lambda factor: factor * low),
-        FieldWrite("actuator_forcerange", (actuators, zeros + 1), lambda factor: factor * high),
+        FieldWrite("actuator_gainprm", (actuators, zeros), times(kp)),
+        FieldWrite("actuator_biasprm", (actuators, zeros + 1), times(-kp)),
+        FieldWrite("actuator_biasprm", (actuators, zeros + 2), times(-kd)),
+        FieldWrite("actuator_forcerange", (actuators, zeros), times(low)),
+        FieldWrite("actuator_forcerange", (actuators, zeros + 1), times(high)),
     )
 
 

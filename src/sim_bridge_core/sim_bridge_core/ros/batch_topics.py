@@ -9,6 +9,7 @@ and wait on the future with a timeout instead of spinning (which would deadlock 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -21,6 +22,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from sim_bridge_core.simulator.remote import COMMAND, STATES, TASK, RemoteError, RemoteWorlds
+from sim_bridge_core.simulator.shards import ShardedWorlds, shard_sizes
 from sim_bridge_core.tasks import Task
 
 # As the simulator's batched topics: reliable, depth 2 (lockstep has one message in flight).
@@ -52,17 +54,20 @@ def connect_remote_worlds(
     simulator_name: str = "simulator",
     timeout_s: float = 10.0,
     command_interface: str = "trajectory",
+    namespace: str = "",
 ) -> RemoteWorlds:
     """RemoteWorlds fed by ``node``'s subscriptions; the node must be spun by an executor on another thread.
 
     Topics are relative to the node (``batch/joint_states``, ``batch/task``, ``batch/joint_trajectory``),
     so namespaces and remapping apply as for the policy node; services are ``<simulator_name>/reset``
-    and ``<simulator_name>/set_parameters``.
+    and ``<simulator_name>/set_parameters``. A ``namespace`` (a simulator shard's) goes in front of
+    all of them: relative, it resolves in the node's own namespace.
     """
     logger = node.get_logger()
-    publisher = node.create_publisher(JointTrajectory, COMMAND, BATCH_QOS)
-    reset_client = node.create_client(Trigger, f"{simulator_name}/reset")
-    parameters_client = node.create_client(SetParameters, f"{simulator_name}/set_parameters")
+    prefix = f"{namespace.rstrip('/')}/" if namespace else ""
+    publisher = node.create_publisher(JointTrajectory, prefix + COMMAND, BATCH_QOS)
+    reset_client = node.create_client(Trigger, f"{prefix}{simulator_name}/reset")
+    parameters_client = node.create_client(SetParameters, f"{prefix}{simulator_name}/set_parameters")
 
     def set_parameter(name: str, enabled: bool) -> None:
         value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=enabled)
@@ -78,7 +83,7 @@ def connect_remote_worlds(
             raise RemoteError(f"{simulator_name}/reset refused: {response.message}")
 
     def on_error(topic: str, reason: str) -> None:
-        logger.warning(f"rejected {topic}: {reason}", throttle_duration_sec=1.0)
+        logger.warning(f"rejected {prefix}{topic}: {reason}", throttle_duration_sec=1.0)
 
     worlds = RemoteWorlds(
         task,
@@ -92,6 +97,18 @@ def connect_remote_worlds(
         on_error=on_error,
         command_interface=command_interface,
     )
-    node.create_subscription(JointState, STATES, worlds.on_joint_states, BATCH_QOS, raw=True)
-    node.create_subscription(Float32MultiArray, TASK, worlds.on_task, BATCH_QOS, raw=True)
+    node.create_subscription(JointState, prefix + STATES, worlds.on_joint_states, BATCH_QOS, raw=True)
+    node.create_subscription(Float32MultiArray, prefix + TASK, worlds.on_task, BATCH_QOS, raw=True)
     return worlds
+
+
+def connect_sharded_worlds(
+    node: Node, task: Task, namespaces: list[str], num_envs: int, **options: Any
+) -> ShardedWorlds:
+    """One ``ShardedWorlds`` over the simulator nodes in ``namespaces``, ``num_envs`` worlds in all
+    (split by ``shard_sizes``); ``options`` as ``connect_remote_worlds`` takes them."""
+    shards = [
+        connect_remote_worlds(node, task, size, namespace=namespace, **options)
+        for namespace, size in zip(namespaces, shard_sizes(num_envs, len(namespaces)), strict=True)
+    ]
+    return ShardedWorlds(shards, namespaces)

@@ -14,12 +14,15 @@ controllers are modelled, each the way it runs on Jazzy:
 
 ``CommandExecution`` does this for N worlds at once. Training executes every action through it,
 and the simulator executes the commands it receives through it, so a policy meets in training
-exactly the setpoints that its commands produce on a robot.
+exactly the setpoints that its commands produce on a robot. Its state lives where ``initial`` does:
+numpy arrays, or torch tensors on the device of device-resident worlds.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from sim_bridge_core.arrays import is_host, like, namespace
 
 COMMAND_INTERFACES = ("trajectory", "position")
 # The topic each interface's commands go to, relative to the node (ros2_control's controllers take
@@ -62,13 +65,15 @@ class CommandExecution:
         self.interface = interface
         self.updates = updates if interface == "trajectory" else 1
         self.substeps = substeps
-        self.target = np.array(initial, dtype=np.float64)
-        self.start = self.target.copy()
-        self.ramping = np.zeros(len(self.target), dtype=bool)
+        xp = self._xp = namespace(initial)
+        host = is_host(initial)
+        self.target = np.array(initial, dtype=np.float64) if host else xp.asarray(initial, copy=True)
+        self.start = xp.asarray(self.target, copy=True)
+        self.ramping = xp.zeros(self.target.shape[0], dtype=xp.bool, device=self.target.device)
         # Fraction of the way from start to target at each update, sampled one update ahead.
-        self._fraction = (np.arange(1, self.updates + 1) / self.updates)[:, None, None]
+        self._fraction = like((np.arange(1, self.updates + 1) / self.updates)[:, None, None], self.target)
         # Setpoints still on their way to the servos, oldest first (delay_steps, N, J).
-        self._in_flight = np.repeat(self.target[None], delay_steps, axis=0)
+        self._in_flight = xp.repeat(self.target[None], delay_steps, axis=0)
 
     def command(self, targets: np.ndarray, measured: np.ndarray, worlds: np.ndarray | None = None) -> None:
         """New commands for ``worlds`` (all by default), answering the measured positions ``measured``."""
@@ -94,11 +99,11 @@ class CommandExecution:
     def setpoints(self, delay: bool = True) -> np.ndarray:
         """(U, N, J) setpoints of the coming period; a ramp started by a command ends with it.
         ``delay=False`` leaves them undelayed, for a caller that changes some before ``delayed``."""
-        if not self.ramping.any():
+        if is_host(self.ramping) and not self.ramping.any():  # (on a device, asking would wait for it)
             setpoints = self.target[None]
         else:
             ramp = self.start + (self.target - self.start) * self._fraction
-            setpoints = np.where(self.ramping[None, :, None], ramp, self.target[None])
+            setpoints = self._xp.where(self.ramping[None, :, None], ramp, self.target[None])
             self.ramping[:] = False
         return self.delayed(setpoints) if delay else setpoints
 
@@ -106,7 +111,8 @@ class CommandExecution:
         """(U, N, J) setpoints as they reach the servos: per physics step, ``delay_steps`` late."""
         if not len(self._in_flight):
             return setpoints
-        per_step = np.repeat(setpoints, self.substeps // len(setpoints), axis=0)
-        queue = np.concatenate([self._in_flight, per_step])
-        self._in_flight = queue[self.substeps :].copy()
+        xp = self._xp
+        per_step = xp.repeat(setpoints, self.substeps // len(setpoints), axis=0)
+        queue = xp.concat([self._in_flight, per_step])
+        self._in_flight = xp.asarray(queue[self.substeps :], copy=True)
         return queue[: self.substeps]

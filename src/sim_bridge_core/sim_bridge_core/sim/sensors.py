@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim_bridge_core.arrays import like, namespace, zeros
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.sim.backends import SimBackend
 
@@ -80,7 +81,8 @@ class SensorLayout:
         return not self.fields
 
     def read(self, backend: SimBackend) -> np.ndarray:
-        """(N, F) float64 values of every world at the backend's current state."""
+        """(N, F) values of every world at the backend's current state: float64 numpy, or tensors on
+        the device of a resident backend."""
         robot, columns = self.robot, []
         if robot.base is not None:
             pose = backend.read("qpos", robot.base.qpos_adr + np.arange(7))
@@ -97,20 +99,29 @@ class SensorLayout:
             columns.append(backend.read("sensordata", site.sensordata))
         if not columns:
             return np.zeros((backend.num_envs, 0))
-        return np.concatenate(columns, axis=1)
+        return namespace(columns[0]).concat(columns, axis=1)
 
 
 def rotate_into(quaternion: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """World-frame vectors (N, 3) expressed in the frames of unit quaternions (N, 4: w, x, y, z)."""
+    cross = namespace(quaternion).linalg.cross
     w, xyz = quaternion[:, :1], quaternion[:, 1:]
     # v' = R^T v for R = rot(q): rotate by the conjugate (w, -xyz).
-    t = 2.0 * np.cross(-xyz, vectors)
-    return vectors + w * t + np.cross(-xyz, t)
+    t = 2.0 * cross(-xyz, vectors)
+    return vectors + w * t + cross(-xyz, t)
 
 
 def imu_gravity(imu: np.ndarray) -> np.ndarray:
     """(N, 3) unit gravity direction in the IMU's frame, from IMU rows (N, 10) as ``imu_fields``
     orders them (orientation x, y, z, w first), as a sensor_msgs/Imu message carries them."""
     quaternion = imu[:, [3, 0, 1, 2]]
-    quaternion = quaternion / np.linalg.norm(quaternion, axis=1, keepdims=True)
-    return rotate_into(quaternion, np.broadcast_to([0.0, 0.0, -1.0], (len(imu), 3)))
+    quaternion = quaternion / namespace(imu).linalg.vector_norm(quaternion, axis=1, keepdims=True)
+    return rotate_into(quaternion, down(quaternion))
+
+
+_DOWN = np.array([0.0, 0.0, -1.0])
+
+
+def down(reference: np.ndarray) -> np.ndarray:
+    """(N, 3) unit vectors pointing down the world's z, one per row of ``reference``, beside it."""
+    return zeros((reference.shape[0], 3), reference) + like(_DOWN, reference)

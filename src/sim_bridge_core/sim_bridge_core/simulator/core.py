@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sim_bridge_core.arrays import to_host
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.envs.batched import BatchedEnv, StepResult
 from sim_bridge_core.models import (
@@ -274,7 +275,9 @@ class CommandError(ValueError):
 class Simulator:
     """N worlds, their commands and the messages that describe them."""
 
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, resident: bool = False) -> None:
+        """``resident``: the worlds' arrays stay on the warp backend's device (the fused training
+        loop); the node's messages need them on the host."""
         config.check()
         self.config = config
         self._randomizers_built = 0
@@ -288,6 +291,7 @@ class Simulator:
                 config.control_dt,
                 device=config.device,
                 threads=config.threads,
+                resident=resident,
             )
         except BackendError as exc:
             raise ConfigError(f"simulator.backend: {exc}") from exc
@@ -305,7 +309,7 @@ class Simulator:
         except ValueError as exc:
             raise ConfigError(f"simulator.controller_rate_hz: {exc}") from exc
         self.set_randomization(config.randomization, config.randomization_enabled)
-        self.targets = self.env.backend.joint_positions()
+        self.targets = to_host(self.env.backend.joint_positions())
         self.last_result: StepResult | None = None
         # Worlds commanded since the last step (they ramp to their new target; the others hold).
         self.commanded = np.zeros(config.num_envs, dtype=bool)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sim_bridge_core.envs.batched import JobStoppedError, StepResult
+from sim_bridge_core.envs.batched import JobStoppedError, StepResult, WorldsLostError
 from sim_bridge_core.simulator.protocol import STEP_MODULUS, TASK_PAIRING, TASK_SIGNALS, control_step
 from sim_bridge_core.simulator.wire import JointStateDecoder, JointTrajectoryEncoder, decode_multi_array
 from sim_bridge_core.tasks import Task
@@ -35,7 +35,7 @@ STATES, TASK, COMMAND = "batch/joint_states", "batch/task", "batch/joint_traject
 _PENDING = 4
 
 
-class RemoteError(RuntimeError):
+class RemoteError(WorldsLostError):
     """The simulator did not deliver in time, or refused a request; the message says which topic."""
 
 
@@ -118,6 +118,7 @@ class RemoteWorlds:
         self._sent_seq = 0
         self._lost_command = False
         self._observation: np.ndarray | None = None
+        self._in_flight: tuple[bytes, float] | None = None  # the command sent and its answer's deadline
         self._interrupted = False
 
     def interrupt(self) -> None:
@@ -280,6 +281,12 @@ class RemoteWorlds:
         Worlds that finished were reset by the simulator in the same step, so the new state and
         inputs are those of their next episode; ``final_observations`` is empty (not on the wire).
         """
+        self.send(targets)
+        return self.receive()
+
+    def send(self, targets: np.ndarray) -> None:
+        """The first half of ``step``: answer the current state with targets (N, J). Several
+        simulators sent to before any is waited for step side by side (``ShardedWorlds``)."""
         targets = np.asarray(targets, dtype=np.float64)
         if targets.shape != self._shape:
             raise ValueError(f"targets have shape {targets.shape}, expected {self._shape}")
@@ -289,19 +296,24 @@ class RemoteWorlds:
             answered = self._current()
             command = self._encoder.encode(answered.state.stamp_ns, targets)
             self._answered, self._sent_seq, self._lost_command = answered.step, self._seq, False
+            self._in_flight = (command, time.monotonic() + self.timeout_s)
         self._send(command)
-        deadline = time.monotonic() + self.timeout_s
 
-        def moved_on() -> bool:
-            return self._pair is not None and self._pair.step != answered.step
-
+    def receive(self) -> StepResult:
+        """The second half of ``step``: wait (until ``timeout_s`` after ``send``) for the step it
+        answered to be done; a command the simulator did not get is sent again."""
         with self._cond:
+            if self._in_flight is None or self._answered is None:
+                raise RuntimeError("receive() without a send()")
+            (command, deadline), answered = self._in_flight, self._answered
+
+            def moved_on() -> bool:
+                return self._pair is not None and self._pair.step != answered
+
             try:
                 while True:
                     self._wait(
-                        lambda: moved_on() or self._lost_command,
-                        deadline,
-                        lambda: self._missing(answered.step),
+                        lambda: moved_on() or self._lost_command, deadline, lambda: self._missing(answered)
                     )
                     if moved_on():
                         break
@@ -313,7 +325,7 @@ class RemoteWorlds:
                     finally:
                         self._cond.acquire()
             finally:
-                self._answered = None
+                self._answered, self._in_flight = None, None
             assert self._pair is not None
             return self._result(self._pair.signals.rows)
 
@@ -334,7 +346,7 @@ class RemoteWorlds:
         """
         with self._cond:
             self._fresh_after = self._seq
-            self._pair, self._observation, self._answered = None, None, None
+            self._pair, self._observation, self._answered, self._in_flight = None, None, None, None
         self._reset_call(stagger)
         with self._cond:
             self._current()

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from sim_bridge_core.arrays import like, namespace, zeros
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import RobotModel
 from sim_bridge_core.sim.backends import SimBackend
@@ -149,7 +150,8 @@ class Task(ABC):
         ``imu`` (N, 10: orientation x, y, z, w, angular velocity, linear acceleration) and the
         policy's control ``history`` serve the tasks that observe them."""
         sources = ObservationSources(positions, velocities, inputs, imu, history)
-        return np.concatenate([term.compute(sources) for term in self._layout], axis=-1, dtype=np.float32)
+        xp = namespace(positions)
+        return xp.astype(xp.concat([term.compute(sources) for term in self._layout], axis=-1), xp.float32)
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
         """Task inputs from a deployment goal point (x, y, z); tasks without inputs ignore it."""
@@ -161,7 +163,9 @@ class Task(ABC):
 
     def action_to_targets(self, actions: np.ndarray) -> np.ndarray:
         """Normalized actions in [-1, 1] to joint position targets (offsets about home, clamped)."""
-        return self.robot.clamp(self.robot.home + self.action_scale * np.clip(actions, -1.0, 1.0))
+        xp = namespace(actions)
+        offsets = self.action_scale * xp.clip(actions, -1.0, 1.0)
+        return self.robot.clamp(like(self.robot.home, actions) + offsets)
 
 
 class HoldTask(Task):
@@ -174,5 +178,5 @@ class HoldTask(Task):
         return np.tile(self.robot.home, (count, 1)), np.zeros((count, 0))
 
     def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
-        zeros = np.zeros(backend.num_envs, dtype=bool)
-        return TaskOutcome(reward=np.zeros(backend.num_envs), terminated=zeros, success=zeros)
+        never = zeros((backend.num_envs,), inputs, "bool")
+        return TaskOutcome(reward=zeros((backend.num_envs,), inputs), terminated=never, success=never)

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim_bridge_core.arrays import like, namespace, uniform, zeros
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sim.backends import SimBackend
-from sim_bridge_core.sim.sensors import rotate_into
+from sim_bridge_core.sim.sensors import down, rotate_into
 from sim_bridge_core.tasks import terms
 from sim_bridge_core.tasks.base import ControlHistory, Task, TaskOutcome, TaskSettings
 from sim_bridge_core.tasks.terms import ObservationSources, ObservationTerm
@@ -142,52 +143,56 @@ class LocomotionTask(Task):
     def _gait_clock(self, sources: ObservationSources) -> np.ndarray:
         """sin and cos of the gait phase, from the time since the episode began."""
         elapsed_s = sources.require_history("gait_clock").elapsed_s
+        xp = namespace(elapsed_s)
         phase = 2.0 * np.pi * self.settings.gait_frequency_hz * elapsed_s
-        return np.stack([np.sin(phase), np.cos(phase)], axis=-1)
+        return xp.stack([xp.sin(phase), xp.cos(phase)], axis=-1)
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-        noise = rng.uniform(-INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, (count, self.robot.num_joints))
-        commands = rng.uniform(self.command_low, self.command_high, (count, 3))
+        shape = (count, self.robot.num_joints)
+        noise = uniform(rng, -INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, shape)
+        commands = uniform(rng, self.command_low, self.command_high, (count, 3))
         # A fifth of the episodes ask the robot to stand still: it must learn that too.
-        commands[rng.random(count) < 0.2] = 0.0
-        return self.robot.clamp(self.robot.home + noise), commands
+        commands[uniform(rng, 0.0, 1.0, (count,)) < 0.2] = 0.0
+        return self.robot.clamp(like(self.robot.home, noise) + noise), commands
 
     def reset_episodes(self, ids: np.ndarray, num_envs: int) -> None:
         if self._episodes is None or self._episodes.targets.shape[0] != num_envs:
-            self._episodes = _EpisodeState.empty(num_envs, len(self.feet), self.robot.home)
+            self._episodes = _EpisodeState.empty(num_envs, len(self.feet), self.robot.home, ids)
         self._episodes.clear(ids, self.robot.home)
 
     def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
         if self._episodes is None:
-            self.reset_episodes(np.arange(backend.num_envs), backend.num_envs)
+            self.reset_episodes(namespace(inputs).arange(backend.num_envs), backend.num_envs)
         state = self._episodes
         base = self.robot.base
         pose = backend.read("qpos", base.qpos_adr + np.arange(7))
         twist = backend.read("qvel", base.dof_adr + np.arange(6))
+        xp = namespace(pose)
         linear = rotate_into(pose[:, 3:7], twist[:, :3])  # the base's frame
         angular = twist[:, 3:6]  # MuJoCo: a free joint's angular velocity is in the body frame
-        gravity = rotate_into(pose[:, 3:7], np.broadcast_to([0.0, 0.0, -1.0], linear.shape))
+        gravity = rotate_into(pose[:, 3:7], down(pose))
 
-        planar_error = np.linalg.norm(linear[:, :2] - inputs[:, :2], axis=1)
-        yaw_error = np.abs(angular[:, 2] - inputs[:, 2])
-        heights = np.stack([backend.site_positions(foot)[:, 2] for foot in self.feet], axis=1)
+        planar_error = xp.linalg.vector_norm(linear[:, :2] - inputs[:, :2], axis=1)
+        yaw_error = xp.abs(angular[:, 2] - inputs[:, 2])
+        heights = xp.stack([backend.site_positions(foot)[:, 2] for foot in self.feet], axis=1)
         contact = heights < self.settings.contact_height
         first_contact = contact & (state.air_time > 0.0)
         state.air_time += backend.control_dt
-        moving = np.linalg.norm(inputs, axis=1) > STANDING_COMMAND
-        air_bonus = np.sum((state.air_time - AIR_TIME_TARGET_S) * first_contact, axis=1) * moving
+        moving = xp.linalg.vector_norm(inputs, axis=1) > STANDING_COMMAND
+        air_bonus = xp.sum((state.air_time - AIR_TIME_TARGET_S) * first_contact, axis=1) * moving
         state.air_time[contact] = 0.0
         # Each foot stands in the first half of its cycle; asked to stand, every foot stands.
-        cycle = (self.settings.gait_frequency_hz * history.elapsed_s[:, None] + self.gait_offsets) % 1.0
+        clock = self.settings.gait_frequency_hz * history.elapsed_s[:, None]
+        cycle = (clock + like(self.gait_offsets, pose)) % 1.0
         stance = (cycle < 0.5) | ~moving[:, None]
-        gait = np.mean(contact == stance, axis=1)
+        gait = xp.mean(xp.astype(contact == stance, pose.dtype), axis=1)
 
         reward_terms = self.weighted(
             {
-                "track_linear": np.exp(-(planar_error**2) / self.settings.tracking_sigma),
-                "track_yaw": np.exp(-(yaw_error**2) / self.settings.tracking_sigma),
+                "track_linear": xp.exp(-(planar_error**2) / self.settings.tracking_sigma),
+                "track_yaw": xp.exp(-(yaw_error**2) / self.settings.tracking_sigma),
                 "vertical_velocity": linear[:, 2] ** 2,
-                "roll_pitch_rate": np.sum(angular[:, :2] ** 2, axis=1),
+                "roll_pitch_rate": xp.sum(angular[:, :2] ** 2, axis=1),
                 "tilt": terms.tilt(gravity),
                 "torque": terms.joint_torque(backend.joint_efforts()),
                 "action_rate": terms.action_rate(history.previous_targets, state.targets, self.action_scale),
@@ -200,7 +205,7 @@ class LocomotionTask(Task):
         # rest, and a negative reward per step would teach the robot to fall sooner. What the clip
         # adds is a term of its own, so that the terms still sum to the reward.
         unclipped = sum(reward_terms.values())
-        reward = np.maximum(unclipped, 0.0)
+        reward = xp.clip(unclipped, min=0.0)
         reward_terms["clip_at_zero"] = reward - unclipped
         state.targets[:] = history.previous_targets
 
@@ -240,13 +245,15 @@ class _EpisodeState:
     targets: np.ndarray
 
     @classmethod
-    def empty(cls, num_envs: int, feet: int, home: np.ndarray) -> _EpisodeState:
+    def empty(cls, num_envs: int, feet: int, home: np.ndarray, ids: np.ndarray) -> _EpisodeState:
+        """Zeros beside ``ids`` (numpy, or the device of resident worlds)."""
+        targets = zeros((num_envs, len(home)), ids)
         return cls(
-            steps=np.zeros(num_envs),
-            planar_error=np.zeros(num_envs),
-            yaw_error=np.zeros(num_envs),
-            air_time=np.zeros((num_envs, feet)),
-            targets=np.tile(home, (num_envs, 1)),
+            steps=zeros((num_envs,), ids),
+            planar_error=zeros((num_envs,), ids),
+            yaw_error=zeros((num_envs,), ids),
+            air_time=zeros((num_envs, feet), ids),
+            targets=targets + like(home, targets),
         )
 
     def clear(self, ids: np.ndarray, home: np.ndarray) -> None:
@@ -254,4 +261,4 @@ class _EpisodeState:
         self.planar_error[ids] = 0.0
         self.yaw_error[ids] = 0.0
         self.air_time[ids] = 0.0
-        self.targets[ids] = home
+        self.targets[ids] = like(home, self.targets)

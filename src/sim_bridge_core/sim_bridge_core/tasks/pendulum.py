@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim_bridge_core.arrays import namespace, uniform, zeros
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sim.backends import SimBackend
 from sim_bridge_core.tasks import terms
@@ -31,8 +32,8 @@ class PendulumTask(Task):
         super().__init__(robot, settings)
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-        start = rng.uniform(-np.pi, np.pi, (count, self.robot.num_joints))
-        goal = rng.uniform(-np.pi, np.pi, (count, 1))
+        start = uniform(rng, -np.pi, np.pi, (count, self.robot.num_joints))
+        goal = uniform(rng, -np.pi, np.pi, (count, 1))
         return start, goal
 
     def inputs_from_goal(self, goal: np.ndarray) -> np.ndarray:
@@ -43,12 +44,12 @@ class PendulumTask(Task):
         return np.array([float(inputs[0]), 0.0, 0.0])
 
     def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
-        error = np.abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
+        error = namespace(inputs).abs(wrap_angle(backend.joint_positions()[:, 0] - inputs[:, 0]))
         speed = terms.joint_speed(backend.joint_velocities())
         reward_terms = self.weighted({"angle_error": error, "joint_speed": speed})
         return TaskOutcome(
             reward=sum(reward_terms.values()),
-            terminated=np.zeros(backend.num_envs, dtype=bool),
+            terminated=zeros((backend.num_envs,), inputs, "bool"),
             success=(error < SUCCESS_ANGLE_RAD) & (speed < SUCCESS_SPEED_RAD_S),
             reward_terms=reward_terms,
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from sim_bridge_core.arrays import is_host, like, namespace, uniform, zeros
 from sim_bridge_core.config import ConfigError, setting
 from sim_bridge_core.models import ModelError, RobotModel
 from sim_bridge_core.sim.backends import SimBackend
@@ -55,7 +56,10 @@ class SiteKinematics:
         while body != 0:
             chain.append(body)
             body = int(m.body_parentid[body])
-        # Per body, root first: (offset, rotation, [(kind, joint column, axis, anchor, qpos0)]).
+        # Per body, root first: (offset, rotation, [(kind, joint column, qpos0, terms)]). A slide's
+        # term is its axis; a hinge's (Rodrigues, turn = I + sin K + (1 - cos) K^2 with K the axis'
+        # cross-product matrix; the body origin moves by (I - turn) @ anchor, the axis passing
+        # through the anchor) are K @ anchor, K^2 @ anchor, K and K^2.
         self._links = []
         for body in reversed(chain):
             joints = []
@@ -70,51 +74,55 @@ class SiteKinematics:
                         f"the end-effector of '{robot.name}' hangs on a joint that is not "
                         "a driven hinge or slide"
                     )
-                joints.append(
-                    (kind, column[adr], m.jnt_axis[joint].copy(), m.jnt_pos[joint].copy(), m.qpos0[adr])
-                )
+                x, y, z = m.jnt_axis[joint]
+                if kind == mujoco.mjtJoint.mjJNT_SLIDE:
+                    turn_terms = (m.jnt_axis[joint].copy(),)
+                else:
+                    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+                    anchor = m.jnt_pos[joint]
+                    turn_terms = (cross @ anchor, cross @ cross @ anchor, cross, cross @ cross)
+                joints.append((kind, column[adr], float(m.qpos0[adr]), turn_terms))
             rotation = np.zeros(9)
             mujoco.mju_quat2Mat(rotation, m.body_quat[body])
             self._links.append((m.body_pos[body].copy(), rotation.reshape(3, 3), joints))
         self._site_offset = m.site_pos[site].copy()
+        self._identity = np.eye(3)
         self._model, self._data, self._site = m, mujoco.MjData(m), site
         self._qpos_adr = np.asarray(robot.qpos_adr)
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         """(N, 3) site positions for (N, J) joint positions."""
         n = positions.shape[0]
-        if n == 1:
+        if n == 1 and is_host(positions):
             self._data.qpos[self._qpos_adr] = positions[0]
             mujoco.mj_kinematics(self._model, self._data)
             return self._data.site_xpos[self._site][None].copy()
-        point = np.zeros((n, 3))
-        frame = np.broadcast_to(np.eye(3), (n, 3, 3))
+        xp = namespace(positions)
+        point = zeros((n, 3), positions)
+        frame = xp.broadcast_to(like(self._identity, positions), (n, 3, 3))
         for offset, rotation, joints in self._links:
             point = point + _apply(frame, offset)
             frame = _apply(frame, rotation)
-            for kind, column, axis, anchor, qpos0 in joints:
+            for kind, column, qpos0, turn_terms in joints:
                 q = (positions[:, column] - qpos0)[:, None]
                 if kind == mujoco.mjtJoint.mjJNT_SLIDE:
-                    point = point + _apply(frame, axis) * q
+                    point = point + _apply(frame, turn_terms[0]) * q
                     continue
-                # Rodrigues, turn = I + sin K + (1 - cos) K^2 with K the axis' cross-product matrix;
-                # the body origin moves by (I - turn) @ anchor since the axis passes through the anchor.
-                x, y, z = axis
-                cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-                sin, one_minus_cos = np.sin(q), 1.0 - np.cos(q)
-                point = point - sin * _apply(frame, cross @ anchor)
-                point = point - one_minus_cos * _apply(frame, cross @ cross @ anchor)
+                cross_anchor, cross2_anchor, cross, cross2 = turn_terms
+                sin, one_minus_cos = xp.sin(q), 1.0 - xp.cos(q)
+                point = point - sin * _apply(frame, cross_anchor)
+                point = point - one_minus_cos * _apply(frame, cross2_anchor)
                 frame = (
                     frame
                     + sin[:, :, None] * _apply(frame, cross)
-                    + one_minus_cos[:, :, None] * _apply(frame, cross @ cross)
+                    + one_minus_cos[:, :, None] * _apply(frame, cross2)
                 )
         return point + _apply(frame, self._site_offset)
 
 
 def _apply(frames: np.ndarray, constant: np.ndarray) -> np.ndarray:
     """``frames @ constant`` for (N, 3, 3) frames and one (3,) vector or (3, 3) matrix, as one GEMM."""
-    product = frames.reshape(-1, 3) @ constant
+    product = frames.reshape(-1, 3) @ like(constant, frames)
     return product.reshape(frames.shape[0], 3, *constant.shape[1:])
 
 
@@ -155,17 +163,19 @@ class ReachTask(Task):
         return sources.derived("end_effector", lambda: self.kinematics(sources.positions))
 
     def sample_initial(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-        noise = rng.uniform(-INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, (count, self.robot.num_joints))
-        goals = rng.uniform(self.goal_low, self.goal_high, (count, 3))
-        return self.robot.clamp(self.robot.home + noise), goals
+        shape = (count, self.robot.num_joints)
+        noise = uniform(rng, -INITIAL_JOINT_NOISE_RAD, INITIAL_JOINT_NOISE_RAD, shape)
+        goals = uniform(rng, self.goal_low, self.goal_high, (count, 3))
+        return self.robot.clamp(like(self.robot.home, noise) + noise), goals
 
     def outcome(self, backend: SimBackend, inputs: np.ndarray, history: ControlHistory) -> TaskOutcome:
-        distance = np.linalg.norm(backend.site_positions(self.ee_site) - inputs, axis=1)
+        xp = namespace(inputs)
+        distance = xp.linalg.vector_norm(backend.site_positions(self.ee_site) - inputs, axis=1)
         # Dense shaping plus a sharp bonus near the goal, so the last centimetres still pay.
-        reward_terms = self.weighted({"goal_distance": distance, "goal_bonus": np.exp(-distance / 0.02)})
+        reward_terms = self.weighted({"goal_distance": distance, "goal_bonus": xp.exp(-distance / 0.02)})
         return TaskOutcome(
             reward=sum(reward_terms.values()),
-            terminated=np.zeros(backend.num_envs, dtype=bool),
+            terminated=zeros((backend.num_envs,), inputs, "bool"),
             success=distance < SUCCESS_RADIUS_M,
             reward_terms=reward_terms,
         )

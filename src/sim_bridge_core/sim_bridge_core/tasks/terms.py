@@ -3,7 +3,8 @@
 An observation is an ordered tuple of ``ObservationTerm``: the task concatenates their values and
 publishes their names and sizes as the policy's contract, so the layout is written once. A reward
 term is a function of batched arrays, (N,) per world, that a task weighs by its ``reward_weights``;
-the terms here serve several tasks, a task's own terms live with it.
+the terms here serve several tasks, a task's own terms live with it. Every term works on numpy
+arrays and on device tensors alike (``sim_bridge_core.arrays``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim_bridge_core.arrays import like, namespace
 from sim_bridge_core.sim.sensors import imu_gravity as gravity_in_imu_frame
 
 if TYPE_CHECKING:
@@ -65,7 +67,9 @@ class ObservationTerm:
 
 
 def joint_position_minus_home(robot: RobotModel) -> ObservationTerm:
-    return ObservationTerm("joint_position_minus_home", robot.num_joints, lambda s: s.positions - robot.home)
+    return ObservationTerm(
+        "joint_position_minus_home", robot.num_joints, lambda s: s.positions - like(robot.home, s.positions)
+    )
 
 
 def joint_velocity(robot: RobotModel) -> ObservationTerm:
@@ -93,31 +97,33 @@ def previous_action(robot: RobotModel, action_scale: float) -> ObservationTerm:
     """The policy's previous targets about home, in action units (what it output last period)."""
 
     def compute(sources: ObservationSources) -> np.ndarray:
-        return (sources.require_history("previous_action").previous_targets - robot.home) / action_scale
+        previous = sources.require_history("previous_action").previous_targets
+        return (previous - like(robot.home, previous)) / action_scale
 
     return ObservationTerm("previous_action", robot.num_joints, compute)
 
 
 def joint_position_about_home(positions: np.ndarray, home: np.ndarray) -> np.ndarray:
     """Squared distance of the joints (N, J) from the home pose."""
-    return np.sum((positions - home) ** 2, axis=1)
+    return namespace(positions).sum((positions - like(home, positions)) ** 2, axis=1)
 
 
 def joint_speed(velocities: np.ndarray) -> np.ndarray:
     """Sum of the joints' absolute velocities (N, J)."""
-    return np.sum(np.abs(velocities), axis=1)
+    xp = namespace(velocities)
+    return xp.sum(xp.abs(velocities), axis=1)
 
 
 def joint_torque(efforts: np.ndarray) -> np.ndarray:
     """Sum of the joints' squared efforts (N, J)."""
-    return np.sum(efforts**2, axis=1)
+    return namespace(efforts).sum(efforts**2, axis=1)
 
 
 def action_rate(targets: np.ndarray, previous: np.ndarray, action_scale: float) -> np.ndarray:
     """Squared change of the action (targets in action units) from one period to the next."""
-    return np.sum(((targets - previous) / action_scale) ** 2, axis=1)
+    return namespace(targets).sum(((targets - previous) / action_scale) ** 2, axis=1)
 
 
 def tilt(gravity: np.ndarray) -> np.ndarray:
     """Squared horizontal part of gravity's direction (N, 3) in a base's frame: zero when level."""
-    return np.sum(gravity[:, :2] ** 2, axis=1)
+    return namespace(gravity).sum(gravity[:, :2] ** 2, axis=1)

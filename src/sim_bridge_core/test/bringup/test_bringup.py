@@ -181,6 +181,34 @@ def test_a_namespace_holds_every_node_and_a_simulated_robots_clock():
         nodes("deploy", namespace="robot 1")
 
 
+def test_num_shards_splits_the_worlds_over_seeded_simulators_each_in_its_namespace():
+    described = describe(
+        "training",
+        {"transport": "ros", "num_shards": 3, "num_envs": 10, "seed": 7, "randomization": "default"},
+        CONFIG,
+    ).nodes
+    simulators = [node for node in described if node.name == "simulator"]
+    assert [node.namespace for node in simulators] == ["shard_0", "shard_1", "shard_2"]
+    assert [node.parameters["num_envs"] for node in simulators] == [4, 3, 3]
+    assert [node.parameters["seed"] for node in simulators] == [7, 8, 9]
+    assert all(("/clock", "clock") in node.remappings for node in simulators)  # each its own sim time
+    randomizers = [node for node in described if node.name == "randomization"]
+    assert [
+        (node.namespace, node.parameters["simulator"], node.parameters["seed"]) for node in randomizers
+    ] == [(f"shard_{k}", f"shard_{k}/simulator", 7 + k) for k in range(3)]
+    (policy,) = [node for node in described if node.name == "policy"]
+    assert policy.namespace == "" and policy.parameters["simulators"] == ["shard_0", "shard_1", "shard_2"]
+    assert policy.parameters["sim.num_envs"] == 10
+    inside = describe("training", {"transport": "ros", "num_shards": 2, "namespace": "lab"}, CONFIG).nodes
+    assert {node.namespace for node in inside if node.name == "simulator"} == {"lab/shard_0", "lab/shard_1"}
+
+
+def test_simulators_elsewhere_start_no_simulator_here():
+    described = nodes("training", transport="ros", simulators=["hostA", "/lab/hostB"], num_envs=64)
+    assert set(described) == {"policy"}
+    assert described["policy"].parameters["simulators"] == ["hostA", "/lab/hostB"]
+
+
 def test_excite_takes_the_drivers_joint_names(tmp_path):
     robot = tmp_path / "fr3.yaml"
     robot.write_text(yaml.safe_dump({"model": "arm7", "joint_prefix": "fr3_"}))
@@ -306,6 +334,10 @@ def test_overrides_parse_like_ros_arguments():
         ({"command_interface": "effort"}, "arguments.command_interface: must be one of"),
         ({"algorithm": "ddpg"}, "arguments.algorithm: must be one of ppo, sac, td3"),
         ({"mirror_envs": [5], "num_envs": 2, "transport": "ros"}, "simulator.mirror_envs"),
+        ({"num_shards": 2}, "num_shards: simulator shards serve a learner over transport:=ros"),
+        ({"num_shards": 3, "num_envs": 2, "transport": "ros"}, "num_shards: 2 worlds cannot be split over 3"),
+        ({"num_shards": 2, "simulators": ["a"], "transport": "ros"}, "num_shards: give num_shards"),
+        ({"num_shards": 0}, "arguments.num_shards: must be >= 1"),
     ],
 )
 def test_bad_arguments_fail_with_one_line_naming_the_key(overrides, message):

@@ -267,6 +267,22 @@ def test_a_failure_holds_once_and_disables_until_enabled():
     assert answered(d, [0.04]) == [True]
 
 
+@pytest.mark.parametrize("stop", ["fail", "disable"])
+def test_a_stop_after_a_stale_hold_holds_again_where_the_robot_is_now(stop):
+    """States stop (a hold at the last pose), resume a little elsewhere, and then the network fails
+    or the operator disables: the hold is at the new pose, once."""
+    d = deployment()
+    commanding(d, ARM.home + 0.05)
+    assert d.tick(0.02)[0] is not None
+    stale_hold, reason = d.tick(0.6)
+    assert stale_hold.hold and "older than" in reason
+    d.on_joint_state(0.7, 0.7, ARM.joint_names, ARM.home + 0.08, ZERO)
+    hold = d.fail() if stop == "fail" else d.set_enabled(False)
+    assert hold.hold
+    np.testing.assert_array_equal(hold.positions, ARM.home + 0.08)
+    assert d.fail() is None and d.set_enabled(False) is None and d.tick(0.72) == (None, "disabled")
+
+
 def test_enable_ramps_to_home_within_the_velocity_limit_then_hands_over():
     """Started disabled, away from home: enable drives the arm home at most one step per period,
     over at least home_ramp_s, before the policy's first command."""

@@ -143,3 +143,40 @@ def test_added_joint_velocities_reach_only_the_given_worlds(backend_class) -> No
     after = backend.joint_velocities()
     np.testing.assert_allclose(after[2, [1, 3]] - before[2, [1, 3]], [0.5, -0.25], atol=1e-6)
     np.testing.assert_array_equal(np.delete(after, 2, axis=0), np.delete(before, 2, axis=0))
+
+
+def _bed_of_spheres(path) -> RobotModel:
+    """A plate on 25 spheres with a driven flap, dropped on the floor: at rest it holds 25 contacts,
+    100 constraint rows (pyramidal cones), more than MuJoCo Warp allocates for it by default."""
+    spheres = "".join(
+        f'<geom type="sphere" size="0.02" pos="{x} {y} -0.04" mass="0.05"/>'
+        for x in np.linspace(-0.24, 0.24, 5)
+        for y in np.linspace(-0.24, 0.24, 5)
+    )
+    path.write_text(
+        f"""<mujoco model="bed_of_spheres"><option timestep="0.004"/>
+        <worldbody><geom type="plane" size="5 5 0.1"/>
+          <body name="plate" pos="0 0 0.2"><freejoint/><geom type="box" size="0.3 0.3 0.02" mass="2"/>
+            {spheres}
+            <body name="flap" pos="0 0 0.05"><joint name="flap" axis="0 1 0" range="-1 1"/>
+              <geom type="capsule" fromto="0 0 0 0.2 0 0" size="0.02" mass="0.1"/></body>
+          </body>
+        </worldbody>
+        <actuator><position joint="flap" kp="10"/></actuator></mujoco>"""
+    )
+    return load_robot(str(path))
+
+
+def test_a_robot_at_rest_on_many_contacts_keeps_every_constraint(tmp_path) -> None:
+    import mujoco_warp as mjw
+
+    robot = _bed_of_spheres(tmp_path / "bed.xml")
+    assert mjw.make_data(robot.model, nworld=1).njmax < 100  # the default would drop constraints
+    warp, cpu = WarpBackend(robot, 2, CONTROL_DT, device="cpu"), CpuBackend(robot, 2, CONTROL_DT)
+    for _ in range(40):  # 0.8 s: dropped 0.14 m, settled on all 25 spheres
+        for backend in (warp, cpu):
+            backend.step(np.zeros((2, 1)))
+    assert not warp._data.overflow.numpy().any()
+    heights = [backend.read("qpos", np.array([2]))[:, 0] for backend in (warp, cpu)]
+    np.testing.assert_allclose(heights[0], heights[1], atol=1e-3)  # resting on its spheres, as MuJoCo
+    assert abs(heights[1][0] - 0.06) < 5e-3  # the plate's centre over spheres of radius 0.02

@@ -41,6 +41,8 @@ def setpoint_blocks(setpoints: np.ndarray, substeps: int) -> tuple[np.ndarray, i
 class SimBackend(ABC):
     """N worlds of one robot, stepped one control period at a time."""
 
+    resident = False  # True: the state is read and written as device tensors (WarpBackend)
+
     def __init__(self, robot: RobotModel, num_envs: int, control_dt: float) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
