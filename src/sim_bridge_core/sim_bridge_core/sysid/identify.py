@@ -40,13 +40,15 @@ from typing import Any
 import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
+from scipy.stats import chi2
+from scipy.stats import t as student_t
 
 from sim_bridge_core.models import ModelParameters, RobotModel
 from sim_bridge_core.models.parameters import JOINT_FIELDS, apply_model_parameters
 from sim_bridge_core.sysid.bags import RecordedRun, SysidInputError
 from sim_bridge_core.sysid.config import DELAY, SysidConfig
 from sim_bridge_core.sysid.replay import CommandReplay, delayed
-from sim_bridge_core.sysid.selection import select
+from sim_bridge_core.sysid.selection import CONFIDENCE, pinned, select
 
 SYSID_MISSING = "the sysid extra is not installed: pip install 'mujoco[sysid]'"
 # The measurement noise assumed at least, rad: a joint encoder and servo's, and what a noise-free
@@ -57,10 +59,11 @@ NOISE_FLOOR = 3e-4
 PRIOR_WEIGHT = NOISE_FLOOR
 FD_STEP = 1e-6  # finite-difference step, relative to max(1, |x|), x in units
 DELAY_UNIT_S = 1e-3
-# Confidence intervals: eigenvalues of J'J below LAMBDA_ZERO of the largest count as zero,
-# eigenvector parts below V_ZERO as none.
-LAMBDA_ZERO = 1e-10
-V_ZERO = 1e-3
+# How far, in units, the intervals take a direction the data cannot see to reach (``confidence``).
+UNSEEN_UNITS = 100.0
+# How many half-widths out a pinning interval is checked on the rolled-out cost (``checked``).
+CHECK_HALF_WIDTHS = 3.0
+MIN_CHECK_FRACTION = 0.2
 # An estimate still moving by more than its half-width over this many iterations has not settled.
 SETTLE_ITERATIONS = 3
 # Windows fitted, held out of the fit (same runs) and of the validation runs (another kind).
@@ -113,7 +116,7 @@ class SysidResult:
     identified: dict[str, float]  # what robot.yaml holds: the refit where kept, else nominal
     fitted: dict[str, float]  # the first fit, every unknown free
     reasons: dict[str, str | None]  # None: identified by the data; else why it stays nominal
-    half_widths: dict[str, float]  # 95 % confidence half-widths, data alone (inf: not identifiable)
+    half_widths: dict[str, float]  # 95 % confidence half-widths (``confidence``)
     sum_half_widths: dict[str, float]  # per joint, of damping + kv
     moved: dict[str, float]  # each first-fit estimate's change over its last SETTLE_ITERATIONS iterations
     errors: dict[str, dict[str, Any]]  # fit / held_out / validation -> nominal / identified -> figures
@@ -440,12 +443,17 @@ class Problem:
         steps = np.arange(math.ceil(delay.lower / dt - 1e-9), math.floor(delay.upper / dt + 1e-9) + 1)
         candidates = np.repeat(self.x_nominal[:, None], len(steps), axis=1)
         candidates[index] = steps * dt / delay.unit
-        with quiet_absl():
-            residuals, _, _ = self.residual_fn("fit", prior=False)(candidates, self.params.copy())
-        cost = sum(np.square(r).sum(axis=0) for r in residuals)
+        cost = self.costs("fit", candidates)
         start = self.x_nominal.copy()
         start[index] = candidates[index, int(np.argmin(cost))]
         self.params.update_from_vector(start)
+
+    def costs(self, part: str, candidates: np.ndarray) -> np.ndarray:
+        """The data's sum of squared residuals over ``part``'s windows for each column of
+        ``candidates`` (unknowns x candidates, in units): one batched evaluation."""
+        with quiet_absl():
+            residuals, _, _ = self.residual_fn(part, prior=False)(candidates, self.params.copy())
+        return sum(np.square(r).sum(axis=0) for r in residuals)
 
     def predictions(self, part: str, x: np.ndarray) -> list[np.ndarray]:
         """(M, 2J) predicted positions and velocities at each window's recorded samples."""
@@ -475,18 +483,23 @@ def noise(residual: np.ndarray, count: int) -> float:
 
 
 def confidence(
-    sysid: Any, unknowns: Sequence[Unknown], residual: np.ndarray, jacobian: np.ndarray
+    unknowns: Sequence[Unknown], residual: np.ndarray, jacobian: np.ndarray
 ) -> tuple[dict[str, float], dict[str, float]]:
     """95 % half-widths of every unknown, and of each joint's damping + kv, from the data's residual
-    and Jacobian at the optimum (``sysid.calculate_intervals``).
+    and Jacobian at the optimum (the prior's rows left out): the linearized covariance
+    sigma^2 (J'J)^-1, sigma the noise (``noise``), with J'J's eigenvalues raised by
+    (sigma / UNSEEN_UNITS)^2.
 
-    The residual's RMS is floored at ``NOISE_FLOOR`` (a simulated, noise-free bag would otherwise
-    claim a precision no robot gives). Directions the data cannot see (eigenvalues of J'J below
-    ``LAMBDA_ZERO`` of the largest) make the parameters in them infinitely uncertain. damping
-    and kv of one joint usually form such a direction together, so their sum gets its own
-    interval, from the Jacobian with damping moved at a fixed sum.
+    That keeps the inverse finite and smooth: a direction the data cannot see spans about
+    UNSEEN_UNITS either way, so no parameter with a part in it is pinned, and no threshold on
+    eigenvalues decides whether it was seen. (One CI bag put the wrist joint7's near-null
+    direction, kp, kv and armature scaled together, on the wrong side of such a threshold, which
+    claimed its kp within 1.6 % at half its true value.) damping and kv of one joint usually form
+    such a direction together, so their sum gets its own interval, from the Jacobian with damping
+    moved at a fixed sum.
     """
-    scale = noise(residual, len(unknowns)) / max(_rms(residual, len(unknowns)), 1e-300)
+    sigma = noise(residual, len(unknowns))
+    quantile = float(student_t.ppf(0.5 + CONFIDENCE / 2, max(residual.size - len(unknowns), 1)))
     index = {u.name: k for k, u in enumerate(unknowns)}
     pairs = [
         (u.joint, index[u.name], index[f"{u.joint}.kv"])
@@ -498,10 +511,9 @@ def confidence(
         summed[:, damping] -= jacobian[:, kv] * (unknowns[damping].unit / unknowns[kv].unit)
     widths = {}
     for name, matrix in (("plain", jacobian), ("summed", summed)):
-        _, half = sysid.calculate_intervals(
-            [residual], matrix, lambda_zero_thresh=LAMBDA_ZERO, v_zero_thresh=V_ZERO
-        )
-        widths[name] = np.asarray(half) * scale
+        eigenvalues, vectors = np.linalg.eigh(matrix.T @ matrix)
+        variance = vectors**2 @ (1.0 / (np.maximum(eigenvalues, 0.0) + (sigma / UNSEEN_UNITS) ** 2))
+        widths[name] = quantile * sigma * np.sqrt(variance)
     half_widths = {u.name: float(h) * u.unit for u, h in zip(unknowns, widths["plain"], strict=True)}
     sums = {joint: float(widths["summed"][kv]) * unknowns[kv].unit for joint, _, kv in pairs}
     return half_widths, sums
@@ -557,7 +569,7 @@ def fit(problem: Problem, max_iterations: int) -> Fit:
         residuals, _, _ = problem.residual_fn("fit", prior=False)(x, optimized)
         jacobian = np.asarray(result.jac)[: sum(r.size for r in residuals)]  # the prior's rows left out
         residual = np.concatenate(residuals)
-        half_widths, sum_half_widths = confidence(sysid, unknowns, residual, jacobian)
+        half_widths, sum_half_widths = confidence(unknowns, residual, jacobian)
     return Fit(
         values={u.name: float(v) * u.unit for u, v in zip(unknowns, x, strict=True)},
         half_widths=half_widths,
@@ -568,6 +580,45 @@ def fit(problem: Problem, max_iterations: int) -> Fit:
         iterations=len(result.extras.get("objective", [])) if hasattr(result, "extras") else 0,
         log=output.getvalue(),
     )
+
+
+def checked(problem: Problem, result: Fit) -> Fit:
+    """``result`` with each interval that pins an unknown checked on the rolled-out cost.
+
+    The unknown is moved CHECK_HALF_WIDTHS half-widths either way (less where that would cross a
+    bound), the others re-adjusted as the linearization says (along (J'J)^-1 e_k). The cost must
+    rise by at least 1 / CHECK_HALF_WIDTHS^2 of what the linearization predicts, i.e. by what one
+    half-width promises (the 95 % chi-square quantile of the noise variance) at the full step.
+    Where it does not, the direction is flatter than the Jacobian said (one the data barely sees),
+    and the unknown's interval is taken as unbounded.
+    """
+    unknowns = problem.unknowns
+    x = np.array([result.values[u.name] / u.unit for u in unknowns])
+    room = {
+        +1: np.array([u.upper / u.unit for u in unknowns]) - x,
+        -1: x - np.array([u.lower / u.unit for u in unknowns]),
+    }
+    covariance = np.linalg.inv(result.hessian)
+    points, checks = [x], {}
+    for k, u in enumerate(unknowns):
+        if not pinned(u, result.values, result.half_widths, result.moved):
+            continue
+        step = covariance[:, k] * (CHECK_HALF_WIDTHS * result.half_widths[u.name] / u.unit / covariance[k, k])
+        for side in (+1, -1):
+            moving = side * step != 0
+            fraction = min(1.0, *(room[side][moving] / np.abs(step[moving])))
+            if fraction >= MIN_CHECK_FRACTION:  # a step that is mostly cut off by a bound tells little
+                checks.setdefault(u.name, []).append((len(points), fraction))
+                points.append(x + side * fraction * step)
+    if not checks:
+        return result
+    cost = problem.costs("fit", np.stack(points, axis=1))
+    one_half_width = result.sigma**2 * chi2.ppf(CONFIDENCE, 1)
+    half_widths = dict(result.half_widths)
+    for name, sides in checks.items():
+        if np.mean([(cost[n] - cost[0]) / fraction**2 for n, fraction in sides]) < one_half_width:
+            half_widths[name] = math.inf
+    return dataclasses.replace(result, half_widths=half_widths)
 
 
 def identify(
@@ -605,7 +656,7 @@ def identify(
         f"{config.window_s:g} s ({len(problem.windows['held_out'])} held out"
         + (f", {len(problem.windows['validation'])} to validate on)" if validation else ")")
     )
-    first = fit(problem, config.max_iterations)
+    first = checked(problem, fit(problem, config.max_iterations))
     chosen = select(
         unknowns,
         first.values,
