@@ -32,6 +32,25 @@ def test_core_imports_without_rclpy():
     subprocess.run([sys.executable, "-c", program], check=True)
 
 
+def test_bringup_describes_a_run_without_torch():
+    """bringup and every launch file describe their nodes before anything runs; torch (1.5 s to
+    import) is loaded by the jobs that train, evaluate or read a checkpoint, not to describe them."""
+    program = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from sim_bridge_core.bringup.description import describe\n"
+        "from pathlib import Path\n"
+        f"config = Path({str(Path(__file__).resolve().parents[3] / 'config')!r})\n"
+        "for job in ('training', 'sim', 'deploy', 'eval', 'excite', 'sysid'):\n"
+        "    describe(job, {}, config)\n"
+    )
+    subprocess.run([sys.executable, "-c", program], check=True)
+
+
 # The layers of sim_bridge_core, bottom first: a module imports only from its own layer or below.
 LAYERS = (
     ("config", "arrays"),

@@ -29,12 +29,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from sim_bridge_core.deploy.deployment import SafetyFilter, safety_filter
-from sim_bridge_core.learning.checkpoint import Checkpoint, CheckpointError
-from sim_bridge_core.learning.runner import training_metadata
 from sim_bridge_core.sim.control import COMMAND_INTERFACES
 
 if TYPE_CHECKING:
     from sim_bridge_core.envs.batched import Worlds
+    from sim_bridge_core.learning.checkpoint import Checkpoint
     from sim_bridge_core.learning.ppo import PpoLearner
     from sim_bridge_core.tasks import Task
 
@@ -131,11 +130,8 @@ class PolicyContract:
 
     @classmethod
     def of_checkpoint(cls, checkpoint: Checkpoint) -> PolicyContract:
-        """The contract a training job wrote into ``checkpoint``; CheckpointError if there is none."""
-        try:
-            return cls.from_dict(checkpoint.metadata.get("contract"), f"checkpoint {checkpoint.path}")
-        except ContractError as exc:
-            raise CheckpointError(str(exc)) from exc
+        """The contract a training job wrote into ``checkpoint``; ContractError if there is none."""
+        return cls.from_dict(checkpoint.metadata.get("contract"), f"checkpoint {checkpoint.path}")
 
     @classmethod
     def from_json(cls, text: str, source: str) -> PolicyContract:
@@ -193,6 +189,8 @@ def policy_metadata(
 ) -> dict[str, Any]:
     """What a deployable checkpoint records: the training metadata and the policy contract, with the
     deploy ``limits`` (default: the robot's own)."""
+    from sim_bridge_core.learning.runner import training_metadata  # torch: only where one trains
+
     limits = limits or safety_filter(worlds.task.robot, worlds.control_dt)
     contract = PolicyContract.describe(worlds.task, limits, worlds.control_dt, worlds.command_interface)
     return {**training_metadata(worlds, learner), "contract": contract.to_dict()}

@@ -20,7 +20,6 @@ from sim_bridge_core.deploy.deployment import (
     safety_filter,
     tightest,
 )
-from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint
 from sim_bridge_core.learning.offpolicy_config import ALGORITHMS
 from sim_bridge_core.models import (
     ModelError,
@@ -243,6 +242,8 @@ class LoadedPolicy:
 
 def read_contract(path: str) -> PolicyContract:
     """The contract of a checkpoint.pt or policy.onnx; ConfigError naming ``policy.checkpoint``."""
+    from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint  # torch, when read
+
     source = Path(path)
     try:
         return (
@@ -261,6 +262,8 @@ def load_policy(
     task this code builds on ``robot`` (default: the model the policy was trained on) and probed
     with one zero observation; ConfigError naming ``policy.checkpoint`` (or ``policy.robot``, for
     a robot the policy does not fit) otherwise."""
+    from sim_bridge_core.learning.checkpoint import CheckpointError, load_checkpoint
+
     source = Path(path)
     contract = read_contract(path)
     key = "policy.robot" if robot is not None else "policy.checkpoint"

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import yaml
@@ -48,8 +48,6 @@ import yaml
 from sim_bridge_core.config import ConfigError, from_mapping, read_yaml_file, setting, setting_specs
 from sim_bridge_core.deploy.policy import PolicyConfig
 from sim_bridge_core.envs.batched import Worlds
-from sim_bridge_core.learning import evaluate
-from sim_bridge_core.learning.modules import Policy
 from sim_bridge_core.models import ModelError, parse_model_parameters
 from sim_bridge_core.models.parameters import CONES, OPTION_FIELDS
 from sim_bridge_core.randomization import PARAMETERS, RandomizationSpec, bind, load_spec, spec_from_mapping
@@ -57,6 +55,9 @@ from sim_bridge_core.randomization.spec import BODY
 from sim_bridge_core.sim.backends import BackendError, substeps_per_control
 from sim_bridge_core.simulator.core import SimulatorConfig, simulated_robot
 from sim_bridge_core.tasks import Task
+
+if TYPE_CHECKING:
+    from sim_bridge_core.learning.modules import Policy
 
 SECTION = "sweep"
 ROBUSTNESS_JSON = "robustness.json"
@@ -375,6 +376,8 @@ def run_sweep(
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, Any], float]:
     """Each point's success rate over ``episodes`` episodes; the per-parameter results and wall time."""
+    from sim_bridge_core.learning.runner import evaluate  # torch: here, not where bringup reads a sweep
+
     total = sum(len(plan.points) for plan in plans)
     start = time.perf_counter()
     done = 0
