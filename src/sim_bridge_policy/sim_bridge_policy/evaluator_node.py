@@ -148,7 +148,7 @@ class EvaluatorNode(Node):
                 )
 
 
-def prepare(node: EvaluatorNode, executor: Executor) -> None:
+def prepare(node: EvaluatorNode, executor: Executor, stop: threading.Event) -> None:
     """Start the evaluation once the node is on an executor (also what `bringup` calls)."""
     node.start()
 

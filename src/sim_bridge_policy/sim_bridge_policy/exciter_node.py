@@ -299,7 +299,7 @@ class ExciterNode(Node):
         super().destroy_node()
 
 
-def prepare(node: ExciterNode, executor: Executor) -> None:
+def prepare(node: ExciterNode, executor: Executor, stop: threading.Event) -> None:
     """Nothing to start: the node acts on joint states (what `bringup` calls for every node)."""
 
 

@@ -47,7 +47,7 @@ class PolicyNode(Node):
         super().destroy_node()
 
 
-def prepare(node: PolicyNode, executor: Executor) -> None:
+def prepare(node: PolicyNode, executor: Executor, stop: threading.Event) -> None:
     """Start the train/eval job once the node is on an executor (also what `bringup` calls)."""
     node.start()
 

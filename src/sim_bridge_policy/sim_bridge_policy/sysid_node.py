@@ -57,7 +57,7 @@ class SysidNode(Node):
             self.finished.set()
 
 
-def prepare(node: SysidNode, executor: Executor) -> None:
+def prepare(node: SysidNode, executor: Executor, stop: threading.Event) -> None:
     """Start the job once the node is on an executor (also what `bringup` calls)."""
     node.start()
 

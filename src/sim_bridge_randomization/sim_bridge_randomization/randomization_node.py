@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, ParameterValue, SetParametersResult
@@ -68,13 +70,32 @@ class RandomizationNode(Node):
         with self._spec_lock:
             return self._send(self.spec, enabled)
 
+    def hand_over(self, executor: Executor, stop: threading.Event) -> SetParametersResult | None:
+        """``push`` at start-up, spinning ``executor`` while it waits for the simulator: no thread
+        blocks, so a stop requested meanwhile ends the wait (None) at once. Otherwise a process
+        stopped while its simulator went away would outlast ros2 launch's SIGTERM and SIGKILL."""
+        client = self._set_parameters
+        deadline = time.monotonic() + SERVICE_TIMEOUT_S
+
+        def wait(done: Callable[[], bool]) -> bool:
+            while not done():
+                if stop.is_set():
+                    return False
+                if time.monotonic() > deadline:
+                    raise SimulatorUnavailableError(
+                        f"{client.srv_name} did not answer within {SERVICE_TIMEOUT_S:g} s"
+                    )
+                executor.spin_once(timeout_sec=0.05)
+            return True
+
+        with self._spec_lock:
+            if not wait(client.service_is_ready):
+                return None
+            answer = client.call_async(_request(self.spec, self.config.enabled))
+            return _outcome(answer.result()) if wait(answer.done) else None
+
     def _send(self, spec: dict, enabled: bool | None = None) -> SetParametersResult:
-        values = [_string("randomization", to_yaml(spec))]
-        if enabled is not None:
-            values.append(_bool("randomization_enabled", enabled))
-        results = self._call(self._set_parameters, SetParameters.Request(parameters=values)).results
-        refused = [r for r in results if not r.successful]
-        return refused[0] if refused else results[0]
+        return _outcome(self._call(self._set_parameters, _request(spec, enabled)))
 
     def _on_set_ranges(self, parameters: list[Parameter]) -> SetParametersResult:
         """Take new ranges only if the simulator takes the spec they make (the answer waits for it)."""
@@ -122,6 +143,20 @@ class RandomizationNode(Node):
         return response
 
 
+def _request(spec: dict, enabled: bool | None) -> SetParameters.Request:
+    """The simulator's parameters that carry ``spec`` (and the enabled flag, unless None)."""
+    values = [_string("randomization", to_yaml(spec))]
+    if enabled is not None:
+        values.append(_bool("randomization_enabled", enabled))
+    return SetParameters.Request(parameters=values)
+
+
+def _outcome(response: SetParameters.Response) -> SetParametersResult:
+    """The first refusal in the simulator's answer, else its first result."""
+    refused = [r for r in response.results if not r.successful]
+    return refused[0] if refused else response.results[0]
+
+
 def _string(name: str, value: str) -> ParameterMsg:
     return ParameterMsg(
         name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
@@ -132,14 +167,14 @@ def _bool(name: str, value: bool) -> ParameterMsg:
     return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))
 
 
-def prepare(node: RandomizationNode, executor: Executor) -> None:
+def prepare(node: RandomizationNode, executor: Executor, stop: threading.Event) -> None:
     """Hand the spec to the simulator before serving; a refusal stops the node at start-up."""
-    startup = executor.create_task(node.push, node.config.enabled)
-    executor.spin_until_future_complete(startup)
     try:
-        result = startup.result()
+        result = node.hand_over(executor, stop)
     except SimulatorUnavailableError as exc:
         raise ConfigError(f"randomization.simulator: {exc}") from exc
+    if result is None:  # stopped while waiting: the process ends without a word
+        return
     if not result.successful:
         raise ConfigError(f"randomization.config: the simulator refused the spec: {result.reason}")
     node.get_logger().info(f"spec {node.config.config} in effect on /{node.config.simulator}")

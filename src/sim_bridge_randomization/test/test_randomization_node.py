@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,16 @@ def test_missing_spec_fails_at_start_with_one_line(start_node):
     process.proc.wait(timeout=30)
     lines = [line for line in process.output().splitlines() if line.strip()]
     assert process.proc.returncode == 2 and len(lines) == 1 and "randomization.config" in lines[0], lines
+
+
+def test_a_stop_while_it_waits_for_the_simulator_ends_it_at_once(start_node, ros_client):
+    """The node hands its spec to the simulator before serving. Stopped while it still waits (a launch
+    that ends before the simulator answered), it ends cleanly at once, not after its 30 s wait:
+    ros2 launch escalates to SIGTERM after 5 s and to SIGKILL after 15."""
+    process = start_node("sim_bridge_randomization", "randomization", config=str(SPEC), simulator="nowhere")
+    ros_client.wait_until(
+        lambda: "randomization" in ros_client.node.get_node_names(), timeout=30, what="the node in the graph"
+    )
+    time.sleep(0.5)  # well into its wait for /nowhere/set_parameters
+    process.interrupt()
+    assert process.wait_exit(5) == 0, process.output()

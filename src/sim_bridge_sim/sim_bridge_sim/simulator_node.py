@@ -381,7 +381,7 @@ class SimulatorNode(Node):
         return response
 
 
-def prepare(node: SimulatorNode, executor: Executor) -> None:
+def prepare(node: SimulatorNode, executor: Executor, stop: threading.Event) -> None:
     """Start stepping once the node is on an executor (also what `bringup` calls)."""
     node.start()
 

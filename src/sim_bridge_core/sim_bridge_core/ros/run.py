@@ -14,7 +14,9 @@ from rclpy.signals import SignalHandlerOptions
 
 from sim_bridge_core.config import ConfigError
 
-Prepare = Callable[[Node, Executor], None]
+# A node's start once it is on the executor; the event is set when a stop was requested meanwhile, so
+# a start that waits (on another node, say) can give up instead of holding the process.
+Prepare = Callable[[Node, Executor, threading.Event], None]
 
 
 def run_nodes(
@@ -57,7 +59,7 @@ def run_nodes(
             executor.add_node(started[-1])
         for node, (_, prepare) in zip(started, nodes, strict=True):
             if prepare is not None:
-                prepare(node, executor)
+                prepare(node, executor, stop_requested)
         while rclpy.ok() and not stop_requested.is_set() and not any(_finished(node) for node in started):
             executor.spin_once(timeout_sec=0.1)
         if stop_requested.is_set():
