@@ -594,22 +594,21 @@ def checked(problem: Problem, result: Fit) -> Fit:
     """
     unknowns = problem.unknowns
     x = np.array([result.values[u.name] / u.unit for u in unknowns])
-    room = {
-        +1: np.array([u.upper / u.unit for u in unknowns]) - x,
-        -1: x - np.array([u.lower / u.unit for u in unknowns]),
-    }
+    lower = np.array([u.lower / u.unit for u in unknowns])
+    upper = np.array([u.upper / u.unit for u in unknowns])
     covariance = np.linalg.inv(result.hessian)
     points, checks = [x], {}
     for k, u in enumerate(unknowns):
         if not pinned(u, result.values, result.half_widths, result.moved):
             continue
         step = covariance[:, k] * (CHECK_HALF_WIDTHS * result.half_widths[u.name] / u.unit / covariance[k, k])
-        for side in (+1, -1):
-            moving = side * step != 0
-            fraction = min(1.0, *(room[side][moving] / np.abs(step[moving])))
+        for delta in (step, -step):
+            room = np.where(delta > 0, upper - x, x - lower)  # to the bound each coordinate heads for
+            moving = delta != 0
+            fraction = min(1.0, *(room[moving] / np.abs(delta[moving])))
             if fraction >= MIN_CHECK_FRACTION:  # a step that is mostly cut off by a bound tells little
                 checks.setdefault(u.name, []).append((len(points), fraction))
-                points.append(x + side * fraction * step)
+                points.append(x + fraction * delta)
     if not checks:
         return result
     cost = problem.costs("fit", np.stack(points, axis=1))

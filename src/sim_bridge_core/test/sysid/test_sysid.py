@@ -516,7 +516,8 @@ def test_an_interval_the_rolled_out_cost_does_not_bear_out_pins_nothing(tmp_path
     hessian = jacobian.T @ jacobian + PRIOR_WEIGHT**2 * np.eye(len(x))
     hessian[claim, claim] += 1e3  # curvature the cost does not have
     claimed = dict(half_widths)
-    claimed["joint7.kp"] = 1.96 * NOISE_FLOOR * np.sqrt(np.linalg.inv(hessian)[claim, claim]) * 2000.0
+    unit = unknowns[claim].unit
+    claimed["joint7.kp"] = 1.96 * NOISE_FLOOR * np.sqrt(np.linalg.inv(hessian)[claim, claim]) * unit
     fit = Fit(
         values=values,
         half_widths=claimed,
